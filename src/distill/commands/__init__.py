@@ -1,0 +1,1 @@
+"""Sub-commands of the `distill` CLI, one module each (see `distill.cli`)."""

