@@ -257,3 +257,13 @@ def check_compatible(teacher_tok, student_tok, teacher_model=None, student_model
             fix="use a student built on the teacher's tokenizer (student.init: fresh or layers), "
                 "or cross-tokenizer distillation (loss.cross_tokenizer: uld or align)")
     return tv
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of a tokenizer's vocabulary and special tokens: equal fingerprints tokenize identically."""
+    payload = {
+        "vocab": sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]),
+        "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},
+        "class": type(tokenizer).__name__,
+    }
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()

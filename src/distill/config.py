@@ -1,0 +1,206 @@
+"""The training configuration: one YAML file, validated. Every field is documented where it is declared.
+
+Unknown keys are errors that name the key and suggest the nearest valid one. `--set a.b=value` overrides
+any field from the command line (the value is parsed as YAML, so `--set train.steps=10` is an int).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from distill.errors import DistillError
+from distill.losses import LOSSES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TeacherConfig(_Section):
+    model: str = Field("default", description="Teacher model: 'default' (bundled SmolLM2-135M-Instruct), a GGUF "
+                       "file, a local Hugging Face directory, or a hub id (needs network).")
+    store: str | None = Field(None, description="A capture store written by `distill capture`. When set, training "
+                              "reads the teacher's top-k from it instead of running the teacher.")
+    authorization: str | None = Field(None, description="Authorization record (YAML/JSON) that permits distilling "
+                                      "from a teacher whose licence or terms the policy gate would refuse.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the teacher's repository to run. Off "
+                                    "by default: only enable for repositories you trust.")
+
+
+class StudentConfig(_Section):
+    init: Literal["fresh", "layers", "pretrained"] = Field(
+        "fresh", description="How to build the student: 'fresh' = a new small Llama on the teacher's tokenizer; "
+        "'layers' = a copy of the teacher keeping some of its layers; 'pretrained' = an existing model (`model`).")
+    model: str | None = Field(None, description="With init=pretrained: the student model (directory, GGUF or hub id).")
+    hidden_size: int = Field(192, ge=8, description="init=fresh: hidden width.")
+    num_layers: int = Field(4, ge=1, description="init=fresh: decoder layers.")
+    num_heads: int = Field(4, ge=1, description="init=fresh: attention heads (must divide hidden_size).")
+    intermediate_size: int | None = Field(None, description="init=fresh: MLP width (default 4 × hidden_size).")
+    layers: list[int] | None = Field(None, description="init=layers: teacher layer indices to keep, e.g. [0, 10, 20].")
+    every: int | None = Field(None, ge=1, description="init=layers: keep every k-th teacher layer (0, k, 2k, ...).")
+    name: str = Field("distill-student", description="Model name written into the model card and lineage.")
+
+
+class DataConfig(_Section):
+    path: str = Field("shakespeare", description="Training data: 'shakespeare' (bundled public-domain corpus), a "
+                      "text file or folder, a JSONL file (`text` or chat `messages`), a Parquet file, or a folder "
+                      "written by `distill generate`.")
+    format: Literal["auto", "text", "jsonl", "parquet", "generated"] = Field(
+        "auto", description="How to read `path`; 'auto' decides from the file suffix / folder contents.")
+    seq_len: int = Field(256, ge=8, description="Tokens per training sequence (plain text is packed to this length; "
+                         "longer chat examples are truncated).")
+    heldout_fraction: float = Field(0.05, gt=0, lt=0.5, description="Share of sequences kept out of training for "
+                                    "evaluation (deterministic split by `seed`).")
+    max_sequences: int | None = Field(None, ge=1, description="Use at most this many sequences (after the split).")
+    seed: int = Field(0, description="Seed of the train/held-out split.")
+
+
+class LossConfig(_Section):
+    kind: Literal[LOSSES] = Field("forward_kl", description="Divergence between teacher and student: forward_kl, "  # type: ignore[valid-type]
+                                  "reverse_kl, jsd (generalized, with beta), skew_forward_kl / skew_reverse_kl "
+                                  "(with alpha), or tvd.")
+    beta: float = Field(0.5, ge=0, le=1, description="jsd: 0 = forward KL, 1 = reverse KL, 0.5 = symmetric JS.")
+    alpha: float = Field(0.1, ge=0, lt=1, description="skew losses: the teacher (or student) share in the mixture.")
+    temperature: float = Field(1.0, gt=0, description="Softens both distributions; the KD term is scaled by T².")
+    kd_weight: float = Field(1.0, ge=0, description="Weight of the distillation term.")
+    ce_weight: float = Field(0.0, ge=0, description="Weight of cross-entropy on the data tokens (sequence-level KD "
+                             "on generated answers uses this term).")
+    chunk_size: int = Field(256, ge=1, description="Tokens per loss chunk: peak loss memory grows with "
+                            "chunk_size × vocabulary, never with batch × sequence.")
+    backward: Literal["fused", "recompute"] = Field(
+        "fused", description="'fused' computes each chunk's gradient during the forward pass (Liger-style, "
+        "fastest); 'recompute' recomputes chunk logits in backward (less code in the hot path, slower).")
+    warn_ratio: float = Field(100.0, gt=1, description="Warn when one weighted loss term is this many times "
+                              "larger than the other (the KD term would silently do nothing).")
+
+
+class TrainConfig(_Section):
+    steps: int = Field(200, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(4, ge=1, description="Sequences per micro-batch, across all data-parallel ranks.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate of the cosine schedule, as a "
+                                "fraction of lr.")
+    warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps before the cosine decay.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(0, description="Seed for initialization, data order and sampling.")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's choice).")
+    checkpoint_every: int = Field(50, ge=1, description="Save a resumable checkpoint every N steps.")
+    eval_every: int = Field(50, ge=1, description="Held-out KL and loss every N steps (and at the end).")
+    eval_sequences: int = Field(16, ge=1, description="Held-out sequences used for the periodic evaluation.")
+    on_policy_fraction: float = Field(0.0, ge=0, le=1, description="GKD λ: share of batches where the student "
+                                      "samples its own continuations and the teacher scores them.")
+    sample_temperature: float = Field(1.0, gt=0, description="On-policy sampling temperature.")
+    sample_max_new_tokens: int = Field(64, ge=1, description="On-policy: new tokens per sampled continuation.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+
+class DistillConfig(_Section):
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Where the teacher signal comes from.")
+    student: StudentConfig = Field(default_factory=StudentConfig, description="How the student is built.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training and held-out data.")
+    loss: LossConfig = Field(default_factory=LossConfig, description="The loss family and its memory bound.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Optimization and bookkeeping.")
+    output_dir: str = Field("runs/student", description="Where the finished student is written (a Hugging Face "
+                            "model directory); checkpoints live in `<output_dir>.ckpt/`.")
+    signing_key: str | None = Field(None, description="Ed25519 private key for signing lineage.json (or set "
+                                    "$DISTILL_SIGNING_KEY). Never stored in the output.")
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillConfig:
+        if self.student.init == "pretrained" and not self.student.model:
+            raise ValueError("student.init=pretrained needs student.model")
+        if self.student.init == "layers" and not (self.student.layers or self.student.every):
+            raise ValueError("student.init=layers needs student.layers or student.every")
+        return self
+
+
+def _suggest(bad: str, section: type[BaseModel] | None) -> str:
+    names = list(section.model_fields) if section else []
+    close = difflib.get_close_matches(bad, names, n=1, cutoff=0.5)
+    return f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(names)}"
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = DistillConfig
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return model
+        ann = model.model_fields[part].annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return model
+
+
+def _validation_error(e: ValidationError, source: str) -> DistillError:
+    msgs = []
+    for err in e.errors():
+        loc = tuple(err["loc"])
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            msgs.append(f"unknown key '{dotted}' ({_suggest(str(loc[-1]), _section_at(loc[:-1]))})")
+        else:
+            msgs.append(f"'{dotted}': {err['msg']} (got {err.get('input')!r:.60})")
+    return DistillError("invalid configuration: " + "; ".join(msgs), where=source,
+                        fix="fix the key or value; `distill train --help-config` lists every field with its meaning")
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise DistillError(f"--set expects key=value, got '{item}'", where="--set", fix="write e.g. --set train.steps=20")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DistillConfig:
+    """Read a YAML config (or the defaults when path is None) and apply `key=value` overrides."""
+    raw: dict[str, Any] = {}
+    source = str(path) if path else "(defaults)"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise DistillError(f"config file not found: {path}", fix="check the path; examples/ has working configs")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+            raise DistillError(f"malformed YAML: {getattr(e, 'problem', e)}", where=where,
+                               fix="fix the YAML syntax (indentation, colons, quotes)") from e
+        if not isinstance(raw, dict):
+            raise DistillError("the config must be a YAML mapping of sections (teacher, student, data, loss, train)",
+                               where=str(path), fix="see examples/demo.yaml")
+    for item in overrides or []:
+        keys, value = _parse_override(item)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise DistillError(f"--set {item}: '{k}' is not a section", where="--set")
+        node[keys[-1]] = value
+    try:
+        return DistillConfig.model_validate(raw)
+    except ValidationError as e:
+        raise _validation_error(e, source) from e
+
+
+def describe_fields(model: type[BaseModel] = DistillConfig, prefix: str = "") -> list[str]:
+    """Every config field with its default and documentation, for `distill train --help-config`."""
+    lines = []
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            lines.append(f"{prefix}{name}:  # {f.description}")
+            lines.extend(describe_fields(ann, prefix + "  "))
+        else:
+            lines.append(f"{prefix}{name}: {f.default!r}  # {f.description}")
+    return lines

@@ -1,0 +1,174 @@
+"""Memory-bounded distillation loss with the student's output projection fused in.
+
+The student's final hidden states [N, d] and output head [V, d] go in; full [N, V] logits never exist.
+Tokens are processed in chunks of C: per chunk the student logits [C, V] (and, for a dense teacher signal, the
+teacher logits [C, V]) are formed, the loss terms computed by the pure functions of `distill.losses`, and —
+in the default 'fused' mode — the chunk's gradients with respect to the hidden states and the head are
+computed right away (as Liger-Kernel does), so nothing of the chunk survives it.
+
+Peak extra memory of the loss, in float32 values:
+    fused:      ≈ k·C·V  (k ≈ 6 live [C, V] buffers: student logits, teacher logits, two log-softmaxes, their
+                product/gradient)  + V·d (head gradient) + N·d (hidden gradient)
+    recompute:  the same per chunk, at backward time, plus the saved chunk inputs
+independent of batch × sequence length. C=256, V=49152: ≈ 300 MB; the naive [B·T, V] path at 4×256 tokens
+holds 2 × 4×256×49152 × 4 B = 400 MB for logits alone, plus as much again for each softmax and gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from distill.losses import cross_entropy, divergence, sparse_buckets, student_buckets
+from distill.signals import DenseSignal, Signal, SparseSignal
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What to compute; mirrors `distill.config.LossConfig`."""
+
+    kind: str = "forward_kl"
+    beta: float = 0.5
+    alpha: float = 0.1
+    temperature: float = 1.0
+    kd_weight: float = 1.0
+    ce_weight: float = 0.0
+    chunk_size: int = 256
+    backward: str = "fused"
+
+    @classmethod
+    def from_config(cls, cfg) -> LossSpec:
+        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})
+
+
+def chunk_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tensor, spec: LossSpec
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-token KD loss, per-token CE loss and a mask of tokens that carry teacher signal, for one chunk."""
+    s_logits = s_logits.float()
+    T = spec.temperature
+    ce = cross_entropy(s_logits, targets)
+    if signal is None or spec.kd_weight == 0:
+        zero = torch.zeros_like(ce)
+        return zero, ce, torch.zeros_like(ce, dtype=torch.bool)
+    div = divergence(spec.kind, spec.beta, spec.alpha)
+    s_logp = torch.log_softmax(s_logits / T, dim=-1)
+    if isinstance(signal, DenseSignal):
+        t_logp = torch.log_softmax(signal.logits(rows).float() / T, dim=-1)
+        has = torch.ones_like(ce, dtype=torch.bool)
+    elif isinstance(signal, SparseSignal):
+        ids, t_top = signal.ids[rows], signal.logprobs[rows].float()
+        has = (ids >= 0).any(-1)
+        if T != 1.0:  # bucket distributions, re-tempered over their k+1 outcomes
+            t_logp = torch.log_softmax(sparse_buckets(t_top) / T, dim=-1)
+            s_logp = torch.log_softmax(student_buckets(torch.log_softmax(s_logits, -1), ids) / T, dim=-1)
+        else:
+            t_logp, s_logp = sparse_buckets(t_top), student_buckets(s_logp, ids)
+    else:
+        raise TypeError(f"unknown teacher signal {type(signal).__name__}")
+    kd = div(t_logp, s_logp) * (T * T)
+    return torch.where(has, kd, torch.zeros_like(kd)), ce, has
+
+
+class _FusedChunkedLoss(torch.autograd.Function):
+    """Loss and its gradient in one pass over the chunks (gradient computed in forward)."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, signal: Signal, targets: Tensor, spec: LossSpec,
+                normalizer: float, stats: dict) -> Tensor:
+        grad_h = torch.empty_like(hidden)
+        grad_w = torch.zeros_like(weight)
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, hidden.shape[0], spec.chunk_size):
+            rows = slice(start, start + spec.chunk_size)
+            h = hidden[rows]
+            logits = (h @ weight.T).requires_grad_(True)
+            with torch.enable_grad():
+                kd, ce, has = chunk_terms(logits, signal, rows, targets[rows], spec)
+                chunk_loss = (spec.kd_weight * kd + spec.ce_weight * ce).sum() / normalizer
+                (g,) = torch.autograd.grad(chunk_loss, logits)
+            g = g.to(h.dtype)
+            torch.matmul(g, weight, out=grad_h[rows])
+            grad_w.addmm_(g.T, h)
+            total += chunk_loss.detach()
+            _accumulate(stats, kd, ce, has)
+        ctx.save_for_backward(grad_h, grad_w)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_out, grad_w * grad_out, None, None, None, None, None
+
+
+def _accumulate(stats: dict, kd: Tensor, ce: Tensor, has: Tensor) -> None:
+    stats["kd_sum"] = stats.get("kd_sum", 0.0) + float(kd.detach().sum())
+    stats["ce_sum"] = stats.get("ce_sum", 0.0) + float(ce.detach().sum())
+    stats["kd_tokens"] = stats.get("kd_tokens", 0) + int(has.sum())
+    stats["tokens"] = stats.get("tokens", 0) + int(ce.numel())
+
+
+def _recompute_loss(hidden: Tensor, weight: Tensor, signal: Signal, targets: Tensor, spec: LossSpec,
+                    normalizer: float, stats: dict) -> Tensor:
+    """The same loss with activation checkpointing per chunk: logits are recomputed in backward."""
+
+    def one_chunk(h: Tensor, w: Tensor, rows: slice, tgt: Tensor) -> Tensor:
+        kd, ce, has = chunk_terms(h @ w.T, signal, rows, tgt, spec)
+        if torch.is_grad_enabled() and not stats.get("_in_backward"):
+            _accumulate(stats, kd, ce, has)
+        return (spec.kd_weight * kd + spec.ce_weight * ce).sum() / normalizer
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], spec.chunk_size):
+        rows = slice(start, start + spec.chunk_size)
+        total = total + checkpoint(one_chunk, hidden[rows], weight, rows, targets[rows], use_reentrant=False)
+    stats["_in_backward"] = True
+    return total
+
+
+def distill_loss(hidden: Tensor, weight: Tensor, signal: Signal, targets: Tensor, spec: LossSpec,
+                 normalizer: float | None = None) -> tuple[Tensor, dict]:
+    """Weighted KD + CE loss over N scored positions, summed and divided by `normalizer` (default N).
+
+    Args:
+        hidden: student final hidden states at the scored positions, [N, d] (requires grad).
+        weight: student output head restricted to the real vocabulary, [V, d].
+        signal: the teacher's view of the same N positions (dense, sparse, or None).
+        targets: next-token ids at those positions, [N] (-100 = not a data target).
+    Returns:
+        the loss (a scalar with gradient) and sums for logging: kd_sum, ce_sum, kd_tokens, tokens.
+    """
+    stats: dict = {}
+    norm = float(normalizer if normalizer is not None else max(hidden.shape[0], 1))
+    if spec.backward == "recompute":
+        loss = _recompute_loss(hidden, weight, signal, targets, spec, norm, stats)
+        stats.pop("_in_backward", None)
+    else:
+        loss = _FusedChunkedLoss.apply(hidden, weight, signal, targets, spec, norm, stats)
+    return loss, stats
+
+
+@torch.no_grad()
+def evaluate_chunks(hidden: Tensor, weight: Tensor, signal: DenseSignal | SparseSignal, targets: Tensor,
+                    chunk_size: int = 256) -> dict:
+    """Held-out figures at T=1: sums of KL(teacher‖student), student NLL and top-1 agreement."""
+    out = {"kl_sum": 0.0, "nll_sum": 0.0, "agree": 0, "tokens": 0, "kl_tokens": 0}
+    spec = LossSpec(kind="forward_kl", chunk_size=chunk_size)
+    for start in range(0, hidden.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
+        s_logits = (hidden[rows] @ weight.T).float()
+        kd, ce, has = chunk_terms(s_logits, signal, rows, targets[rows], spec)
+        out["kl_sum"] += float(kd.sum())
+        out["kl_tokens"] += int(has.sum())
+        out["nll_sum"] += float(ce.sum())
+        out["tokens"] += int((targets[rows] != -100).sum())
+        if isinstance(signal, DenseSignal):
+            t_top = signal.logits(rows).argmax(-1)
+        elif signal is not None:
+            t_top = signal.ids[rows][:, 0]
+        else:
+            continue
+        out["agree"] += int(((s_logits.argmax(-1) == t_top) & has).sum())
+    return out
