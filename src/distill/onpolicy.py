@@ -1,0 +1,56 @@
+"""On-policy distillation (GKD): on a share λ of micro-batches the student continues each sequence's
+prompt with its own samples, and the loss is computed on those sampled tokens — the teacher scores the
+student's own distribution of states instead of the data's."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from distill.config import DistillConfig
+
+
+def is_on_policy(seed: int, step: int, micro: int, fraction: float) -> bool:
+    """Deterministic per (step, micro-batch), so resumed and multi-process runs agree."""
+    gen = torch.Generator().manual_seed(seed * 7919 + step * 131 + micro)
+    return bool(torch.rand((), generator=gen) < fraction)
+
+
+@torch.no_grad()
+def sample_continuations(student: torch.nn.Module, prompt_ids: Tensor, max_new_tokens: int, temperature: float,
+                         eos_id: int, seed: int) -> Tensor:
+    """Batched sampling with the KV cache (HF generate). Returns [B, P + new] ids (eos-padded)."""
+    was_training = student.training
+    student.eval()
+    torch.manual_seed(seed)
+    out = student.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=True,
+                           temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
+                           pad_token_id=eos_id, eos_token_id=None)
+    student.train(was_training)
+    return out
+
+
+def maybe_on_policy(batch: dict[str, Tensor], student: torch.nn.Module, cfg: DistillConfig, step: int,
+                    micro: int, tokenizer) -> dict[str, Tensor]:
+    """Replace the batch with prompt + student samples on a λ share of micro-batches; else return it as is.
+
+    The prompt is the first (seq_len − max_new_tokens) tokens of each data sequence; only the sampled
+    positions are scored.
+    """
+    t = cfg.train
+    if not is_on_policy(t.seed, step, micro, t.on_policy_fraction):
+        return batch
+    T = batch["input_ids"].shape[1]
+    new = min(t.sample_max_new_tokens, T - 1)
+    prompt = batch["input_ids"][:, : T - new]
+    base = getattr(student, "module", student)
+    seq = sample_continuations(base, prompt, new, t.sample_temperature, tokenizer.eos_token_id,
+                               seed=t.seed * 1000 + step * 10 + micro)
+    B, L = seq.shape
+    loss_mask = torch.zeros((B, L), dtype=torch.bool, device=seq.device)
+    loss_mask[:, prompt.shape[1] - 1: L - 1] = True  # positions predicting the sampled tokens
+    targets = torch.full((B, L), -100, dtype=torch.long, device=seq.device)
+    targets[:, :-1] = seq[:, 1:]
+    targets[~loss_mask] = -100
+    return {"input_ids": seq, "attention_mask": torch.ones_like(seq), "loss_mask": loss_mask,
+            "targets": targets, "example_ids": batch["example_ids"]}
