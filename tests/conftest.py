@@ -38,4 +38,15 @@ def tiny_teacher_dir(tmp_path_factory, tokenizer) -> Path:
     model = fresh_llama(tokenizer, hidden_size=48, num_layers=3, num_heads=2, seed=1)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny test teacher\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def text_file(tmp_path_factory) -> Path:
+    """A small plain-text corpus (a few Shakespeare plays' openings)."""
+    from distill.data import read_text, shakespeare_files
+
+    out = tmp_path_factory.mktemp("text") / "corpus.txt"
+    out.write_text("\n".join(read_text(p)[:4000] for p in shakespeare_files()[:6]))
     return out

@@ -47,7 +47,7 @@ class LossSpec:
 def chunk_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tensor, spec: LossSpec
                 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-token KD loss, per-token CE loss and a mask of tokens that carry teacher signal, for one chunk."""
-    s_logits = s_logits.float()
+    s_logits = _upcast(s_logits)
     T = spec.temperature
     ce = cross_entropy(s_logits, targets)
     if signal is None or spec.kd_weight == 0:
@@ -56,10 +56,10 @@ def chunk_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tensor, 
     div = divergence(spec.kind, spec.beta, spec.alpha)
     s_logp = torch.log_softmax(s_logits / T, dim=-1)
     if isinstance(signal, DenseSignal):
-        t_logp = torch.log_softmax(signal.logits(rows).float() / T, dim=-1)
+        t_logp = torch.log_softmax(_upcast(signal.logits(rows)) / T, dim=-1)
         has = torch.ones_like(ce, dtype=torch.bool)
     elif isinstance(signal, SparseSignal):
-        ids, t_top = signal.ids[rows], signal.logprobs[rows].float()
+        ids, t_top = signal.ids[rows], _upcast(signal.logprobs[rows])
         has = (ids >= 0).any(-1)
         if T != 1.0:  # bucket distributions, re-tempered over their k+1 outcomes
             t_logp = torch.log_softmax(sparse_buckets(t_top) / T, dim=-1)
@@ -70,6 +70,11 @@ def chunk_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tensor, 
         raise TypeError(f"unknown teacher signal {type(signal).__name__}")
     kd = div(t_logp, s_logp) * (T * T)
     return torch.where(has, kd, torch.zeros_like(kd)), ce, has
+
+
+def _upcast(x: Tensor) -> Tensor:
+    """Losses run in at least float32 (bf16/fp16 logits from autocast are upcast)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class _FusedChunkedLoss(torch.autograd.Function):
@@ -158,7 +163,7 @@ def evaluate_chunks(hidden: Tensor, weight: Tensor, signal: DenseSignal | Sparse
     spec = LossSpec(kind="forward_kl", chunk_size=chunk_size)
     for start in range(0, hidden.shape[0], chunk_size):
         rows = slice(start, start + chunk_size)
-        s_logits = (hidden[rows] @ weight.T).float()
+        s_logits = _upcast(hidden[rows] @ weight.T)
         kd, ce, has = chunk_terms(s_logits, signal, rows, targets[rows], spec)
         out["kl_sum"] += float(kd.sum())
         out["kl_tokens"] += int(has.sum())
