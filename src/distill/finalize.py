@@ -93,8 +93,6 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
                   history: list[dict], verdict, replace: bool) -> Path:
     """Save the student as a Hugging Face directory (atomically) with card, plot, metrics and lineage."""
     from distill import lineage, policy
-    from distill.models import weights_sha256
-
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     name, notices = policy.apply_obligations(verdict, cfg.student.name) if verdict else (cfg.student.name, [])
@@ -109,10 +107,10 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
         has_plot = plot_history(history, tmp / "loss.png")
         final = {k: v for k, v in (history[-1] if history else {}).items() if k != "time"}
         record = lineage.build_record(
-            student_dir=tmp, student_name=name, teacher=teacher, data={"description": corpus.description,
-                                                                      "fingerprint": corpus.fingerprint},
-            config=cfg.model_dump(mode="json"), verdict=verdict, evaluation=final,
-            weights_sha256=weights_sha256(tmp))
+            student_name=name, teacher=teacher, verdict=verdict, config=cfg.model_dump(mode="json"),
+            data={"name": cfg.data.path, "description": corpus.description, "sha256": corpus.fingerprint,
+                  **corpus.stats},
+            evaluation=final)
         card = model_card(name, cfg, teacher, corpus, final, param_count(student), lineage.card_section(record),
                           notices, has_plot)
         (tmp / "README.md").write_text(card)
