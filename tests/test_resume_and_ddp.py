@@ -1,0 +1,88 @@
+"""Checkpoint/resume exactness after SIGKILL, and a 2-process DDP run matching a 1-process run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+
+def _write_config(path: Path, teacher: Path, data: Path, out: Path, **train) -> Path:
+    cfg = {
+        "teacher": {"model": str(teacher)},
+        "student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2},
+        "data": {"path": str(data), "seq_len": 32},
+        "loss": {"kind": "jsd", "beta": 0.5, "chunk_size": 32, "ce_weight": 0.2},
+        "train": {"steps": 8, "batch_size": 4, "eval_every": 100, "eval_sequences": 2, "checkpoint_every": 2,
+                  "progress": False, "warmup_steps": 2, "threads": 1, **train},
+        "output_dir": str(out),
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "model.safetensors"))
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_teacher_dir, text_file):
+    ref_out, cut_out = tmp_path / "ref", tmp_path / "cut"
+    ref_cfg = _write_config(tmp_path / "ref.yaml", tiny_teacher_dir, text_file, ref_out)
+    cut_cfg = _write_config(tmp_path / "cut.yaml", tiny_teacher_dir, text_file, cut_out)
+    cli = [sys.executable, "-m", "distill.cli", "train"]
+    subprocess.run(cli + [str(ref_cfg)], check=True, env=_env(), capture_output=True, timeout=300)
+
+    proc = subprocess.Popen(cli + [str(cut_cfg)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = Path(str(cut_out) + ".ckpt")
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # kill once a checkpoint past step 2 exists, mid-run
+            latest = ckpt / "latest"
+            if latest.is_file() and latest.read_text().strip() >= "step-000004":
+                break
+            if proc.poll() is not None:
+                pytest.fail("the run finished before it could be killed")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not cut_out.exists(), "a killed run must not leave a finished-looking student"
+    done = subprocess.run(cli + [str(cut_cfg), "--resume"], env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = _weights(ref_out), _weights(cut_out)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun not installed")
+def test_two_process_ddp_matches_one_process(tmp_path, tiny_teacher_dir, text_file):
+    one, two = tmp_path / "one", tmp_path / "two"
+    cfg1 = _write_config(tmp_path / "one.yaml", tiny_teacher_dir, text_file, one, steps=3, grad_accum=2)
+    cfg2 = _write_config(tmp_path / "two.yaml", tiny_teacher_dir, text_file, two, steps=3, grad_accum=2)
+    cli = [sys.executable, "-m", "distill.cli", "train"]
+    subprocess.run(cli + [str(cfg1)], check=True, env=_env(), capture_output=True, timeout=300)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    res = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "0", "-m", "distill.cli", "train",
+                          str(cfg2)], env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = _weights(one), _weights(two)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-5, msg=k)
