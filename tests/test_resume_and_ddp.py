@@ -80,7 +80,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_teacher_dir, text_fi
     cli = [sys.executable, "-m", "distill.cli", "train"]
     subprocess.run(cli + [str(cfg1)], check=True, env=_env(), capture_output=True, timeout=300)
     torchrun = str(Path(sys.executable).parent / "torchrun")
-    res = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "0", "-m", "distill.cli", "train",
+    res = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "distill.cli", "train",
                           str(cfg2)], env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     a, b = _weights(one), _weights(two)

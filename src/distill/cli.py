@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e.paragraph()}", file=sys.stderr)
         return e.code
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -114,6 +114,8 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
         card = model_card(name, cfg, teacher, corpus, final, param_count(student), lineage.card_section(record),
                           notices, has_plot)
         (tmp / "README.md").write_text(card)
+        if verdict is not None and (notice := policy.notice_text(verdict)):
+            (tmp / "NOTICE").write_text(notice)
         from distill.signing import resolve_signing_key
 
         lineage.write_lineage(tmp, record, resolve_signing_key(cfg.signing_key))

@@ -1,0 +1,34 @@
+"""`distill keys new --out FILE`: an Ed25519 signing key for lineage.json."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "keys"
+HELP = "create or inspect Ed25519 keys that sign lineage.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    new = sub.add_parser("new", help="write a new private key (PEM, mode 0600) and FILE.pub",
+                         description="Write a new Ed25519 private key to FILE (PEM, readable by you only) and its "
+                         "public key to FILE.pub, and print the public key's fingerprint. Keep FILE out of model "
+                         "and output directories; use it with `distill train --signing-key FILE` or "
+                         "DISTILL_SIGNING_KEY=FILE.")
+    new.add_argument("--out", required=True, metavar="FILE", help="where to write the private key")
+    new.add_argument("--force", action="store_true", help="overwrite an existing FILE")
+    fp = sub.add_parser("fingerprint", help="print the fingerprint of a key file (public or private)")
+    fp.add_argument("file", metavar="FILE")
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill import signing
+
+    if args.keys_command == "new":
+        path, fingerprint = signing.new_key(args.out, force=args.force)
+        print(f"private key: {path} (mode 0600; keep it secret, outside model directories)")
+        print(f"public key:  {path.with_name(path.name + '.pub')}")
+        print(f"fingerprint: {fingerprint}")
+        return 0
+    print(signing.fingerprint(signing.load_public_key(args.file)))
+    return 0

@@ -1,0 +1,55 @@
+"""`distill lineage verify DIR` / `distill lineage show DIR`: check and display a student's signed lineage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "lineage"
+HELP = "verify or show a student's lineage.json (signature, weights hash, teacher chain)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="lineage_command", metavar="ACTION", required=True)
+    verify = sub.add_parser("verify", help="check signature, weights hash and chain (exit 4 on failure)",
+                            description="Check DIR/lineage.json: its Ed25519 signature, that the weights match the "
+                            "recorded hash, and the embedded teacher lineage. Exit 0 when everything checks out "
+                            "(an unsigned record passes with status UNSIGNED unless --require-signature), 4 when "
+                            "anything was tampered with.")
+    verify.add_argument("directory", metavar="DIR")
+    verify.add_argument("--trusted-key", metavar="PUBFILE",
+                        help="require this signer: a public key file (FILE.pub) or a 'sha256:...' fingerprint")
+    verify.add_argument("--require-signature", action="store_true", help="fail when lineage.json is unsigned")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    show = sub.add_parser("show", help="print the lineage as a model-card section (markdown)")
+    show.add_argument("directory", metavar="DIR")
+    show.add_argument("--json", action="store_true", help="print the raw record")
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill import lineage
+    from distill.errors import DistillError
+
+    if args.lineage_command == "show":
+        record = lineage.read_lineage(args.directory)
+        if record is None:
+            raise DistillError(f"no lineage.json in {args.directory}", where=args.directory, code=4,
+                               fix="point at a student directory written by `distill train`")
+        print(json.dumps(record, indent=2, ensure_ascii=False) if args.json else lineage.card_section(record))
+        return 0
+    result = lineage.verify(args.directory, trusted_key=args.trusted_key, require_signature=args.require_signature)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(f"status: {result.status}")
+        print(f"signature: {result.signature}" + (f" (signer {result.signer})" if result.signer else ""))
+        if result.trusted is not None:
+            print(f"trusted signer: {'yes' if result.trusted else 'NO'}")
+        print(f"weights: {'match' if result.weights_ok else 'MISMATCH' if result.weights_ok is False else 'n/a'}")
+        print("chain:")
+        for line in lineage.chain_lines(result.chain):
+            print(f"  {line}")
+    if not result.ok:
+        raise DistillError("lineage verification failed: " + "; ".join(result.problems), where=args.directory,
+                           code=4, fix="do not trust this model's provenance; obtain it again from its publisher")
+    return 0
