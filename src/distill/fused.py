@@ -81,22 +81,25 @@ class _FusedChunkedLoss(torch.autograd.Function):
     """Loss and its gradient in one pass over the chunks (gradient computed in forward)."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=None)
     def forward(ctx, hidden: Tensor, weight: Tensor, signal: Signal, targets: Tensor, spec: LossSpec,
                 normalizer: float, stats: dict) -> Tensor:
+        # Matmuls run in the hidden states' dtype (bf16 under autocast on GPU); the loss itself in fp32 and
+        # the head gradient is accumulated in the parameter's dtype.
+        w = weight.to(hidden.dtype)
         grad_h = torch.empty_like(hidden)
         grad_w = torch.zeros_like(weight)
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.shape[0], spec.chunk_size):
             rows = slice(start, start + spec.chunk_size)
             h = hidden[rows]
-            logits = (h @ weight.T).requires_grad_(True)
+            logits = (h @ w.T).requires_grad_(True)
             with torch.enable_grad():
                 kd, ce, has = chunk_terms(logits, signal, rows, targets[rows], spec)
                 chunk_loss = (spec.kd_weight * kd + spec.ce_weight * ce).sum() / normalizer
                 (g,) = torch.autograd.grad(chunk_loss, logits)
-            g = g.to(h.dtype)
-            torch.matmul(g, weight, out=grad_h[rows])
-            grad_w.addmm_(g.T, h)
+            torch.matmul(g.to(w.dtype), w, out=grad_h[rows])
+            grad_w.addmm_(g.T.to(weight.dtype), h.to(weight.dtype))
             total += chunk_loss.detach()
             _accumulate(stats, kd, ce, has)
         ctx.save_for_backward(grad_h, grad_w)

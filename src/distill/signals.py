@@ -77,8 +77,8 @@ class LiveTeacher:
     def signal(self, batch: dict[str, Tensor], positions: Tensor) -> DenseSignal:
         hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
         flat = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
-        head = self.model.get_output_embeddings().weight[: self.vocab_size]
-        return DenseSignal(hidden=flat.clone(), head=head.detach(), softcap=self.softcap)
+        head = self.model.get_output_embeddings().weight[: self.vocab_size].detach()
+        return DenseSignal(hidden=flat.clone(), head=head.to(flat.dtype), softcap=self.softcap)
 
 
 class BatchTopK:

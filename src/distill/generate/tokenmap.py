@@ -87,7 +87,8 @@ class TokenMapper:
 
     def __post_init__(self) -> None:
         self._by_bytes: dict[bytes, list[int]] = {}
-        for i, b in enumerate(vocab_bytes(self.tokenizer)):
+        self.vocab_bytes = vocab_bytes(self.tokenizer)  # exact bytes of every id
+        for i, b in enumerate(self.vocab_bytes):
             self._by_bytes.setdefault(b, []).append(i)
         self._vocab = self.tokenizer.get_vocab()
         self._cache: dict[tuple[bytes, str], tuple[int | None, str]] = {}

@@ -1,0 +1,104 @@
+"""`distill generate`: collect teacher answers (and top log-probabilities) from an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from distill.errors import DistillError
+
+NAME = "generate"
+HELP = "collect teacher answers and log-probabilities from an OpenAI-compatible API (resumable)"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint", required=True, help="API base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", required=True, help="model name sent to the API")
+    p.add_argument("--prompts", default=None,
+                   help="prompt file: .jsonl (`prompt` or `messages` per line) or text (one prompt per line); "
+                        "omitted or 'chatterbot': the English conversations of chatterbot-corpus")
+    p.add_argument("--out", required=True, help="output folder (results.jsonl, failures.jsonl, accounting.json); "
+                                                "re-running with the same folder resumes")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight at most (default 8)")
+    p.add_argument("--rpm", type=float, default=None, help="requests per minute at most (default: unlimited)")
+    p.add_argument("--tpm", type=float, default=None, help="tokens per minute at most, prompt + completion "
+                                                           "(default: unlimited)")
+    p.add_argument("--top-logprobs", type=int, default=0,
+                   help="top log-probabilities per token to request (0: none; OpenAI allows up to 20)")
+    p.add_argument("--n", type=int, default=1, help="samples per prompt (default 1)")
+    p.add_argument("--max-tokens", type=int, default=256, help="new tokens per sample (default 256)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed sent to the API (default: none)")
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--api-key-env", default=None,
+                     help="environment variable holding the API key (default: OPENAI_API_KEY when set)")
+    key.add_argument("--api-key-file", default=None, help="file whose first line is the API key")
+    p.add_argument("--tokenizer", default=None,
+                   help="teacher tokenizer spec ('default', a model dir, a .gguf) to map log-prob tokens to ids")
+    p.add_argument("--price-in", type=float, default=0.0, help="USD per million prompt tokens, for the cost")
+    p.add_argument("--price-out", type=float, default=0.0, help="USD per million completion tokens, for the cost")
+    p.add_argument("--max-tries", type=int, default=6, help="tries per prompt before giving up (default 6)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request, whole answer (default 120)")
+    p.add_argument("--backoff", type=float, default=1.0,
+                   help="first backoff step in seconds; doubles per retry with full jitter (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    if args.api_key_file:
+        try:
+            lines = Path(args.api_key_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DistillError(f"cannot read the API key file ({type(e).__name__})", where=args.api_key_file,
+                               fix="pass a readable text file whose first line is the key") from None
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise DistillError("the API key file is empty", where=args.api_key_file, fix="put the key on line 1")
+        return key
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env, "").strip()
+        if not key:
+            raise DistillError(f"the environment variable {args.api_key_env} is not set or empty",
+                               where="--api-key-env", fix=f"export {args.api_key_env}=<your key>")
+        return key
+    return os.environ.get("OPENAI_API_KEY", "").strip() or None
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill.generate.client import GenerateConfig, run_generation
+    from distill.generate.prompts import load_prompts
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for opt in ("concurrency", "n", "max_tokens", "max_tries"):
+        if getattr(args, opt) < 1:
+            raise DistillError(f"--{opt.replace('_', '-')} must be at least 1", where="distill generate",
+                               fix="pass a positive number")
+    for opt in ("rpm", "tpm"):
+        if getattr(args, opt) is not None and getattr(args, opt) <= 0:
+            raise DistillError(f"--{opt} must be positive", where="distill generate", fix="pass a positive number "
+                               "or leave it out for no limit")
+    if args.top_logprobs < 0 or args.timeout <= 0 or args.backoff < 0 or args.price_in < 0 or args.price_out < 0:
+        raise DistillError("--top-logprobs, --backoff and the prices must not be negative, --timeout positive",
+                           where="distill generate", fix="fix the option values")
+    key = _api_key(args)
+    prompts = load_prompts(args.prompts)
+    tokenizer = None
+    if args.tokenizer:
+        from distill.models import load_tokenizer
+
+        tokenizer = load_tokenizer(args.tokenizer)
+    cfg = GenerateConfig(endpoint=args.endpoint, model=args.model, out_dir=args.out, prompts=prompts,
+                         concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm, top_logprobs=args.top_logprobs,
+                         n=args.n, max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
+                         seed=args.seed, api_key=key, tokenizer=tokenizer, price_in=args.price_in,
+                         price_out=args.price_out, max_tries=args.max_tries, timeout=args.timeout,
+                         backoff_base=args.backoff, progress=not args.no_progress)
+    acct = run_generation(cfg)
+    print(acct.summary())
+    print(f"results: {Path(args.out) / 'results.jsonl'}; accounting: {Path(args.out) / 'accounting.json'}")
+    return 0 if acct.failed == 0 else 1

@@ -1,0 +1,63 @@
+"""`distill serve`: serve a model over an OpenAI-compatible HTTP API (chat, completions, logprobs, streaming)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from distill.errors import DistillError
+
+NAME = "serve"
+HELP = "serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default="default",
+                   help="model to serve: 'default' (SmolLM2-135M-Instruct), a model directory, a .gguf file or a hub id")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    p.add_argument("--api-key-file", default=None,
+                   help="file with one API key per line (optionally name:key); without it no key is required")
+    p.add_argument("--served-name", default=None,
+                   help="model id clients send and /v1/models lists (default: the MODEL argument)")
+    p.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for")
+    p.add_argument("--max-n", type=int, default=8, help="largest n (choices per prompt) a request may ask for")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body; larger gets 413")
+    p.add_argument("--max-batch", type=int, default=8, help="most sequences decoded together in one batch")
+    p.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning, error)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from distill.models import load_model
+    from distill.serve.app import Limits, create_app
+    from distill.serve.engine import Engine
+    from distill.serve.keys import load_api_keys
+
+    for opt in ("max_tokens", "max_n", "max_body_bytes", "max_batch"):
+        if getattr(args, opt) < 1:
+            raise DistillError(f"--{opt.replace('_', '-')} must be at least 1", where="distill serve",
+                               fix="pass a positive number")
+    if not 0 <= args.port <= 65535:
+        raise DistillError(f"--port {args.port} is not a TCP port", where="distill serve", fix="use 0-65535")
+    keys = load_api_keys(args.api_key_file) if args.api_key_file else None
+    loaded = load_model(args.model)
+    engine = Engine(loaded.model, loaded.tokenizer, max_batch=args.max_batch)
+    name = args.served_name or args.model
+    aliases = tuple({loaded.info.spec, loaded.info.name} - {name, ""})
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_n=args.max_n,
+                    default_max_tokens=min(256, args.max_tokens))
+    app = create_app(engine, name, aliases=aliases, api_keys=keys, limits=limits)
+    log.info("serving %s as '%s' on http://%s:%d (%s)", loaded.info.path, name, args.host, args.port,
+             f"{len(keys)} API key(s)" if keys else "no API key required")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    except OSError as e:
+        raise DistillError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}", where="distill serve",
+                           fix="pick another --port or stop the process using it") from None
+    finally:
+        engine.close()
+    return 0

@@ -1,0 +1,323 @@
+"""The asynchronous generation client behind `distill generate`.
+
+Workers (`concurrency` of them) pull prompts from a queue and POST chat completions with httpx. Before each
+request a worker waits for the shared 429 pause and the requests/min and tokens/min buckets (the token bucket
+is charged an estimate - prompt characters / 4 + max_tokens x n - and corrected with the reported usage).
+
+Retries: 429 waits `retry-after-ms` / `Retry-After` (else backoff); 5xx, 408, timeouts (a whole-request
+deadline of `timeout` seconds, so stalled bodies count), dropped connections and malformed JSON back off
+exponentially with full jitter (`backoff_base * 2**attempt`, capped at `backoff_cap`). Other 4xx are not
+retried; 401/403/404 stop the whole run (a wrong key or model would fail every row). After `max_tries` tries
+a row is recorded in failures.jsonl with the reason and retried by the next run.
+
+All writes go through one `ResultStore` on one dedicated writer thread (so fsync never stalls the event loop):
+one writer, fsync per line, in completion order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from distill.errors import DistillError
+from distill.generate.accounting import Accounting, cost
+from distill.generate.ratelimit import Pause, TokenBucket
+from distill.generate.store import ResultStore, row_key
+from distill.generate.tokenmap import TokenMapper
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerateConfig:
+    """Everything one generation run needs (the CLI options of `distill generate`)."""
+
+    endpoint: str  # base URL (".../v1" added when missing) or the full .../chat/completions URL
+    model: str  # model name sent to the API
+    out_dir: str | Path  # output folder (results.jsonl, failures.jsonl, accounting.json)
+    prompts: list[list[dict]]  # chat-message lists
+    concurrency: int = 8  # requests in flight at most
+    rpm: float | None = None  # requests per minute (None: unlimited)
+    tpm: float | None = None  # tokens per minute, prompt + completion (None: unlimited)
+    top_logprobs: int = 0  # alternatives per token to ask for (0: no log-probabilities)
+    n: int = 1  # samples per prompt
+    max_tokens: int = 256  # new tokens per sample
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    api_key: str | None = field(default=None, repr=False)  # never logged, never stored
+    tokenizer: Any = None  # teacher tokenizer for mapping log-prob tokens to ids (optional)
+    price_in: float = 0.0  # USD per million prompt tokens
+    price_out: float = 0.0  # USD per million completion tokens
+    max_tries: int = 6  # tries per row before giving up
+    timeout: float = 120.0  # seconds per request, whole response included
+    backoff_base: float = 1.0  # first backoff step in seconds
+    backoff_cap: float = 60.0  # longest backoff step in seconds
+    progress: bool = True  # show a tqdm progress bar
+
+    def params(self) -> dict[str, Any]:
+        """The sampling parameters that are part of each row's key."""
+        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p, "n": self.n,
+                "seed": self.seed, "top_logprobs": self.top_logprobs}
+
+
+def chat_url(endpoint: str) -> str:
+    """The chat-completions URL for an endpoint given as base URL, .../v1 or the full URL."""
+    url = endpoint.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise DistillError(f"the endpoint must be an http(s) URL, got {endpoint!r}", where="--endpoint",
+                           fix="pass e.g. http://127.0.0.1:8000/v1")
+    if url.endswith("/chat/completions"):
+        return url
+    if not url.endswith("/v1"):
+        url += "/v1"
+    return url + "/chat/completions"
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), if present."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if ra:
+        try:
+            return max(0.0, float(ra))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(ra)
+                return max(0.0, when.timestamp() - time.time())
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, wait: float | None = None):
+        super().__init__(reason)
+        self.reason, self.wait = reason, wait
+
+
+class _GiveUp(Exception):
+    pass
+
+
+def _parse_choices(data: Any, mapper: TokenMapper | None) -> list[dict]:
+    """The choices of a chat-completion body, with log-probabilities mapped to ids; raises _Retry if malformed."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+        raise _Retry("malformed response (no choices)")
+    out = []
+    for i, ch in enumerate(data["choices"]):
+        msg = ch.get("message") if isinstance(ch, dict) else None
+        if not isinstance(msg, dict) or not isinstance(msg.get("content", ""), (str, type(None))):
+            raise _Retry("malformed response (choice without message)")
+        row: dict[str, Any] = {"index": ch.get("index", i), "text": msg.get("content") or "",
+                               "finish_reason": ch.get("finish_reason")}
+        lp = ch.get("logprobs")
+        content = lp.get("content") if isinstance(lp, dict) else None
+        if isinstance(content, list):
+            entries = []
+            for e in content:
+                if not isinstance(e, dict) or not isinstance(e.get("token"), str):
+                    raise _Retry("malformed response (logprobs entry)")
+                entry = {"token": e["token"], "bytes": e.get("bytes"), "logprob": e.get("logprob"),
+                         "top_logprobs": [{"token": t.get("token"), "bytes": t.get("bytes"), "logprob": t.get("logprob")}
+                                          for t in e.get("top_logprobs") or [] if isinstance(t, dict)
+                                          and isinstance(t.get("token"), str)]}
+                if mapper is not None:
+                    entry["id"] = mapper.map(entry["token"], entry["bytes"])
+                    for t in entry["top_logprobs"]:
+                        t["id"] = mapper.map(t["token"], t["bytes"])
+                entries.append(entry)
+            row["logprobs"] = entries
+            if mapper is not None:
+                ids = [e["id"] for e in entries]
+                row["token_ids"] = ids if all(i is not None for i in ids) else None
+        out.append(row)
+    return out
+
+
+def _estimate_tokens(messages: list[dict], cfg: GenerateConfig) -> int:
+    return sum(len(m.get("content", "")) for m in messages) // 4 + 8 + cfg.max_tokens * cfg.n
+
+
+async def _run(cfg: GenerateConfig) -> Accounting:
+    from tqdm import tqdm
+
+    acct = Accounting(price_in=cfg.price_in, price_out=cfg.price_out)
+    url = chat_url(cfg.endpoint)
+    params = cfg.params()
+    mapper = TokenMapper(cfg.tokenizer) if cfg.tokenizer is not None else None
+    start = time.monotonic()
+    with ResultStore(cfg.out_dir) as store:
+        todo: list[tuple[str, list[dict]]] = []
+        seen: set[str] = set()
+        for msgs in cfg.prompts:
+            key = row_key(msgs, params, cfg.model)
+            if key in seen:
+                acct.duplicates += 1
+                continue
+            seen.add(key)
+            if store.done(key):
+                acct.skipped += 1
+            else:
+                todo.append((key, msgs))
+        acct.prompts = len(seen)
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in todo:
+            queue.put_nowait(item)
+        rpm, tpm, pause = TokenBucket(cfg.rpm), TokenBucket(cfg.tpm), Pause()
+        headers = {"Content-Type": "application/json"}
+        if cfg.api_key:
+            headers["Authorization"] = f"Bearer {cfg.api_key}"
+        bar = tqdm(total=len(todo), disable=not cfg.progress, desc="generate", unit="row", dynamic_ncols=True)
+        loop = asyncio.get_running_loop()
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="distill-store")  # the single writer
+        limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
+
+        async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits, headers=headers) as client:
+
+            async def attempt(msgs: list[dict]) -> tuple[dict, list[dict]]:
+                body: dict[str, Any] = {"model": cfg.model, "messages": msgs, "max_tokens": cfg.max_tokens,
+                                        "temperature": cfg.temperature, "top_p": cfg.top_p, "n": cfg.n}
+                if cfg.seed is not None:
+                    body["seed"] = cfg.seed
+                if cfg.top_logprobs > 0:
+                    body["logprobs"] = True
+                    body["top_logprobs"] = cfg.top_logprobs
+                est = _estimate_tokens(msgs, cfg)
+                await pause.wait()
+                await rpm.take(1)
+                await tpm.take(est)
+                acct.requests += 1
+                try:
+                    resp = await asyncio.wait_for(client.post(url, json=body), cfg.timeout)
+                except (asyncio.TimeoutError, httpx.TimeoutException):
+                    raise _Retry("timeout") from None
+                except httpx.TransportError as e:
+                    raise _Retry(f"connection error ({type(e).__name__})") from None
+                if resp.status_code == 429:
+                    acct.rate_limited += 1
+                    wait = retry_after(resp.headers)
+                    if wait is not None:
+                        pause.extend(wait)
+                    raise _Retry("rate limited (429)", wait)
+                if resp.status_code in (401, 403):
+                    raise DistillError(f"the API refused the key (HTTP {resp.status_code})", where=url,
+                                       fix="check --api-key-env / --api-key-file")
+                if resp.status_code == 404:
+                    raise DistillError(f"the API answered 404 for model {cfg.model!r}: {_error_text(resp)}",
+                                       where=url, fix="check --endpoint and --model")
+                if resp.status_code >= 500 or resp.status_code == 408:
+                    raise _Retry(f"server error (HTTP {resp.status_code})")
+                if resp.status_code != 200:
+                    raise _GiveUp(f"HTTP {resp.status_code}: {_error_text(resp)}")
+                try:
+                    data = resp.json()
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise _Retry("malformed JSON") from None
+                choices = _parse_choices(data, mapper)
+                usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+                used = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+                if used:
+                    tpm.refund(est - used)
+                return data, choices
+
+            async def one(key: str, msgs: list[dict]) -> None:
+                reason = ""
+                for n_try in range(1, cfg.max_tries + 1):
+                    if n_try > 1:
+                        acct.retries += 1
+                    try:
+                        data, choices = await attempt(msgs)
+                    except _Retry as r:
+                        reason = r.reason
+                        if n_try < cfg.max_tries:
+                            step = min(cfg.backoff_cap, cfg.backoff_base * 2 ** (n_try - 1))
+                            await asyncio.sleep(r.wait if r.wait is not None else random.uniform(0, step))
+                        continue
+                    except _GiveUp as g:
+                        reason = str(g)
+                        break
+                    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+                    record = {"key": key, "model": cfg.model, "messages": msgs, "params": params,
+                              "choices": choices, "usage": usage, "response_model": data.get("model"),
+                              "response_id": data.get("id"), "tries": n_try, "time": time.time()}
+                    if await loop.run_in_executor(writer, store.append, record):
+                        acct.succeeded += 1
+                        acct.tokens_in += int(usage.get("prompt_tokens") or 0)
+                        acct.tokens_out += int(usage.get("completion_tokens") or 0)
+                    bar.update(1)
+                    return
+                acct.failed += 1
+                acct.failure_reasons[reason] = acct.failure_reasons.get(reason, 0) + 1
+                await loop.run_in_executor(writer, store.fail, {"key": key, "messages": msgs, "reason": reason,
+                                                                "tries": cfg.max_tries, "time": time.time()})
+                log.warning("gave up on a prompt after %d tries: %s", cfg.max_tries, reason)
+                bar.update(1)
+
+            async def worker() -> None:
+                while True:
+                    try:
+                        key, msgs = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    await one(key, msgs)
+
+            tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(cfg.concurrency, len(todo))))]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                writer.shutdown(wait=True)
+                bar.close()
+                acct.wall_s = round(time.monotonic() - start, 3)
+                if mapper is not None:
+                    acct.token_map = mapper.stats.to_dict()
+                acct.store = _store_totals(store, cfg)
+                acct.save(Path(cfg.out_dir) / "accounting.json")
+    return acct
+
+
+def _store_totals(store: ResultStore, cfg: GenerateConfig) -> dict[str, float]:
+    rows = store.rows_now()
+    t_in = sum(int((r.get("usage") or {}).get("prompt_tokens") or 0) for r in rows)
+    t_out = sum(int((r.get("usage") or {}).get("completion_tokens") or 0) for r in rows)
+    return {"rows": len(rows), "tokens_in": t_in, "tokens_out": t_out,
+            "cost_usd": round(cost(t_in, t_out, cfg.price_in, cfg.price_out), 6)}
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        err = resp.json().get("error")
+        msg = err.get("message") if isinstance(err, dict) else err
+        return str(msg)[:300]
+    except Exception:  # noqa: BLE001
+        return resp.text[:300]
+
+
+def run_generation(cfg: GenerateConfig) -> Accounting:
+    """Run (or resume) a generation; returns the run's accounting (also saved as accounting.json)."""
+    if cfg.concurrency < 1 or cfg.max_tries < 1 or cfg.n < 1 or cfg.max_tokens < 1:
+        raise DistillError("concurrency, max-tries, n and max-tokens must be at least 1", where="distill generate",
+                           fix="pass positive numbers")
+    if cfg.timeout <= 0 or cfg.top_logprobs < 0:
+        raise DistillError("timeout must be positive and top-logprobs not negative", where="distill generate",
+                           fix="fix the option values")
+    chat_url(cfg.endpoint)
+    return asyncio.run(_run(cfg))

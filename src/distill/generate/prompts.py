@@ -1,0 +1,87 @@
+"""Prompt sets for `distill generate`: JSONL, plain text, or the bundled chatterbot English conversations.
+
+Every prompt becomes a list of chat messages (a plain `prompt` string is one user message), because chat
+completions is what OpenAI-compatible APIs universally offer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from distill.errors import DistillError
+
+CHATTERBOT = "chatterbot"
+_ROLES = {"system", "developer", "user", "assistant"}
+
+
+def chatterbot_prompts() -> list[list[dict]]:
+    """The first turn of every English conversation in the PyPI package chatterbot-corpus, deduplicated."""
+    import yaml
+
+    spec = importlib.util.find_spec("chatterbot_corpus")  # located, never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise DistillError("the chatterbot-corpus package is not installed", where="--prompts chatterbot",
+                           fix="run `pip install --no-deps chatterbot-corpus` or pass --prompts FILE")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data" / "english"
+    seen: set[str] = set()
+    out: list[list[dict]] = []
+    for f in sorted(folder.glob("*.yml")):
+        try:
+            doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError):
+            continue
+        for conv in doc.get("conversations") or []:
+            if isinstance(conv, list) and conv and isinstance(conv[0], (str, int, float)):
+                text = str(conv[0]).strip()
+                if text and text not in seen:
+                    seen.add(text)
+                    out.append([{"role": "user", "content": text}])
+    if not out:
+        raise DistillError("no conversations found in chatterbot-corpus", where=str(folder),
+                           fix="reinstall the package or pass --prompts FILE")
+    return out
+
+
+def _messages(obj, where: str) -> list[dict]:
+    if isinstance(obj, dict) and isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
+        return [{"role": "user", "content": obj["prompt"]}]
+    if isinstance(obj, dict) and isinstance(obj.get("messages"), list) and obj["messages"]:
+        msgs = obj["messages"]
+        if all(isinstance(m, dict) and m.get("role") in _ROLES and isinstance(m.get("content"), str) for m in msgs):
+            return [{"role": m["role"], "content": m["content"]} for m in msgs]
+    raise DistillError("a JSONL prompt line needs a non-empty string `prompt` or a `messages` list of "
+                       "{role, content} with string content", where=where,
+                       fix='write e.g. {"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}]}')
+
+
+def load_prompts(spec: str | None) -> list[list[dict]]:
+    """Prompts as chat-message lists from a .jsonl file, a text file (one prompt per line), or `chatterbot`."""
+    if spec in (None, "", CHATTERBOT):
+        return chatterbot_prompts()
+    p = Path(spec)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DistillError(f"prompt file not found: {spec}", where="--prompts",
+                           fix="check the path, or omit --prompts to use the chatterbot conversations") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DistillError(f"cannot read the prompt file ({type(e).__name__})", where=str(p),
+                           fix="pass a UTF-8 .jsonl or text file") from None
+    out: list[list[dict]] = []
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
+        for no, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DistillError(f"invalid JSON ({e.msg})", where=f"{p} line {no}",
+                                   fix="write one JSON object per line") from None
+            out.append(_messages(obj, f"{p} line {no}"))
+    else:
+        out = [[{"role": "user", "content": line.strip()}] for line in text.splitlines() if line.strip()]
+    if not out:
+        raise DistillError("the prompt file holds no prompt", where=str(p), fix="add prompts, one per line")
+    return out

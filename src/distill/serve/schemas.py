@@ -1,0 +1,77 @@
+"""Request bodies of the OpenAI-compatible endpoints, validated strictly (wrong types are refused, not coerced).
+
+Unknown fields are ignored, as OpenAI-compatible servers commonly do. Range checks that depend on the server's
+configuration (max_tokens, n) are applied by the app, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class ContentPart(_Strict):
+    """A part of a message's content; only text parts are supported."""
+
+    type: Literal["text"]
+    text: str
+
+
+class Message(_Strict):
+    """One chat message."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False  # send a last chunk with usage counts
+
+
+class _Common(_Strict):
+    model: str = Field(min_length=1)  # a name from GET /v1/models
+    temperature: float | None = Field(None, ge=0, le=2)  # 0 = greedy; default 1
+    top_p: float | None = Field(None, gt=0, le=1)  # nucleus sampling mass; default 1
+    n: int | None = Field(None, ge=1)  # choices per prompt; default 1
+    stop: str | list[str] | None = None  # up to 4 strings that end a choice
+    seed: int | None = None  # same seed + same request = same output
+    stream: bool | None = False  # server-sent events
+    stream_options: StreamOptions | None = None
+    user: str | None = None  # accepted and ignored
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+class ChatCompletionRequest(_Common):
+    """POST /v1/chat/completions."""
+
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)  # new tokens per choice
+    max_completion_tokens: int | None = Field(None, ge=1)  # newer name of max_tokens; wins when both are given
+    logprobs: bool | None = False  # return log-probabilities of the sampled tokens
+    top_logprobs: int | None = Field(None, ge=0, le=20)  # alternatives per token (needs logprobs=true)
+
+
+class CompletionRequest(_Common):
+    """POST /v1/completions (legacy)."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]  # text(s) or token id list(s)
+    max_tokens: int | None = Field(None, ge=1)  # new tokens per choice; default 16
+    logprobs: int | None = Field(None, ge=0, le=20)  # alternatives per token in the legacy format
+    echo: bool | None = False  # echoing the prompt is not supported (400 when true)
