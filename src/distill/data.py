@@ -57,7 +57,7 @@ def read_text(path: Path) -> str:
 
 def _detect_format(path: Path) -> str:
     if path.is_dir():
-        if (path / "generations.jsonl").is_file():
+        if (path / "results.jsonl").is_file():
             return "generated"
         return "text"
     suffix = path.suffix.lower()

@@ -83,20 +83,28 @@ def make_source(cfg: DistillConfig, teacher: LoadedModel | None, corpus: Corpus,
         from distill.store.reader import StoreTeacher
 
         return StoreTeacher.for_run(cfg, corpus, split=split)
-    if cfg.data.format == "generated" or (Path(cfg.data.path).is_dir()
-                                          and (Path(cfg.data.path) / "generations.jsonl").is_file()):
+    if is_generated_set(cfg):
         return BatchTopK()
     if teacher is None:
         return NoTeacher()
     return LiveTeacher(teacher.model, len(teacher.tokenizer))
 
 
-def _policy_gate(cfg: DistillConfig, teacher: LoadedModel | None):
-    """The licence/terms gate, before any compute. Returns the verdict (or None when no teacher is used)."""
-    if teacher is None:
-        return None
-    from distill.policy import check_model_teacher
+def is_generated_set(cfg: DistillConfig) -> bool:
+    """Is the data a folder written by `distill generate` (teacher answers, maybe with top-k log-probs)?"""
+    path = Path(cfg.data.path)
+    return cfg.data.format == "generated" or (path.is_dir() and (path / "results.jsonl").is_file())
 
+
+def _policy_gate(cfg: DistillConfig, teacher: LoadedModel):
+    """The licence/terms gate, before any compute: the API teacher of a generated set, else the model."""
+    from distill.policy import check_api_teacher, check_model_teacher
+
+    source = Path(cfg.data.path) / "source.json"
+    if is_generated_set(cfg) and source.is_file():
+        api = json.loads(source.read_text())
+        return check_api_teacher(api["endpoint"], api["model"], cfg.teacher.authorization,
+                                 local_spec=cfg.teacher.model)
     return check_model_teacher(teacher.info, cfg.teacher.authorization)
 
 

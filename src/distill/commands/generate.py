@@ -46,6 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request, whole answer (default 120)")
     p.add_argument("--backoff", type=float, default=1.0,
                    help="first backoff step in seconds; doubles per retry with full jitter (default 1)")
+    p.add_argument("--authorization", default=None,
+                   help="authorization record permitting a teacher whose terms the policy gate refuses")
+    p.add_argument("--teacher-spec", default=None,
+                   help="for a local server: the model it serves ('default', a dir, a .gguf), so the policy "
+                        "gate can identify it (default: --tokenizer)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -69,6 +74,15 @@ def _api_key(args: argparse.Namespace) -> str | None:
     return os.environ.get("OPENAI_API_KEY", "").strip() or None
 
 
+def write_source(out: Path, endpoint: str, model: str, verdict) -> None:
+    """Record where the set came from and the policy verdict (read by `distill train` for lineage)."""
+    import json
+
+    tmp = out / "source.json.tmp"
+    tmp.write_text(json.dumps({"endpoint": endpoint, "model": model, "policy": verdict.to_dict()}, indent=1))
+    os.replace(tmp, out / "source.json")
+
+
 def run(args: argparse.Namespace) -> int:
     from distill.generate.client import GenerateConfig, run_generation
     from distill.generate.prompts import load_prompts
@@ -85,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
     if args.top_logprobs < 0 or args.timeout <= 0 or args.backoff < 0 or args.price_in < 0 or args.price_out < 0:
         raise DistillError("--top-logprobs, --backoff and the prices must not be negative, --timeout positive",
                            where="distill generate", fix="fix the option values")
+    from distill.policy import check_api_teacher
+
+    # The licence/terms gate, before any request is sent.
+    verdict = check_api_teacher(args.endpoint, args.model, args.authorization,
+                                local_spec=args.teacher_spec or args.tokenizer)
     key = _api_key(args)
     prompts = load_prompts(args.prompts)
     tokenizer = None
@@ -99,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
                          price_out=args.price_out, max_tries=args.max_tries, timeout=args.timeout,
                          backoff_base=args.backoff, progress=not args.no_progress)
     acct = run_generation(cfg)
+    write_source(Path(args.out), args.endpoint, args.model, verdict)
     print(acct.summary())
     print(f"results: {Path(args.out) / 'results.jsonl'}; accounting: {Path(args.out) / 'accounting.json'}")
     return 0 if acct.failed == 0 else 1
