@@ -187,6 +187,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             if not isinstance(node, dict):
                 raise DistillError(f"--set {item}: '{k}' is not a section", where="--set")
         node[keys[-1]] = value
+    if overrides:
+        source += " with --set " + " ".join(overrides)
     try:
         return DistillConfig.model_validate(raw)
     except ValidationError as e:
