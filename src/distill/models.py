@@ -166,14 +166,43 @@ def _gguf_to_cache(gguf_path: str, digest: str) -> Path:
     return target
 
 
-def load_tokenizer(spec: str | None):
+def load_tokenizer(spec: str | None, trust_remote_code: bool = False):
     """Only the tokenizer of a model spec (cheap for cached GGUF files)."""
     from transformers import AutoTokenizer
 
     kind, path = resolve(spec)
     if kind == "gguf":
-        return AutoTokenizer.from_pretrained(_gguf_to_cache(path, file_sha256(path)))
-    return AutoTokenizer.from_pretrained(path)
+        path = str(_gguf_to_cache(path, file_sha256(path)))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as e:  # noqa: BLE001
+        raise DistillError(f"could not load the tokenizer: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
+                           where=f"{kind} {path}", fix="check the model path or name") from e
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def describe_model(spec: str | None) -> ModelInfo:
+    """Identify a model without loading its weights: kind, path, content hash and GGUF metadata.
+
+    For a GGUF file this dequantizes it into the cache on first use (so `local_dir` holds its tokenizer)."""
+    kind, path = resolve(spec)
+    if kind == "gguf":
+        digest = file_sha256(path)
+        local = _gguf_to_cache(path, digest)
+        meta = json.loads((local / "gguf_metadata.json").read_text())
+        return ModelInfo(spec=spec or DEFAULT_TEACHER, kind=kind, path=path, weights_sha256=digest,
+                         name=str(meta.get("general.name") or Path(path).stem), gguf_metadata=meta,
+                         local_dir=str(local))
+    digest = ""
+    if kind == "dir":
+        if any(Path(path).glob("*.bin")) and not any(Path(path).glob("*.safetensors")):
+            raise DistillError(f"{path} holds only pickled (.bin) weights, which Distill refuses to load",
+                               fix="convert them to safetensors in a trusted environment first")
+        digest = weights_sha256(path)
+    return ModelInfo(spec=spec or DEFAULT_TEACHER, kind=kind, path=path, weights_sha256=digest, name=path,
+                     local_dir=path if kind == "dir" else "")
 
 
 def load_model(spec: str | None, *, dtype: torch.dtype = torch.float32,
@@ -181,43 +210,25 @@ def load_model(spec: str | None, *, dtype: torch.dtype = torch.float32,
     """Load a causal LM and its tokenizer from a GGUF file, a local directory or a hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kind, path = resolve(spec)
-    meta: dict[str, Any] = {}
-    if kind == "gguf":
-        digest = file_sha256(path)
-        local = _gguf_to_cache(path, digest)
-        meta = json.loads((local / "gguf_metadata.json").read_text())
-        name = str(meta.get("general.name") or Path(path).stem)
-    else:
-        local = Path(path)
-        name = path
-        digest = ""
+    info = describe_model(spec)
+    source = info.local_dir or info.path
     try:
-        if kind == "dir" and any(local.glob("*.bin")) and not any(local.glob("*.safetensors")):
-            raise DistillError(f"{path} holds only pickled (.bin) weights, which Distill refuses to load",
-                               fix="convert them to safetensors in a trusted environment first")
         model = AutoModelForCausalLM.from_pretrained(
-            str(local), dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(local), trust_remote_code=trust_remote_code)
-    except DistillError:
-        raise
+            source, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001
-        where = f"{kind} {path}"
         fix = ("check the name; without network only local directories and GGUF files load"
-               if kind == "hub" else "check that the directory holds config.json, safetensors weights and a tokenizer")
+               if info.kind == "hub" else "check that the directory holds config.json, safetensors weights and a "
+               "tokenizer")
         raise DistillError(f"could not load the model: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
-                           where=where, fix=fix) from e
-    if kind == "dir":
-        digest = weights_sha256(local)
-    elif kind == "hub":
+                           where=f"{info.kind} {info.path}", fix=fix) from e
+    if info.kind == "hub":
         try:
-            digest = weights_sha256(Path(model.name_or_path))
+            info.weights_sha256 = weights_sha256(Path(model.name_or_path))
         except DistillError:
-            digest = ""
+            info.weights_sha256 = ""
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    info = ModelInfo(spec=spec or DEFAULT_TEACHER, kind=kind, path=path, weights_sha256=digest, name=name,
-                     gguf_metadata=meta, local_dir=str(local))
     model.eval()
     return LoadedModel(model, tokenizer, info)
 

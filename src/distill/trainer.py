@@ -27,7 +27,14 @@ from distill.config import DistillConfig
 from distill.data import Corpus, collate, load_corpus
 from distill.errors import DistillError
 from distill.fused import LossSpec, distill_loss, evaluate_chunks
-from distill.models import LoadedModel, check_compatible, load_model
+from distill.models import (
+    LoadedModel,
+    ModelInfo,
+    check_compatible,
+    describe_model,
+    load_model,
+    load_tokenizer,
+)
 from distill.signals import BatchTopK, LiveTeacher, NoTeacher, TeacherSource
 from distill.students import fresh_llama, layer_subset, param_count
 
@@ -77,17 +84,19 @@ def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) ->
     return load_model(s.model).model.train()
 
 
-def make_source(cfg: DistillConfig, teacher: LoadedModel | None, corpus: Corpus, split: str) -> TeacherSource:
+def make_source(cfg: DistillConfig, teacher: LoadedModel | None, info: ModelInfo, tokenizer, corpus: Corpus,
+                split: str, device: torch.device) -> TeacherSource:
     """Decide once where the teacher signal comes from: store, API top-k in the data, or a live model."""
     if cfg.teacher.store:
-        from distill.store.reader import StoreTeacher
+        from distill.store import StoreTeacher, expected_identity
 
-        return StoreTeacher.for_run(cfg, corpus, split=split)
+        expect = expected_identity(teacher=info, tokenizer=tokenizer, corpus=corpus)
+        return StoreTeacher(cfg.teacher.store, split=split, expect=expect, device=device)
     if is_generated_set(cfg):
         return BatchTopK()
     if teacher is None:
         return NoTeacher()
-    return LiveTeacher(teacher.model, len(teacher.tokenizer))
+    return LiveTeacher(teacher.model, len(tokenizer))
 
 
 def is_generated_set(cfg: DistillConfig) -> bool:
@@ -96,7 +105,7 @@ def is_generated_set(cfg: DistillConfig) -> bool:
     return cfg.data.format == "generated" or (path.is_dir() and (path / "results.jsonl").is_file())
 
 
-def _policy_gate(cfg: DistillConfig, teacher: LoadedModel):
+def _policy_gate(cfg: DistillConfig, info: ModelInfo):
     """The licence/terms gate, before any compute: the API teacher of a generated set, else the model."""
     from distill.policy import check_api_teacher, check_model_teacher
 
@@ -105,7 +114,7 @@ def _policy_gate(cfg: DistillConfig, teacher: LoadedModel):
         api = json.loads(source.read_text())
         return check_api_teacher(api["endpoint"], api["model"], cfg.teacher.authorization,
                                  local_spec=cfg.teacher.model)
-    return check_model_teacher(teacher.info, cfg.teacher.authorization)
+    return check_model_teacher(info, cfg.teacher.authorization)
 
 
 def _batch_rows(step: int, micro: int, cfg: DistillConfig, n_train: int, perms: dict[int, Tensor]) -> list[int]:
@@ -196,22 +205,28 @@ def train(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         raise DistillError(f"train.batch_size ({t.batch_size}) is not divisible by the {world.size} processes",
                            where="train.batch_size", fix=f"use a multiple of {world.size}")
 
-    # Teacher first: identify and gate it before any compute is spent.
-    use_live = cfg.teacher.store is None
-    teacher = load_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code)
-    verdict = _policy_gate(cfg, teacher)
-    tokenizer = teacher.tokenizer
+    # Teacher first: identify and gate it before any compute is spent. With a capture store (or a generated
+    # set) the teacher's weights are only needed to build a layer-subset student.
+    info = describe_model(cfg.teacher.model)
+    verdict = _policy_gate(cfg, info)
+    needs_weights = cfg.teacher.store is None and not is_generated_set(cfg) or cfg.student.init == "layers"
+    teacher = load_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code) if needs_weights \
+        else None
+    tokenizer = teacher.tokenizer if teacher else load_tokenizer(cfg.teacher.model, cfg.teacher.trust_remote_code)
     corpus = load_corpus(cfg.data, tokenizer)
     student = build_student(cfg, teacher, tokenizer)
-    vocab = check_compatible(tokenizer, tokenizer if cfg.student.init != "pretrained"
-                             else load_model(cfg.student.model).tokenizer, teacher.model, student)
-    source = make_source(cfg, teacher if use_live else None, corpus, "train")
-    eval_source = make_source(cfg, teacher if use_live else None, corpus, "heldout")
+    student_tok = tokenizer if cfg.student.init != "pretrained" else load_tokenizer(cfg.student.model)
+    vocab = check_compatible(tokenizer, student_tok, teacher.model if teacher else None, student)
+    live = teacher if cfg.teacher.store is None else None
+    source = make_source(cfg, live, info, tokenizer, corpus, "train", world.device)
+    eval_source = make_source(cfg, live, info, tokenizer, corpus, "heldout", world.device)
     if t.on_policy_fraction > 0 and not isinstance(source, LiveTeacher):
         raise DistillError("on-policy distillation needs a live teacher to score the student's samples",
-                           where="train.on_policy_fraction", fix="set teacher.store to null or on_policy_fraction to 0")
-    # fp32 on CPU (bf16 matmuls are ~7x slower on AVX2); bf16 autocast on GPU, the teacher stored in bf16.
-    teacher.model.to(world.device, dtype=torch.bfloat16 if world.device.type == "cuda" else torch.float32)
+                           where="train.on_policy_fraction",
+                           fix="set on_policy_fraction to 0, or drop teacher.store / use a white-box teacher")
+    if teacher is not None:
+        # fp32 on CPU (bf16 matmuls are ~7x slower on AVX2); bf16 autocast on GPU, the teacher stored in bf16.
+        teacher.model.to(world.device, dtype=torch.bfloat16 if world.device.type == "cuda" else torch.float32)
     student.to(world.device).train()
     spec = LossSpec.from_config(cfg.loss)
     module = StudentLoss(student, vocab, spec)
@@ -232,7 +247,7 @@ def train(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         shutil.rmtree(run_dir, ignore_errors=True)
     world.barrier()
     if world.main:
-        log.info("teacher %s | student %.1f M params | %s", teacher.info.name, param_count(student) / 1e6,
+        log.info("teacher %s | student %.1f M params | %s", info.name, param_count(student) / 1e6,
                  corpus.description)
 
     writer = _tensorboard(run_dir) if world.main else None
@@ -294,7 +309,7 @@ def train(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     if world.main:
         from distill.finalize import write_student
 
-        write_student(out_dir, student, tokenizer, cfg, teacher.info, corpus, history, verdict, overwrite or resume)
+        write_student(out_dir, student, tokenizer, cfg, info, corpus, history, verdict, overwrite or resume)
         if writer is not None:
             writer.close()
     world.barrier()
