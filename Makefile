@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/distill train examples/demo.yaml
+	$(BIN)/distill train examples/demo.yaml --overwrite
+	$(BIN)/distill eval --student runs/demo-student --sequences 16
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
