@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from distill.fileio import atomic_write
+
 KEEP = 2
 
 
@@ -48,7 +50,7 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _atomic_write(run_dir / "latest", final.name)
+    atomic_write(run_dir / "latest", lambda f: f.write(final.name))
     for old in sorted(run_dir.glob("step-*"))[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -79,12 +81,6 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     scheduler.load_state_dict(state["scheduler"])
     random.setstate(_tuplify(state["python_random"]))
     return state
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _jsonable(obj):

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from distill.errors import DistillError
+from distill.fileio import iter_jsonl
 
 TEXT_SUFFIXES = {".txt", ".md", ".text", ""}
 
@@ -128,20 +129,8 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
             return pq.read_table(path).to_pylist()
         except Exception as e:  # noqa: BLE001
             raise DistillError(f"cannot read Parquet file: {e}", where=str(path), fix="check the file") from e
-    rows = []
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DistillError(f"malformed JSON: {e.msg}", where=f"{path} line {n}",
-                                   fix="each line must be one JSON object") from e
-            if not isinstance(row, dict):
-                raise DistillError("a JSONL line is not an object", where=f"{path} line {n}",
-                                   fix="write objects with a `text` or `messages` field")
-            rows.append(row)
+        rows = [row for _, row in iter_jsonl(f, str(path))]
     return rows
 
 

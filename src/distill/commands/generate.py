@@ -76,11 +76,9 @@ def _api_key(args: argparse.Namespace) -> str | None:
 
 def write_source(out: Path, endpoint: str, model: str, verdict) -> None:
     """Record where the set came from and the policy verdict (read by `distill train` for lineage)."""
-    import json
+    from distill.fileio import write_json_atomic
 
-    tmp = out / "source.json.tmp"
-    tmp.write_text(json.dumps({"endpoint": endpoint, "model": model, "policy": verdict.to_dict()}, indent=1))
-    os.replace(tmp, out / "source.json")
+    write_json_atomic(out / "source.json", {"endpoint": endpoint, "model": model, "policy": verdict.to_dict()})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,10 +7,10 @@ completions is what OpenAI-compatible APIs universally offer.
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.fileio import iter_jsonl
 
 CHATTERBOT = "chatterbot"
 _ROLES = {"system", "developer", "user", "assistant"}
@@ -71,14 +71,7 @@ def load_prompts(spec: str | None) -> list[list[dict]]:
                            fix="pass a UTF-8 .jsonl or text file") from None
     out: list[list[dict]] = []
     if p.suffix.lower() in (".jsonl", ".ndjson"):
-        for no, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DistillError(f"invalid JSON ({e.msg})", where=f"{p} line {no}",
-                                   fix="write one JSON object per line") from None
+        for no, obj in iter_jsonl(text.splitlines(), str(p)):
             out.append(_messages(obj, f"{p} line {no}"))
     else:
         out = [[{"role": "user", "content": line.strip()}] for line in text.splitlines() if line.strip()]

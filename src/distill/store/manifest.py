@@ -14,11 +14,10 @@ resumed capture can refuse to mix shards of two different captures in one direct
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from distill import fileio
 from distill.errors import DistillError
 
 FORMAT_VERSION = 1
@@ -30,18 +29,8 @@ _WHAT = {"teacher_sha256": "teacher weights (sha256)", "tokenizer_fingerprint": 
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON to a temporary file in the same folder, flush it to disk, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    fileio.write_json_atomic(path, payload)
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:

@@ -18,7 +18,6 @@ else is redone by the next run.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from distill.errors import DistillError
+from distill.fileio import atomic_write
 from distill.models import file_sha256
 from distill.store.manifest import FORMAT_VERSION, MANIFEST, read_json, write_json_atomic
 
@@ -59,17 +59,7 @@ def finished_shard(store: Path, s: int) -> dict[str, Any] | None:
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     """np.save to a unique temporary name, then rename (two ranks finalizing at once never collide)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False), binary=True)
 
 
 class ShardWriter:
