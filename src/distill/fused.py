@@ -16,6 +16,7 @@ holds 2 × 4×256×49152 × 4 B = 400 MB for logits alone, plus as much again fo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +78,59 @@ def _upcast(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def analytic_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tensor, spec: LossSpec
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """Loss terms and their gradient w.r.t. the student logits in closed form, for the common cases.
+
+    Covers dense teacher signals with forward KL, reverse KL and JSD(β) (any temperature) plus the CE term;
+    returns None for everything else, which then goes through autograd on `chunk_terms`. Written with
+    in-place operations so a chunk needs few [C, V] buffers; equal to autograd (tested).
+    With p = softmax(t/T), q = softmax(s/T) and loss T²·D(p, q):
+        forward KL:  ∂/∂s = T·(q − p)
+        reverse KL:  ∂/∂s = T·q ⊙ (g − Σ q g),  g = log q − log p
+        JSD(β):      ∂/∂s = T·q ⊙ (g − Σ q g),  g = (1 − β)·(log q − log m), m = βp + (1 − β)q
+        CE:          ∂/∂s = softmax(s) − onehot(target)
+    """
+    if not isinstance(signal, DenseSignal) or spec.kind not in ("forward_kl", "reverse_kl", "jsd") \
+            or signal.softcap or spec.kd_weight == 0:
+        return None
+    T = spec.temperature
+    s = _upcast(s_logits)
+    log_q = torch.log_softmax(s / T if T != 1.0 else s, dim=-1)
+    log_p = torch.log_softmax(_upcast(signal.logits(rows)) / T, dim=-1)
+    q = log_q.exp()
+    p = log_p.exp()
+    beta = 0.0 if spec.kind == "forward_kl" else 1.0 if spec.kind == "reverse_kl" else spec.beta
+    if beta <= 0.0:  # forward KL
+        kd = (p * (log_p - log_q)).sum(-1)
+        grad = q.sub(p).mul_(spec.kd_weight * T)
+    else:
+        if beta >= 1.0:  # reverse KL
+            g = log_q - log_p
+            kd = (q * g).sum(-1)
+        else:
+            log_m = torch.logaddexp(log_p + math.log(beta), log_q + math.log1p(-beta))
+            kd = beta * (p * (log_p - log_m)).sum(-1) + (1 - beta) * (q * (log_q - log_m)).sum(-1)
+            g = log_q.sub_(log_m).mul_(1 - beta)  # log_q is not needed afterwards
+        g.sub_((q * g).sum(-1, keepdim=True))
+        grad = g.mul_(q).mul_(spec.kd_weight * T)
+    kd = kd * (T * T)
+    valid = targets != -100
+    safe = targets.clamp(min=0)
+    if T == 1.0:
+        log_q1 = log_q if beta <= 0.0 or beta >= 1.0 else torch.log_softmax(s, dim=-1)
+    else:
+        log_q1 = torch.log_softmax(s, dim=-1)
+    ce = -log_q1.gather(-1, safe[:, None]).squeeze(-1) * valid
+    if spec.ce_weight:
+        q1 = q if T == 1.0 else log_q1.exp()
+        ce_grad = q1 * valid[:, None].to(q1.dtype)
+        ce_grad[valid, safe[valid]] -= 1.0
+        grad.add_(ce_grad, alpha=spec.ce_weight)
+    has = torch.ones_like(ce, dtype=torch.bool)
+    return kd, ce, has, grad
+
+
 class _FusedChunkedLoss(torch.autograd.Function):
     """Loss and its gradient in one pass over the chunks (gradient computed in forward)."""
 
@@ -93,11 +147,18 @@ class _FusedChunkedLoss(torch.autograd.Function):
         for start in range(0, hidden.shape[0], spec.chunk_size):
             rows = slice(start, start + spec.chunk_size)
             h = hidden[rows]
-            logits = (h @ w.T).requires_grad_(True)
-            with torch.enable_grad():
-                kd, ce, has = chunk_terms(logits, signal, rows, targets[rows], spec)
+            logits = h @ w.T
+            closed = analytic_terms(logits, signal, rows, targets[rows], spec)
+            if closed is not None:
+                kd, ce, has, g = closed
+                g = g.div_(normalizer)
                 chunk_loss = (spec.kd_weight * kd + spec.ce_weight * ce).sum() / normalizer
-                (g,) = torch.autograd.grad(chunk_loss, logits)
+            else:
+                logits.requires_grad_(True)
+                with torch.enable_grad():
+                    kd, ce, has = chunk_terms(logits, signal, rows, targets[rows], spec)
+                    chunk_loss = (spec.kd_weight * kd + spec.ce_weight * ce).sum() / normalizer
+                    (g,) = torch.autograd.grad(chunk_loss, logits)
             torch.matmul(g.to(w.dtype), w, out=grad_h[rows])
             grad_w.addmm_(g.T.to(weight.dtype), h.to(weight.dtype))
             total += chunk_loss.detach()
