@@ -42,6 +42,8 @@ class StudentConfig(_Section):
     num_heads: int = Field(4, ge=1, description="init=fresh: attention heads (must divide hidden_size).")
     intermediate_size: int | None = Field(None, description="init=fresh: MLP width (default 4 × hidden_size).")
     layers: list[int] | None = Field(None, description="init=layers: teacher layer indices to keep, e.g. [0, 10, 20].")
+    tokenizer: str | None = Field(None, description="init=fresh: build the student on this model's tokenizer "
+                                  "(a model spec) instead of the teacher's; needs loss.cross_tokenizer.")
     every: int | None = Field(None, ge=1, description="init=layers: keep every k-th teacher layer (0, k, 2k, ...).")
     name: str = Field("distill-student", description="Model name written into the model card and lineage.")
 
@@ -75,6 +77,11 @@ class LossConfig(_Section):
     backward: Literal["fused", "recompute"] = Field(
         "fused", description="'fused' computes each chunk's gradient during the forward pass (Liger-style, "
         "fastest); 'recompute' recomputes chunk logits in backward (less code in the hot path, slower).")
+    cross_tokenizer: Literal["align", "uld"] | None = Field(
+        None, description="Teacher and student tokenizers differ: 'align' = teacher top-k translated into student "
+        "ids at exactly aligned character boundaries; 'uld' = L1 between sorted probabilities (Universal Logit "
+        "Distillation). null = same tokenizer (required by every other mode).")
+    cross_top_k: int = Field(64, ge=1, description="cross_tokenizer: teacher entries kept per aligned position.")
     warn_ratio: float = Field(100.0, gt=1, description="Warn when one weighted loss term is this many times "
                               "larger than the other (the KD term would silently do nothing).")
 
@@ -118,6 +125,13 @@ class DistillConfig(_Section):
             raise ValueError("student.init=pretrained needs student.model")
         if self.student.init == "layers" and not (self.student.layers or self.student.every):
             raise ValueError("student.init=layers needs student.layers or student.every")
+        if self.student.tokenizer and not self.loss.cross_tokenizer:
+            raise ValueError("student.tokenizer differs from the teacher's: set loss.cross_tokenizer to align or uld")
+        if self.loss.cross_tokenizer and (self.teacher.store or self.train.on_policy_fraction > 0
+                                          or self.data.format == "generated" or self.student.init == "layers"):
+            raise ValueError("loss.cross_tokenizer works with a live teacher and a fresh or pretrained student; "
+                             "it cannot be combined with teacher.store, generated data, on-policy batches or "
+                             "student.init=layers")
         return self
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from distill.crosstok.uld import SortedSignal, uld_loss
 from distill.losses import cross_entropy, divergence, sparse_buckets, student_buckets
 from distill.signals import DenseSignal, Signal, SparseSignal
 
@@ -54,6 +55,10 @@ def chunk_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tensor, 
     if signal is None or spec.kd_weight == 0:
         zero = torch.zeros_like(ce)
         return zero, ce, torch.zeros_like(ce, dtype=torch.bool)
+    if isinstance(signal, SortedSignal):  # ULD: no shared vocabulary, temperature 1
+        has = signal.valid[rows]
+        kd = uld_loss(_upcast(signal.probs[rows]), s_logits, signal.probs.shape[-1])
+        return torch.where(has, kd, torch.zeros_like(kd)), ce, has
     div = divergence(spec.kind, spec.beta, spec.alpha)
     s_logp = torch.log_softmax(s_logits / T, dim=-1)
     if isinstance(signal, DenseSignal):
@@ -235,7 +240,7 @@ def evaluate_chunks(hidden: Tensor, weight: Tensor, signal: DenseSignal | Sparse
         out["tokens"] += int((targets[rows] != -100).sum())
         if isinstance(signal, DenseSignal):
             t_top = signal.logits(rows).argmax(-1)
-        elif signal is not None:
+        elif isinstance(signal, SparseSignal):
             t_top = signal.ids[rows][:, 0]
         else:
             continue

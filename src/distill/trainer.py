@@ -86,7 +86,10 @@ def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) ->
 
 def make_source(cfg: DistillConfig, teacher: LoadedModel | None, info: ModelInfo, tokenizer, corpus: Corpus,
                 split: str, device: torch.device) -> TeacherSource:
-    """Decide once where the teacher signal comes from: store, API top-k in the data, or a live model."""
+    """Decide once where the teacher signal comes from: store, API top-k in the data, or a live model.
+
+    `tokenizer` is the student's (the data is tokenized with it); it is the teacher's too, except in
+    cross-tokenizer mode."""
     if cfg.teacher.store:
         from distill.store import StoreTeacher, expected_identity
 
@@ -96,6 +99,11 @@ def make_source(cfg: DistillConfig, teacher: LoadedModel | None, info: ModelInfo
         return BatchTopK()
     if teacher is None:
         return NoTeacher()
+    if cfg.loss.cross_tokenizer:
+        from distill.crosstok import CrossTokenizerTeacher
+
+        return CrossTokenizerTeacher(teacher.model, teacher.tokenizer, tokenizer, method=cfg.loss.cross_tokenizer,
+                                     top_k=cfg.loss.cross_top_k, chunk_size=cfg.loss.chunk_size)
     return LiveTeacher(teacher.model, len(tokenizer))
 
 
@@ -212,11 +220,20 @@ def train(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     needs_weights = cfg.teacher.store is None and not is_generated_set(cfg) or cfg.student.init == "layers"
     teacher = load_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code) if needs_weights \
         else None
-    tokenizer = teacher.tokenizer if teacher else load_tokenizer(cfg.teacher.model, cfg.teacher.trust_remote_code)
+    teacher_tok = teacher.tokenizer if teacher else load_tokenizer(cfg.teacher.model, cfg.teacher.trust_remote_code)
+    # The data is tokenized with the student's tokenizer: the teacher's, except in cross-tokenizer mode.
+    if cfg.student.init == "pretrained":
+        tokenizer = load_tokenizer(cfg.student.model)
+    elif cfg.student.tokenizer:
+        tokenizer = load_tokenizer(cfg.student.tokenizer)
+    else:
+        tokenizer = teacher_tok
     corpus = load_corpus(cfg.data, tokenizer)
     student = build_student(cfg, teacher, tokenizer)
-    student_tok = tokenizer if cfg.student.init != "pretrained" else load_tokenizer(cfg.student.model)
-    vocab = check_compatible(tokenizer, student_tok, teacher.model if teacher else None, student)
+    if cfg.loss.cross_tokenizer:
+        vocab = len(tokenizer)
+    else:
+        vocab = check_compatible(teacher_tok, tokenizer, teacher.model if teacher else None, student)
     live = teacher if cfg.teacher.store is None else None
     source = make_source(cfg, live, info, tokenizer, corpus, "train", world.device)
     eval_source = make_source(cfg, live, info, tokenizer, corpus, "heldout", world.device)
