@@ -26,6 +26,7 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     model = fresh_llama(tokenizer, hidden_size=32, num_layers=2, num_heads=2, seed=0)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny test model\n")
     return out
 
 

@@ -102,7 +102,8 @@ def analytic_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tenso
     T = spec.temperature
     s = _upcast(s_logits)
     log_q = torch.log_softmax(s / T if T != 1.0 else s, dim=-1)
-    log_p = torch.log_softmax(_upcast(signal.logits(rows)) / T, dim=-1)
+    t = _upcast(signal.logits(rows))
+    log_p = torch.log_softmax(t / T if T != 1.0 else t, dim=-1)
     q = log_q.exp()
     p = log_p.exp()
     beta = 0.0 if spec.kind == "forward_kl" else 1.0 if spec.kind == "reverse_kl" else spec.beta
@@ -119,7 +120,8 @@ def analytic_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tenso
             g = log_q.sub_(log_m).mul_(1 - beta)  # log_q is not needed afterwards
         g.sub_((q * g).sum(-1, keepdim=True))
         grad = g.mul_(q).mul_(spec.kd_weight * T)
-    kd = kd * (T * T)
+    if T != 1.0:
+        kd = kd * (T * T)
     valid = targets != -100
     safe = targets.clamp(min=0)
     if T == 1.0:

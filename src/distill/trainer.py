@@ -235,7 +235,9 @@ def train(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     else:
         vocab = check_compatible(teacher_tok, tokenizer, teacher.model if teacher else None, student)
     live = teacher if cfg.teacher.store is None else None
-    source = make_source(cfg, live, info, tokenizer, corpus, "train", world.device)
+    # With no KD term the teacher is only needed for the held-out figures, not at every step.
+    source = make_source(cfg, live, info, tokenizer, corpus, "train", world.device) if cfg.loss.kd_weight > 0 \
+        else NoTeacher()
     eval_source = make_source(cfg, live, info, tokenizer, corpus, "heldout", world.device)
     if t.on_policy_fraction > 0 and not isinstance(source, LiveTeacher):
         raise DistillError("on-policy distillation needs a live teacher to score the student's samples",

@@ -1,0 +1,217 @@
+"""Distill's training step vs TRL's GKDTrainer: steps/s and peak RSS on the same work (issue 2).
+
+Both sides: the default teacher (SmolLM2-135M-Instruct, fp32), the same fresh ≈11.8 M-parameter Llama student
+(`distill.students.fresh_llama`, seed 0), the same 4 × 256-token Shakespeare sequences in the same order (the
+rows `distill.trainer` draws for steps 0..N-1), off-policy (TRL lmbda=0, no generation), temperature 1, the
+generalized JSD with beta (0.5 = symmetric JS, 0 = forward KL; Distill `loss.kind=jsd`, same definition as
+TRL's `generalized_jsd_loss`), 2 intra-op threads, fp32.
+
+Each (framework, beta, allocator) runs in its own fresh subprocess, so peak RSS (`ru_maxrss` of the child) is
+comparable; runs are interleaved (Distill, TRL, TRL, Distill, ...) so machine noise hits both sides alike.
+
+- Distill runs the real code path: `distill.trainer.train(cfg)` with N steps, progress off, no periodic
+  evaluation; seconds per step come from the timestamps of its metrics rows (warm-up steps excluded).
+- TRL runs `trl.experimental.gkd.GKDTrainer` (TRL 1.16) on a `datasets.Dataset` of pre-tokenized rows with a
+  stacking collator and a sequential sampler (exactly 4 × 256 tokens per step), lmbda=0, seq_kd=False, no
+  evaluation / saving / logging / reporting; seconds per step from `on_step_end` callback timestamps.
+
+Allocators: 'glibc' = as shipped (Distill applies its own mallopt tuning in `train()`; TRL does nothing);
+'jemalloc' = both sides under LD_PRELOAD=libjemalloc.so.2 with
+MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1.
+
+Usage:  python benchmarks/bench_vs_trl.py [--warmup 2] [--timed 8] [--betas 0.5 0] [--allocators glibc jemalloc]
+                                          [--json benchmarks/results/vs_trl.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+JEMALLOC_CONF = "retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
+BATCH, SEQ_LEN, THREADS = 4, 256, 2
+
+
+def _allocator_in_use() -> str:
+    maps = Path("/proc/self/maps").read_text()
+    return "jemalloc" if "jemalloc" in maps else "glibc"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _rows_per_step(n_steps: int, tokenizer):
+    """The corpus and the train-set rows Distill's loop draws at steps 0..n-1 (seed 0, batch 4, no accumulation)."""
+    from distill.config import load_config
+    from distill.data import load_corpus
+    from distill.trainer import _batch_rows
+
+    cfg = load_config(None, [f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}"])
+    corpus = load_corpus(cfg.data, tokenizer)
+    perms: dict = {}
+    return [_batch_rows(s, 0, cfg, len(corpus.train), perms) for s in range(n_steps)], corpus
+
+
+def child_distill(beta: float, warmup: int, timed: int) -> dict:
+    import torch
+
+    from distill import trainer
+    from distill.config import load_config
+
+    torch.set_num_threads(THREADS)
+    steps = warmup + timed
+    cpu: list[float] = []
+    step_row = trainer._step_row
+
+    def stamped_row(*args, **kwargs):  # the loop's own per-step row, plus a CPU-time stamp
+        cpu.append(time.process_time())
+        return step_row(*args, **kwargs)
+
+    trainer._step_row = stamped_row
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(None, [
+            "loss.kind=jsd", f"loss.beta={beta}", "loss.temperature=1.0", "loss.kd_weight=1", "loss.ce_weight=0",
+            f"train.steps={steps}", f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}", "train.seed=0",
+            f"train.threads={THREADS}", "train.progress=false", "train.eval_every=100000",
+            "train.checkpoint_every=100000", "train.eval_sequences=4", f"output_dir={tmp}/student",
+        ])
+        t0 = time.perf_counter()
+        result = trainer.train(cfg)
+        wall = time.perf_counter() - t0
+    times = [row["time"] for row in result.history]
+    span = times[steps - 1] - times[warmup - 1]
+    return {"framework": "distill", "beta": beta, "steps_per_s": timed / span, "s_per_step": span / timed,
+            "cpu_s_per_step": (cpu[steps - 1] - cpu[warmup - 1]) / timed,
+            "peak_rss_mb": _peak_rss_mb(), "allocator": _allocator_in_use(), "wall_s": wall,
+            "loss_first": result.history[0]["loss"], "loss_last": result.history[-1]["loss"]}
+
+
+def child_trl(beta: float, warmup: int, timed: int) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+    from distill.models import load_model
+    from distill.students import fresh_llama
+
+    torch.set_num_threads(THREADS)
+    steps = warmup + timed
+    teacher = load_model("default")
+    tok = teacher.tokenizer
+    student = fresh_llama(tok, seed=0)
+    per_step, corpus = _rows_per_step(steps, tok)
+    ids = [corpus.train[i]["input_ids"].tolist() for rows in per_step for i in rows]
+    dataset = Dataset.from_dict({"input_ids": ids})
+
+    def collate(examples):
+        x = torch.tensor([e["input_ids"] for e in examples], dtype=torch.long)
+        return {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": x.clone()}
+
+    stamps: list[float] = []
+    cpu: list[float] = []
+
+    class Stamps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.time())
+            cpu.append(time.process_time())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = GKDConfig(
+            output_dir=tmp, max_steps=steps, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
+            lmbda=0.0, beta=beta, temperature=1.0, seq_kd=False, learning_rate=1e-3, weight_decay=0.01,
+            adam_beta2=0.95, max_grad_norm=1.0, warmup_steps=0, seed=0, use_cpu=True, bf16=False, fp16=False,
+            train_sampling_strategy="sequential", dataloader_num_workers=0, dataloader_pin_memory=False,
+            eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
+            max_length=SEQ_LEN, gradient_checkpointing=False,  # SFTConfig's default True only slows TRL here
+        )
+        trainer = GKDTrainer(model=student, teacher_model=teacher.model, args=args, train_dataset=dataset,
+                             processing_class=tok, data_collator=collate, callbacks=[Stamps()])
+        t0 = time.perf_counter()
+        out = trainer.train()
+        wall = time.perf_counter() - t0
+    span = stamps[steps - 1] - stamps[warmup - 1]
+    return {"framework": "trl", "beta": beta, "steps_per_s": timed / span, "s_per_step": span / timed,
+            "cpu_s_per_step": (cpu[steps - 1] - cpu[warmup - 1]) / timed,
+            "peak_rss_mb": _peak_rss_mb(), "allocator": _allocator_in_use(), "wall_s": wall,
+            "train_loss": float(out.training_loss)}
+
+
+def run_child(framework: str, beta: float, allocator: str, warmup: int, timed: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS),
+               TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error")
+    env.pop("LD_PRELOAD", None)
+    env.pop("MALLOC_CONF", None)
+    if allocator == "jemalloc":
+        env["LD_PRELOAD"] = JEMALLOC
+        env["MALLOC_CONF"] = JEMALLOC_CONF
+    cmd = [sys.executable, __file__, "--child", framework, "--beta", str(beta), "--warmup", str(warmup),
+           "--timed", str(timed)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"{framework} child failed (beta={beta}, {allocator})")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["allocator"] != allocator:
+        raise SystemExit(f"expected {allocator} in the child, found {result['allocator']}")
+    print(f"  {framework:7s} beta={beta:<4} {allocator:8s} {result['s_per_step']:.3f} s/step "
+          f"peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--child", choices=["distill", "trl"])
+    ap.add_argument("--beta", type=float, default=0.5)
+    ap.add_argument("--betas", type=float, nargs="+", default=[0.5, 0.0])
+    ap.add_argument("--allocators", nargs="+", default=["glibc", "jemalloc"])
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--timed", type=int, default=8)
+    ap.add_argument("--json", default="benchmarks/results/vs_trl.json")
+    a = ap.parse_args()
+    if a.child:
+        fn = child_distill if a.child == "distill" else child_trl
+        print(json.dumps(fn(a.beta, a.warmup, a.timed)))
+        return
+    if "jemalloc" in a.allocators and not Path(JEMALLOC).is_file():
+        raise SystemExit(f"{JEMALLOC} not found: `apt-get install -y libjemalloc2`, or pass --allocators glibc")
+    runs = []
+    flip = False
+    for allocator in a.allocators:
+        for beta in a.betas:
+            order = ["trl", "distill"] if flip else ["distill", "trl"]
+            flip = not flip
+            pair = {fw: run_child(fw, beta, allocator, a.warmup, a.timed) for fw in order}
+            runs.append({"allocator": allocator, "beta": beta, **pair,
+                         "speedup": pair["distill"]["steps_per_s"] / pair["trl"]["steps_per_s"],
+                         "rss_ratio": pair["distill"]["peak_rss_mb"] / pair["trl"]["peak_rss_mb"]})
+    import torch
+    import transformers
+    import trl
+
+    meta = {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
+            "threads": THREADS, "batch": BATCH, "seq_len": SEQ_LEN, "warmup": a.warmup, "timed": a.timed,
+            "jemalloc_conf": JEMALLOC_CONF, "cpus": os.cpu_count()}
+    print("\n| beta | allocator | Distill s/step | TRL s/step | steps/s Distill/TRL | Distill RSS MB | TRL RSS MB "
+          "| peak RSS Distill/TRL |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        d, t = r["distill"], r["trl"]
+        print(f"| {r['beta']} | {r['allocator']} | {d['s_per_step']:.2f} | {t['s_per_step']:.2f} | "
+              f"{r['speedup']:.2f}× | {d['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} | {r['rss_ratio']:.2f}× |")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps({"meta": meta, "runs": runs}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Watermark benchmark with the real default teacher (SmolLM2-135M-Instruct), gamma=0.25, delta=2, self-hash h=4.
+
+Reports: median scored tokens needed for p < 1e-5, perplexity cost (the teacher scoring its own watermarked vs
+plain answers), and generation throughput with and without the processor (full vocabulary and top-k variant).
+
+    python benchmarks/bench_watermark.py [--prompts 20] [--max-new-tokens 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+from transformers import LogitsProcessorList
+
+from distill.models import load_model
+from distill.trace import DEFAULT_PROMPTS
+from distill.watermark.detect import UnitCounter
+from distill.watermark.keys import new_key
+from distill.watermark.processor import WatermarkLogitsProcessor
+from distill.watermark.stats import p_value
+
+
+def generate(model, tok, prompts, procs, max_new, seed):
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    tok.padding_side = "left"
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, max_new_tokens=max_new,
+                             logits_processor=LogitsProcessorList(procs), pad_token_id=tok.pad_token_id)
+    dt = time.perf_counter() - t0
+    new = out[:, enc["input_ids"].shape[1]:]
+    answers = []
+    for row in new.tolist():
+        if tok.eos_token_id in row:
+            row = row[:row.index(tok.eos_token_id)]
+        answers.append(row)
+    n_tokens = sum(len(a) for a in answers)
+    return enc, answers, n_tokens / dt
+
+
+def tokens_to_detect(key, ids, alpha=1e-5):
+    """Scored units needed before the running p-value falls below alpha (None if it never does)."""
+    c = UnitCounter(key)
+    h = key.context_width
+    for t in range(h, len(ids)):
+        c.add([ids[t - h:t]], [ids[t]])
+        n, g = len(c.units), sum(c.units.values())
+        if n and p_value(g, n, key.gamma) < alpha:
+            return n
+    return None
+
+
+@torch.no_grad()
+def perplexity(model, enc, answers):
+    nll, n = 0.0, 0
+    for i, a in enumerate(answers):
+        if not a:
+            continue
+        prompt = [t for t, m in zip(enc["input_ids"][i].tolist(), enc["attention_mask"][i].tolist(), strict=True) if m]
+        ids = torch.tensor([prompt + a])
+        logits = model(ids).logits[0, len(prompt) - 1:-1]
+        nll += torch.nn.functional.cross_entropy(logits, torch.tensor(a), reduction="sum").item()
+        n += len(a)
+    return math.exp(nll / n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts", type=int, default=20)
+    ap.add_argument("--max-new-tokens", type=int, default=150)
+    ap.add_argument("--batch", type=int, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    lm = load_model("default")
+    model, tok = lm.model, lm.tokenizer
+    key = new_key(tok)  # gamma 0.25, delta 2, self-hash h=4
+    prompts = (DEFAULT_PROMPTS * 3)[:args.prompts]
+    rows = {}
+    for name, procs in (("plain", []), ("watermark", [WatermarkLogitsProcessor(key)]),
+                        ("watermark_top64", [WatermarkLogitsProcessor(key, top_k=64)])):
+        answers, speeds, encs = [], [], []
+        for b in range(0, len(prompts), args.batch):
+            enc, ans, tps = generate(model, tok, prompts[b:b + args.batch], procs, args.max_new_tokens, seed=b)
+            answers += ans
+            speeds.append(tps)
+            encs.append((enc, ans))
+        ppl = statistics.mean(perplexity(model, e, a) for e, a in encs)
+        rows[name] = {"answers": answers, "tokens_per_s": statistics.mean(speeds), "ppl": ppl}
+        print(f"{name:<16} tokens/s {rows[name]['tokens_per_s']:.1f}  teacher perplexity {ppl:.2f}  "
+              f"mean length {statistics.mean(len(a) for a in answers):.0f}")
+    for name in ("watermark", "watermark_top64"):
+        need = [tokens_to_detect(key, a) for a in rows[name]["answers"]]
+        found = sorted(n for n in need if n is not None)
+        med = statistics.median(need_or_inf if need_or_inf is not None else math.inf for need_or_inf in need)
+        print(f"{name}: scored tokens needed for p < 1e-5: median {med}, reached in {len(found)}/{len(need)} "
+              f"answers (range {found[0] if found else '-'}-{found[-1] if found else '-'})")
+        print(f"{name}: perplexity cost {100 * (rows[name]['ppl'] / rows['plain']['ppl'] - 1):+.1f}%, "
+              f"slowdown {100 * (1 - rows[name]['tokens_per_s'] / rows['plain']['tokens_per_s']):.1f}%")
+    plain_p = []
+    for a in rows["plain"]["answers"]:
+        c = UnitCounter(key)
+        c.add_sequence(a)
+        plain_p.append(c.result().p_value)
+    print(f"unwatermarked answers: min p {min(plain_p):.3g}, share with p < 0.01: "
+          f"{sum(p < 0.01 for p in plain_p)}/{len(plain_p)}")
+
+
+if __name__ == "__main__":
+    main()

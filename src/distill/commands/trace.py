@@ -1,0 +1,81 @@
+"""`distill trace`: radioactivity test - was a suspect model trained on our watermarked outputs?"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from distill.errors import DistillError
+
+NAME = "trace"
+HELP = "test whether a suspect model was trained on watermarked outputs (radioactivity, exact p-value)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key", required=True, help="watermark key file used when generating the data")
+    parser.add_argument("--suspect-endpoint", help="closed mode: base URL of the suspect's OpenAI-compatible API")
+    parser.add_argument("--model", help="closed mode: model name to request from the endpoint")
+    parser.add_argument("--api-key-env", default=None,
+                        help="closed mode: environment variable holding the endpoint's API key (never printed)")
+    parser.add_argument("--suspect-model", help="open mode: the suspect's weights (directory, .gguf or hub id)")
+    parser.add_argument("--watermarked-data", help="open mode: directory of JSONL rows with the watermarked text")
+    parser.add_argument("--prompts", help="closed mode: prompts to send; open mode: text to feed instead of the "
+                        "watermarked data (one per line or JSONL with prompt/text)")
+    parser.add_argument("--filter-kgrams", action="store_true",
+                        help="open mode: score only windows that occur in the watermarked data")
+    parser.add_argument("--tokenizer", default="default", help="closed mode: tokenizer of the watermarked model")
+    parser.add_argument("--max-tokens", type=int, default=200, help="closed mode: answer length requested")
+    parser.add_argument("--alpha", type=float, default=1e-3, help="significance threshold for the verdict")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill.trace import load_watermarked_data, read_prompts, trace_closed, trace_open
+    from distill.watermark.keys import load_key
+
+    closed, opened = bool(args.suspect_endpoint), bool(args.suspect_model)
+    if closed == opened:
+        raise DistillError("choose exactly one suspect: --suspect-endpoint URL --model NAME (closed mode) or "
+                           "--suspect-model PATH (open mode)", fix="see `distill trace --help`")
+    key = load_key(args.key)
+    if closed:
+        if not args.model:
+            raise DistillError("closed mode needs --model (the model name the endpoint serves)",
+                               fix="add e.g. `--model student`")
+        from distill.models import load_tokenizer
+
+        api_key = None
+        if args.api_key_env:
+            api_key = os.environ.get(args.api_key_env)
+            if not api_key:
+                raise DistillError(f"environment variable {args.api_key_env} is not set", fix="export it first")
+        res = trace_closed(key, load_tokenizer(args.tokenizer), args.suspect_endpoint, args.model,
+                           read_prompts(args.prompts), api_key=api_key, max_tokens=args.max_tokens)
+    else:
+        if not args.watermarked_data:
+            raise DistillError("open mode needs --watermarked-data DIR (the JSONL the watermarked generator wrote)",
+                               fix="add --watermarked-data")
+        wm_texts, wm_prompts = load_watermarked_data(args.watermarked_data)
+        texts = read_prompts(args.prompts) if args.prompts else wm_texts
+        res = trace_open(key, args.suspect_model, texts, wm_prompts, watermarked=wm_texts,
+                         filter_kgrams=args.filter_kgrams)
+    from distill.watermark.stats import min_tokens_needed
+
+    need = min_tokens_needed(args.alpha, res["gamma"])
+    if res["N"] < need:
+        raise DistillError(f"too little to test: {res['N']} distinct units were scored, but at least {need} are "
+                           f"needed before any p-value can fall below {args.alpha:g}", where=res["tested"],
+                           fix="use more prompts or more watermarked text", code=4)
+    res["alpha"] = args.alpha
+    res["flagged"] = res["p_value"] < args.alpha
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"tested: {res['tested']}")
+        print(f"N = {res['N']} distinct (window, token) units scored, S = {res['S']} green "
+              f"(gamma = {res['gamma']:.2f}), z = {res['z']:.2f}, p = {res['p_value']:.3g} "
+              f"(log10 p = {res['log10_p_value']:.2f}, exact binomial tail)")
+        verdict = "FLAGGED: evidence of training on watermarked outputs" if res["flagged"] else "not flagged"
+        print(f"{verdict} at alpha = {args.alpha:g}. {res['meaning']}")
+    return 0

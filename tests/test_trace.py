@@ -1,0 +1,166 @@
+"""Radioactivity: a student distilled from watermarked text is flagged; a control student is not."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+
+from distill.cli import main
+from distill.errors import DistillError
+from distill.trace import load_watermarked_data, trace_closed, trace_open
+from distill.watermark.keys import WatermarkKey, new_key, save_key
+from distill.watermark.processor import WatermarkLogitsProcessor
+
+WORDS = ("the of and to in is was for on that with as by at from his her it are be this which or an had not but "
+         "were they have one all their there been has more when who will would no if so out up what about into "
+         "than them can only other new some time could these two may first then do any like my now over such our "
+         "man me even most made after also did many before must through back years where much your way well down "
+         "should because each just those people how too little state good very make world still own see men work "
+         "long get here between both life being under never day same another know while last might us great old")
+
+
+STUDENT_VOCAB = 1024  # the students only model ids < 1024 (all the teacher emits): cheap full cross-entropy
+
+
+def _allowed(tokenizer, n: int = 32) -> list[int]:
+    ids = []
+    for w in WORDS.split():
+        t = tokenizer(" " + w, add_special_tokens=False)["input_ids"]
+        if len(t) == 1 and t[0] < STUDENT_VOCAB and t[0] not in ids:
+            ids.append(t[0])
+    assert len(ids) >= n
+    return ids[:n]
+
+
+@torch.no_grad()
+def _generate(teacher, tokenizer, allowed, procs, n=32, length=40, seed=0) -> list[str]:
+    """Sample from the tiny teacher restricted to a few whole-word tokens (sharpened: it is nearly flat)."""
+    g = torch.Generator().manual_seed(seed)
+    allowed_t = torch.tensor(allowed)
+    seq = allowed_t[torch.randint(0, len(allowed), (n, 1), generator=g)]
+    for _ in range(length):
+        logits = teacher(seq, logits_to_keep=1).logits[:, -1]
+        scores = torch.full_like(logits, float("-inf"))
+        scores[:, allowed_t] = logits[:, allowed_t] * 20
+        for p in procs:
+            scores = p(seq, scores)
+        idx = torch.multinomial(torch.softmax(scores[:, allowed_t], -1), 1, generator=g)
+        seq = torch.cat([seq, allowed_t[idx]], dim=1)
+    return [tokenizer.decode(row, skip_special_tokens=True) for row in seq]
+
+
+def _train_student(texts, tokenizer, out_dir, steps=60, seed=0):
+    """A tiny Llama trained with plain next-token cross-entropy (AdamW) on `texts`."""
+    config = LlamaConfig(vocab_size=STUDENT_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=False,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    student = LlamaForCausalLM(config)
+    data = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    m = min(len(d) for d in data)
+    batch_all = torch.tensor([d[:m] for d in data])
+    opt = torch.optim.AdamW(student.parameters(), lr=2e-2)
+    g = torch.Generator().manual_seed(seed)
+    student.train()
+    for _ in range(steps):
+        batch = batch_all[torch.randint(0, len(batch_all), (16,), generator=g)]
+        logits = student(batch).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    student.eval()
+    student.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_teacher_dir, tokenizer, tmp_path_factory):
+    teacher = AutoModelForCausalLM.from_pretrained(tiny_teacher_dir).eval()
+    allowed = _allowed(tokenizer)
+    key = WatermarkKey(b"\x05" * 32, 0.25, 8.0, 1, False, len(tokenizer))  # left-hash h=1, strong delta
+    wm = _generate(teacher, tokenizer, allowed, [WatermarkLogitsProcessor(key, top_k=len(allowed))], seed=0)
+    plain = _generate(teacher, tokenizer, allowed, [], seed=1)
+    root = tmp_path_factory.mktemp("trace")
+    data = root / "wmdata"
+    data.mkdir()
+    with open(data / "generations.jsonl", "w") as f:
+        for t in wm:
+            f.write(json.dumps({"request": {"messages": [{"role": "user", "content": "go"}]},
+                                "choices": [{"text": t}]}) + "\n")
+    radio = _train_student(wm, tokenizer, root / "radio")
+    control = _train_student(plain, tokenizer, root / "control")
+    return key, data, radio, control, wm, root
+
+
+def test_open_mode_flags_distilled_student_not_control(setup):
+    key, data, radio, control, wm, root = setup
+    texts, prompts = load_watermarked_data(data)
+    assert texts == wm and prompts == ["go"] * len(wm)
+    hot = trace_open(key, str(radio), texts, prompts)
+    cold = trace_open(key, str(control), texts, prompts)
+    assert hot["N"] >= 20 and cold["N"] >= 20, (hot, cold)
+    assert hot["p_value"] < 1e-4, hot
+    assert cold["p_value"] >= 0.01, cold
+    filtered = trace_open(key, str(radio), texts, prompts, filter_kgrams=True)
+    assert filtered["N"] <= hot["N"] and filtered["p_value"] < 1e-4
+
+
+def test_cli_open_mode_json(setup, capsys):
+    key, data, radio, control, wm, root = setup
+    kf = root / "key.json"
+    if not kf.exists():
+        save_key(key, kf)
+    assert main(["trace", "--key", str(kf), "--suspect-model", str(radio), "--watermarked-data", str(data),
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["flagged"] and res["p_value"] < 1e-4 and {"N", "S", "meaning", "tested"} <= set(res)
+
+
+def _mock(answer_for, status=200):
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if status != 200:
+            return httpx.Response(status, text="overloaded")
+        content = answer_for(body["messages"][0]["content"])
+        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": content}}]})
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def test_closed_mode(tiny_model_dir, tokenizer):
+    key = new_key(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    prompts = ["Tell me about rivers.", "Describe a mountain.", "What is rain?"]
+
+    cache: dict[str, str] = {}
+
+    def watermarked(prompt: str) -> str:
+        if prompt in cache:
+            return cache[prompt]
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        torch.manual_seed(len(prompt))
+        out = model.generate(ids, do_sample=True, max_new_tokens=30, pad_token_id=tokenizer.eos_token_id,
+                             logits_processor=LogitsProcessorList([WatermarkLogitsProcessor(key)]))
+        cache[prompt] = prompt + tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)  # echoes it
+        return cache[prompt]
+
+    hot = trace_closed(key, tokenizer, "http://suspect", "s", prompts, client=_mock(watermarked))
+    assert hot["p_value"] < 1e-6 and hot["prompt_windows_skipped"] > 0
+    other = new_key(tokenizer)
+    cold = trace_closed(other, tokenizer, "http://suspect", "s", prompts, client=_mock(watermarked))
+    assert cold["N"] >= 40 and cold["p_value"] > 1e-3
+    with pytest.raises(DistillError, match="HTTP 500"):
+        trace_closed(key, tokenizer, "http://suspect", "s", prompts, client=_mock(watermarked, status=500))
+
+
+def test_cli_unreachable_endpoint_gives_no_p_value(tmp_path, tokenizer, capsys):
+    kf = tmp_path / "k.json"
+    save_key(new_key(tokenizer), kf)
+    rc = main(["trace", "--key", str(kf), "--suspect-endpoint", "http://127.0.0.1:9", "--model", "x", "--json"])
+    cap = capsys.readouterr()
+    assert rc == 2 and "could not be reached" in cap.err and "p_value" not in cap.out and "Traceback" not in cap.err
