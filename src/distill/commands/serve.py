@@ -26,6 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-n", type=int, default=8, help="largest n (choices per prompt) a request may ask for")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body; larger gets 413")
     p.add_argument("--max-batch", type=int, default=8, help="most sequences decoded together in one batch")
+    p.add_argument("--watermark-key", default=None,
+                   help="watermark every answer with this key (from `distill watermark keygen`); each API "
+                        "account gets its own sub-key, so a detection names the account")
+    p.add_argument("--guard-config", default=None,
+                   help="YAML config of the distillation-traffic guard (features, thresholds, actions; see "
+                        "docs/protect.md)")
     p.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning, error)")
 
 
@@ -50,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     aliases = tuple({loaded.info.spec, loaded.info.name} - {name, ""})
     limits = Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_n=args.max_n,
                     default_max_tokens=min(256, args.max_tokens))
-    app = create_app(engine, name, aliases=aliases, api_keys=keys, limits=limits)
+    from distill.serve.protection import load_protection
+
+    protection = load_protection(args.watermark_key, args.guard_config, loaded.tokenizer)
+    app = create_app(engine, name, aliases=aliases, api_keys=keys, limits=limits, **protection.hooks())
     log.info("serving %s as '%s' on http://%s:%d (%s)", loaded.info.path, name, args.host, args.port,
              f"{len(keys)} API key(s)" if keys else "no API key required")
     try:
@@ -60,4 +69,5 @@ def run(args: argparse.Namespace) -> int:
                            fix="pick another --port or stop the process using it") from None
     finally:
         engine.close()
+        protection.close()
     return 0

@@ -1,0 +1,57 @@
+"""The owner-side protections plugged into the server's hooks: the watermark (every account's outputs carry
+its own sub-key's watermark) and the distillation-traffic guard (observe, gate, switch to watermarked or
+degraded sampling). Both are optional; `hooks()` returns what `create_app` takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Protection:
+    watermark_key: Any = None  # a distill.watermark WatermarkKey, or None
+    guard: Any = None  # a distill.guard.Guard, or None
+    _processors: dict[str, Any] = field(default_factory=dict)
+
+    def processors_for(self, account: str) -> list:
+        """The watermark processor for this account (cached), then whatever the guard adds."""
+        out = []
+        if self.watermark_key is not None:
+            if account not in self._processors:
+                from distill.watermark import WatermarkLogitsProcessor
+
+                # Without API keys every caller is "anonymous" and gets the master key itself.
+                key = self.watermark_key if account == "anonymous" else self.watermark_key.for_account(account)
+                self._processors[account] = WatermarkLogitsProcessor(key)
+            out.append(self._processors[account])
+        if self.guard is not None:
+            out.extend(self.guard.processors_for(account))
+        return out
+
+    def hooks(self) -> dict[str, Any]:
+        active = self.watermark_key is not None or self.guard is not None
+        return {
+            "processors_for": self.processors_for if active else None,
+            "observer": self.guard.observe if self.guard is not None else None,
+            "gate": self.guard.gate if self.guard is not None else None,
+        }
+
+    def close(self) -> None:
+        if self.guard is not None:
+            self.guard.save()
+
+
+def load_protection(watermark_key_file: str | None, guard_config_file: str | None, tokenizer) -> Protection:
+    """Read the watermark key (checked against the served tokenizer) and the guard config."""
+    key = guard = None
+    if watermark_key_file:
+        from distill.watermark import load_key
+
+        key = load_key(watermark_key_file)
+        key.check_tokenizer(tokenizer)
+    if guard_config_file:
+        from distill.guard import Guard, load_config
+
+        guard = Guard(load_config(guard_config_file))
+    return Protection(key, guard)

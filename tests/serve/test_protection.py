@@ -1,0 +1,73 @@
+"""The server with a watermark and a traffic guard plugged into its hooks, driven through the openai client."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from distill.serve.protection import Protection
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from distill.models import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+def _serve(tiny, protection, api_keys=None):
+    from distill.serve.app import create_app
+    from distill.serve.background import BackgroundServer
+    from distill.serve.engine import Engine
+
+    engine = Engine(tiny.model, tiny.tokenizer, max_batch=4)
+    app = create_app(engine, "tiny", api_keys=api_keys, **protection.hooks())
+    return engine, BackgroundServer(app)
+
+
+def _answers(url, key, n=4):
+    client = openai.OpenAI(base_url=url + "/v1", api_key=key or "unused", max_retries=0)
+    texts = []
+    for i in range(n):
+        r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"Say {i}"}],
+                                           max_tokens=48, temperature=1.0, seed=i)
+        texts.append(r.choices[0].message.content)
+    return " ".join(texts)
+
+
+def test_served_answers_carry_the_accounts_watermark(tiny):
+    from distill.watermark import detect_accounts, detect_text, new_key
+
+    master = new_key(tiny.tokenizer, delta=6.0, context_width=1, self_hash=False)
+    engine, server = _serve(tiny, Protection(watermark_key=master), api_keys={"sk-alice": "alice", "sk-bob": "bob"})
+    with server as srv:
+        text = _answers(srv.url, "sk-bob")
+    engine.close()
+    found = detect_accounts(master, ["alice", "bob", "carol"], tiny.tokenizer, text)
+    assert found["best"]["account"] == "bob"
+    assert found["p_value_corrected"] < 1e-4
+    unmarked = detect_text(new_key(tiny.tokenizer, delta=6.0, context_width=1, self_hash=False), tiny.tokenizer, text)
+    assert unmarked.p_value > 1e-3
+
+
+def test_guard_observes_and_blocks(tiny, tmp_path):
+    from distill.guard import Guard, GuardConfig, Rule
+
+    cfg = GuardConfig(min_requests=2, rules=[Rule(min_score=0.0, action="block")],
+                      state_file=str(tmp_path / "guard.json"))
+    guard = Guard(cfg)
+    engine, server = _serve(tiny, Protection(guard=guard))
+    with server as srv:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        with pytest.raises(openai.PermissionDeniedError):
+            for _ in range(5):
+                client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                               max_tokens=4)
+    engine.close()
+    state = guard.evidence("anonymous")
+    assert state["action"] == "block" and state["requests_in_window"] >= 2
+    from distill.serve.protection import Protection as P
+
+    P(guard=guard).close()
+    assert (tmp_path / "guard.json").is_file()
