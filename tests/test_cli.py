@@ -58,3 +58,13 @@ def test_loss_scale_warning(caplog):
         assert _warn_scale({"kd": 0.001, "ce": 5.0}, cfg)
     assert "barely affects" in caplog.text
     assert not _warn_scale({"kd": 1.0, "ce": 5.0}, cfg)
+
+
+def test_generate_from_a_refused_api_teacher_stops_before_any_request(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\n")
+    code = main(["generate", "--endpoint", "https://api.openai.com/v1", "--model", "gpt-4o", "--prompts",
+                 str(prompts), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 3 and "OpenAI" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -18,6 +18,7 @@ def gen_server(tiny_model_dir):
     app = create_app(engine, "tiny", api_keys={API_KEY: "tester"})
     with BackgroundServer(app) as srv:
         srv.model = loaded.model
+        srv.spec = str(tiny_model_dir)  # what the server runs, for the policy gate
         yield srv
     engine.close()
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from gen_helpers import API_KEY
 
 
-def _cmd(url, prompts_file, out, *extra):
-    return [sys.executable, "-m", "distill.cli", "generate", "--endpoint", url, "--model", "tiny",
+def _cmd(server, prompts_file, out, *extra):
+    return [sys.executable, "-m", "distill.cli", "generate", "--endpoint", server.url, "--model", "tiny",
+            "--teacher-spec", server.spec,
             "--prompts", str(prompts_file), "--out", str(out), "--concurrency", "3", "--max-tokens", "16",
             "--top-logprobs", "2", "--api-key-env", "DISTILL_TEST_KEY", "--backoff", "0.05", "--timeout", "30",
             "--price-in", "1.5", "--price-out", "6", *extra]
@@ -27,7 +28,7 @@ def test_sigkill_then_resume_stores_every_prompt_once(gen_server, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "DISTILL_TEST_KEY": API_KEY, "PYTHONUNBUFFERED": "1"}
     results = out / "results.jsonl"
-    proc = subprocess.Popen(_cmd(gen_server.url, prompts_file, out), env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cmd(gen_server, prompts_file, out), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -41,7 +42,7 @@ def test_sigkill_then_resume_stores_every_prompt_once(gen_server, tmp_path):
     assert 3 <= done_before < n
     with open(results, "ab") as f:  # what a kill in the middle of a write would leave
         f.write(b'{"key": "deadbeef", "choices": [{"text": "half a li')
-    second = subprocess.run(_cmd(gen_server.url, prompts_file, out), env=env, capture_output=True, timeout=240)
+    second = subprocess.run(_cmd(gen_server, prompts_file, out), env=env, capture_output=True, timeout=240)
     assert second.returncode == 0, second.stderr.decode()[-2000:]
     raw = results.read_bytes()
     assert raw.endswith(b"\n") and b"half a li" not in raw
@@ -65,11 +66,11 @@ def test_wrong_key_is_one_paragraph_error_without_the_key(gen_server, tmp_path):
     prompts_file.write_text("hello\nworld\n")
     wrong = "sk-wrong-key-0000"
     env = {**os.environ, "DISTILL_TEST_KEY": wrong}
-    r = subprocess.run(_cmd(gen_server.url, prompts_file, tmp_path / "o", "--no-progress"), env=env,
+    r = subprocess.run(_cmd(gen_server, prompts_file, tmp_path / "o", "--no-progress"), env=env,
                        capture_output=True, timeout=120)
     err = r.stderr.decode()
     assert r.returncode == 2 and "error: the API refused the key (HTTP 401)" in err
     assert "Traceback" not in err and wrong not in err + r.stdout.decode()
-    r = subprocess.run(_cmd(gen_server.url, tmp_path / "missing.jsonl", tmp_path / "o2"), env=env,
+    r = subprocess.run(_cmd(gen_server, tmp_path / "missing.jsonl", tmp_path / "o2"), env=env,
                        capture_output=True, timeout=120)
     assert r.returncode == 2 and "prompt file not found" in r.stderr.decode() and "Traceback" not in r.stderr.decode()
