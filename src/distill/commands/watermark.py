@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "with --left-hash)")
     kg.add_argument("--left-hash", action="store_true", help="plain left-hash scheme instead of self-hash")
     dt = sub.add_parser("detect", help="test a text file for the watermark (exact binomial p-value)")
-    dt.add_argument("text_file", help="text to test ('-' for stdin)")
+    dt.add_argument("text_file", help="text to test ('-' for stdin), or a results.jsonl / folder written by `distill generate`")
     dt.add_argument("--key", required=True, help="watermark key file")
     dt.add_argument("--tokenizer", default="default", help="tokenizer of the generating model")
     dt.add_argument("--prompt-file", help="the prompt the text answers; its text and windows are not scored")
@@ -74,8 +74,16 @@ def _detect(args: argparse.Namespace) -> int:
     if not 0 < args.alpha < 1:
         raise DistillError(f"--alpha must be between 0 and 1 (got {args.alpha})", fix="use e.g. 1e-3")
     key = load_key(args.key)
-    text = _read(args.text_file, "text file")
     prompt = _read(args.prompt_file, "prompt file") if args.prompt_file else None
+    if args.text_file.endswith(".jsonl") or Path(args.text_file).is_dir():
+        # answers collected by `distill generate`: score every answer, excluding every prompt
+        from distill.trace import load_watermarked_data
+
+        texts, prompts = load_watermarked_data(args.text_file)
+        text = "\n\n".join(texts)
+        prompt = "\n\n".join(([prompt] if prompt else []) + prompts) or None
+    else:
+        text = _read(args.text_file, "text file")
     tok = load_tokenizer(args.tokenizer)
     key.check_tokenizer(tok, where=f"{args.key} vs tokenizer {args.tokenizer}")
     if args.accounts:
