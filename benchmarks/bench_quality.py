@@ -40,13 +40,14 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--eval-sequences", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--runs", nargs="+", default=list(RUNS))
     ap.add_argument("--json", default="benchmarks/results/quality.json")
     a = ap.parse_args()
     common = [f"train.steps={a.steps}", f"train.batch_size={a.batch_size}", f"data.seq_len={a.seq_len}",
               f"train.eval_sequences={a.eval_sequences}", f"train.threads={a.threads}", "train.progress=false",
               f"train.eval_every={a.steps}", "train.checkpoint_every=100000", "train.seed=0",
-              f"train.warmup_steps={max(1, a.steps // 10)}", "loss.temperature=1.0"]
+              f"train.warmup_steps={max(1, a.steps // 10)}", "loss.temperature=1.0", f"train.lr={a.lr}"]
     rows = []
     for name in a.runs:
         with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +69,7 @@ def main() -> None:
         print(f"| {r['loss']} | {r['heldout_kl']:.3f} | {r['top1_agreement']:.3f} | {r['heldout_ppl']:.1f} | {rel} |")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        meta = {"steps": a.steps, "batch_size": a.batch_size, "seq_len": a.seq_len,
+        meta = {"lr": a.lr, "steps": a.steps, "batch_size": a.batch_size, "seq_len": a.seq_len,
                 "eval_sequences": a.eval_sequences, "threads": a.threads}
         Path(a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 

@@ -51,18 +51,20 @@ def test_sparse_matches_bucket_reference(kind, T):
     ids, lps = top.indices.clone(), top.values.clone()
     ids[7] = -1  # a position without teacher data
     lps[7] = -float("inf")
-    spec = LossSpec(kind=kind, temperature=T, chunk_size=8)
+    spec = LossSpec(kind=kind, temperature=T, chunk_size=8, ce_weight=0.4)
     loss, stats = distill_loss(h, W, SparseSignal(ids, lps), targets, spec)
-    (g,) = torch.autograd.grad(loss, [h])
+    g, gw = torch.autograd.grad(loss, [h, W])
     s_logp = torch.log_softmax(h @ W.T, -1)
     tb = torch.log_softmax(sparse_buckets(lps) / T, -1)
     sb = torch.log_softmax(student_buckets(s_logp, ids) / T, -1)
     kd = divergence(kind)(tb, sb) * T * T
     kd[7] = 0.0
-    ref = kd.sum() / h.shape[0]
-    (g_ref,) = torch.autograd.grad(ref, [h])
+    ce = torch.nn.functional.cross_entropy(h @ W.T, targets, reduction="none")
+    ref = (kd + 0.4 * ce).sum() / h.shape[0]
+    g_ref, gw_ref = torch.autograd.grad(ref, [h, W])
     torch.testing.assert_close(loss.double(), ref, rtol=1e-6, atol=1e-8)
     torch.testing.assert_close(g, g_ref, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-6, atol=1e-8)
     assert stats["kd_tokens"] == h.shape[0] - 1
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from distill.crosstok.uld import SortedSignal, uld_loss
-from distill.losses import cross_entropy, divergence, sparse_buckets, student_buckets
+from distill.losses import cross_entropy, divergence, forward_kl, sparse_buckets, student_buckets
 from distill.signals import DenseSignal, Signal, SparseSignal
 
 
@@ -38,7 +38,7 @@ class LossSpec:
     temperature: float = 1.0
     kd_weight: float = 1.0
     ce_weight: float = 0.0
-    chunk_size: int = 256
+    chunk_size: int = 64
     backward: str = "fused"
 
     @classmethod
@@ -96,6 +96,9 @@ def analytic_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tenso
         JSD(β):      ∂/∂s = T·q ⊙ (g − Σ q g),  g = (1 − β)·(log q − log m), m = βp + (1 − β)q
         CE:          ∂/∂s = softmax(s) − onehot(target)
     """
+    if isinstance(signal, SparseSignal) and spec.kind == "forward_kl" and spec.temperature == 1.0 \
+            and spec.kd_weight > 0:
+        return _sparse_forward_kl_terms(s_logits, signal, rows, targets, spec)
     if not isinstance(signal, DenseSignal) or spec.kind not in ("forward_kl", "reverse_kl", "jsd") \
             or signal.softcap or spec.kd_weight == 0:
         return None
@@ -122,19 +125,50 @@ def analytic_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tenso
         grad = g.mul_(q).mul_(spec.kd_weight * T)
     if T != 1.0:
         kd = kd * (T * T)
-    valid = targets != -100
-    safe = targets.clamp(min=0)
-    if T == 1.0:
-        log_q1 = log_q if beta <= 0.0 or beta >= 1.0 else torch.log_softmax(s, dim=-1)
+    if T == 1.0 and (beta <= 0.0 or beta >= 1.0):  # log_q is intact and at T=1
+        ce = _ce_terms(log_q, q, targets, grad, spec.ce_weight)
     else:
         log_q1 = torch.log_softmax(s, dim=-1)
-    ce = -log_q1.gather(-1, safe[:, None]).squeeze(-1) * valid
-    if spec.ce_weight:
-        q1 = q if T == 1.0 else log_q1.exp()
-        ce_grad = q1 * valid[:, None].to(q1.dtype)
-        ce_grad[valid, safe[valid]] -= 1.0
-        grad.add_(ce_grad, alpha=spec.ce_weight)
+        ce = _ce_terms(log_q1, log_q1.exp() if spec.ce_weight else log_q1, targets, grad, spec.ce_weight)
     has = torch.ones_like(ce, dtype=torch.bool)
+    return kd, ce, has, grad
+
+
+def _ce_terms(log_q: Tensor, q: Tensor, targets: Tensor, grad: Tensor, weight: float) -> Tensor:
+    """Per-token CE from the student's T=1 log-probabilities; adds weight·(q − onehot) to `grad`."""
+    valid = targets != -100
+    safe = targets.clamp(min=0)
+    ce = -log_q.gather(-1, safe[:, None]).squeeze(-1) * valid
+    if weight:
+        ce_grad = q * valid[:, None].to(q.dtype)
+        ce_grad[valid, safe[valid]] -= 1.0
+        grad.add_(ce_grad, alpha=weight)
+    return ce
+
+
+def _sparse_forward_kl_terms(s_logits: Tensor, signal: SparseSignal, rows: slice, targets: Tensor,
+                             spec: LossSpec) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Forward KL over the k+1 buckets (top-k + residual) at T=1, in closed form.
+
+    With p the teacher's and q the student's bucket probabilities, ∂KL/∂s_j = q_j − p_j for a top-k token j and
+    q_j·(1 − p_res/q_res) for every other token (they share the residual bucket)."""
+    ids, lp = signal.ids[rows], _upcast(signal.logprobs[rows])
+    valid = ids >= 0
+    has = valid.any(-1)
+    safe = ids.clamp(min=0)
+    log_q = torch.log_softmax(_upcast(s_logits), dim=-1)
+    q = log_q.exp()
+    t_b = sparse_buckets(lp)
+    lq_top = torch.where(valid, log_q.gather(-1, safe), torch.full_like(lp, -math.inf))
+    s_b = sparse_buckets(lq_top)
+    kd = torch.where(has, forward_kl(t_b, s_b), torch.zeros_like(t_b[:, 0]))
+    scale = 1.0 - t_b[:, -1].exp() / s_b[:, -1].exp().clamp_min(1e-12)
+    grad = q * scale[:, None]
+    q_top = lq_top.exp()
+    fix = torch.where(valid, (q_top - lp.exp()) - q_top * scale[:, None], torch.zeros_like(lp))
+    grad.scatter_add_(-1, safe, fix)
+    grad.mul_((has[:, None] * spec.kd_weight).to(grad.dtype))
+    ce = _ce_terms(log_q, q, targets, grad, spec.ce_weight)
     return kd, ce, has, grad
 
 
@@ -228,7 +262,7 @@ def distill_loss(hidden: Tensor, weight: Tensor, signal: Signal, targets: Tensor
 
 @torch.no_grad()
 def evaluate_chunks(hidden: Tensor, weight: Tensor, signal: DenseSignal | SparseSignal, targets: Tensor,
-                    chunk_size: int = 256) -> dict:
+                    chunk_size: int = 64) -> dict:
     """Held-out figures at T=1: sums of KL(teacher‖student), student NLL and top-1 agreement."""
     out = {"kl_sum": 0.0, "nll_sum": 0.0, "agree": 0, "tokens": 0, "kl_tokens": 0}
     spec = LossSpec(kind="forward_kl", chunk_size=chunk_size)
