@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", default=None,
                    help="prompt file: .jsonl (`prompt` or `messages` per line) or text (one prompt per line); "
                         "omitted or 'chatterbot': the English conversations of chatterbot-corpus")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only the first N prompts (after de-duplication), e.g. to try a run on a subset")
     p.add_argument("--out", required=True, help="output folder (results.jsonl, failures.jsonl, accounting.json); "
                                                 "re-running with the same folder resumes")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight at most (default 8)")
@@ -104,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
                                 local_spec=args.teacher_spec or args.tokenizer)
     key = _api_key(args)
     prompts = load_prompts(args.prompts)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise DistillError("--limit must be at least 1", where="distill generate", fix="pass a positive number")
+        prompts = prompts[: args.limit]
     tokenizer = None
     if args.tokenizer:
         from distill.models import load_tokenizer
