@@ -41,7 +41,7 @@ def generation_speed(model, tokenizer, prompts: list[str], new_tokens: int = 32)
 
 def evaluate(teacher: str = "default", student: str | None = None, data: str = "shakespeare",
              seq_len: int = 256, sequences: int = 32, batch_size: int = 4, gen_prompts: int = 3,
-             chunk_size: int = 128) -> dict:
+             chunk_size: int = 64) -> dict:
     """The report as a dict: {"teacher": {...}, "student": {...}, "retention": {...}, "data": ...}."""
     if not student:
         raise DistillError("no student given", fix="pass --student DIR (a directory written by `distill train`)")
