@@ -40,11 +40,11 @@ def main() -> None:
         assert cli(["capture", "--config", str(cfg_path), "--out", f"{tmp}/store", "--top-k", str(a.top_k)]) == 0
         capture_s = time.perf_counter() - t0
         for name, extra in (("store", [f"teacher.store={tmp}/store"]), ("live", [])):
-            cfg = load_config(None, common + extra + [f"output_dir={tmp}/{name}"])
+            cfg = load_config(None, common + extra + [f"output_dir={tmp}/student-{name}"])
             result = train(cfg)
             times = [r["time"] for r in result.history]
             # both students measured the same way: against the live teacher's full distribution
-            report = evaluate("default", f"{tmp}/{name}", "shakespeare", seq_len=256, sequences=16, gen_prompts=0)
+            report = evaluate("default", f"{tmp}/student-{name}", "shakespeare", seq_len=256, sequences=16, gen_prompts=0)
             live_eval = {"heldout_kl": report["student"]["kl_teacher_student"],
                          "top1_agreement": report["student"]["top1_agreement"],
                          "heldout_ppl": report["student"]["heldout_ppl"]}
