@@ -17,30 +17,27 @@ def tokenizer():
     return load_tokenizer("default")
 
 
+def _tiny_dir(out: Path, tokenizer, hidden: int, layers: int, seed: int, title: str) -> Path:
+    """A tiny random Llama on the real tokenizer, saved as safetensors with an Apache-2.0 model card."""
+    from distill.students import fresh_llama
+
+    model = fresh_llama(tokenizer, hidden_size=hidden, num_layers=layers, num_heads=2, seed=seed)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "README.md").write_text(f"---\nlicense: apache-2.0\n---\n# {title}\n")
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     """A tiny random Llama (hidden 32, 2 layers) with the real SmolLM2 tokenizer, saved as safetensors."""
-    from distill.students import fresh_llama
-
-    out = tmp_path_factory.mktemp("tiny")
-    model = fresh_llama(tokenizer, hidden_size=32, num_layers=2, num_heads=2, seed=0)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny test model\n")
-    return out
+    return _tiny_dir(tmp_path_factory.mktemp("tiny"), tokenizer, 32, 2, 0, "tiny test model")
 
 
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory, tokenizer) -> Path:
     """A second tiny random Llama (hidden 48, 3 layers), used as a stand-in teacher."""
-    from distill.students import fresh_llama
-
-    out = tmp_path_factory.mktemp("tiny_teacher")
-    model = fresh_llama(tokenizer, hidden_size=48, num_layers=3, num_heads=2, seed=1)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny test teacher\n")
-    return out
+    return _tiny_dir(tmp_path_factory.mktemp("tiny_teacher"), tokenizer, 48, 3, 1, "tiny test teacher")
 
 
 @pytest.fixture(scope="session")

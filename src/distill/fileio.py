@@ -50,3 +50,14 @@ def iter_jsonl(lines: Iterator[str] | list[str], where: str) -> Iterator[tuple[i
             raise DistillError("a JSONL line is not an object", where=f"{where} line {n}",
                                fix="write one JSON object per line, e.g. {\"text\": \"...\"}")
         yield n, row
+
+
+def read_json_file(path: str | Path, what: str, fix_missing: str, fix_unreadable: str) -> Any:
+    """Parse a JSON file; a missing or unreadable one is a DistillError naming `what` it should have been."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DistillError(f"{what} not found", where=str(path), fix=fix_missing) from None
+    except (OSError, ValueError) as e:
+        raise DistillError(f"cannot read the {what} ({type(e).__name__})", where=str(path),
+                           fix=fix_unreadable) from None

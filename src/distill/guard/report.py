@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
+from distill.fileio import read_json_file
 from distill.guard.core import STATE_FORMAT
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError as e:
-        raise DistillError("guard state file not found", where=str(path),
-                           fix="pass --state FILE (the state_file of the guard config)") from e
-    except (OSError, ValueError) as e:
-        raise DistillError(f"cannot read the guard state file ({type(e).__name__})", where=str(path),
-                           fix="pass a state file written by the guard") from e
+    data = read_json_file(path, "guard state file", "pass --state FILE (the state_file of the guard config)",
+                          "pass a state file written by the guard")
     if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
         raise DistillError("not a Distill guard state file", where=str(path))
     return data

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
+from distill.fileio import read_json_file
 
 FORMAT = "distill-watermark-key/1"
 _ACCOUNT_LABEL = b"distill-watermark-account\x00"
@@ -125,14 +126,8 @@ def save_key(key: WatermarkKey, path: str | Path) -> Path:
 def load_key(path: str | Path) -> WatermarkKey:
     """Read and check a key file written by `save_key`."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise DistillError("watermark key file not found", where=str(path),
-                           fix="create one with `distill watermark keygen --out FILE`") from e
-    except (OSError, ValueError) as e:
-        raise DistillError(f"cannot read the watermark key file ({type(e).__name__})", where=str(path),
-                           fix="pass a key file written by `distill watermark keygen`") from e
+    data = read_json_file(path, "watermark key file", "create one with `distill watermark keygen --out FILE`",
+                          "pass a key file written by `distill watermark keygen`")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DistillError("not a Distill watermark key file", where=str(path),
                            fix="pass a key file written by `distill watermark keygen`")
