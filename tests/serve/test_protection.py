@@ -71,3 +71,45 @@ def test_guard_observes_and_blocks(tiny, tmp_path):
 
     P(guard=guard).close()
     assert (tmp_path / "guard.json").is_file()
+
+
+def test_serve_saves_guard_state_on_sigterm(tmp_path, tiny_model_dir):
+    """`distill serve` stopped with SIGTERM still writes the guard's final state (uvicorn re-raises SIGTERM)."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from distill.models import load_tokenizer
+    from distill.watermark import new_key, save_key
+
+    save_key(new_key(load_tokenizer(str(tiny_model_dir))), tmp_path / "wm.key")
+    (tmp_path / "guard.yaml").write_text(f"state_file: {tmp_path / 'state.json'}\nwatermark_key: {tmp_path / 'wm.key'}\n"
+                                         "persist_every_seconds: 3600\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "serve", str(tiny_model_dir), "--port", str(port),
+                             "--guard-config", str(tmp_path / "guard.yaml")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        for _ in range(120):
+            try:
+                httpx.get(url + "/models", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        body = {"model": str(tiny_model_dir), "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+        for _ in range(3):
+            assert httpx.post(url + "/chat/completions", json=body, timeout=60).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["accounts"]["anonymous"]["requests_in_window"] == 3

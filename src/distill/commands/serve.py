@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 
 from distill.errors import DistillError
 
@@ -35,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning, error)")
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -62,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(engine, name, aliases=aliases, api_keys=keys, limits=limits, **protection.hooks())
     log.info("serving %s as '%s' on http://%s:%d (%s)", loaded.info.path, name, args.host, args.port,
              f"{len(keys)} API key(s)" if keys else "no API key required")
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into a normal exit so that the engine
+    # stops and the guard's state is saved (the `finally` below).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     except OSError as e:
