@@ -48,3 +48,24 @@ def text_file(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("text") / "corpus.txt"
     out.write_text("\n".join(read_text(p)[:4000] for p in shakespeare_files()[:6]))
     return out
+
+
+WORDS = ("the of and to in is was for on that with as by at from his her it are be this which or an had not but "
+         "were they have one all their there been has more when who will would no if so out up what about into "
+         "than them can only other new some time could these two may first then do any like my now over such our "
+         "man me even most made after also did many before must through back years where much your way well down "
+         "should because each just those people how too little state good very make world still own see men work "
+         "long get here between both life being under never day same another know while last might us great old")
+
+
+@pytest.fixture(scope="session")
+def word_ids(tokenizer) -> list[int]:
+    """32 common English words that are single tokens with ids < 1024: a small vocabulary that a tiny student
+    can learn from a little text (the watermark/trace tests restrict a nearly flat tiny teacher to it)."""
+    ids: list[int] = []
+    for w in WORDS.split():
+        t = tokenizer(" " + w, add_special_tokens=False)["input_ids"]
+        if len(t) == 1 and t[0] < 1024 and t[0] not in ids:
+            ids.append(t[0])
+    assert len(ids) >= 32
+    return ids[:32]

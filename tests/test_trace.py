@@ -15,25 +15,7 @@ from distill.trace import load_watermarked_data, trace_closed, trace_open
 from distill.watermark.keys import WatermarkKey, new_key, save_key
 from distill.watermark.processor import WatermarkLogitsProcessor
 
-WORDS = ("the of and to in is was for on that with as by at from his her it are be this which or an had not but "
-         "were they have one all their there been has more when who will would no if so out up what about into "
-         "than them can only other new some time could these two may first then do any like my now over such our "
-         "man me even most made after also did many before must through back years where much your way well down "
-         "should because each just those people how too little state good very make world still own see men work "
-         "long get here between both life being under never day same another know while last might us great old")
-
-
 STUDENT_VOCAB = 1024  # the students only model ids < 1024 (all the teacher emits): cheap full cross-entropy
-
-
-def _allowed(tokenizer, n: int = 32) -> list[int]:
-    ids = []
-    for w in WORDS.split():
-        t = tokenizer(" " + w, add_special_tokens=False)["input_ids"]
-        if len(t) == 1 and t[0] < STUDENT_VOCAB and t[0] not in ids:
-            ids.append(t[0])
-    assert len(ids) >= n
-    return ids[:n]
 
 
 @torch.no_grad()
@@ -80,9 +62,9 @@ def _train_student(texts, tokenizer, out_dir, steps=60, seed=0):
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_teacher_dir, tokenizer, tmp_path_factory):
+def setup(tiny_teacher_dir, tokenizer, tmp_path_factory, word_ids):
     teacher = AutoModelForCausalLM.from_pretrained(tiny_teacher_dir).eval()
-    allowed = _allowed(tokenizer)
+    allowed = word_ids
     key = WatermarkKey(b"\x05" * 32, 0.25, 8.0, 1, False, len(tokenizer))  # left-hash h=1, strong delta
     wm = _generate(teacher, tokenizer, allowed, [WatermarkLogitsProcessor(key, top_k=len(allowed))], seed=0)
     plain = _generate(teacher, tokenizer, allowed, [], seed=1)
@@ -117,7 +99,7 @@ def test_cli_open_mode_json(setup, capsys):
     if not kf.exists():
         save_key(key, kf)
     assert main(["trace", "--key", str(kf), "--suspect-model", str(radio), "--watermarked-data", str(data),
-                 "--json"]) == 0
+                 "--bare-text", "--json"]) == 0  # this student was trained on bare text, not chats
     res = json.loads(capsys.readouterr().out)
     assert res["flagged"] and res["p_value"] < 1e-4 and {"N", "S", "meaning", "tested"} <= set(res)
 

@@ -49,8 +49,9 @@ MEANING = ("p is the probability that a model never trained on text watermarked 
            "heavy further training; and it assumes the key was kept secret.")
 
 
-def _row_texts(row: Any) -> tuple[list[str], str | None]:
-    """Texts and prompt of one JSONL row: choices[].text / choices[].message.content, or text / answer fields."""
+def _row_texts(row: Any) -> tuple[list[str], list[dict] | None]:
+    """Texts and prompt messages of one JSONL row: choices[].text / choices[].message.content, or
+    text / answer fields; the prompt from `messages`, `request.messages` or `prompt`."""
     texts: list[str] = []
     if isinstance(row, str):
         return [row], None
@@ -65,32 +66,32 @@ def _row_texts(row: Any) -> tuple[list[str], str | None]:
                 texts.append(t)
     resp = row.get("response")
     if not texts and isinstance(resp, dict):
-        return _row_texts(resp)[0], _prompt_of(row)
+        return _row_texts(resp)[0], _messages_of(row)
     for f in ("text", "answer", "completion", "output"):
         if not texts and isinstance(row.get(f), str):
             texts.append(row[f])
-    return texts, _prompt_of(row)
+    return texts, _messages_of(row)
 
 
-def _prompt_of(row: dict) -> str | None:
+def _messages_of(row: dict) -> list[dict] | None:
     if isinstance(row.get("prompt"), str):
-        return row["prompt"]
+        return [{"role": "user", "content": row["prompt"]}]
     req = row.get("request") if isinstance(row.get("request"), dict) else row
     msgs = req.get("messages")
     if isinstance(msgs, list):
-        return "\n".join(str(m.get("content", "")) for m in msgs if isinstance(m, dict))
+        return [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))}
+                for m in msgs if isinstance(m, dict)]
     return None
 
 
-def load_watermarked_data(path: str | Path) -> tuple[list[str], list[str]]:
-    """Texts and prompts from a directory of JSONL files (or one JSONL file)."""
+def load_watermarked_rows(path: str | Path) -> list[tuple[list[dict] | None, str]]:
+    """(prompt messages or None, answer text) for every answer in a directory of JSONL files (or one file)."""
     path = Path(path)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not path.exists() or not files:
         raise DistillError("no JSONL files with watermarked data found", where=str(path),
                            fix="pass the directory written by `distill generate` (results.jsonl)")
-    texts: list[str] = []
-    prompts: list[str] = []
+    out: list[tuple[list[dict] | None, str]] = []
     for f in files:
         for n, line in enumerate(f.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             if not line.strip():
@@ -100,14 +101,22 @@ def load_watermarked_data(path: str | Path) -> tuple[list[str], list[str]]:
             except ValueError as e:
                 raise DistillError("a line of the watermarked data is not JSON", where=f"{f}:{n}",
                                    fix="each line must be one JSON object") from e
-            t, p = _row_texts(row)
-            texts += [x for x in t if x.strip()]
-            if p:
-                prompts.append(p)
-    if not texts:
+            texts, messages = _row_texts(row)
+            out += [(messages, t) for t in texts if t.strip()]
+    if not out:
         raise DistillError("the watermarked data holds no text", where=str(path),
                            fix="rows need choices[].text, choices[].message.content, or a text/answer field")
-    return texts, prompts
+    return out
+
+
+def load_watermarked_data(path: str | Path) -> tuple[list[str], list[str]]:
+    """Texts and prompts (the prompt messages' contents joined by newlines) from `load_watermarked_rows`."""
+    return texts_and_prompts(load_watermarked_rows(path))
+
+
+def texts_and_prompts(rows: Sequence[tuple[list[dict] | None, str]]) -> tuple[list[str], list[str]]:
+    prompts = ["\n".join(m["content"] for m in msgs) for msgs, _ in rows if msgs]
+    return [t for _, t in rows], prompts
 
 
 def read_prompts(path: str | Path | None) -> list[str]:
@@ -210,21 +219,25 @@ def trace_closed(key: WatermarkKey, tokenizer, endpoint: str, model: str, prompt
 @torch.no_grad()
 def open_units(key: WatermarkKey, model: torch.nn.Module, sequences: Sequence[Sequence[int]],
                exclude: set[tuple[int, ...]], keep_only: set[tuple[int, ...]] | None = None,
-               max_len: int = 512) -> UnitCounter:
-    """Score the suspect's argmax predictions against the true preceding windows of `sequences`."""
+               max_len: int = 512, starts: Sequence[int] | None = None) -> UnitCounter:
+    """Score the suspect's argmax predictions against the true preceding windows of `sequences`.
+
+    `starts[i]` is the first position of sequence i that is scored (the answer after a rendered prompt); the
+    tokens before it are context only."""
     h = key.context_width
     counter = UnitCounter(key, exclude)
     device = next(model.parameters()).device
-    for ids in sequences:
+    for i, ids in enumerate(sequences):
+        first = max(h, starts[i] if starts is not None else 0)
         seen: set[tuple[int, ...]] = set()
         for start in range(0, max(1, len(ids) - h), max_len - h):
             chunk = list(ids[start:start + max_len])
-            if len(chunk) <= h:
+            if len(chunk) <= h or start + len(chunk) <= first:
                 continue
             logits = model(torch.tensor([chunk], device=device)).logits[0]
             preds = logits[:, :key.vocab_size].argmax(-1).tolist()
             windows, tokens = [], []
-            for t in range(h, len(chunk)):  # predict chunk[t] from chunk[:t]
+            for t in range(max(h, first - start), len(chunk)):  # predict chunk[t] from chunk[:t]
                 w = tuple(chunk[t - h:t])
                 earlier = w in seen
                 seen.add(w)
@@ -238,28 +251,43 @@ def open_units(key: WatermarkKey, model: torch.nn.Module, sequences: Sequence[Se
 
 
 def trace_open(key: WatermarkKey, suspect: str, texts: Sequence[str], prompts: Sequence[str] = (),
-               watermarked: Sequence[str] | None = None, filter_kgrams: bool = False) -> dict[str, Any]:
-    """Open mode: load the suspect's weights and score its next-token predictions on `texts`."""
+               watermarked: Sequence[str] | None = None, filter_kgrams: bool = False,
+               conversations: Sequence[list[dict] | None] | None = None) -> dict[str, Any]:
+    """Open mode: load the suspect's weights and score its next-token predictions on `texts`.
+
+    With `conversations` (the prompt messages of each text, or None), each text is fed as the answer to its
+    prompt rendered the way the suspect was trained on chat data (`distill.generate.chat.render_chat`: its chat
+    template), and only the answer is scored: a chat-tuned student fed a bare answer sees text unlike anything
+    it was trained on, and its predictions there carry little of what it learned."""
+    from distill.generate.chat import render_chat
     from distill.models import load_model
 
     loaded = load_model(suspect)
-    key.check_tokenizer(loaded.tokenizer, where=f"suspect {suspect}")
+    tok = loaded.tokenizer
+    key.check_tokenizer(tok, where=f"suspect {suspect}")
     h = key.context_width
-    seqs = [encode(loaded.tokenizer, t) for t in texts]
+    seqs, starts = [], []
+    for i, t in enumerate(texts):
+        msgs = conversations[i] if conversations is not None else None
+        prefix = render_chat(tok, msgs) if msgs else []
+        seqs.append(prefix + encode(tok, t))
+        starts.append(len(prefix))
     for s in seqs:
         check_ids(key, s, "fed text")
     exclude: set[tuple[int, ...]] = set()
     for p in prompts:
-        exclude |= windows_of(encode(loaded.tokenizer, p), h)
+        exclude |= windows_of(encode(tok, p), h)
     keep = None
     if filter_kgrams:
         keep = set()
         for t in (watermarked if watermarked is not None else texts):
-            keep |= windows_of(encode(loaded.tokenizer, t), h)
+            keep |= windows_of(encode(tok, t), h)
     rows = loaded.model.get_input_embeddings().num_embeddings
     if any(s and max(s) >= rows for s in seqs):
         raise DistillError(f"the fed text has token ids beyond the suspect's {rows} embedding rows",
                            where=f"suspect {suspect}", fix="use a suspect that shares the watermarked model's tokenizer")
-    counter = open_units(key, loaded.model, seqs, exclude, keep)
-    return _report(counter, "open", f"argmax predictions of {suspect} on {len(seqs)} texts",
-                   {"texts": len(seqs), "filter_kgrams": filter_kgrams})
+    counter = open_units(key, loaded.model, seqs, exclude, keep, starts=starts)
+    in_chat = sum(1 for s in starts if s)
+    how = f", {in_chat} of them as answers to their chat prompts" if in_chat else ""
+    return _report(counter, "open", f"argmax predictions of {suspect} on {len(seqs)} texts{how}",
+                   {"texts": len(seqs), "in_chat": in_chat, "filter_kgrams": filter_kgrams})

@@ -27,11 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default="default", help="closed mode: tokenizer of the watermarked model")
     parser.add_argument("--max-tokens", type=int, default=200, help="closed mode: answer length requested")
     parser.add_argument("--alpha", type=float, default=1e-3, help="significance threshold for the verdict")
+    parser.add_argument("--bare-text", action="store_true",
+                        help="open mode: feed the watermarked answers alone, not after their chat prompts")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.trace import load_watermarked_data, read_prompts, trace_closed, trace_open
+    from distill.trace import load_watermarked_rows, read_prompts, texts_and_prompts, trace_closed, trace_open
     from distill.watermark.keys import load_key
 
     closed, opened = bool(args.suspect_endpoint), bool(args.suspect_model)
@@ -56,10 +58,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.watermarked_data:
             raise DistillError("open mode needs --watermarked-data DIR (the JSONL the watermarked generator wrote)",
                                fix="add --watermarked-data")
-        wm_texts, wm_prompts = load_watermarked_data(args.watermarked_data)
+        rows = load_watermarked_rows(args.watermarked_data)
+        wm_texts, wm_prompts = texts_and_prompts(rows)
         texts = read_prompts(args.prompts) if args.prompts else wm_texts
+        chats = None if args.prompts or args.bare_text else [msgs for msgs, _ in rows]
         res = trace_open(key, args.suspect_model, texts, wm_prompts, watermarked=wm_texts,
-                         filter_kgrams=args.filter_kgrams)
+                         filter_kgrams=args.filter_kgrams, conversations=chats)
     from distill.watermark.stats import min_tokens_needed
 
     need = min_tokens_needed(args.alpha, res["gamma"])
