@@ -1,7 +1,8 @@
-"""Watermark benchmark with the real default teacher (SmolLM2-135M-Instruct), gamma=0.25, delta=2, self-hash h=4.
+"""Watermark benchmark with the real default teacher (SmolLM2-135M-Instruct): gamma 0.25, self-hash h 4, several deltas.
 
-Reports: median scored tokens needed for p < 1e-5, perplexity cost (the teacher scoring its own watermarked vs
-plain answers), and generation throughput with and without the processor (full vocabulary and top-k variant).
+Reports, per bias delta: median scored tokens needed for p < 1e-5, perplexity cost (the unwatermarked teacher
+scoring watermarked vs plain answers, pooled over all answer tokens), and generation throughput with and
+without the processor (full vocabulary, and the top-64 variant at delta 2).
 
     python benchmarks/bench_watermark.py [--prompts 20] [--max-new-tokens 150]
 """
@@ -58,7 +59,8 @@ def tokens_to_detect(key, ids, alpha=1e-5):
 
 
 @torch.no_grad()
-def perplexity(model, enc, answers):
+def nll_sum(model, enc, answers) -> tuple[float, int]:
+    """Summed negative log-likelihood of the answers under `model` (given their prompts) and their token count."""
     nll, n = 0.0, 0
     for i, a in enumerate(answers):
         if not a:
@@ -68,7 +70,7 @@ def perplexity(model, enc, answers):
         logits = model(ids).logits[0, len(prompt) - 1:-1]
         nll += torch.nn.functional.cross_entropy(logits, torch.tensor(a), reduction="sum").item()
         n += len(a)
-    return math.exp(nll / n)
+    return nll, n
 
 
 def main() -> None:
@@ -76,39 +78,48 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--max-new-tokens", type=int, default=150)
     ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--deltas", type=lambda v: [float(x) for x in v.split(",")], default=[1.0, 1.5, 2.0],
+                    help="watermark biases to compare (gamma 0.25, self-hash h 4)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     lm = load_model("default")
     model, tok = lm.model, lm.tokenizer
-    key = new_key(tok)  # gamma 0.25, delta 2, self-hash h=4
+    keys = {d: new_key(tok, delta=d) for d in args.deltas}  # gamma 0.25, self-hash h=4
     prompts = (DEFAULT_PROMPTS * 3)[:args.prompts]
+    variants = [("plain", None, [])]
+    for d, key in keys.items():
+        variants.append((f"watermark_d{d:g}", key, [WatermarkLogitsProcessor(key)]))
+        if d == 2.0:
+            variants.append(("watermark_d2_top64", key, [WatermarkLogitsProcessor(key, top_k=64)]))
     rows = {}
-    for name, procs in (("plain", []), ("watermark", [WatermarkLogitsProcessor(key)]),
-                        ("watermark_top64", [WatermarkLogitsProcessor(key, top_k=64)])):
+    for name, key, procs in variants:
         answers, speeds, encs = [], [], []
         for b in range(0, len(prompts), args.batch):
             enc, ans, tps = generate(model, tok, prompts[b:b + args.batch], procs, args.max_new_tokens, seed=b)
             answers += ans
             speeds.append(tps)
             encs.append((enc, ans))
-        ppl = statistics.mean(perplexity(model, e, a) for e, a in encs)
-        rows[name] = {"answers": answers, "tokens_per_s": statistics.mean(speeds), "ppl": ppl}
-        print(f"{name:<16} tokens/s {rows[name]['tokens_per_s']:.1f}  teacher perplexity {ppl:.2f}  "
-              f"mean length {statistics.mean(len(a) for a in answers):.0f}")
-    for name in ("watermark", "watermark_top64"):
-        need = [tokens_to_detect(key, a) for a in rows[name]["answers"]]
-        found = sorted(n for n in need if n is not None)
-        med = statistics.median(need_or_inf if need_or_inf is not None else math.inf for need_or_inf in need)
-        print(f"{name}: scored tokens needed for p < 1e-5: median {med}, reached in {len(found)}/{len(need)} "
-              f"answers (range {found[0] if found else '-'}-{found[-1] if found else '-'})")
-        print(f"{name}: perplexity cost {100 * (rows[name]['ppl'] / rows['plain']['ppl'] - 1):+.1f}%, "
-              f"slowdown {100 * (1 - rows[name]['tokens_per_s'] / rows['plain']['tokens_per_s']):.1f}%")
+        nll, n = zip(*(nll_sum(model, e, a) for e, a in encs), strict=True)
+        ppl = math.exp(sum(nll) / sum(n))
+        rows[name] = {"answers": answers, "tokens_per_s": statistics.mean(speeds), "ppl": ppl, "key": key}
+        print(f"{name:<20} tokens/s {rows[name]['tokens_per_s']:.1f}  teacher perplexity {ppl:.2f}  "
+              f"mean length {statistics.mean(len(a) for a in answers):.0f}", flush=True)
+    print("\n| variant | median scored tokens for p < 1e-5 (answers reaching it) | perplexity cost | slowdown |")
+    print("|---|---|---|---|")
+    for name, row in rows.items():
+        if row["key"] is None:
+            continue
+        need = [tokens_to_detect(row["key"], a) for a in row["answers"]]
+        found = sum(n is not None for n in need)
+        med = statistics.median(math.inf if n is None else n for n in need)
+        print(f"| {name} | {med} ({found}/{len(need)}) | {100 * (row['ppl'] / rows['plain']['ppl'] - 1):+.1f}% "
+              f"| {100 * (1 - row['tokens_per_s'] / rows['plain']['tokens_per_s']):.1f}% |")
     plain_p = []
     for a in rows["plain"]["answers"]:
-        c = UnitCounter(key)
+        c = UnitCounter(keys[max(keys)])
         c.add_sequence(a)
         plain_p.append(c.result().p_value)
-    print(f"unwatermarked answers: min p {min(plain_p):.3g}, share with p < 0.01: "
+    print(f"\nunwatermarked answers: min p {min(plain_p):.3g}, share with p < 0.01: "
           f"{sum(p < 0.01 for p in plain_p)}/{len(plain_p)}")
 
 
