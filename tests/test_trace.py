@@ -146,3 +146,15 @@ def test_cli_unreachable_endpoint_gives_no_p_value(tmp_path, tokenizer, capsys):
     rc = main(["trace", "--key", str(kf), "--suspect-endpoint", "http://127.0.0.1:9", "--model", "x", "--json"])
     cap = capsys.readouterr()
     assert rc == 2 and "could not be reached" in cap.err and "p_value" not in cap.out and "Traceback" not in cap.err
+
+
+def test_cli_account_uses_that_accounts_subkey(setup, capsys):
+    """The radio student learned the master key's watermark; an account's sub-key is another key: no flag."""
+    key, data, radio, control, wm, root = setup
+    kf = root / "key.json"
+    if not kf.exists():
+        save_key(key, kf)
+    assert main(["trace", "--key", str(kf), "--account", "bob", "--suspect-model", str(radio),
+                 "--watermarked-data", str(data), "--bare-text", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert not res["flagged"] and res["p_value"] >= 0.01 and res["key_id"] == key.for_account("bob").key_id, res

@@ -14,6 +14,9 @@ HELP = "test whether a suspect model was trained on watermarked outputs (radioac
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", required=True, help="watermark key file used when generating the data")
+    parser.add_argument("--account", help="test with this API account's sub-key of --key (what `distill serve "
+                        "--api-key-file` watermarked that account's answers with; `watermark detect --accounts` "
+                        "names it)")
     parser.add_argument("--suspect-endpoint", help="closed mode: base URL of the suspect's OpenAI-compatible API")
     parser.add_argument("--model", help="closed mode: model name to request from the endpoint")
     parser.add_argument("--api-key-env", default=None,
@@ -41,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         raise DistillError("choose exactly one suspect: --suspect-endpoint URL --model NAME (closed mode) or "
                            "--suspect-model PATH (open mode)", fix="see `distill trace --help`")
     key = load_key(args.key)
+    if args.account:
+        key = key.for_account(args.account)
     if closed:
         if not args.model:
             raise DistillError("closed mode needs --model (the model name the endpoint serves)",
