@@ -4,7 +4,8 @@ the teacher within 2% of live dense KD), with the time per step of each.
     .venv/bin/python benchmarks/bench_store_quality.py --steps 60
 
 Captures the store for exactly the sequences training uses (data.max_sequences), then trains the same fresh
-student twice — once from the store (top-k, sparse loss), once from the live teacher (dense loss) — and
+student from the store with each `teacher.store_tail` (prior: residual spread by the tail prior, dense loss;
+bucket: residual as one outcome, sparse loss) and once from the live teacher (dense loss), and
 reports the held-out KL(teacher‖student) of each, measured against the live teacher's full distribution.
 """
 
@@ -26,6 +27,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--top-k", type=int, default=32)
+    ap.add_argument("--tails", type=lambda v: v.split(","), default=["prior", "bucket"],
+                    help="store_tail settings to train from the same capture")
     ap.add_argument("--json", default="benchmarks/results/store_quality.json")
     a = ap.parse_args()
     sequences = a.steps * 4
@@ -39,7 +42,8 @@ def main() -> None:
         t0 = time.perf_counter()
         assert cli(["capture", "--config", str(cfg_path), "--out", f"{tmp}/store", "--top-k", str(a.top_k)]) == 0
         capture_s = time.perf_counter() - t0
-        for name, extra in (("store", [f"teacher.store={tmp}/store"]), ("live", [])):
+        runs = [(f"store_{t}", [f"teacher.store={tmp}/store", f"teacher.store_tail={t}"]) for t in a.tails]
+        for name, extra in runs + [("live", [])]:
             cfg = load_config(None, common + extra + [f"output_dir={tmp}/student-{name}"])
             result = train(cfg)
             times = [r["time"] for r in result.history]
@@ -51,15 +55,16 @@ def main() -> None:
             rows.append({"source": name, "s_per_step": (times[-1] - times[1]) / max(len(times) - 2, 1),
                          **{k: live_eval[k] for k in ("heldout_kl", "top1_agreement", "heldout_ppl")}})
             print(json.dumps(rows[-1]), flush=True)
-    store, live = rows
+    live = rows[-1]
     print(f"\ncapture of {sequences} train sequences (+ held-out): {capture_s:.0f} s; k = {a.top_k}; {a.steps} steps")
     print("| teacher signal | s/step | held-out KL (vs full teacher) | top-1 | perplexity |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['source']} | {r['s_per_step']:.2f} | {r['heldout_kl']:.3f} | {r['top1_agreement']:.3f} | "
               f"{r['heldout_ppl']:.1f} |")
-    print(f"KL store / live: {store['heldout_kl'] / live['heldout_kl']:.3f}; "
-          f"speed store / live: {live['s_per_step'] / store['s_per_step']:.2f}×")
+    for store in rows[:-1]:
+        print(f"{store['source']}: KL store / live {store['heldout_kl'] / live['heldout_kl']:.3f}; "
+              f"speed store / live {live['s_per_step'] / store['s_per_step']:.2f}×")
     Path(a.json).write_text(json.dumps({"steps": a.steps, "top_k": a.top_k, "capture_s": capture_s, "rows": rows},
                                        indent=2) + "\n")
 

@@ -26,6 +26,11 @@ class TeacherConfig(_Section):
                        "file, a local Hugging Face directory, or a hub id (needs network).")
     store: str | None = Field(None, description="A capture store written by `distill capture`. When set, training "
                               "reads the teacher's top-k from it instead of running the teacher.")
+    store_tail: Literal["prior", "bucket"] = Field(
+        "prior", description="With a store: what the loss does with the mass outside the stored top-k. 'prior' "
+        "spreads it over the other tokens in proportion to the teacher's average tail (the store's tail prior, "
+        "summed at capture) and uses the dense losses; 'bucket' compares it as one outcome (cheaper per step, "
+        "but the student learns nothing about the shape of the teacher's tail).")
     authorization: str | None = Field(None, description="Authorization record (YAML/JSON) that permits distilling "
                                       "from a teacher whose licence or terms the policy gate would refuse.")
     trust_remote_code: bool = Field(False, description="Allow model code from the teacher's repository to run. Off "

@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from distill.crosstok.uld import SortedSignal, uld_loss
 from distill.losses import cross_entropy, divergence, forward_kl, sparse_buckets, student_buckets
-from distill.signals import DenseSignal, Signal, SparseSignal
+from distill.signals import DenseSignal, Signal, SparseSignal, TailPriorSignal
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def chunk_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tensor, 
         return torch.where(has, kd, torch.zeros_like(kd)), ce, has
     div = divergence(spec.kind, spec.beta, spec.alpha)
     s_logp = torch.log_softmax(s_logits / T, dim=-1)
-    if isinstance(signal, DenseSignal):
+    if isinstance(signal, DenseSignal | TailPriorSignal):
         t_logp = torch.log_softmax(_upcast(signal.logits(rows)) / T, dim=-1)
         has = torch.ones_like(ce, dtype=torch.bool)
     elif isinstance(signal, SparseSignal):
@@ -99,8 +99,8 @@ def analytic_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tenso
     if isinstance(signal, SparseSignal) and spec.kind == "forward_kl" and spec.temperature == 1.0 \
             and spec.kd_weight > 0:
         return _sparse_forward_kl_terms(s_logits, signal, rows, targets, spec)
-    if not isinstance(signal, DenseSignal) or spec.kind not in ("forward_kl", "reverse_kl", "jsd") \
-            or signal.softcap or spec.kd_weight == 0:
+    dense = isinstance(signal, DenseSignal | TailPriorSignal)
+    if not dense or spec.kind not in ("forward_kl", "reverse_kl", "jsd") or signal.softcap or spec.kd_weight == 0:
         return None
     T = spec.temperature
     s = _upcast(s_logits)
@@ -261,8 +261,8 @@ def distill_loss(hidden: Tensor, weight: Tensor, signal: Signal, targets: Tensor
 
 
 @torch.no_grad()
-def evaluate_chunks(hidden: Tensor, weight: Tensor, signal: DenseSignal | SparseSignal, targets: Tensor,
-                    chunk_size: int = 64) -> dict:
+def evaluate_chunks(hidden: Tensor, weight: Tensor, signal: DenseSignal | SparseSignal | TailPriorSignal,
+                    targets: Tensor, chunk_size: int = 64) -> dict:
     """Held-out figures at T=1: sums of KL(teacher‖student), student NLL and top-1 agreement."""
     out = {"kl_sum": 0.0, "nll_sum": 0.0, "agree": 0, "tokens": 0, "kl_tokens": 0}
     spec = LossSpec(kind="forward_kl", chunk_size=chunk_size)
@@ -274,7 +274,7 @@ def evaluate_chunks(hidden: Tensor, weight: Tensor, signal: DenseSignal | Sparse
         out["kl_tokens"] += int(has.sum())
         out["nll_sum"] += float(ce.sum())
         out["tokens"] += int((targets[rows] != -100).sum())
-        if isinstance(signal, DenseSignal):
+        if isinstance(signal, DenseSignal | TailPriorSignal):
             t_top = signal.logits(rows).argmax(-1)
         elif isinstance(signal, SparseSignal):
             t_top = signal.ids[rows][:, 0]

@@ -52,7 +52,38 @@ class SparseSignal:
     logprobs: Tensor  # [N, k] float, -inf where padded
 
 
-Signal = DenseSignal | SparseSignal | None  # None: no teacher distribution (sequence-level KD, CE only)
+@dataclass
+class TailPriorSignal:
+    """A store's top-k with the residual mass spread over the other tokens in proportion to a tail prior.
+
+    The prior is the teacher's average distribution over tokens outside its top-k (summed at capture over the
+    training positions). The teacher distribution is then dense: p_v exactly for the k stored ids, and
+    R · prior_v / Z for every other id, where R = 1 − Σ top-k p and Z = the prior's mass outside this
+    position's top-k. It is materialized chunk by chunk (`logits(rows)` returns normalized log-probabilities),
+    so every dense loss applies unchanged."""
+
+    ids: Tensor  # [N, k] long, -1 where padded
+    logprobs: Tensor  # [N, k] float, -inf where padded
+    log_prior: Tensor  # [V] log of the tail prior (normalized over the vocabulary)
+    softcap: float | None = None  # always None: the values are already log-probabilities
+
+    def logits(self, rows: slice) -> Tensor:
+        ids, lp = self.ids[rows], self.logprobs[rows].float()
+        valid = ids >= 0
+        safe = ids.clamp_min(0)
+        head = torch.where(valid, lp.exp(), torch.zeros_like(lp))
+        residual = (1.0 - head.sum(-1)).clamp_min(1e-12)
+        prior_in_top = torch.where(valid, self.log_prior[safe].exp(), torch.zeros_like(lp)).sum(-1)
+        z = (1.0 - prior_in_top).clamp_min(1e-12)
+        out = self.log_prior.expand(len(ids), -1) + (residual.log() - z.log()).unsqueeze(1)
+        # padded slots rewrite the row's first entry with its own value, so they never clobber a real id
+        first = safe[:, :1]
+        first_val = torch.where(valid[:, :1], lp[:, :1], out.gather(1, first))
+        idx = torch.where(valid, safe, first.expand_as(safe))
+        return out.scatter(1, idx, torch.where(valid, lp, first_val.expand_as(lp)))
+
+
+Signal = DenseSignal | SparseSignal | TailPriorSignal | None  # None: no teacher distribution (sequence-level KD, CE only)
 
 
 class TeacherSource(Protocol):

@@ -94,7 +94,7 @@ def make_source(cfg: DistillConfig, teacher: LoadedModel | None, info: ModelInfo
         from distill.store import StoreTeacher, expected_identity
 
         expect = expected_identity(teacher=info, tokenizer=tokenizer, corpus=corpus)
-        return StoreTeacher(cfg.teacher.store, split=split, expect=expect, device=device)
+        return StoreTeacher(cfg.teacher.store, split=split, expect=expect, device=device, tail=cfg.teacher.store_tail)
     if is_generated_set(cfg):
         return BatchTopK()
     if teacher is None:

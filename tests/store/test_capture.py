@@ -54,6 +54,25 @@ def test_round_trip_matches_teacher_log_softmax(store_dir, sharp_teacher_dir, da
     assert float(torch.cat(mass_errors).max()) <= m["max_mass_error"] + 1e-4 < 0.01
 
 
+def test_tail_prior_is_the_teachers_mass_outside_its_top_k(store_dir, sharp_teacher_dir, data_cfg, tokenizer):
+    """tail-prior.npy = Σ over training positions of p (top-k zeroed), normalized; held-out positions excluded."""
+    model = AutoModelForCausalLM.from_pretrained(sharp_teacher_dir, dtype=torch.float32).eval()
+    corpus = load_corpus(data_cfg, tokenizer)
+    ref = torch.zeros(len(tokenizer), dtype=torch.float64)
+    for ex in corpus.train:
+        with torch.no_grad():
+            p = torch.softmax(model(ex["input_ids"][None]).logits[0].double(), -1)[ex["loss_mask"]]
+        for row in p:
+            row = row.clone()
+            row[row.topk(8).indices] = 0.0
+            ref += row
+    ref /= ref.sum()
+    m = json.loads((store_dir / "manifest.json").read_text())
+    prior = np.load(store_dir / m["index"]["tail_prior"]["file"])
+    assert prior.shape == (len(tokenizer),) and m["tail_prior_bytes"] == (store_dir / "tail-prior.npy").stat().st_size
+    assert float(np.abs(prior - ref.numpy()).sum()) < 1e-3  # total variation between the two
+
+
 def test_manifest_identity_and_files(store_dir, sharp_teacher_dir, data_cfg, tokenizer):
     m = json.loads((store_dir / "manifest.json").read_text())
     corpus = load_corpus(data_cfg, tokenizer)

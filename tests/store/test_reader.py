@@ -29,7 +29,8 @@ def _batch(corpus, rows: list[int], pad_id: int, split: str = "train"):
 
 
 def test_signal_holds_the_batch_positions_in_order(store_dir, corpus, tokenizer):
-    st = StoreTeacher(store_dir, split="train", expect=expected_identity(tokenizer=tokenizer, corpus=corpus))
+    st = StoreTeacher(store_dir, split="train", expect=expected_identity(tokenizer=tokenizer, corpus=corpus),
+                      tail="bucket")
     rows = [5, 0, 17, 9]  # out of order and across shards
     batch = _batch(corpus, rows, tokenizer.pad_token_id)
     positions = batch["loss_mask"].reshape(-1).nonzero().squeeze(1)
@@ -42,7 +43,7 @@ def test_signal_holds_the_batch_positions_in_order(store_dir, corpus, tokenizer)
     pick = torch.tensor([len(positions) - 1, 0, 20])
     sub = st.signal(batch, positions[pick])
     assert torch.equal(sub.ids, sig.ids[pick]) and torch.equal(sub.logprobs, sig.logprobs[pick])
-    held = StoreTeacher(store_dir, split="heldout")
+    held = StoreTeacher(store_dir, split="heldout", tail="bucket")
     hb = _batch(corpus, [1, 0], tokenizer.pad_token_id, split="heldout")
     hs = held.signal(hb, hb["loss_mask"].reshape(-1).nonzero().squeeze(1))
     assert torch.equal(hs.ids, torch.cat([held.example_topk(1)[0], held.example_topk(0)[0]]))
@@ -63,15 +64,26 @@ def test_signal_refuses_positions_and_rows_it_does_not_hold(store_dir, corpus, t
         st.signal(batch, batch["loss_mask"].reshape(-1).nonzero().squeeze(1))
 
 
-def _reference_loss(hidden, weight, ids, t_lp, targets, kind: str, T: float, ce_weight: float):
-    """Direct float64 computation of the sparse-bucket KD (+ CE) loss, written out by hand."""
+def _reference_loss(hidden, weight, ids, t_lp, targets, kind: str, T: float, ce_weight: float, prior=None):
+    """Direct float64 computation of the KD (+ CE) loss, written out by hand: over k + one residual bucket, or
+    (with `prior`) over the whole vocabulary with the residual spread in proportion to the prior."""
     hidden, weight, t_lp = hidden.double(), weight.double(), t_lp.double()
     logits = hidden @ weight.T
     p_top = t_lp.exp()
-    p = torch.cat([p_top, (1 - p_top.sum(-1, keepdim=True)).clamp(min=1e-6)], -1)  # k + residual bucket
-    q_top = torch.softmax(logits, -1).gather(1, ids)
-    q = torch.cat([q_top, 1 - q_top.sum(-1, keepdim=True)], -1)
-    if T != 1.0:  # re-temper both bucket distributions
+    if prior is None:
+        p = torch.cat([p_top, (1 - p_top.sum(-1, keepdim=True)).clamp(min=1e-6)], -1)  # k + residual bucket
+        q_top = torch.softmax(logits, -1).gather(1, ids)
+        q = torch.cat([q_top, 1 - q_top.sum(-1, keepdim=True)], -1)
+    else:
+        prior = torch.as_tensor(prior, dtype=torch.float64).clamp_min(1e-30)  # the documented floor
+        p = torch.empty_like(logits)
+        for r in range(len(ids)):
+            outside = torch.ones(len(prior), dtype=torch.bool)
+            outside[ids[r]] = False
+            p[r] = prior * (1 - p_top[r].sum()).clamp(min=1e-12) / prior[outside].sum()
+            p[r, ids[r]] = p_top[r]
+        q = torch.softmax(logits, -1)
+    if T != 1.0:  # re-temper both distributions
         p, q = torch.softmax(p.log() / T, -1), torch.softmax(q.log() / T, -1)
     if kind == "forward_kl":
         kd = (p * (p.log() - q.log())).sum(-1)
@@ -82,11 +94,12 @@ def _reference_loss(hidden, weight, ids, t_lp, targets, kind: str, T: float, ce_
     return (kd * T * T + ce_weight * ce).mean()
 
 
+@pytest.mark.parametrize("tail", ["bucket", "prior"])
 @pytest.mark.parametrize("kind,T,ce_weight", [("forward_kl", 1.0, 0.0), ("jsd", 2.0, 0.5)])
 def test_store_signal_through_fused_loss_matches_reference(store_dir, corpus, tokenizer, tiny_model_dir,
-                                                           kind, T, ce_weight):
+                                                           kind, T, ce_weight, tail):
     student = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    st = StoreTeacher(store_dir)
+    st = StoreTeacher(store_dir, tail=tail)
     batch = _batch(corpus, [2, 11, 7], tokenizer.pad_token_id)
     positions = batch["loss_mask"].reshape(-1).nonzero().squeeze(1)
     sig = st.signal(batch, positions)
@@ -100,7 +113,8 @@ def test_store_signal_through_fused_loss_matches_reference(store_dir, corpus, to
     loss.backward()
     h_ref = hidden.detach().clone().requires_grad_(True)
     w_ref = weight.detach().clone().requires_grad_(True)
-    ref = _reference_loss(h_ref, w_ref, sig.ids, sig.logprobs, targets, kind, T, ce_weight)
+    prior = np.load(store_dir / "tail-prior.npy") if tail == "prior" else None
+    ref = _reference_loss(h_ref, w_ref, sig.ids, sig.logprobs, targets, kind, T, ce_weight, prior)
     ref.backward()
     assert float(loss.detach()) == pytest.approx(float(ref.detach()), rel=1e-4, abs=1e-6)
     assert torch.allclose(hidden.grad.double(), h_ref.grad.double(), rtol=1e-3, atol=1e-7)
@@ -172,3 +186,27 @@ def test_reading_is_memory_mapped(store_dir, corpus, tokenizer):
     m = json.loads((store_dir / "manifest.json").read_text())
     assert shard.dtype.itemsize == m["settings"]["bytes_per_position"] == 8 * 2 + 4 + 8
     assert math.isclose(shard.nbytes, m["shards"][0]["positions"] * 28)
+
+
+def test_tail_prior_signal_against_a_direct_construction():
+    """Stored ids keep their log-probs; every other id gets R · prior / Z; rows are distributions; padding
+    (and a real id 0 next to it) is handled."""
+    from distill.signals import TailPriorSignal
+
+    V = 7
+    prior = torch.tensor([0.3, 0.1, 0.05, 0.2, 0.15, 0.1, 0.1])
+    ids = torch.tensor([[2, 5, -1], [0, 3, -1], [-1, -1, -1], [4, 1, 6]])
+    lp = torch.tensor([[0.5, 0.2, 0.0], [0.6, 0.1, 0.0], [0.0, 0.0, 0.0], [0.4, 0.3, 0.2]]).log()
+    lp = torch.where(ids >= 0, lp, torch.full_like(lp, -math.inf))
+    sig = TailPriorSignal(ids=ids, logprobs=lp, log_prior=prior.log())
+    got = sig.logits(slice(0, 4)).exp()
+    for r in range(4):
+        want = torch.zeros(V)
+        kept = {int(i): float(v) for i, v in zip(ids[r], lp[r].exp(), strict=True) if i >= 0}
+        rest = [v for v in range(V) if v not in kept]
+        residual = 1 - sum(kept.values())
+        z = float(prior[rest].sum())
+        for v in range(V):
+            want[v] = kept[v] if v in kept else residual * float(prior[v]) / z
+        assert torch.allclose(got[r], want, atol=1e-6), (r, got[r], want)
+        assert float(got[r].sum()) == pytest.approx(1.0, abs=1e-6)

@@ -164,18 +164,26 @@ def capture_shard(store: Path, s: int, settings: CaptureSettings, teacher: LiveT
     writer = ShardWriter(store, s, codec.record_dtype(settings.top_k, vocab), int(counts.sum()), index)
     head = teacher.model.get_output_embeddings().weight[:vocab]
     mass_sum, mass_min, max_err, max_mass_err = 0.0, math.inf, 0.0, 0.0
+    tail_sum = torch.zeros(vocab, dtype=torch.float64, device=device)  # train positions' mass outside top-k
     try:
         for start in range(0, len(examples), settings.batch_size):
             batch = collate(examples[start:start + settings.batch_size], pad_id)
             hidden = teacher.hidden_states(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             positions = batch["loss_mask"].reshape(-1).nonzero().squeeze(1).to(device)
+            is_train = torch.tensor([split == 0 for split, _ in items[start:start + settings.batch_size]],
+                                    device=device)[positions // batch["loss_mask"].shape[1]]
             flat = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
             for c in range(0, flat.shape[0], settings.chunk_size):
                 logits = (flat[c:c + settings.chunk_size] @ head.T).float()
                 if teacher.softcap:
                     logits = torch.tanh(logits / teacher.softcap) * teacher.softcap
-                top, ids = logits.topk(settings.top_k, dim=-1, sorted=True)  # no [C, V] log-softmax copy
-                values, ids = (top - torch.logsumexp(logits, dim=-1, keepdim=True)).cpu(), ids.cpu()
+                top, ids = logits.topk(settings.top_k, dim=-1, sorted=True)
+                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+                train_rows = is_train[c:c + settings.chunk_size]
+                if train_rows.any():  # the tail prior: probabilities outside the top-k, summed over positions
+                    tail = logits[train_rows].sub_(lse[train_rows]).exp_().scatter_(1, ids[train_rows], 0.0)
+                    tail_sum += tail.sum(0, dtype=torch.float64)
+                values, ids = (top - lse).cpu(), ids.cpu()
                 records = codec.encode(ids, values, vocab)
                 mass = values.double().exp().sum(-1)
                 mass_sum += float(mass.sum())
@@ -192,7 +200,7 @@ def capture_shard(store: Path, s: int, settings: CaptureSettings, teacher: LiveT
     seconds = time.perf_counter() - t0
     return writer.commit({"mass_mean": mass_sum / n if n else 1.0, "mass_min": mass_min if n else 1.0,
                           "max_logprob_error": max_err, "max_mass_error": max_mass_err,
-                          "seconds": round(seconds, 3)})
+                          "seconds": round(seconds, 3)}, tail_sum=tail_sum.cpu().numpy())
 
 
 def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) -> CaptureResult:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from distill.errors import DistillError
 from distill.models import file_sha256
-from distill.signals import SparseSignal
+from distill.signals import SparseSignal, TailPriorSignal
 from distill.store import codec
 from distill.store.manifest import check_identity, read_manifest
 from distill.store.writer import SPLITS
@@ -61,10 +61,13 @@ class StoreTeacher:
         expect: identity the run requires (see `distill.store.manifest.expected_identity`): any of
             teacher_sha256, tokenizer_fingerprint, corpus_fingerprint. Each differing field is named.
         device: where the returned signal's tensors are put.
+        tail: "prior" spreads each position's residual mass over the other tokens in proportion to the store's
+            tail prior (a `TailPriorSignal`; dense losses); "bucket" keeps it as one outcome (a `SparseSignal`).
+            Stores captured before the tail prior existed always use "bucket".
     """
 
     def __init__(self, store_dir: str | Path, split: str = "train", expect: dict[str, Any] | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", tail: str = "prior"):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.store, self.split, self.device = Path(store_dir), split, torch.device(device)
@@ -76,6 +79,11 @@ class StoreTeacher:
         self.dtype = codec.record_dtype(self.k, self.vocab_size)
         self.index = np.load(self.store / self.manifest["index"][split]["file"], mmap_mode="r")
         self._shards: dict[int, np.memmap] = {}
+        self.log_prior = None
+        prior = self.manifest["index"].get("tail_prior")
+        if tail == "prior" and prior:
+            p = torch.from_numpy(np.load(self.store / prior["file"], allow_pickle=False)).float()
+            self.log_prior = p.clamp_min(1e-30).log().to(self.device)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -105,7 +113,7 @@ class StoreTeacher:
         """Decoded (ids [n, k], log-probabilities [n, k]) of one sequence's scored positions."""
         return codec.decode(np.asarray(self.records(example)))
 
-    def signal(self, batch: dict[str, Tensor], positions: Tensor) -> SparseSignal:
+    def signal(self, batch: dict[str, Tensor], positions: Tensor) -> SparseSignal | TailPriorSignal:
         """Top-k of the N scored positions of `batch` (positions index the flattened [B*T] loss_mask)."""
         loss_mask = batch["loss_mask"].cpu()
         rows = []
@@ -129,4 +137,6 @@ class StoreTeacher:
                                    fix="a store only holds the corpus's scored positions; use a live teacher for "
                                        "on-policy batches")
             ids, logprobs = ids[at], logprobs[at]
+        if self.log_prior is not None:
+            return TailPriorSignal(ids=ids.to(self.device), logprobs=logprobs.to(self.device), log_prior=self.log_prior)
         return SparseSignal(ids=ids.to(self.device), logprobs=logprobs.to(self.device))

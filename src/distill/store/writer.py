@@ -42,6 +42,12 @@ def shard_files(store: Path, s: int) -> tuple[Path, Path, Path]:
     return base.with_suffix(".npy"), base.with_suffix(".idx.npy"), base.with_suffix(".json")
 
 
+def tail_file(store: Path, s: int) -> Path:
+    """Shard s's tail sums: float32 [V], the teacher's probability outside its top-k summed over the shard's
+    training positions (merged into the store's tail prior by `finalize`)."""
+    return (store / shard_name(s)).with_suffix(".tail.npy")
+
+
 def finished_shard(store: Path, s: int) -> dict[str, Any] | None:
     """The commit marker of shard s when the shard is complete on disk, else None (it must be redone)."""
     records, index, marker = shard_files(store, s)
@@ -51,9 +57,11 @@ def finished_shard(store: Path, s: int) -> dict[str, Any] | None:
         meta = read_json(marker, f"shard marker {marker.name}")
     except DistillError:
         return None
-    for path, key in ((records, "bytes"), (index, "index_bytes")):
-        if not path.is_file() or path.stat().st_size != meta.get(key):
+    for path, key in ((records, "bytes"), (index, "index_bytes"), (tail_file(store, s), "tail_bytes")):
+        if key in meta and (not path.is_file() or path.stat().st_size != meta.get(key)):
             return None
+    if "bytes" not in meta or "index_bytes" not in meta:
+        return None
     return meta
 
 
@@ -68,7 +76,8 @@ class ShardWriter:
     def __init__(self, store: Path, s: int, dtype: np.dtype, n_positions: int, index: np.ndarray):
         self.store, self.s, self.index = store, s, index
         self.records_path, self.index_path, self.marker_path = shard_files(store, s)
-        for stale in (self.marker_path, self.records_path, self.index_path):
+        self.tail_path = tail_file(store, s)
+        for stale in (self.marker_path, self.records_path, self.index_path, self.tail_path):
             stale.unlink(missing_ok=True)  # a partial shard from an earlier run is redone from scratch
         self.tmp = self.records_path.with_name(f".{self.records_path.name}.tmp")
         self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=(n_positions,))
@@ -79,8 +88,8 @@ class ShardWriter:
         self.array[self.filled:end] = records
         self.filled = end
 
-    def commit(self, stats: dict[str, Any]) -> dict[str, Any]:
-        """Flush, rename into place, write the index and then the commit marker."""
+    def commit(self, stats: dict[str, Any], tail_sum: np.ndarray | None = None) -> dict[str, Any]:
+        """Flush, rename into place, write the index (and tail sums) and then the commit marker."""
         if self.filled != len(self.array):
             raise RuntimeError(f"shard {self.s}: wrote {self.filled} of {len(self.array)} records")
         self.array.flush()
@@ -89,10 +98,15 @@ class ShardWriter:
             os.fsync(f.fileno())
         os.replace(self.tmp, self.records_path)
         _save_atomic(self.index_path, self.index)
+        extra = {}
+        if tail_sum is not None:
+            _save_atomic(self.tail_path, tail_sum.astype(np.float32))
+            extra = {"tail_file": self.tail_path.name, "tail_bytes": self.tail_path.stat().st_size}
         meta = {"shard": self.s, "file": self.records_path.name, "index_file": self.index_path.name,
                 "sequences": int(len(self.index)), "positions": int(self.filled),
                 "bytes": self.records_path.stat().st_size, "index_bytes": self.index_path.stat().st_size,
-                "sha256": file_sha256(self.records_path), "index_sha256": file_sha256(self.index_path), **stats}
+                "sha256": file_sha256(self.records_path), "index_sha256": file_sha256(self.index_path), **extra,
+                **stats}
         write_json_atomic(self.marker_path, meta)
         return meta
 
@@ -126,6 +140,12 @@ def finalize(store: Path, plan: dict[str, Any], split_sizes: dict[str, int], ext
         _save_atomic(path, table)
         files[name] = {"file": path.name, "sequences": int(len(table)), "bytes": path.stat().st_size,
                        "sha256": file_sha256(path)}
+    if all("tail_file" in m for m in shards):
+        tail = sum(np.load(store / m["tail_file"], allow_pickle=False) for m in shards)
+        prior = (tail / max(float(tail.sum()), 1e-300)).astype(np.float32)
+        path = store / "tail-prior.npy"
+        _save_atomic(path, prior)
+        files["tail_prior"] = {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
     positions = sum(m["positions"] for m in shards)
     mass_sum = sum(m["mass_mean"] * m["positions"] for m in shards)
     manifest = {
@@ -133,7 +153,10 @@ def finalize(store: Path, plan: dict[str, Any], split_sizes: dict[str, int], ext
         **plan,
         "n_shards": n_shards,
         "positions": positions,
-        "bytes": sum(m["bytes"] + m["index_bytes"] for m in shards) + sum(f["bytes"] for f in files.values()),
+        # per-position cost: records and indexes; the tail prior is a fixed 4 bytes per vocabulary entry
+        "bytes": sum(m["bytes"] + m["index_bytes"] for m in shards)
+        + sum(f["bytes"] for name, f in files.items() if name != "tail_prior"),
+        "tail_prior_bytes": files["tail_prior"]["bytes"] if "tail_prior" in files else 0,
         "mass_kept": {"mean": mass_sum / max(positions, 1),
                       "min": min((m["mass_min"] for m in shards if m["positions"]), default=1.0)},
         "max_logprob_error": max((m["max_logprob_error"] for m in shards), default=0.0),
