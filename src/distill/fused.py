@@ -99,6 +99,9 @@ def analytic_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tenso
     if isinstance(signal, SparseSignal) and spec.kind == "forward_kl" and spec.temperature == 1.0 \
             and spec.kd_weight > 0:
         return _sparse_forward_kl_terms(s_logits, signal, rows, targets, spec)
+    if isinstance(signal, TailPriorSignal) and spec.kind == "forward_kl" and spec.temperature == 1.0 \
+            and spec.kd_weight > 0:
+        return _prior_forward_kl_terms(s_logits, signal, rows, targets, spec)
     dense = isinstance(signal, DenseSignal | TailPriorSignal)
     if not dense or spec.kind not in ("forward_kl", "reverse_kl", "jsd") or signal.softcap or spec.kd_weight == 0:
         return None
@@ -170,6 +173,38 @@ def _sparse_forward_kl_terms(s_logits: Tensor, signal: SparseSignal, rows: slice
     grad.mul_((has[:, None] * spec.kd_weight).to(grad.dtype))
     ce = _ce_terms(log_q, q, targets, grad, spec.ce_weight)
     return kd, ce, has, grad
+
+
+def _prior_forward_kl_terms(s_logits: Tensor, signal: TailPriorSignal, rows: slice, targets: Tensor,
+                            spec: LossSpec) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Forward KL to a `TailPriorSignal`'s distribution at T=1, without building that distribution.
+
+    p_j is stored for the k top ids and p_v = c·prior_v elsewhere (c = R/Z), so
+        KL = Σ_top p_j (log p_j − log q_j) + R·log c + c·(Σ_tail prior_v log prior_v − Σ_tail prior_v log q_v)
+    where the tail sums are whole-vocabulary sums (a dot product with log q) minus their top-k terms, and
+        ∂KL/∂s = q − c·prior, corrected to q_j − p_j at the stored ids."""
+    ids, lp = signal.ids[rows], _upcast(signal.logprobs[rows])
+    valid = ids >= 0
+    safe = ids.clamp(min=0)
+    zero = torch.zeros_like(lp)
+    log_prior = signal.log_prior
+    prior = log_prior.exp()
+    log_q = torch.log_softmax(_upcast(s_logits), dim=-1)
+    q = log_q.exp()
+    p_top = torch.where(valid, lp.exp(), zero)
+    prior_top = torch.where(valid, prior[safe], zero)
+    residual = (1.0 - p_top.sum(-1)).clamp_min(1e-12)
+    c = residual / (1.0 - prior_top.sum(-1)).clamp_min(1e-12)
+    lq_top = log_q.gather(-1, safe)
+    tail_plp = (prior * log_prior).sum() - torch.where(valid, prior_top * log_prior[safe], zero).sum(-1)
+    tail_plq = log_q @ prior - torch.where(valid, prior_top * lq_top, zero).sum(-1)
+    kd = torch.where(valid, p_top * (lp - lq_top), zero).sum(-1) + residual * c.log() + c * (tail_plp - tail_plq)
+    grad = torch.addr(q, c, prior, alpha=-1.0)
+    grad.scatter_add_(-1, safe, torch.where(valid, c[:, None] * prior_top - p_top, zero))
+    if spec.kd_weight != 1.0:
+        grad.mul_(spec.kd_weight)
+    ce = _ce_terms(log_q, q, targets, grad, spec.ce_weight)
+    return kd, ce, torch.ones_like(kd, dtype=torch.bool), grad
 
 
 class _FusedChunkedLoss(torch.autograd.Function):

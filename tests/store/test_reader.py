@@ -95,7 +95,7 @@ def _reference_loss(hidden, weight, ids, t_lp, targets, kind: str, T: float, ce_
 
 
 @pytest.mark.parametrize("tail", ["bucket", "prior"])
-@pytest.mark.parametrize("kind,T,ce_weight", [("forward_kl", 1.0, 0.0), ("jsd", 2.0, 0.5)])
+@pytest.mark.parametrize("kind,T,ce_weight", [("forward_kl", 1.0, 0.0), ("forward_kl", 1.0, 0.5), ("jsd", 2.0, 0.5)])
 def test_store_signal_through_fused_loss_matches_reference(store_dir, corpus, tokenizer, tiny_model_dir,
                                                            kind, T, ce_weight, tail):
     student = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
