@@ -2,8 +2,8 @@
 
 Captures the first sequences of a Shakespeare slice with the real default teacher (k = 32), then times N
 optimizer steps of an ≈11 M-parameter fresh Llama student (`distill.students.fresh_llama`) on batches of
-4 × 256 tokens, with `distill.fused.distill_loss` (forward KL) fed either by `StoreTeacher` (sparse top-k +
-residual bucket) or by `LiveTeacher` (dense, the teacher runs every step). Reports seconds per step for both,
+4 × 256 tokens, with `distill.fused.distill_loss` (forward KL) fed by `StoreTeacher` (top-k with the tail
+prior, and top-k + residual bucket) or by `LiveTeacher` (dense, the teacher runs every step). Reports seconds per step for both,
 and the time spent obtaining the teacher signal alone.
 
 Usage:  python benchmarks/bench_store_training.py [--steps 4] [--batch-size 4] [--seq-len 256]
@@ -71,14 +71,14 @@ def main() -> None:
         run_capture(settings, loaded=loaded)
         capture_s = time.perf_counter() - t
         corpus = load_corpus(data_cfg, tok)
-        store = StoreTeacher(settings.out, expect=expected_identity(teacher=loaded.info, tokenizer=tok,
-                                                                    corpus=corpus))
+        expect = expected_identity(teacher=loaded.info, tokenizer=tok, corpus=corpus)
+        stores = {f"store_{tail}": StoreTeacher(settings.out, expect=expect, tail=tail) for tail in ("prior", "bucket")}
         batches = [collate(corpus.train[i:i + args.batch_size], tok.pad_token_id,
                            example_ids=list(range(i, i + args.batch_size)))
                    for i in range(0, need, args.batch_size)]
         spec = LossSpec(kind="forward_kl")
         results = {}
-        for name, source in (("store", store), ("live", LiveTeacher(loaded.model, vocab))):
+        for name, source in [*stores.items(), ("live", LiveTeacher(loaded.model, vocab))]:
             student = fresh_llama(tok, seed=0)
             results[name] = time_steps(source, student, batches, vocab, spec)
     n_params = sum(p.numel() for p in fresh_llama(tok, seed=0).parameters())
@@ -86,8 +86,9 @@ def main() -> None:
           f"{args.steps} timed steps; torch threads {torch.get_num_threads()}")
     print(f"capture of {need} sequences (+ held-out): {capture_s:.1f} s")
     for name, (step, sig) in results.items():
-        print(f"{name:>6}: {step:.2f} s/step, of which teacher signal {sig:.3f} s")
-    print(f"speed-up from the store: {results['live'][0] / results['store'][0]:.2f}×")
+        print(f"{name:>12}: {step:.2f} s/step, of which teacher signal {sig:.3f} s")
+    for name in stores:
+        print(f"speed-up from {name}: {results['live'][0] / results[name][0]:.2f}×")
 
 
 if __name__ == "__main__":
