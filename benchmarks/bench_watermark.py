@@ -46,6 +46,44 @@ def generate(model, tok, prompts, procs, max_new, seed):
     return enc, answers, n_tokens / dt
 
 
+@torch.no_grad()
+def expected_cost(model, tok, prompts, proc, max_new, seed) -> tuple[float, float]:
+    """Sampling-noise-free perplexity cost: along one watermarked generation, the per-step expectation of the
+    unwatermarked model's NLL of the next token when it is drawn from the watermarked distribution,
+    -Σ p_wm log p, against the same step's entropy -Σ p log p (the plain sampler's expected NLL). Returns the
+    two averaged over every generated step (until eos)."""
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    tok.padding_side = "left"
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(seed)
+    out = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, max_new_tokens=max_new,
+                         logits_processor=LogitsProcessorList([proc]), pad_token_id=tok.pad_token_id,
+                         return_dict_in_generate=True, output_logits=True, output_scores=True)
+    new = out.sequences[:, enc["input_ids"].shape[1]:]
+    alive = torch.ones(new.shape[0], dtype=torch.bool)
+    cross, ent, n = 0.0, 0.0, 0
+    for t, (raw, wm) in enumerate(zip(out.logits, out.scores, strict=True)):
+        logp = torch.log_softmax(raw.float(), -1)
+        p_wm = torch.softmax(wm.float(), -1)
+        rows = alive.nonzero().squeeze(1)
+        cross += float(-(p_wm[rows] * logp[rows]).sum())
+        ent += float(-(logp[rows].exp() * logp[rows]).sum())
+        n += len(rows)
+        alive &= new[:, t] != tok.eos_token_id
+    return cross / n, ent / n
+
+
+def report_expected(model, tok, keys, prompts, args) -> None:
+    print("\nexpected perplexity cost (no sampling noise: same trajectories, exact per-step expectations)")
+    for d, key in keys.items():
+        got = [expected_cost(model, tok, prompts[b:b + args.batch], WatermarkLogitsProcessor(key),
+                             args.max_new_tokens, seed=b) for b in range(0, len(prompts), args.batch)]
+        cross, ent = statistics.mean(g[0] for g in got), statistics.mean(g[1] for g in got)
+        print(f"| delta {d:g} | exp(E[-log p] under watermarked sampling) {math.exp(cross):.2f} vs exp(entropy) "
+              f"{math.exp(ent):.2f} | **{100 * (math.exp(cross - ent) - 1):+.1f}%** |", flush=True)
+
+
 def tokens_to_detect(key, ids, alpha=1e-5):
     """Scored units needed before the running p-value falls below alpha (None if it never does)."""
     c = UnitCounter(key)
@@ -78,6 +116,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--max-new-tokens", type=int, default=150)
     ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--expected-only", action="store_true", help="only the noise-free expected perplexity cost")
     ap.add_argument("--deltas", type=lambda v: [float(x) for x in v.split(",")], default=[1.0, 1.5, 2.0],
                     help="watermark biases to compare (gamma 0.25, self-hash h 4)")
     args = ap.parse_args()
@@ -86,6 +125,9 @@ def main() -> None:
     model, tok = lm.model, lm.tokenizer
     keys = {d: new_key(tok, delta=d) for d in args.deltas}  # gamma 0.25, self-hash h=4
     prompts = (DEFAULT_PROMPTS * 3)[:args.prompts]
+    if args.expected_only:
+        report_expected(model, tok, keys, prompts, args)
+        return
     variants = [("plain", None, [])]
     for d, key in keys.items():
         variants.append((f"watermark_d{d:g}", key, [WatermarkLogitsProcessor(key)]))
@@ -114,6 +156,7 @@ def main() -> None:
         med = statistics.median(math.inf if n is None else n for n in need)
         print(f"| {name} | {med} ({found}/{len(need)}) | {100 * (row['ppl'] / rows['plain']['ppl'] - 1):+.1f}% "
               f"| {100 * (1 - row['tokens_per_s'] / rows['plain']['tokens_per_s']):.1f}% |")
+    report_expected(model, tok, keys, prompts, args)
     plain_p = []
     for a in rows["plain"]["answers"]:
         c = UnitCounter(keys[max(keys)])
