@@ -25,11 +25,16 @@ from distill.watermark.processor import WatermarkLogitsProcessor
 from distill.watermark.stats import p_value
 
 
-def generate(model, tok, prompts, procs, max_new, seed):
+def encode_prompts(tok, prompts):
+    """The prompts rendered with the chat template, left-padded into one batch."""
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in prompts]
     tok.padding_side = "left"
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def generate(model, tok, prompts, procs, max_new, seed):
+    enc = encode_prompts(tok, prompts)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -52,10 +57,7 @@ def expected_cost(model, tok, prompts, proc, max_new, seed) -> tuple[float, floa
     unwatermarked model's NLL of the next token when it is drawn from the watermarked distribution,
     -Σ p_wm log p, against the same step's entropy -Σ p log p (the plain sampler's expected NLL). Returns the
     two averaged over every generated step (until eos)."""
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             for p in prompts]
-    tok.padding_side = "left"
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = encode_prompts(tok, prompts)
     torch.manual_seed(seed)
     out = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, max_new_tokens=max_new,
                          logits_processor=LogitsProcessorList([proc]), pad_token_id=tok.pad_token_id,
