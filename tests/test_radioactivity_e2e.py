@@ -26,7 +26,7 @@ class Restrict:
     def __init__(self, allowed: list[int]):
         self.allowed = torch.tensor(allowed)
         self.row = {a: i for i, a in enumerate(allowed)}
-        self.table = torch.randn(len(allowed), len(allowed), generator=torch.Generator().manual_seed(0)) * 1.5
+        self.table = torch.randn(len(allowed), len(allowed), generator=torch.Generator().manual_seed(0)) * 0.5
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         out = torch.full_like(scores, float("-inf"))
@@ -48,7 +48,7 @@ def _serve_and_generate(loaded, restrict, protection, prompts, out):
     try:
         with BackgroundServer(create_app(engine, "teacher", processors_for=procs)) as srv:
             rc = main(["generate", "--endpoint", srv.url, "--model", "teacher", "--prompts", str(prompts),
-                       "--out", str(out), "--max-tokens", "40", "--seed", "3", "--tokenizer",
+                       "--out", str(out), "--max-tokens", "40", "--n", "6", "--seed", "3", "--tokenizer",
                        str(loaded.info.path), "--concurrency", "8", "--no-progress"])
     finally:
         engine.close()
@@ -59,7 +59,7 @@ def _serve_and_generate(loaded, restrict, protection, prompts, out):
 def _train(data, teacher_dir, out):
     cfg = load_config(None, [
         f"teacher.model={teacher_dir}", f"data.path={data}", "data.seq_len=96", "data.heldout_fraction=0.05",
-        "student.hidden_size=32", "student.num_layers=1", "student.num_heads=2", "train.steps=80",
+        "student.hidden_size=32", "student.num_layers=1", "student.num_heads=2", "train.steps=150",
         "train.batch_size=16", "train.lr=2e-2", "train.warmup_steps=5", "train.progress=false",
         "train.eval_every=60", "train.checkpoint_every=1000", "loss.kd_weight=0", "loss.ce_weight=1.0",
         f"output_dir={out}"])
@@ -75,7 +75,7 @@ def pipeline(tmp_path_factory, tiny_teacher_dir, tokenizer, word_ids):
     key_file = root / "wm.key"
     save_key(new_key(tokenizer, delta=8.0, context_width=1, self_hash=False), key_file)
     prompts = root / "prompts.txt"
-    prompts.write_text("".join(f"Say something about topic {i}.\n" for i in range(48)))
+    prompts.write_text("".join(f"Say something about topic {i}.\n" for i in range(16)))
     loaded = load_model(str(tiny_teacher_dir))
     restrict = Restrict(word_ids)
     wm = _serve_and_generate(loaded, restrict, load_protection(str(key_file), None, loaded.tokenizer), prompts,
@@ -134,3 +134,4 @@ def test_closed_mode_flags_the_served_student(pipeline, capsys, tmp_path):
             engine.close()
     assert found["radio"]["p_value"] < 1e-4, found["radio"]
     assert found["control"]["p_value"] >= 0.01, found["control"]
+

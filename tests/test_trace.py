@@ -158,3 +158,63 @@ def test_cli_account_uses_that_accounts_subkey(setup, capsys):
                  "--watermarked-data", str(data), "--bare-text", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert not res["flagged"] and res["p_value"] >= 0.01 and res["key_id"] == key.for_account("bob").key_id, res
+
+
+def _green(key: WatermarkKey, windows: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+    from distill.watermark.greenlist import green_values, threshold
+
+    return green_values(key, windows, cands)[0] < threshold(key.gamma)
+
+
+class _ContextLM(torch.nn.Module):
+    """A key-independent language model over the ids < `n`: logits = table[prev] + 0.7 * table[prev-prev]."""
+
+    def __init__(self, n: int, vocab: int, seed: int = 0, tilt: WatermarkKey | None = None):
+        super().__init__()
+        self.n, self.vocab, self.tilt = n, vocab, tilt
+        self.table = torch.randn(n, n, generator=torch.Generator().manual_seed(seed)) * 2.0
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def scores(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits [B, n] for the next token after each row of ids [B, T] (ids >= n are never predicted)."""
+        out = self.table[ids[:, -1]] + (0.7 * self.table[ids[:, -2]] if ids.shape[1] > 1 else 0.0)
+        if self.tilt is not None:
+            out = out + self.tilt.delta * _green(self.tilt, ids[:, -self.tilt.context_width:], torch.arange(self.n)[None]).float()
+        return out
+
+    def forward(self, input_ids: torch.Tensor):
+        from types import SimpleNamespace
+
+        steps = [self.scores(input_ids[:, : t + 1]) for t in range(input_ids.shape[1])]
+        return SimpleNamespace(logits=torch.stack(steps, 1))
+
+
+@pytest.mark.parametrize("h,self_hash", [(1, False), (4, True)])
+def test_open_mode_is_exact_for_a_strong_innocent_predictor(tokenizer, h, self_hash):
+    """Text sampled from a model with a δ=2 watermark, fed to the same model *without* the watermark: it predicts
+    many served tokens, and those hits are mostly green (the watermark pushed them); the test must still hold its
+    level (hits are balanced by red misses), and flag the same model once it has the watermark's bias."""
+    from distill.trace import open_units
+
+    key = new_key(tokenizer, delta=2.0, context_width=h, self_hash=self_hash)
+    lm = _ContextLM(400, key.vocab_size)
+    g = torch.Generator().manual_seed(1)
+    seq = torch.randint(0, 400, (300, h + 1), generator=g)
+    served = _ContextLM(400, key.vocab_size, tilt=key)  # what the watermarked server samples from
+    for _ in range(30):
+        probs = served.scores(seq).softmax(-1)
+        seq = torch.cat([seq, torch.multinomial(probs, 1, generator=g)], 1)
+    seqs = seq.tolist()
+
+    preds = lm(seq).logits[:, :-1].argmax(-1)
+    hit = preds[:, h:] == seq[:, h + 1:]
+    windows = seq.unfold(1, h, 1)[:, 1:-1]  # windows[:, j] precedes seq[:, j + h + 1]
+    hit_green = _green(key, windows[hit], seq[:, h + 1:][hit].view(-1, 1))
+    assert hit.float().mean() > 0.15 and hit_green.float().mean() > 0.4  # the trap is there
+
+    innocent = open_units(key, lm, seqs, set()).result()
+    learned = open_units(key, served, seqs, set()).result()
+
+    assert innocent.tokens_scored > 3000, innocent
+    assert innocent.p_value >= 0.01 and abs(innocent.green / innocent.tokens_scored - 0.25) < 0.03, innocent
+    assert learned.p_value < 1e-10, learned

@@ -8,8 +8,19 @@ Two modes, both ending in the exact binomial test of `distill.watermark.stats`:
   every position and score the *predicted* token against the true preceding h tokens. Each unit is scored once;
   windows that occur in prompts are dropped, and so is any position whose window already occurred earlier in the
   same text (an in-context copy of a watermarked continuation would otherwise look green to an innocent model).
+  For self-hash keys, whose colours hang on one anchor token of the window, a position is also dropped when the
+  predicted token already followed, earlier in the text, a window sharing a token with this one.
   With `filter_kgrams`, only windows present in the watermarked data are kept (useful when the fed text is not
   the watermarked data itself).
+
+Why the test is exact for an innocent model, even one that predicts the watermarked text well: its prediction at
+position i is a function of the tokens before i only, and (after the drops above) none of those was chosen with
+the green list of window i, so that list is independent of the prediction and the predicted token is green with
+probability gamma. The true token at i does not enter: when an innocent model happens to predict it, the token
+is more often green (the watermark pushed it), but it is then less often green when the model predicts something
+else, and the two balance exactly. (Measured: the unwatermarked teacher itself, fed its own watermarked answers,
+is predicted green at 24.5% with gamma = 25%; docs/benchmarks.md.) A suspect trained on watermarked text has
+learned the green lists of frequent windows, so its predictions are green more often than gamma.
 
 A model that never saw watermarked text predicts green tokens at rate gamma, so S green among N units is
 Binomial(N, gamma) and p = P(X >= S) = betainc(S, N - S + 1, gamma).
@@ -216,6 +227,13 @@ def trace_closed(key: WatermarkKey, tokenizer, endpoint: str, model: str, prompt
                    {"answers": len(answers)})
 
 
+def _copies_a_neighbour(followers: dict[int, list[set[int]]], window: tuple[int, ...], pred: int) -> bool:
+    """Self-hash: did `pred` already follow, in this text, a window sharing a token (a possible anchor) with
+    `window`? Its colour there was chosen with the key, so an in-context copy would carry it."""
+    here = set(window)
+    return any(here & w for w in followers.get(pred, ()))
+
+
 @torch.no_grad()
 def open_units(key: WatermarkKey, model: torch.nn.Module, sequences: Sequence[Sequence[int]],
                exclude: set[tuple[int, ...]], keep_only: set[tuple[int, ...]] | None = None,
@@ -230,6 +248,7 @@ def open_units(key: WatermarkKey, model: torch.nn.Module, sequences: Sequence[Se
     for i, ids in enumerate(sequences):
         first = max(h, starts[i] if starts is not None else 0)
         seen: set[tuple[int, ...]] = set()
+        followers: dict[int, list[set[int]]] = {}  # token -> the windows it followed so far in this text
         for start in range(0, max(1, len(ids) - h), max_len - h):
             chunk = list(ids[start:start + max_len])
             if len(chunk) <= h or start + len(chunk) <= first:
@@ -239,8 +258,9 @@ def open_units(key: WatermarkKey, model: torch.nn.Module, sequences: Sequence[Se
             windows, tokens = [], []
             for t in range(max(h, first - start), len(chunk)):  # predict chunk[t] from chunk[:t]
                 w = tuple(chunk[t - h:t])
-                earlier = w in seen
+                earlier = w in seen or (key.self_hash and _copies_a_neighbour(followers, w, preds[t - 1]))
                 seen.add(w)
+                followers.setdefault(chunk[t], []).append(set(w))
                 if earlier or (keep_only is not None and w not in keep_only):
                     continue
                 windows.append(w)
