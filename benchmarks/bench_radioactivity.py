@@ -13,6 +13,9 @@
 
     .venv/bin/python benchmarks/bench_radioactivity.py --prompts 200 --steps 150
 
+Before the students, the teacher itself (whose weights never saw the watermark, yet predict its answers best of
+all) is traced in open mode on every served answer: the check that open mode holds its level.
+
 Writes benchmarks/results/radioactivity.json. The work folder (default runs/radioactivity) is reused: the
 generated sets resume, finished students are kept (delete the folder for a clean run).
 """
@@ -112,6 +115,10 @@ def main() -> None:
     ap.add_argument("--mixes", default="100,25,5,0", help="watermarked percentages; 0 is the control")
     ap.add_argument("--keygen", default="", help="extra keygen flags, e.g. '--left-hash --context-width 1'")
     ap.add_argument("--closed-prompts", type=int, default=100, help="training prompts sent in closed mode")
+    ap.add_argument("--student-set", default="", help="extra `distill train --set` overrides for every student, "
+                    "e.g. 'student.init=layers student.every=6 train.lr=1e-3'")
+    ap.add_argument("--no-innocent-teacher", action="store_true",
+                    help="skip tracing the teacher itself (never trained on watermarked text) fed all answers")
     ap.add_argument("--work", default="runs/radioactivity")
     args = ap.parse_args()
     work = (ROOT / args.work).resolve()
@@ -146,7 +153,13 @@ def main() -> None:
     all_wm = work / "wm-all"
     write_set(all_wm, [wm_by[p] for p in common], work / "wm" / "source.json")
     results: dict = {"scheme": scheme, "prompts": len(common), "watermarked_answer_tokens": wm_tokens,
-                     "generation_s": round(gen_s), "steps": args.steps, "students": {}}
+                     "generation_s": round(gen_s), "steps": args.steps, "student_set": args.student_set,
+                     "students": {}}
+    if not args.no_innocent_teacher:
+        # the strongest innocent predictor of the served answers: the teacher's own weights (no watermark in them)
+        r = trace(key, ["--suspect-model", "default", "--watermarked-data", str(all_wm)])
+        results["innocent_teacher"] = {k: r.get(k) for k in ("N", "S", "p_value", "log10_p_value", "refused")}
+        print(json.dumps({"innocent_teacher": results["innocent_teacher"]}), flush=True)
     for x in [int(v) for v in args.mixes.split(",")]:
         chosen = set(order[: round(len(order) * x / 100)])
         mix = work / f"mix-{x}"
@@ -158,7 +171,8 @@ def main() -> None:
         if not (student / "model.safetensors").exists():
             run(["train", "examples/blackbox.yaml", "--overwrite", "--set", f"data.path={mix}", "--set",
                  f"output_dir={student}", "--set", f"train.steps={args.steps}", "--set", "train.progress=false",
-                 "--set", "data.heldout_fraction=0.02"])
+                 "--set", "data.heldout_fraction=0.02",
+                 *[a for kv in args.student_set.split() for a in ("--set", kv)]])
         res = {"watermarked_rows": len(chosen)}
         res["open_supervised"] = trace(key, ["--suspect-model", str(student), "--watermarked-data",
                                              str(used if chosen else all_wm)])
