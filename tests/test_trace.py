@@ -218,3 +218,37 @@ def test_open_mode_is_exact_for_a_strong_innocent_predictor(tokenizer, h, self_h
     assert innocent.tokens_scored > 3000, innocent
     assert innocent.p_value >= 0.01 and abs(innocent.green / innocent.tokens_scored - 0.25) < 0.03, innocent
     assert learned.p_value < 1e-10, learned
+
+
+class _FixedPredictions(torch.nn.Module):
+    """Predicts `preds[t]` after position t, whatever the input."""
+
+    def __init__(self, preds: list[int], vocab: int):
+        super().__init__()
+        self.preds, self.vocab = preds, vocab
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids: torch.Tensor):
+        from types import SimpleNamespace
+
+        logits = torch.zeros(1, input_ids.shape[1], self.vocab)
+        logits[0, torch.arange(len(self.preds)), torch.tensor(self.preds)] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+@pytest.mark.parametrize("self_hash", [True, False])
+def test_open_mode_drops_in_context_copies_under_a_shared_anchor(tokenizer, self_hash):
+    """Self-hash colours hang on one token of the window: predicting, after a window that shares a token with an
+    earlier one, the token that followed that earlier window copies its (key-chosen) colour, so the position is
+    dropped. Left-hash colours hang on the whole window, so only a repeated window is dropped there."""
+    from distill.trace import open_units
+
+    key = new_key(tokenizer, context_width=2, self_hash=self_hash)
+    a, b, y, c, d, z = 11, 12, 13, 14, 15, 16
+    seq = [a, b, y, c, a, d, b]  # (a, b) -> y at 2; window (c, a) at 5 shares `a`; window (a, d) at 6 too
+    copy = _FixedPredictions([0, 0, 0, 0, y, y, 0], key.vocab_size)  # predicts y after (c, a) and after (a, d)
+    other = _FixedPredictions([0, 0, 0, 0, z, z, 0], key.vocab_size)
+    n_copy = open_units(key, copy, [seq], set()).result().tokens_total
+    n_other = open_units(key, other, [seq], set()).result().tokens_total
+    assert n_other == 5  # positions 2..6
+    assert n_copy == (3 if self_hash else 5)
