@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import pytest
 import torch
 
 from distill.watermark.greenlist import green_mask, score_pairs
@@ -85,3 +86,19 @@ def test_processor_adds_delta_on_green_only_and_topk_agrees():
     idx = scores[:, :V].topk(50, dim=-1).indices
     assert torch.allclose(top.gather(1, idx), out.gather(1, idx))
     assert torch.equal(WatermarkLogitsProcessor(key)(ids[:, :3], scores), scores)  # too little context
+
+
+@pytest.mark.parametrize("h,self_hash", [(4, True), (1, False), (3, False)])
+def test_green_mask_row_cache_matches_direct_values_through_evictions(monkeypatch, h, self_hash):
+    """The whole-vocabulary mask reuses cached per-token rows; with a cache far smaller than the tokens seen
+    (constant eviction) every step must still equal the direct computation."""
+    from distill.watermark import greenlist
+    from distill.watermark.greenlist import green_values, threshold
+
+    monkeypatch.setattr(greenlist, "ROW_CACHE_SIZE", 3)
+    key = WatermarkKey(bytes(range(32)), 0.25, 2.0, h, self_hash, V)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        windows = torch.randint(0, 40, (5, h), generator=g)  # repeats within and across steps
+        direct = green_values(key, windows, torch.arange(V)[None])[0] < threshold(key.gamma)
+        assert torch.equal(green_mask(key, windows, V), direct)
