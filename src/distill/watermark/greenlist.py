@@ -12,7 +12,8 @@ key). For a candidate token x:
 
 `mix(a, x) = fmix32(fmix32(x XOR a_lo) XOR a_hi)` with MurmurHash3's 32-bit finalizer. Everything is evaluated
 with torch int64 ops on values below 2^32 (no overflow), vectorized over the whole vocabulary, so one decoding
-step costs a few dozen elementwise ops on [B, h, V] and no permutation.
+step costs a few dozen elementwise ops on [B, h, V] and no permutation; for self-hash and h = 1 the per-token
+rows mix(A[c], .) are LRU-cached (`green_mask`), leaving a min over h rows and one fmix32 per candidate.
 
 Under the null hypothesis (text written without the key), distinct *units* are green independently with
 probability exactly round(gamma * 2^32) / 2^32. A unit is (anchor token, x) for self-hash and (window, x) for
