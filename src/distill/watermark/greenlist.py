@@ -126,8 +126,9 @@ def green_values(key: WatermarkKey, windows: torch.Tensor, cands: torch.Tensor) 
     return fmix32(wmin ^ k), anchors
 
 
-ROW_CACHE_SIZE = 128  # context tokens whose whole-vocabulary row is kept per (key, vocab): 393 KB each
-_ROWS: dict[tuple[bytes, int], OrderedDict[int, torch.Tensor]] = {}
+ROW_CACHE_SIZE = 128  # context tokens whose whole-vocabulary row is kept per (key, vocab): 393 KB each at 49k
+ROW_CACHE_KEYS = 4  # (sub-)keys with a row cache at once, least recently used dropped: <= 200 MB in all
+_ROWS: OrderedDict[tuple[bytes, int], OrderedDict[int, torch.Tensor]] = OrderedDict()
 
 
 def _token_rows(key: WatermarkKey, tokens: list[int], vocab: int) -> torch.Tensor:
@@ -138,9 +139,10 @@ def _token_rows(key: WatermarkKey, tokens: list[int], vocab: int) -> torch.Tenso
     a_lo, a_hi, _ = key_tables(key)  # (takes _LOCK itself: call it outside)
     cache_id = (hashlib.sha256(key.secret).digest(), vocab)
     with _LOCK:
-        if cache_id not in _ROWS and len(_ROWS) >= 16:
-            _ROWS.clear()
         rows = _ROWS.setdefault(cache_id, OrderedDict())
+        _ROWS.move_to_end(cache_id)
+        while len(_ROWS) > ROW_CACHE_KEYS:
+            _ROWS.popitem(last=False)
         missing = sorted({c for c in tokens if c not in rows})
         if missing:
             m = torch.tensor(missing, dtype=torch.int64)
