@@ -79,11 +79,13 @@ def expected_cost(model, tok, prompts, proc, max_new, seed) -> tuple[float, floa
 def report_expected(model, tok, keys, prompts, args) -> None:
     print("\nexpected perplexity cost (no sampling noise: same trajectories, exact per-step expectations)")
     for d, key in keys.items():
-        got = [expected_cost(model, tok, prompts[b:b + args.batch], WatermarkLogitsProcessor(key),
-                             args.max_new_tokens, seed=b) for b in range(0, len(prompts), args.batch)]
-        cross, ent = statistics.mean(g[0] for g in got), statistics.mean(g[1] for g in got)
-        print(f"| delta {d:g} | exp(E[-log p] under watermarked sampling) {math.exp(cross):.2f} vs exp(entropy) "
-              f"{math.exp(ent):.2f} | **{100 * (math.exp(cross - ent) - 1):+.1f}%** |", flush=True)
+        for top_k in [None, *args.top_k]:
+            got = [expected_cost(model, tok, prompts[b:b + args.batch], WatermarkLogitsProcessor(key, top_k=top_k),
+                                 args.max_new_tokens, seed=b) for b in range(0, len(prompts), args.batch)]
+            cross, ent = statistics.mean(g[0] for g in got), statistics.mean(g[1] for g in got)
+            where = "whole vocabulary" if top_k is None else f"top-{top_k} only"
+            print(f"| delta {d:g}, {where} | exp(E[-log p] under watermarked sampling) {math.exp(cross):.2f} vs "
+                  f"exp(entropy) {math.exp(ent):.2f} | **{100 * (math.exp(cross - ent) - 1):+.1f}%** |", flush=True)
 
 
 def tokens_to_detect(key, ids, alpha=1e-5):
@@ -121,6 +123,8 @@ def main() -> None:
     ap.add_argument("--expected-only", action="store_true", help="only the noise-free expected perplexity cost")
     ap.add_argument("--deltas", type=lambda v: [float(x) for x in v.split(",")], default=[1.0, 1.5, 2.0],
                     help="watermark biases to compare (gamma 0.25, self-hash h 4)")
+    ap.add_argument("--top-k", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
+                    help="also measure the expected cost with the bias on the top-k candidates only, e.g. 64")
     args = ap.parse_args()
     torch.set_num_threads(2)
     lm = load_model("default")

@@ -113,3 +113,33 @@ def test_serve_saves_guard_state_on_sigterm(tmp_path, tiny_model_dir):
         proc.wait(timeout=60)
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["accounts"]["anonymous"]["requests_in_window"] == 3
+
+
+def test_served_watermark_biases_only_the_top_candidates_unless_told(tiny):
+    """`distill serve` biases the 64 most likely candidates per step (the perplexity-friendly default);
+    `--watermark-top-k 0` biases every green token. The green bits are the same either way."""
+    import torch
+
+    from distill.serve.protection import load_protection
+    from distill.watermark import new_key
+    from distill.watermark.greenlist import green_mask
+
+    key = new_key(tiny.tokenizer)
+    default = Protection(watermark_key=key).processors_for("anonymous")[0]
+    whole = Protection(watermark_key=key, watermark_top_k=None).processors_for("anonymous")[0]
+    ids = torch.tensor([[5, 6, 7, 8]])
+    scores = torch.randn(1, key.vocab_size, generator=torch.Generator().manual_seed(0))
+    green = green_mask(key, ids[:, -4:], key.vocab_size)[0]
+    top = set(scores[0].topk(64).indices.tolist())
+    moved_default = set(torch.nonzero(default(ids, scores)[0] != scores[0]).flatten().tolist())
+    moved_whole = set(torch.nonzero(whole(ids, scores)[0] != scores[0]).flatten().tolist())
+    assert moved_whole == set(torch.nonzero(green).flatten().tolist())
+    assert moved_default == moved_whole & top and 0 < len(moved_default) < 64
+    assert load_protection(None, None, tiny.tokenizer, None).watermark_top_k is None
+
+
+def test_serve_rejects_a_negative_watermark_top_k(capsys):
+    from distill.cli import main
+
+    assert main(["serve", "--watermark-top-k", "-1"]) != 0
+    assert "--watermark-top-k" in capsys.readouterr().err

@@ -27,8 +27,10 @@ STATE_FORMAT = "distill-guard-state/1"
 class Guard:
     """Per-key sliding-window features -> logistic score -> configured action."""
 
-    def __init__(self, config: GuardConfig | None = None, scorer: LogisticScorer | None = None):
+    def __init__(self, config: GuardConfig | None = None, scorer: LogisticScorer | None = None,
+                 watermark_top_k: int | None = 64):
         self.config = config or GuardConfig()
+        self.watermark_top_k = watermark_top_k  # the watermark action's processor: see distill.serve.protection
         self.scorer = scorer or DEFAULT
         self.windows: dict[str, KeyWindow] = {}
         self.skeleton_keys: dict[str, Counter[str]] = defaultdict(Counter)  # 'p:'/'s:' skeleton -> key -> count
@@ -130,7 +132,7 @@ class Guard:
 
             if self._wm_master is None:
                 self._wm_master = load_key(self.config.watermark_key)
-            return [WatermarkLogitsProcessor(self._wm_master.for_account(key))]
+            return [WatermarkLogitsProcessor(self._wm_master.for_account(key), top_k=self.watermark_top_k)]
         return []
 
     def snapshot(self) -> dict[str, Any]:

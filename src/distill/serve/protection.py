@@ -7,11 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.watermark.processor import SERVE_TOP_K
+
 
 @dataclass
 class Protection:
     watermark_key: Any = None  # a distill.watermark WatermarkKey, or None
     guard: Any = None  # a distill.guard.Guard, or None
+    watermark_top_k: int | None = SERVE_TOP_K  # bias only the top-k candidates per step (None: the whole vocabulary)
     _processors: dict[str, Any] = field(default_factory=dict)
 
     def processors_for(self, account: str) -> list:
@@ -23,7 +26,7 @@ class Protection:
 
                 # Without API keys every caller is "anonymous" and gets the master key itself.
                 key = self.watermark_key if account == "anonymous" else self.watermark_key.for_account(account)
-                self._processors[account] = WatermarkLogitsProcessor(key)
+                self._processors[account] = WatermarkLogitsProcessor(key, top_k=self.watermark_top_k)
             out.append(self._processors[account])
         if self.guard is not None:
             out.extend(self.guard.processors_for(account))
@@ -42,8 +45,11 @@ class Protection:
             self.guard.save()
 
 
-def load_protection(watermark_key_file: str | None, guard_config_file: str | None, tokenizer) -> Protection:
-    """Read the watermark key (checked against the served tokenizer) and the guard config."""
+def load_protection(watermark_key_file: str | None, guard_config_file: str | None, tokenizer,
+                    watermark_top_k: int | None = SERVE_TOP_K) -> Protection:
+    """Read the watermark key (checked against the served tokenizer) and the guard config.
+
+    `watermark_top_k`: bias only the k highest-scoring candidates per step (`SERVE_TOP_K`); None = all."""
     key = guard = None
     if watermark_key_file:
         from distill.watermark import load_key
@@ -53,5 +59,5 @@ def load_protection(watermark_key_file: str | None, guard_config_file: str | Non
     if guard_config_file:
         from distill.guard import Guard, load_config
 
-        guard = Guard(load_config(guard_config_file))
-    return Protection(key, guard)
+        guard = Guard(load_config(guard_config_file), watermark_top_k=watermark_top_k)
+    return Protection(key, guard, watermark_top_k)

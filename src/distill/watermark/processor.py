@@ -12,6 +12,12 @@ from distill.errors import DistillError
 from distill.watermark.greenlist import green_mask, green_of, key_tables
 from distill.watermark.keys import WatermarkKey
 
+SERVE_TOP_K = 64
+"""`distill serve` biases only the 64 highest-scoring candidates at each step. Same green bits, same detection;
+at delta 2 the unwatermarked teacher's expected perplexity cost falls from +26% (whole vocabulary: the bias
+lifts thousands of implausible tail tokens at once) to +2.7%, while the median answer still reaches p < 1e-5
+within 65 scored tokens (docs/benchmarks.md)."""
+
 
 class WatermarkLogitsProcessor:
     """Bias green tokens by `key.delta` (Kirchenbauer et al. 2023, soft watermark).
