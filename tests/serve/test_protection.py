@@ -39,7 +39,10 @@ def test_served_answers_carry_the_accounts_watermark(tiny):
     from distill.watermark import detect_accounts, detect_text, new_key
 
     master = new_key(tiny.tokenizer, delta=6.0, context_width=1, self_hash=False)
-    engine, server = _serve(tiny, Protection(watermark_key=master), api_keys={"sk-alice": "alice", "sk-bob": "bob"})
+    # the tiny random model is nearly flat over 49k tokens: the served top-64 bias would move almost no mass,
+    # so this test biases the whole vocabulary (top-64 on a real, peaked model: docs/benchmarks.md)
+    protection = Protection(watermark_key=master, watermark_top_k=None)
+    engine, server = _serve(tiny, protection, api_keys={"sk-alice": "alice", "sk-bob": "bob"})
     with server as srv:
         text = _answers(srv.url, "sk-bob")
     engine.close()
