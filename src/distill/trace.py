@@ -19,7 +19,7 @@ the green list of window i, so that list is independent of the prediction and th
 probability gamma. The true token at i does not enter: when an innocent model happens to predict it, the token
 is more often green (the watermark pushed it), but it is then less often green when the model predicts something
 else, and the two balance exactly. (Measured: the unwatermarked teacher itself, fed its own watermarked answers,
-is predicted green at 24.5% with gamma = 25%; docs/benchmarks.md.) A suspect trained on watermarked text has
+is predicted green at 24.0% with gamma = 25%, p = 0.93; docs/benchmarks.md.) A suspect trained on watermarked text has
 learned the green lists of frequent windows, so its predictions are green more often than gamma.
 
 A model that never saw watermarked text predicts green tokens at rate gamma, so S green among N units is
@@ -258,9 +258,11 @@ def open_units(key: WatermarkKey, model: torch.nn.Module, sequences: Sequence[Se
             windows, tokens = [], []
             for t in range(max(h, first - start), len(chunk)):  # predict chunk[t] from chunk[:t]
                 w = tuple(chunk[t - h:t])
-                earlier = w in seen or (key.self_hash and _copies_a_neighbour(followers, w, preds[t - 1]))
+                earlier = w in seen
                 seen.add(w)
-                followers.setdefault(chunk[t], []).append(set(w))
+                if key.self_hash:
+                    earlier = earlier or _copies_a_neighbour(followers, w, preds[t - 1])
+                    followers.setdefault(chunk[t], []).append(set(w))
                 if earlier or (keep_only is not None and w not in keep_only):
                     continue
                 windows.append(w)

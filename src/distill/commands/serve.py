@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watermark-key", default=None,
                    help="watermark every answer with this key (from `distill watermark keygen`); each API "
                         "account gets its own sub-key, so a detection names the account")
-    p.add_argument("--watermark-top-k", type=int, default=64,
+    p.add_argument("--watermark-top-k", type=int, default=None,
                    help="bias only the K most likely candidates per step (default 64: same detection, far lower "
                         "perplexity cost than biasing all of them; 0 = the whole vocabulary)")
     p.add_argument("--guard-config", default=None,
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                                fix="pass a positive number")
     if not 0 <= args.port <= 65535:
         raise DistillError(f"--port {args.port} is not a TCP port", where="distill serve", fix="use 0-65535")
-    if args.watermark_top_k < 0:
+    if args.watermark_top_k is not None and args.watermark_top_k < 0:
         raise DistillError(f"--watermark-top-k must be 0 (whole vocabulary) or a positive count, not "
                            f"{args.watermark_top_k}", where="distill serve", fix="e.g. --watermark-top-k 64")
     keys = load_api_keys(args.api_key_file) if args.api_key_file else None
@@ -68,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_n=args.max_n,
                     default_max_tokens=min(256, args.max_tokens))
     from distill.serve.protection import load_protection
+    from distill.watermark.processor import SERVE_TOP_K
 
-    protection = load_protection(args.watermark_key, args.guard_config, loaded.tokenizer,
-                                 args.watermark_top_k or None)
+    top_k = SERVE_TOP_K if args.watermark_top_k is None else args.watermark_top_k or None  # 0: whole vocabulary
+    protection = load_protection(args.watermark_key, args.guard_config, loaded.tokenizer, top_k)
     app = create_app(engine, name, aliases=aliases, api_keys=keys, limits=limits, **protection.hooks())
     log.info("serving %s as '%s' on http://%s:%d (%s)", loaded.info.path, name, args.host, args.port,
              f"{len(keys)} API key(s)" if keys else "no API key required")

@@ -19,6 +19,7 @@ from typing import Any
 from distill.guard.actions import DegradeLogitsProcessor, GuardConfig
 from distill.guard.features import KeyWindow, make_entry
 from distill.guard.scoring import DEFAULT, LogisticScorer
+from distill.watermark.processor import SERVE_TOP_K
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "distill-guard-state/1"
@@ -28,7 +29,7 @@ class Guard:
     """Per-key sliding-window features -> logistic score -> configured action."""
 
     def __init__(self, config: GuardConfig | None = None, scorer: LogisticScorer | None = None,
-                 watermark_top_k: int | None = 64):
+                 watermark_top_k: int | None = SERVE_TOP_K):
         self.config = config or GuardConfig()
         self.watermark_top_k = watermark_top_k  # the watermark action's processor: see distill.serve.protection
         self.scorer = scorer or DEFAULT
