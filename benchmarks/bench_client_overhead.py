@@ -69,8 +69,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
     args = ap.parse_args()
 
-    from distill.models import load_tokenizer
-    from distill.students import fresh_llama
+    from distill.models.loading import load_tokenizer
+    from distill.models.students import fresh_llama
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-client-"))
     tok = load_tokenizer("default")

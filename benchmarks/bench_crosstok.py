@@ -26,10 +26,10 @@ import torch
 
 from distill.config import DataConfig
 from distill.crosstok import CrossTokenizerTeacher, uld_dispatch
-from distill.data import collate, load_corpus
-from distill.fused import LossSpec, distill_loss
-from distill.models import load_model, load_tokenizer
-from distill.students import fresh_llama, param_count
+from distill.data.corpus import collate, load_corpus
+from distill.loss.fused import LossSpec, distill_loss
+from distill.models.loading import load_model, load_tokenizer
+from distill.models.students import fresh_llama, param_count
 
 PROMPTS = ["ROMEO:\nBut soft, what light", "KING HENRY:\nOnce more unto the", "HAMLET:\nTo be, or not",
            "First Citizen:\nBefore we proceed", "LADY MACBETH:\nOut, damned"]

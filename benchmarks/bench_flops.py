@@ -1,6 +1,6 @@
 """FLOP utilization of a Distill training step, and loss.backward = fused vs recompute.
 
-Builds what `distill.trainer.train` builds (LiveTeacher on the default teacher, the fresh ≈11.8 M student,
+Builds what `distill.training.loop.train` builds (LiveTeacher on the default teacher, the fresh ≈11.8 M student,
 `StudentLoss` with the chunked fused loss, AdamW with the trainer's betas, gradient clipping) and times full
 optimizer steps on the trainer's own batches (4 × 256 Shakespeare tokens by default). Two students with the
 same initial weights run side by side, one with loss.backward=fused and one with recompute, alternating
@@ -29,14 +29,14 @@ from pathlib import Path
 
 import torch
 
-from distill import allocator
 from distill.config import load_config
-from distill.data import collate, load_corpus
-from distill.fused import LossSpec
-from distill.models import load_model
+from distill.data.corpus import collate, load_corpus
+from distill.loss.fused import LossSpec
+from distill.models.loading import load_model
+from distill.models.students import fresh_llama
 from distill.signals import LiveTeacher
-from distill.students import fresh_llama
-from distill.trainer import StudentLoss, _batch_rows
+from distill.training import allocator
+from distill.training.loop import StudentLoss, _batch_rows
 
 THREADS = 2
 

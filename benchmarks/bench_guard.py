@@ -12,8 +12,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from distill.guard import FEATURES, Guard, GuardConfig, fit_logistic, simulate
-from distill.guard.scoring import DEFAULT, LogisticScorer
+from distill.protection.guard import FEATURES, Guard, GuardConfig, fit_logistic, simulate
+from distill.protection.guard.scoring import DEFAULT, LogisticScorer
 
 
 def run_trace(events, scorer: LogisticScorer, min_requests: int = 20):

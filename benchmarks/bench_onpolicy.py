@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from distill.config import load_config
-from distill.trainer import train
+from distill.training.loop import train
 
 
 def main() -> None:

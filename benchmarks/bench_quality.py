@@ -1,6 +1,6 @@
 """Quality at equal steps and data: KD students (one per loss) vs the same student trained on cross-entropy only.
 
-Every run is `distill.trainer.train(cfg)` with the default teacher (SmolLM2-135M-Instruct), the same fresh
+Every run is `distill.training.loop.train(cfg)` with the default teacher (SmolLM2-135M-Instruct), the same fresh
 ≈11.8 M-parameter student (seed 0), the same Shakespeare batches in the same order, the same steps and
 schedule; only the loss differs. The final held-out figures come from the trainer's own evaluation
 (`heldout_eval`: KL(teacher‖student) per token, top-1 agreement with the teacher, student perplexity).
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from distill.config import load_config
-from distill.trainer import train
+from distill.training.loop import train
 
 RUNS = {
     "forward_kl": ["loss.kind=forward_kl"],

@@ -126,7 +126,7 @@ def main() -> None:
     key = work / "wm.key"
     if not key.exists():
         run(["watermark", "keygen", "--out", str(key), "--tokenizer", "default", *args.keygen.split()])
-    from distill.watermark import load_key
+    from distill.protection.watermark import load_key
 
     scheme = load_key(key).public_dict()
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from distill.config import DataConfig
-from distill.data import collate, load_corpus, read_text, shakespeare_files
-from distill.models import load_model
+from distill.data.corpus import collate, load_corpus, read_text, shakespeare_files
+from distill.models.loading import load_model
 from distill.store import CaptureSettings, StoreTeacher, expected_identity, run_capture
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from distill.cli import main as cli
 from distill.config import load_config
-from distill.evaluate import evaluate
-from distill.trainer import train
+from distill.evaluation.report import evaluate
+from distill.training.loop import train
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Training steps fed by the offline store vs the live teacher (same student, same batches, same loss).
 
 Captures the first sequences of a Shakespeare slice with the real default teacher (k = 32), then times N
-optimizer steps of an ≈11 M-parameter fresh Llama student (`distill.students.fresh_llama`) on batches of
-4 × 256 tokens, with `distill.fused.distill_loss` (forward KL) fed by `StoreTeacher` (top-k with the tail
+optimizer steps of an ≈11 M-parameter fresh Llama student (`distill.models.students.fresh_llama`) on batches of
+4 × 256 tokens, with `distill.loss.fused.distill_loss` (forward KL) fed by `StoreTeacher` (top-k with the tail
 prior, and top-k + residual bucket) or by `LiveTeacher` (dense, the teacher runs every step). Reports seconds per step for both,
 and the time spent obtaining the teacher signal alone.
 
@@ -20,12 +20,12 @@ import torch
 from bench_store import corpus_slice
 
 from distill.config import DataConfig
-from distill.data import collate, load_corpus
-from distill.fused import LossSpec, distill_loss
-from distill.models import load_model
+from distill.data.corpus import collate, load_corpus
+from distill.loss.fused import LossSpec, distill_loss
+from distill.models.loading import load_model
+from distill.models.students import fresh_llama
 from distill.signals import LiveTeacher
 from distill.store import CaptureSettings, StoreTeacher, expected_identity, run_capture
-from distill.students import fresh_llama
 
 
 def time_steps(source, student, batches, vocab: int, spec: LossSpec) -> tuple[float, float]:

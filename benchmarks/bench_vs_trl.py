@@ -1,15 +1,15 @@
 """Distill's training step vs TRL's GKDTrainer: steps/s and peak RSS on the same work (issue 2).
 
 Both sides: the default teacher (SmolLM2-135M-Instruct, fp32), the same fresh ≈11.8 M-parameter Llama student
-(`distill.students.fresh_llama`, seed 0), the same 4 × 256-token Shakespeare sequences in the same order (the
-rows `distill.trainer` draws for steps 0..N-1), off-policy (TRL lmbda=0, no generation), temperature 1, the
+(`distill.models.students.fresh_llama`, seed 0), the same 4 × 256-token Shakespeare sequences in the same order (the
+rows `distill.training.loop` draws for steps 0..N-1), off-policy (TRL lmbda=0, no generation), temperature 1, the
 generalized JSD with beta (0.5 = symmetric JS, 0 = forward KL; Distill `loss.kind=jsd`, same definition as
 TRL's `generalized_jsd_loss`), 2 intra-op threads, fp32.
 
 Each (framework, beta, allocator) runs in its own fresh subprocess, so peak RSS (`ru_maxrss` of the child) is
 comparable; runs are interleaved (Distill, TRL, TRL, Distill, ...) so machine noise hits both sides alike.
 
-- Distill runs the real code path: `distill.trainer.train(cfg)` with N steps, progress off, no periodic
+- Distill runs the real code path: `distill.training.loop.train(cfg)` with N steps, progress off, no periodic
   evaluation; seconds per step come from the timestamps of its metrics rows (warm-up steps excluded).
 - TRL runs `trl.experimental.gkd.GKDTrainer` (TRL 1.16) on a `datasets.Dataset` of pre-tokenized rows with a
   stacking collator and a sequential sampler (exactly 4 × 256 tokens per step), lmbda=0, seq_kd=False, no
@@ -52,8 +52,8 @@ def _peak_rss_mb() -> float:
 def _rows_per_step(n_steps: int, tokenizer):
     """The corpus and the train-set rows Distill's loop draws at steps 0..n-1 (seed 0, batch 4, no accumulation)."""
     from distill.config import load_config
-    from distill.data import load_corpus
-    from distill.trainer import _batch_rows
+    from distill.data.corpus import load_corpus
+    from distill.training.loop import _batch_rows
 
     cfg = load_config(None, [f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}"])
     corpus = load_corpus(cfg.data, tokenizer)
@@ -64,8 +64,8 @@ def _rows_per_step(n_steps: int, tokenizer):
 def child_distill(beta: float, warmup: int, timed: int) -> dict:
     import torch
 
-    from distill import trainer
     from distill.config import load_config
+    from distill.training import loop as trainer
 
     torch.set_num_threads(THREADS)
     steps = warmup + timed
@@ -102,8 +102,8 @@ def child_trl(beta: float, warmup: int, timed: int) -> dict:
     from transformers import TrainerCallback
     from trl.experimental.gkd import GKDConfig, GKDTrainer
 
-    from distill.models import load_model
-    from distill.students import fresh_llama
+    from distill.models.loading import load_model
+    from distill.models.students import fresh_llama
 
     torch.set_num_threads(THREADS)
     steps = warmup + timed

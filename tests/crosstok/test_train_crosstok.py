@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 
 from distill.config import load_config
 from distill.errors import DistillError
-from distill.trainer import train
+from distill.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from gen_helpers import API_KEY
 
 @pytest.fixture(scope="session")
 def gen_server(tiny_model_dir):
-    from distill.models import load_model
+    from distill.models.loading import load_model
     from distill.serve.app import create_app
     from distill.serve.background import BackgroundServer
     from distill.serve.engine import Engine

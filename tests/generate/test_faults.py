@@ -8,8 +8,8 @@ from pathlib import Path
 from fault_proxy import FaultProxy
 from gen_helpers import API_KEY
 
+from distill.data.generated import load_generated
 from distill.generate.client import GenerateConfig, run_generation
-from distill.generate.dataset import load_generated
 from distill.generate.store import row_key
 
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from distill.data.generated import load_generated
 from distill.errors import DistillError
-from distill.generate.chat import render_chat
-from distill.generate.dataset import load_generated
 from distill.generate.prompts import load_prompts
-from distill.generate.tokenmap import TokenMapper, vocab_bytes
+from distill.tokens.chat import render_chat
+from distill.tokens.tokenmap import TokenMapper, vocab_bytes
 
 
 def test_prompt_sources(tmp_path):

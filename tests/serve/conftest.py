@@ -25,7 +25,7 @@ class Hooks:
 
 @pytest.fixture(scope="session")
 def tiny_loaded(tiny_model_dir):
-    from distill.models import load_model
+    from distill.models.loading import load_model
 
     return load_model(str(tiny_model_dir))
 

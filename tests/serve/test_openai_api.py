@@ -26,7 +26,7 @@ def test_models_and_chat_with_logprobs(client, tiny_loaded):
         assert bytes(c.bytes).decode() == c.token and c.logprob <= 0
         assert math.isclose(c.logprob, c.top_logprobs[0].logprob, abs_tol=1e-5)  # greedy = top-1
     tok = tiny_loaded.tokenizer
-    from distill.generate.chat import render_chat
+    from distill.tokens.chat import render_chat
 
     assert r.usage.prompt_tokens == len(render_chat(tok, MSG))
 

@@ -10,7 +10,7 @@ from distill.serve.protection import Protection
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from distill.models import load_model
+    from distill.models.loading import load_model
 
     return load_model(str(tiny_model_dir))
 
@@ -36,7 +36,7 @@ def _answers(url, key, n=4):
 
 
 def test_served_answers_carry_the_accounts_watermark(tiny):
-    from distill.watermark import detect_accounts, detect_text, new_key
+    from distill.protection.watermark import detect_accounts, detect_text, new_key
 
     master = new_key(tiny.tokenizer, delta=6.0, context_width=1, self_hash=False)
     # the tiny random model is nearly flat over 49k tokens: the served top-64 bias would move almost no mass,
@@ -54,7 +54,7 @@ def test_served_answers_carry_the_accounts_watermark(tiny):
 
 
 def test_guard_observes_and_blocks(tiny, tmp_path):
-    from distill.guard import Guard, GuardConfig, Rule
+    from distill.protection.guard import Guard, GuardConfig, Rule
 
     cfg = GuardConfig(min_requests=2, rules=[Rule(min_score=0.0, action="block")],
                       state_file=str(tmp_path / "guard.json"))
@@ -88,8 +88,8 @@ def test_serve_saves_guard_state_on_sigterm(tmp_path, tiny_model_dir):
 
     import httpx
 
-    from distill.models import load_tokenizer
-    from distill.watermark import new_key, save_key
+    from distill.models.loading import load_tokenizer
+    from distill.protection.watermark import new_key, save_key
 
     save_key(new_key(load_tokenizer(str(tiny_model_dir))), tmp_path / "wm.key")
     (tmp_path / "guard.yaml").write_text(f"state_file: {tmp_path / 'state.json'}\nwatermark_key: {tmp_path / 'wm.key'}\n"
@@ -123,9 +123,9 @@ def test_served_watermark_biases_only_the_top_candidates_unless_told(tiny):
     `--watermark-top-k 0` biases every green token. The green bits are the same either way."""
     import torch
 
+    from distill.protection.watermark import new_key
+    from distill.protection.watermark.greenlist import green_mask
     from distill.serve.protection import load_protection
-    from distill.watermark import new_key
-    from distill.watermark.greenlist import green_mask
 
     key = new_key(tiny.tokenizer)
     default = Protection(watermark_key=key).processors_for("anonymous")[0]

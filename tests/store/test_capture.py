@@ -10,9 +10,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from distill.cli import main
-from distill.data import load_corpus
+from distill.data.corpus import load_corpus
 from distill.errors import DistillError
-from distill.models import tokenizer_fingerprint, weights_sha256
+from distill.models.loading import tokenizer_fingerprint, weights_sha256
 from distill.store import StoreTeacher, codec, run_capture
 from distill.store import capture as capture_mod
 from distill.store.manifest import PLAN

@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from distill.data import collate, load_corpus
+from distill.data.corpus import collate, load_corpus
 from distill.errors import DistillError
-from distill.fused import LossSpec, distill_loss
-from distill.models import load_tokenizer
+from distill.loss.fused import LossSpec, distill_loss
+from distill.models.loading import load_tokenizer
 from distill.signals import SparseSignal
 from distill.store import StoreTeacher, expected_identity, verify_store
 

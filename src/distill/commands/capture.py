@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from distill.config import DataConfig, load_config
     from distill.errors import DistillError
-    from distill.models import DEFAULT_TEACHER
+    from distill.models.loading import DEFAULT_TEACHER
     from distill.store import CaptureSettings, run_capture, verify_store
 
     teacher, trust = args.teacher, False

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.evaluate import evaluate, format_report
+    from distill.evaluation.report import evaluate, format_report
 
     report = evaluate(args.teacher, args.student, args.data, seq_len=args.seq_len, sequences=args.sequences)
     print(json.dumps(report, indent=2) if args.json else format_report(report))

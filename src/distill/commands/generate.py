@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_logprobs < 0 or args.timeout <= 0 or args.backoff < 0 or args.price_in < 0 or args.price_out < 0:
         raise DistillError("--top-logprobs, --backoff and the prices must not be negative, --timeout positive",
                            where="distill generate", fix="fix the option values")
-    from distill.policy import check_api_teacher
+    from distill.provenance.policy import check_api_teacher
 
     # The licence/terms gate, before any request is sent.
     verdict = check_api_teacher(args.endpoint, args.model, args.authorization,
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         prompts = prompts[: args.limit]
     tokenizer = None
     if args.tokenizer:
-        from distill.models import load_tokenizer
+        from distill.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(args.tokenizer)
     cfg = GenerateConfig(endpoint=args.endpoint, model=args.model, out_dir=args.out, prompts=prompts,

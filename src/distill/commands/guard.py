@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.guard.report import format_table, load_state, rows
+    from distill.protection.guard.report import format_table, load_state, rows
 
     if args.guard_action != "report":
         raise DistillError("choose an action: `distill guard report`", fix="see `distill guard --help`")

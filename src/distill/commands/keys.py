@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill import signing
+    from distill.provenance import signing
 
     if args.keys_command == "new":
         path, fingerprint = signing.new_key(args.out, force=args.force)

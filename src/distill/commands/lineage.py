@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill import lineage
     from distill.errors import DistillError
+    from distill.provenance import lineage
 
     if args.lineage_command == "show":
         record = lineage.read_lineage(args.directory)

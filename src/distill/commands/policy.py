@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.policy import evaluate, identify_api, identify_spec, load_table
+    from distill.provenance.policy import evaluate, identify_api, identify_spec, load_table
 
     if args.policy_command == "table":
         for row in load_table():

@@ -46,7 +46,7 @@ def _exit_on_sigterm(signum, frame) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from distill.models import load_model
+    from distill.models.loading import load_model
     from distill.serve.app import Limits, create_app
     from distill.serve.engine import Engine
     from distill.serve.keys import load_api_keys
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     aliases = tuple({loaded.info.spec, loaded.info.name} - {name, ""})
     limits = Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_n=args.max_n,
                     default_max_tokens=min(256, args.max_tokens))
+    from distill.protection.watermark.processor import SERVE_TOP_K
     from distill.serve.protection import load_protection
-    from distill.watermark.processor import SERVE_TOP_K
 
     top_k = SERVE_TOP_K if args.watermark_top_k is None else args.watermark_top_k or None  # 0: whole vocabulary
     protection = load_protection(args.watermark_key, args.guard_config, loaded.tokenizer, top_k)

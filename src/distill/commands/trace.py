@@ -36,8 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.trace import load_watermarked_rows, read_prompts, texts_and_prompts, trace_closed, trace_open
-    from distill.watermark.keys import load_key
+    from distill.protection.trace import (
+        load_watermarked_rows,
+        read_prompts,
+        texts_and_prompts,
+        trace_closed,
+        trace_open,
+    )
+    from distill.protection.watermark.keys import load_key
 
     closed, opened = bool(args.suspect_endpoint), bool(args.suspect_model)
     if closed == opened:
@@ -50,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.model:
             raise DistillError("closed mode needs --model (the model name the endpoint serves)",
                                fix="add e.g. `--model student`")
-        from distill.models import load_tokenizer
+        from distill.models.loading import load_tokenizer
 
         api_key = None
         if args.api_key_env:
@@ -69,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         chats = None if args.prompts or args.bare_text else [msgs for msgs, _ in rows]
         res = trace_open(key, args.suspect_model, texts, wm_prompts, watermarked=wm_texts,
                          filter_kgrams=args.filter_kgrams, conversations=chats)
-    from distill.watermark.stats import min_tokens_needed
+    from distill.protection.watermark.stats import min_tokens_needed
 
     need = min_tokens_needed(args.alpha, res["gamma"])
     if res["N"] < need:

@@ -44,8 +44,8 @@ def _read(path: str, what: str) -> str:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from distill.models import load_tokenizer
-    from distill.watermark.keys import new_key, save_key
+    from distill.models.loading import load_tokenizer
+    from distill.protection.watermark.keys import new_key, save_key
 
     h = args.context_width if args.context_width is not None else (1 if args.left_hash else 4)
     key = new_key(load_tokenizer(args.tokenizer), gamma=args.gamma, delta=args.delta, context_width=h,
@@ -66,10 +66,10 @@ def _meaning(p: float, alpha: float) -> str:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from distill.models import load_tokenizer
-    from distill.watermark.detect import detect_accounts, detect_text, require_enough
-    from distill.watermark.keys import load_key
-    from distill.watermark.stats import min_tokens_needed
+    from distill.models.loading import load_tokenizer
+    from distill.protection.watermark.detect import detect_accounts, detect_text, require_enough
+    from distill.protection.watermark.keys import load_key
+    from distill.protection.watermark.stats import min_tokens_needed
 
     if not 0 < args.alpha < 1:
         raise DistillError(f"--alpha must be between 0 and 1 (got {args.alpha})", fix="use e.g. 1e-3")
@@ -77,7 +77,7 @@ def _detect(args: argparse.Namespace) -> int:
     prompt = _read(args.prompt_file, "prompt file") if args.prompt_file else None
     if args.text_file.endswith(".jsonl") or Path(args.text_file).is_dir():
         # answers collected by `distill generate`: score every answer, excluding every prompt
-        from distill.trace import load_watermarked_data
+        from distill.protection.trace import load_watermarked_data
 
         texts, prompts = load_watermarked_data(args.text_file)
         text = "\n\n".join(texts)
@@ -94,7 +94,7 @@ def _detect(args: argparse.Namespace) -> int:
         res = detect_accounts(key, names, tok, text, prompt)
         best = res["best"]
         n = res["keys_tested"]
-        from distill.watermark.detect import Detection
+        from distill.protection.watermark.detect import Detection
 
         require_enough(Detection(**best), args.alpha, n)
         out = {"tokens_scored": best["tokens_scored"], "green": best["green"], "z": best["z"],

@@ -50,11 +50,11 @@ def uld_loss(t_sorted_probs: Tensor, s_logits: Tensor, k: int) -> Tensor:
 
 def sorted_chunk_terms(s_logits: Tensor, signal: SortedSignal, rows: slice, targets: Tensor, spec
                        ) -> tuple[Tensor, Tensor, Tensor]:
-    """`distill.fused.chunk_terms` for a `SortedSignal`: (ULD per token, CE per token, has-signal mask).
+    """`distill.loss.fused.chunk_terms` for a `SortedSignal`: (ULD per token, CE per token, has-signal mask).
 
     ULD compares probabilities at temperature 1; `spec.temperature` and `spec.kind` do not apply to it.
     """
-    from distill.losses import cross_entropy
+    from distill.loss.divergences import cross_entropy
 
     s_logits = s_logits.float() if s_logits.dtype in (torch.float16, torch.bfloat16) else s_logits
     ce = cross_entropy(s_logits, targets)
@@ -68,14 +68,14 @@ def sorted_chunk_terms(s_logits: Tensor, signal: SortedSignal, rows: slice, targ
 
 @contextlib.contextmanager
 def uld_dispatch() -> Iterator[None]:
-    """Make `distill.fused.distill_loss` accept a `SortedSignal` until `fused.chunk_terms` dispatches on it.
+    """Make `distill.loss.fused.distill_loss` accept a `SortedSignal` until `fused.chunk_terms` dispatches on it.
 
-    A stop-gap for the benchmark and tests: while active, `distill.fused.chunk_terms` is wrapped so that a
+    A stop-gap for the benchmark and tests: while active, `distill.loss.fused.chunk_terms` is wrapped so that a
     `SortedSignal` goes to `sorted_chunk_terms` and everything else to the original. When fused.py already
     handles `SortedSignal` (it imports it), nothing is patched. Call `backward()` inside the block too: with
     `loss.backward="recompute"` the chunk terms run again during backward.
     """
-    import distill.fused as fused
+    import distill.loss.fused as fused
 
     if getattr(fused, "SortedSignal", None) is SortedSignal:
         yield

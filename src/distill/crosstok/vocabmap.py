@@ -1,6 +1,6 @@
 """Teacher vocabulary ids -> student vocabulary ids, where the two entries stand for the same bytes.
 
-Each id of each tokenizer is decoded to its exact bytes (`distill.generate.tokenmap.vocab_bytes`: byte-level
+Each id of each tokenizer is decoded to its exact bytes (`distill.tokens.tokenmap.vocab_bytes`: byte-level
 BPE through the GPT-2 byte table, SentencePiece through `▁` and `<0xNN>`). A teacher id maps to the student
 id with the same bytes; several student ids with the same bytes -> the lowest. Special tokens map only
 through their role (teacher eos -> student eos), never through their spelling. Teacher ids with no student
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from distill.generate.tokenmap import vocab_bytes
-from distill.models import tokenizer_fingerprint
+from distill.models.loading import tokenizer_fingerprint
+from distill.tokens.tokenmap import vocab_bytes
 
 _CACHE: dict[tuple[str, str], VocabMap] = {}
 _BY_OBJECT: dict[tuple[int, int], tuple[object, object, VocabMap]] = {}  # skips re-fingerprinting

@@ -33,7 +33,7 @@ from distill.errors import DistillError
 from distill.generate.accounting import Accounting, cost
 from distill.generate.ratelimit import Pause, TokenBucket
 from distill.generate.store import ResultStore, row_key
-from distill.generate.tokenmap import TokenMapper
+from distill.tokens.tokenmap import TokenMapper
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from distill.generate.chat import render_chat
 from distill.serve.engine import Completion, Engine, EngineInputError, SamplingParams, TokenInfo
 from distill.serve.keys import check_bearer
 from distill.serve.schemas import ChatCompletionRequest, CompletionRequest
+from distill.tokens.chat import render_chat
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from distill.generate.tokenmap import vocab_bytes
+from distill.tokens.tokenmap import vocab_bytes
 
 log = logging.getLogger(__name__)
 

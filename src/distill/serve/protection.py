@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.watermark.processor import SERVE_TOP_K
+from distill.protection.watermark.processor import SERVE_TOP_K
 
 
 @dataclass
 class Protection:
-    watermark_key: Any = None  # a distill.watermark WatermarkKey, or None
-    guard: Any = None  # a distill.guard.Guard, or None
+    watermark_key: Any = None  # a distill.protection.watermark WatermarkKey, or None
+    guard: Any = None  # a distill.protection.guard.Guard, or None
     watermark_top_k: int | None = SERVE_TOP_K  # bias only the top-k candidates per step (None: the whole vocabulary)
     _processors: dict[str, Any] = field(default_factory=dict)
 
@@ -22,7 +22,7 @@ class Protection:
         out = []
         if self.watermark_key is not None:
             if account not in self._processors:
-                from distill.watermark import WatermarkLogitsProcessor
+                from distill.protection.watermark import WatermarkLogitsProcessor
 
                 # Without API keys every caller is "anonymous" and gets the master key itself.
                 key = self.watermark_key if account == "anonymous" else self.watermark_key.for_account(account)
@@ -52,12 +52,12 @@ def load_protection(watermark_key_file: str | None, guard_config_file: str | Non
     `watermark_top_k`: bias only the k highest-scoring candidates per step (`SERVE_TOP_K`); None = all."""
     key = guard = None
     if watermark_key_file:
-        from distill.watermark import load_key
+        from distill.protection.watermark import load_key
 
         key = load_key(watermark_key_file)
         key.check_tokenizer(tokenizer)
     if guard_config_file:
-        from distill.guard import Guard, load_config
+        from distill.protection.guard import Guard, load_config
 
         guard = Guard(load_config(guard_config_file), watermark_top_k=watermark_top_k)
     return Protection(key, guard, watermark_top_k)

@@ -27,9 +27,9 @@ import torch
 
 import distill
 from distill.config import DataConfig
-from distill.data import Corpus, collate, load_corpus
+from distill.data.corpus import Corpus, collate, load_corpus
 from distill.errors import DistillError
-from distill.models import DEFAULT_TEACHER, LoadedModel, load_model, tokenizer_fingerprint
+from distill.models.loading import DEFAULT_TEACHER, LoadedModel, load_model, tokenizer_fingerprint
 from distill.signals import LiveTeacher
 from distill.store import codec
 from distill.store.manifest import MANIFEST, PLAN, read_json, write_json_atomic

@@ -106,7 +106,7 @@ def teacher_sha256(spec: str | None) -> str:
     """The weights hash `load_model(spec).info.weights_sha256` would report, without loading the model.
 
     Hub ids have no local weights to hash here and give "" (the store check then skips the teacher field)."""
-    from distill.models import file_sha256, resolve, weights_sha256
+    from distill.models.loading import file_sha256, resolve, weights_sha256
 
     kind, path = resolve(spec)
     if kind == "gguf":
@@ -118,7 +118,7 @@ def teacher_sha256(spec: str | None) -> str:
 
 def expected_identity(*, teacher: Any = None, tokenizer: Any = None, corpus: Any = None) -> dict[str, Any]:
     """The identity a run expects of its store: teacher is a ModelInfo or a model spec string."""
-    from distill.models import tokenizer_fingerprint
+    from distill.models.loading import tokenizer_fingerprint
 
     out: dict[str, Any] = {}
     if teacher is not None:

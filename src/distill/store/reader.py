@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from distill.errors import DistillError
-from distill.models import file_sha256
+from distill.models.loading import file_sha256
 from distill.signals import SparseSignal, TailPriorSignal
 from distill.store import codec
 from distill.store.manifest import check_identity, read_manifest

@@ -26,7 +26,7 @@ import numpy as np
 
 from distill.errors import DistillError
 from distill.fileio import atomic_write
-from distill.models import file_sha256
+from distill.models.loading import file_sha256
 from distill.store.manifest import FORMAT_VERSION, MANIFEST, read_json, write_json_atomic
 
 SPLITS = ("train", "heldout")

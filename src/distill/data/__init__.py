@@ -1,0 +1,1 @@
+"""Training data: corpora (text, JSONL, chat, Parquet) and sets written by `distill generate`."""

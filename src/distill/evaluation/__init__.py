@@ -1,0 +1,1 @@
+"""Teacher-vs-student evaluation: the retention report behind `distill eval`."""

@@ -1,0 +1,1 @@
+"""Models: identify and load teachers (GGUF, directories, hub ids), check tokenizers, build students."""

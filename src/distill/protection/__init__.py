@@ -1,0 +1,1 @@
+"""Protection of a served model: output watermarks, the radioactivity trace, and the distillation-traffic guard."""

@@ -1,0 +1,40 @@
+"""`distill guard report`: read a guard state file and list accounts with their scores and evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distill.errors import DistillError
+from distill.fileio import read_json_file
+from distill.protection.guard.core import STATE_FORMAT
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    data = read_json_file(path, "guard state file", "pass --state FILE (the state_file of the guard config)",
+                          "pass a state file written by the guard")
+    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+        raise DistillError("not a Distill guard state file", where=str(path))
+    return data
+
+
+def rows(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Accounts, highest score first."""
+    out = [{"account": k, **v} for k, v in state.get("accounts", {}).items()]
+    return sorted(out, key=lambda r: -r.get("score", 0.0))
+
+
+def format_table(state: dict[str, Any]) -> str:
+    lines = [f"{'account':<24} {'score':>6} {'max':>6} {'action':<10} {'reqs':>6}  evidence"]
+    for r in rows(state):
+        contrib = r.get("contributions", {})
+        top = sorted(contrib.items(), key=lambda kv: -kv[1])[:3]
+        ev = ", ".join(f"{k} {v:+.1f}" for k, v in top if v > 0)
+        skel = r.get("top_prefix_skeletons") or []
+        if skel and skel[0]["count"] > 1:
+            ev += f"; template '{skel[0]['skeleton']}' x{skel[0]['count']}"
+        if r.get("keys_sharing_templates"):
+            ev += f"; shares templates with {', '.join(r['keys_sharing_templates'][:3])}"
+        lines.append(f"{r['account'][:24]:<24} {r.get('score', 0):>6.3f} {r.get('max_score', 0):>6.3f} "
+                     f"{r.get('action', 'none'):<10} {r.get('requests_in_window', 0):>6}  {ev}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The training core: set-up, the loop and its callbacks, checkpoints, on-policy sampling, the finished student."""

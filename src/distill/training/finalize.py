@@ -1,0 +1,134 @@
+"""Writing the finished student: a normal Hugging Face model directory with a model card, loss plot,
+metrics and signed lineage. Everything is written to a temporary directory and renamed when complete."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from distill.config import DistillConfig
+from distill.data.corpus import Corpus
+from distill.models.loading import ModelInfo
+from distill.models.students import param_count
+
+log = logging.getLogger(__name__)
+
+
+def plot_history(history: list[dict], path: Path) -> bool:
+    """PNG of the loss terms and held-out KL over steps."""
+    if not history:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    steps = [r["step"] for r in history]
+    for key, label in (("loss", "total"), ("kd", "KD term"), ("ce", "CE term")):
+        if any(r.get(key) for r in history):
+            ax[0].plot(steps, [r[key] for r in history], label=label)
+    ax[0].set_xlabel("step")
+    ax[0].set_title("training loss")
+    ax[0].legend()
+    ev = [r for r in history if "heldout_kl" in r or "heldout_nll" in r]
+    key = "heldout_kl" if any("heldout_kl" in r for r in ev) else "heldout_nll"
+    ax[1].plot([r["step"] for r in ev], [r.get(key) for r in ev], marker="o")
+    ax[1].set_xlabel("step")
+    ax[1].set_title("held-out KL(teacher‖student)" if key == "heldout_kl" else "held-out NLL")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def model_card(name: str, cfg: DistillConfig, teacher: ModelInfo, corpus: Corpus, final: dict, params: int,
+               lineage_md: str, notices: list[str], has_plot: bool) -> str:
+    figures = "\n".join(f"| {k} | {v:.4g} |" for k, v in final.items()
+                        if isinstance(v, float) and k not in ("time", "lr"))
+    notice_md = "\n".join(f"> {n}" for n in notices)
+    plot = "![loss curves](loss.png)\n" if has_plot else ""
+    return f"""---
+library_name: transformers
+tags: [distill, knowledge-distillation]
+base_model_relation: distillation
+---
+# {name}
+
+{notice_md}
+
+A {params / 1e6:.1f} M-parameter student distilled with [Distill](https://pypi.org/project/distill/) from
+**{teacher.name}** ({teacher.kind}: `{teacher.path}`).
+
+- Data: {corpus.description}
+- Loss: {cfg.loss.kind} (T={cfg.loss.temperature}, KD weight {cfg.loss.kd_weight}, CE weight {cfg.loss.ce_weight})
+- Steps: {cfg.train.steps} × {cfg.train.batch_size * cfg.train.grad_accum} sequences of {cfg.data.seq_len} tokens
+
+## Held-out figures (final step)
+
+| metric | value |
+|---|---|
+{figures}
+
+{plot}
+## Lineage
+
+{lineage_md}
+
+## Configuration
+
+```yaml
+{yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).strip()}
+```
+"""
+
+
+def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher: ModelInfo, corpus: Corpus,
+                  history: list[dict], verdict, replace: bool) -> Path:
+    """Save the student as a Hugging Face directory (atomically) with card, plot, metrics and lineage."""
+    from distill.provenance import lineage, policy
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    name, notices = policy.apply_obligations(verdict, cfg.student.name) if verdict else (cfg.student.name, [])
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        student.config.name_or_path = name
+        student.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        with open(tmp / "metrics.jsonl", "w") as f:
+            for row in history:
+                f.write(json.dumps(row) + "\n")
+        has_plot = plot_history(history, tmp / "loss.png")
+        final = {k: v for k, v in (history[-1] if history else {}).items() if k != "time"}
+        record = lineage.build_record(
+            student_name=name, teacher=teacher, verdict=verdict, config=cfg.model_dump(mode="json"),
+            data={"name": cfg.data.path, "description": corpus.description, "sha256": corpus.fingerprint,
+                  **corpus.stats},
+            evaluation=final)
+        card = model_card(name, cfg, teacher, corpus, final, param_count(student), lineage.card_section(record),
+                          notices, has_plot)
+        (tmp / "README.md").write_text(card)
+        if verdict is not None and (notice := policy.notice_text(verdict)):
+            (tmp / "NOTICE").write_text(notice)
+        from distill.provenance.signing import resolve_signing_key
+
+        lineage.write_lineage(tmp, record, resolve_signing_key(cfg.signing_key))
+        if out_dir.exists():
+            if not replace:
+                raise FileExistsError(out_dir)
+            old = out_dir.with_name(out_dir.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("student written to %s", out_dir)
+    return out_dir
