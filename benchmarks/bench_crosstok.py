@@ -27,7 +27,8 @@ import torch
 from distill.config import DataConfig
 from distill.crosstok import CrossTokenizerTeacher, uld_dispatch
 from distill.data.corpus import collate, load_corpus
-from distill.loss.fused import LossSpec, distill_loss
+from distill.config import LossConfig
+from distill.loss.fused import distill_loss
 from distill.models.loading import load_model, load_tokenizer
 from distill.models.students import fresh_llama, param_count
 
@@ -39,7 +40,7 @@ def _positions(batch: dict) -> torch.Tensor:
     return batch["loss_mask"].reshape(-1).nonzero().squeeze(-1)
 
 
-def train(student_tok, batches, signals, spec: LossSpec, lr: float) -> torch.nn.Module:
+def train(student_tok, batches, signals, spec: LossConfig, lr: float) -> torch.nn.Module:
     """A plain loop over `distill_loss` (no trainer): one batch and one optional signal per step."""
     student = fresh_llama(student_tok, seed=0).train()
     V = len(student_tok)
@@ -150,9 +151,9 @@ def main() -> None:
         print(f"# teacher signals: {teacher_s:.0f}s; {json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()})}",
               flush=True)
     plans = {
-        "ce": (batches, [None] * args.steps, LossSpec(kd_weight=0.0, ce_weight=1.0)),
-        "align": (batches, sig_a if topk else None, LossSpec(kind="forward_kl", kd_weight=1.0, ce_weight=1.0)),
-        "uld": (batches, sig_u if topk else None, LossSpec(kd_weight=1.0, ce_weight=1.0)),
+        "ce": (batches, [None] * args.steps, LossConfig(kd_weight=0.0, ce_weight=1.0)),
+        "align": (batches, sig_a if topk else None, LossConfig(kind="forward_kl", kd_weight=1.0, ce_weight=1.0)),
+        "uld": (batches, sig_u if topk else None, LossConfig(kd_weight=1.0, ce_weight=1.0)),
     }
     if "blackbox" in methods:
         t1 = time.perf_counter()
@@ -168,7 +169,7 @@ def main() -> None:
               for i in range(args.steps)]
         print(f"# generated {len(texts)} teacher continuations in {time.perf_counter() - t1:.0f}s; e.g. "
               f"{texts[0][:100]!r}", flush=True)
-        plans["blackbox"] = (bb, [None] * args.steps, LossSpec(kd_weight=0.0, ce_weight=1.0))
+        plans["blackbox"] = (bb, [None] * args.steps, LossConfig(kd_weight=0.0, ce_weight=1.0))
     for m in methods:
         t1 = time.perf_counter()
         data, sigs, spec = plans[m]

@@ -21,14 +21,15 @@ from bench_store import corpus_slice
 
 from distill.config import DataConfig
 from distill.data.corpus import collate, load_corpus
-from distill.loss.fused import LossSpec, distill_loss
+from distill.config import LossConfig
+from distill.loss.fused import distill_loss
 from distill.models.loading import load_model
 from distill.models.students import fresh_llama
 from distill.signals import LiveTeacher
 from distill.store import CaptureSettings, StoreTeacher, expected_identity, run_capture
 
 
-def time_steps(source, student, batches, vocab: int, spec: LossSpec) -> tuple[float, float]:
+def time_steps(source, student, batches, vocab: int, spec: LossConfig) -> tuple[float, float]:
     """(seconds per optimizer step, seconds per step spent in source.signal)."""
     opt = torch.optim.AdamW(student.parameters(), lr=1e-3)
     total = signal_time = 0.0
@@ -76,7 +77,7 @@ def main() -> None:
         batches = [collate(corpus.train[i:i + args.batch_size], tok.pad_token_id,
                            example_ids=list(range(i, i + args.batch_size)))
                    for i in range(0, need, args.batch_size)]
-        spec = LossSpec(kind="forward_kl")
+        spec = LossConfig(kind="forward_kl")
         results = {}
         for name, source in [*stores.items(), ("live", LiveTeacher(loaded.model, vocab))]:
             student = fresh_llama(tok, seed=0)

@@ -19,7 +19,8 @@ import torch
 def fused_numerics() -> dict:
     """bf16-autocast fused loss vs an fp32 full-logits reference, on GPU."""
     from distill.loss.divergences import divergence
-    from distill.loss.fused import LossSpec, distill_loss
+    from distill.config import LossConfig
+from distill.loss.fused import distill_loss
     from distill.signals import DenseSignal
 
     torch.manual_seed(0)
@@ -32,7 +33,7 @@ def fused_numerics() -> dict:
     for kind in ("forward_kl", "jsd"):
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss, _ = distill_loss(h.to(torch.bfloat16), W, DenseSignal(th.to(torch.bfloat16), tW.to(torch.bfloat16)),
-                                   tg, LossSpec(kind=kind, chunk_size=1024, ce_weight=0.1))
+                                   tg, LossConfig(kind=kind, chunk_size=1024, ce_weight=0.1))
         gh, gw = torch.autograd.grad(loss, [h, W])
         s = torch.log_softmax(h @ W.T, -1)
         t = torch.log_softmax(th @ tW.T, -1)

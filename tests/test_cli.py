@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 
 from distill.cli import main
 from distill.config import load_config
-from distill.training.loop import _warn_scale
+from distill.training.callbacks import ScaleWarning
 
 
 def _run(capsys, argv):
@@ -54,10 +55,15 @@ def test_help_config_lists_fields(capsys):
 
 def test_loss_scale_warning(caplog):
     cfg = load_config(None, ["loss.kd_weight=1", "loss.ce_weight=1", "loss.warn_ratio=100"])
+    run = SimpleNamespace(cfg=cfg)
+    balanced = ScaleWarning()
+    balanced.on_step_end(run, {"kd": 1.0, "ce": 5.0})
+    assert not balanced.warned
+    lopsided = ScaleWarning()
     with caplog.at_level(logging.WARNING):
-        assert _warn_scale({"kd": 0.001, "ce": 5.0}, cfg)
-    assert "barely affects" in caplog.text
-    assert not _warn_scale({"kd": 1.0, "ce": 5.0}, cfg)
+        lopsided.on_step_end(run, {"kd": 0.001, "ce": 5.0})
+        lopsided.on_step_end(run, {"kd": 0.001, "ce": 5.0})
+    assert lopsided.warned and caplog.text.count("barely affects") == 1  # once per run, not every step
 
 
 def test_generate_from_a_refused_api_teacher_stops_before_any_request(tmp_path, capsys):

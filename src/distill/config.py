@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from distill.errors import DistillError
 from distill.loss.divergences import LOSSES
+from distill.teachers import TeacherKind, teacher_kind
 
 
 class _Section(BaseModel):
@@ -126,19 +127,18 @@ class DistillConfig(_Section):
     signing_key: str | None = Field(None, description="Ed25519 private key for signing lineage.json (or set "
                                     "$DISTILL_SIGNING_KEY). Never stored in the output.")
 
+    @property
+    def teacher_kind(self) -> TeacherKind:
+        """Where this run's teacher signal comes from (live, store, api, cross_tokenizer), with its rules checked."""
+        return teacher_kind(self)
+
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:
         if self.student.init == "pretrained" and not self.student.model:
             raise ValueError("student.init=pretrained needs student.model")
         if self.student.init == "layers" and not (self.student.layers or self.student.every):
             raise ValueError("student.init=layers needs student.layers or student.every")
-        if self.student.tokenizer and not self.loss.cross_tokenizer:
-            raise ValueError("student.tokenizer differs from the teacher's: set loss.cross_tokenizer to align or uld")
-        if self.loss.cross_tokenizer and (self.teacher.store or self.train.on_policy_fraction > 0
-                                          or self.data.format == "generated" or self.student.init == "layers"):
-            raise ValueError("loss.cross_tokenizer works with a live teacher and a fresh or pretrained student; "
-                             "it cannot be combined with teacher.store, generated data, on-policy batches or "
-                             "student.init=layers")
+        teacher_kind(self)  # every rule about where the teacher signal comes from lives in distill.teachers
         return self
 
 

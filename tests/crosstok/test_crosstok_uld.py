@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from distill.crosstok.uld import SortedSignal, uld_dispatch, uld_loss
-from distill.loss.fused import LossSpec, distill_loss
+from distill.config import LossConfig
+from distill.loss.fused import distill_loss
+from distill.signals import SortedSignal, uld_loss
 
 
 def _reference(t_sorted: np.ndarray, s_logits: np.ndarray, k: int) -> np.ndarray:
@@ -57,10 +58,9 @@ def test_fused_loss_with_sorted_signal(backward):
     t = torch.softmax(torch.randn(N, 50, generator=g), -1).sort(-1, descending=True).values[:, :k]
     valid = torch.tensor([True, False, True, True, False, True, True, True, False])
     targets = torch.randint(0, V, (N,), generator=g)
-    spec = LossSpec(kd_weight=1.0, ce_weight=0.5, chunk_size=4, backward=backward)
-    with uld_dispatch():  # backward inside: 'recompute' re-runs the chunk terms then
-        loss, stats = distill_loss(h, w, SortedSignal(t, valid), targets, spec)
-        loss.backward()
+    spec = LossConfig(kd_weight=1.0, ce_weight=0.5, chunk_size=4, backward=backward)
+    loss, stats = distill_loss(h, w, SortedSignal(t, valid), targets, spec)
+    loss.backward()
     h2, w2 = h.detach().clone().requires_grad_(True), w.detach().clone().requires_grad_(True)
     logits = h2 @ w2.T
     kd = torch.where(valid, uld_loss(t, logits, k), torch.zeros(N))

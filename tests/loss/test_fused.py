@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from distill.config import LossConfig
 from distill.loss.divergences import LOSSES, divergence, sparse_buckets, student_buckets
-from distill.loss.fused import LossSpec, distill_loss, evaluate_chunks
+from distill.loss.fused import distill_loss, evaluate_chunks
 from distill.signals import DenseSignal, SparseSignal
 
 
@@ -27,7 +28,7 @@ def _inputs(seed=0, N=37, d=8, V=50):
 def test_dense_matches_naive(kind, mode, T):
     """Fused mode takes the closed-form gradient for forward/reverse KL and JSD, autograd for the rest."""
     h, W, th, tW, targets = _inputs()
-    spec = LossSpec(kind=kind, temperature=T, ce_weight=0.3, kd_weight=0.8, chunk_size=10, backward=mode)
+    spec = LossConfig(kind=kind, temperature=T, ce_weight=0.3, kd_weight=0.8, chunk_size=10, backward=mode)
     loss, stats = distill_loss(h, W, DenseSignal(th, tW), targets, spec)
     grads = torch.autograd.grad(loss, [h, W])
     s_logits, t_logits = h @ W.T, th @ tW.T
@@ -51,7 +52,7 @@ def test_sparse_matches_bucket_reference(kind, T):
     ids, lps = top.indices.clone(), top.values.clone()
     ids[7] = -1  # a position without teacher data
     lps[7] = -float("inf")
-    spec = LossSpec(kind=kind, temperature=T, chunk_size=8, ce_weight=0.4)
+    spec = LossConfig(kind=kind, temperature=T, chunk_size=8, ce_weight=0.4)
     loss, stats = distill_loss(h, W, SparseSignal(ids, lps), targets, spec)
     g, gw = torch.autograd.grad(loss, [h, W])
     s_logp = torch.log_softmax(h @ W.T, -1)
@@ -70,7 +71,7 @@ def test_sparse_matches_bucket_reference(kind, T):
 
 def test_no_teacher_is_plain_cross_entropy():
     h, W, _, _, targets = _inputs(seed=5)
-    loss, _ = distill_loss(h, W, None, targets, LossSpec(kd_weight=1.0, ce_weight=1.0, chunk_size=7))
+    loss, _ = distill_loss(h, W, None, targets, LossConfig(kd_weight=1.0, ce_weight=1.0, chunk_size=7))
     ref = torch.nn.functional.cross_entropy(h @ W.T, targets, reduction="sum") / h.shape[0]
     torch.testing.assert_close(loss.double(), ref)
 

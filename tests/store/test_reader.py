@@ -10,9 +10,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from distill.config import LossConfig
 from distill.data.corpus import collate, load_corpus
 from distill.errors import DistillError
-from distill.loss.fused import LossSpec, distill_loss
+from distill.loss.fused import distill_loss
 from distill.models.loading import load_tokenizer
 from distill.signals import SparseSignal
 from distill.store import StoreTeacher, expected_identity, verify_store
@@ -108,7 +109,7 @@ def test_store_signal_through_fused_loss_matches_reference(store_dir, corpus, to
     hidden = h.reshape(-1, h.shape[-1])[positions].clone().requires_grad_(True)
     weight = student.get_output_embeddings().weight[: len(tokenizer)].detach().clone().requires_grad_(True)
     targets = batch["targets"].reshape(-1)[positions]
-    spec = LossSpec(kind=kind, temperature=T, ce_weight=ce_weight, chunk_size=5)
+    spec = LossConfig(kind=kind, temperature=T, ce_weight=ce_weight, chunk_size=5)
     loss, stats = distill_loss(hidden, weight, sig, targets, spec)
     loss.backward()
     h_ref = hidden.detach().clone().requires_grad_(True)

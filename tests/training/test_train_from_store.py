@@ -29,7 +29,7 @@ def _cfg(tmp_path, teacher, data, store, *extra):
 
 
 def test_trains_from_store_without_running_the_teacher(tmp_path, tiny_teacher_dir, text_file, store, monkeypatch):
-    import distill.training.loop as trainer_mod
+    import distill.training.setup as trainer_mod
 
     def no_teacher(*a, **k):
         raise AssertionError("the teacher's weights must not be loaded when training from a store")

@@ -80,16 +80,16 @@ def test_pretrained_student(tmp_path, tiny_teacher_dir, tiny_model_dir, text_fil
 
 def test_nan_loss_is_a_clear_error(tmp_path, tiny_teacher_dir, text_file, monkeypatch):
     cfg = tiny_config(tmp_path, tiny_teacher_dir, text_file)
-    import distill.training.loop as trainer_mod
+    from distill.training.module import StudentLoss
 
-    real = trainer_mod.StudentLoss.forward
+    real = StudentLoss.forward
 
     def poisoned(self, batch, positions, signal, normalizer):
         loss, stats = real(self, batch, positions, signal, normalizer)
         stats["kd_sum"] = float("nan")
         return loss * float("nan"), stats
 
-    monkeypatch.setattr(trainer_mod.StudentLoss, "forward", poisoned)
+    monkeypatch.setattr(StudentLoss, "forward", poisoned)
     with pytest.raises(DistillError, match="NaN"):
         train(cfg)
     assert not (tmp_path / "student").exists(), "a failed run must not leave a finished-looking student"

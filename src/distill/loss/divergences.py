@@ -116,10 +116,3 @@ def student_buckets(s_logp: Tensor, ids: Tensor) -> Tensor:
     gathered = s_logp.gather(-1, ids.clamp(min=0))
     gathered = torch.where(valid, gathered, torch.full_like(gathered, -math.inf))
     return sparse_buckets(gathered)
-
-
-def temperature_scale(logp: Tensor, temperature: float) -> Tensor:
-    """Re-normalize log-probabilities at temperature T: softmax(log p / T)."""
-    if temperature == 1.0:
-        return logp
-    return torch.log_softmax(logp / temperature, dim=-1)

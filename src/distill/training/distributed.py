@@ -23,6 +23,14 @@ class World:
         if self.size > 1:
             dist.barrier()
 
+    def sum(self, value: int) -> int:
+        """`value` summed over every process (itself in a world of one)."""
+        if self.size == 1:
+            return value
+        total = torch.tensor(value, dtype=torch.long, device=self.device)
+        dist.all_reduce(total)
+        return int(total)
+
 
 def setup() -> World:
     """Join the process group when launched by torchrun; otherwise a world of one."""

@@ -1,0 +1,142 @@
+"""What happens around the steps — evaluation, logging, progress, checkpoints, timing — as callbacks.
+
+A callback overrides any of the four hooks. `on_step_end` gets the step's row (the dict that becomes a line of
+metrics.jsonl, already in `run.history`); callbacks run in order and may add to it, so held-out figures come before
+the loggers that write them. `train(cfg, callbacks=[...])` appends its callbacks after the default ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from distill.training.checkpoint import save_checkpoint
+from distill.training.heldout import heldout_eval
+from distill.training.setup import Run
+
+log = logging.getLogger(__name__)
+
+
+class Callback:
+    """The hooks; each does nothing unless overridden."""
+
+    def on_train_start(self, run: Run) -> None: ...
+
+    def on_step_start(self, run: Run, step: int) -> None: ...
+
+    def on_step_end(self, run: Run, row: dict) -> None: ...
+
+    def on_train_end(self, run: Run) -> None: ...
+
+
+class ScaleWarning(Callback):
+    """Warn once when one weighted loss term dwarfs the other (the smaller would silently do nothing)."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def on_step_end(self, run: Run, row: dict) -> None:
+        loss = run.cfg.loss
+        a, b = loss.kd_weight * row["kd"], loss.ce_weight * row["ce"]
+        if self.warned or not (a > 0 and b > 0 and max(a / b, b / a) > loss.warn_ratio):
+            return
+        big, small = ("KD", "CE") if a > b else ("CE", "KD")
+        log.warning("the weighted %s term (%.3g) is %.0f× the %s term (%.3g): the %s term barely affects training. "
+                    "Adjust loss.kd_weight / loss.ce_weight.", big, max(a, b), max(a / b, b / a), small, min(a, b),
+                    small)
+        self.warned = True
+
+
+class HeldoutEval(Callback):
+    """Held-out KL, perplexity and top-1 agreement every `train.eval_every` steps and at the last step."""
+
+    def on_step_end(self, run: Run, row: dict) -> None:
+        t = run.cfg.train
+        if row["step"] % t.eval_every == 0 or row["step"] == t.steps:
+            row.update(heldout_eval(run.module, run.eval_source, run.corpus, t.eval_sequences, t.batch_size,
+                                    run.cfg.loss.chunk_size, run.world.device))
+
+
+class MetricsLog(Callback):
+    """Each row as a line of `<run_dir>/metrics.jsonl` and as TensorBoard scalars (main process only)."""
+
+    def __init__(self) -> None:
+        self.writer = None
+
+    def on_train_start(self, run: Run) -> None:
+        if run.world.main:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is a declared dependency; stay usable without it
+                return
+            self.writer = SummaryWriter(str(run.run_dir / "tensorboard"))
+
+    def on_step_end(self, run: Run, row: dict) -> None:
+        if not run.world.main:
+            return
+        with open(run.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for k, v in row.items():
+                if k not in ("step", "time") and isinstance(v, (int, float)):
+                    self.writer.add_scalar(k, v, row["step"])
+
+    def on_train_end(self, run: Run) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Progress(Callback):
+    """A tqdm bar with the loss and the last held-out KL (`train.progress`, main process only)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def on_train_start(self, run: Run) -> None:
+        if run.cfg.train.progress and run.world.main:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=run.cfg.train.steps, initial=run.start_step, desc="distill", unit="step",
+                            dynamic_ncols=True)
+
+    def on_step_end(self, run: Run, row: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "heldout_kl") if k in row})
+
+    def on_train_end(self, run: Run) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Checkpoint(Callback):
+    """A resumable checkpoint every `train.checkpoint_every` steps (not at the end: the student is written then)."""
+
+    def on_step_end(self, run: Run, row: dict) -> None:
+        t = run.cfg.train
+        if row["step"] % t.checkpoint_every == 0 and row["step"] < t.steps and run.world.main:
+            save_checkpoint(run.run_dir, row["step"], run.student, run.optimizer, run.scheduler,
+                            {"history": run.history})
+
+
+class StepTimer(Callback):
+    """Wall-clock and CPU time at the start of every step: `seconds(a, b)` is the time steps a … b−1 took,
+    including their callbacks (benchmarks pick a span without evaluation)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}
+
+    def on_step_start(self, run: Run, step: int) -> None:
+        self.wall[step], self.cpu[step] = time.perf_counter(), time.process_time()
+
+    def seconds(self, a: int, b: int, *, cpu: bool = False) -> float:
+        stamps = self.cpu if cpu else self.wall
+        return stamps[b] - stamps[a]
+
+
+def default_callbacks() -> list[Callback]:
+    return [ScaleWarning(), HeldoutEval(), MetricsLog(), Progress(), Checkpoint()]
+

@@ -1,0 +1,158 @@
+"""Everything a run needs before its first step, built in one place: `setup(cfg)` → `Run`.
+
+Order matters and is the point of this module: the teacher is identified and gated before any compute, its
+weights are loaded only when its kind needs them (or a layer-subset student is cut from them), the data is
+tokenized with the student's tokenizer, and a resumed run picks up its checkpoint last.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.config import DistillConfig
+from distill.data.corpus import Corpus, load_corpus
+from distill.errors import DistillError
+from distill.models.loading import (
+    LoadedModel,
+    ModelInfo,
+    check_compatible,
+    describe_model,
+    load_model,
+    load_tokenizer,
+)
+from distill.models.students import fresh_llama, layer_subset, param_count
+from distill.signals import TeacherSource
+from distill.teachers import SourceInputs, make_source, policy_verdict
+from distill.training import allocator, distributed
+from distill.training.checkpoint import latest_checkpoint, load_checkpoint
+from distill.training.module import StudentLoss
+from distill.training.sampler import BatchSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """A run's pieces. The loop and the callbacks read them; only the loop steps the optimizer."""
+
+    cfg: DistillConfig
+    world: distributed.World
+    out_dir: Path  # the finished student
+    run_dir: Path  # checkpoints, metrics.jsonl, TensorBoard: `<output_dir>.ckpt`
+    info: ModelInfo  # the teacher, identified
+    verdict: Any  # the policy gate's verdict (recorded in lineage)
+    tokenizer: Any  # the student's (the data's) tokenizer
+    corpus: Corpus
+    student: torch.nn.Module
+    module: StudentLoss  # student + fused loss
+    model: torch.nn.Module  # `module`, wrapped in DDP under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    source: TeacherSource  # the teacher signal for training steps
+    eval_source: TeacherSource  # ... and for held-out figures
+    sampler: BatchSampler
+    start_step: int = 0
+    history: list[dict] = field(default_factory=list)
+    sample_time: float = 0.0  # seconds spent sampling on-policy continuations
+
+
+def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> torch.nn.Module:
+    s = cfg.student
+    if s.init == "fresh":
+        return fresh_llama(tokenizer, hidden_size=s.hidden_size, num_layers=s.num_layers, num_heads=s.num_heads,
+                           intermediate_size=s.intermediate_size, seed=cfg.train.seed)
+    if s.init == "layers":
+        if teacher is None:
+            raise DistillError("student.init=layers needs the teacher's weights", where="student.init")
+        return layer_subset(teacher.model, layers=s.layers, every=s.every)
+    return load_model(s.model).model.train()
+
+
+def student_tokenizer(cfg: DistillConfig, teacher_tok):
+    """The data is tokenized with the student's tokenizer: the teacher's, except in cross-tokenizer mode."""
+    if cfg.student.init == "pretrained":
+        return load_tokenizer(cfg.student.model)
+    if cfg.student.tokenizer:
+        return load_tokenizer(cfg.student.tokenizer)
+    return teacher_tok
+
+
+def lr_lambda(cfg: DistillConfig):
+    """Linear warm-up, then cosine decay to `min_lr_ratio` × lr."""
+    t = cfg.train
+
+    def f(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / (t.warmup_steps + 1)
+        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+        return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return f
+
+
+def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) -> Run:
+    """Gate, load and build everything for `cfg`; restore the last checkpoint when resuming."""
+    world = distributed.setup()
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    allocator.tune_glibc_malloc()
+    torch.manual_seed(t.seed)
+    random.seed(t.seed)
+    out_dir = Path(cfg.output_dir)
+    run_dir = out_dir.with_name(out_dir.name + ".ckpt")
+    if out_dir.exists() and not (resume or overwrite):
+        raise DistillError(f"output directory already exists: {out_dir}", where="output_dir",
+                           fix="choose another output_dir, pass --overwrite, or --resume an interrupted run")
+    if t.batch_size % world.size:
+        raise DistillError(f"train.batch_size ({t.batch_size}) is not divisible by the {world.size} processes",
+                           where="train.batch_size", fix=f"use a multiple of {world.size}")
+
+    kind = cfg.teacher_kind
+    info = describe_model(cfg.teacher.model)
+    verdict = policy_verdict(cfg, info)
+    needs_weights = kind.needs_weights or cfg.student.init == "layers"
+    teacher = load_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code) if needs_weights \
+        else None
+    teacher_tok = teacher.tokenizer if teacher else load_tokenizer(cfg.teacher.model, cfg.teacher.trust_remote_code)
+    tokenizer = student_tokenizer(cfg, teacher_tok)
+    corpus = load_corpus(cfg.data, tokenizer)
+    student = build_student(cfg, teacher, tokenizer)
+    if cfg.loss.cross_tokenizer:
+        vocab = len(tokenizer)
+    else:
+        vocab = check_compatible(teacher_tok, tokenizer, teacher.model if teacher else None, student)
+    inputs = SourceInputs(cfg, teacher if kind.needs_weights else None, info, tokenizer, corpus, world.device)
+    source = make_source(cfg, inputs, "train")
+    eval_source = make_source(cfg, inputs, "heldout")
+    if teacher is not None:
+        # fp32 on CPU (bf16 matmuls are ~7x slower on AVX2); bf16 autocast on GPU, the teacher stored in bf16.
+        teacher.model.to(world.device, dtype=torch.bfloat16 if world.device.type == "cuda" else torch.float32)
+    student.to(world.device).train()
+    module = StudentLoss(student, vocab, cfg.loss)
+    model = torch.nn.parallel.DistributedDataParallel(module) if world.size > 1 else module
+    optimizer = torch.optim.AdamW(student.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.95))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    run = Run(cfg, world, out_dir, run_dir, info, verdict, tokenizer, corpus, student, module, model, optimizer,
+              scheduler, source, eval_source, BatchSampler.for_config(cfg, len(corpus.train)))
+
+    if resume and (ckpt := latest_checkpoint(run_dir)):
+        state = load_checkpoint(ckpt, student, optimizer, scheduler)
+        run.start_step = state["step"]
+        run.history = state["extra"].get("history", [])
+        log.info("resumed from %s (step %d)", ckpt, run.start_step)
+    elif world.main:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    world.barrier()
+    if world.main:
+        log.info("teacher %s (%s: %s) | student %.1f M params | %s", info.name, kind.name, kind.description,
+                 param_count(student) / 1e6, corpus.description)
+    return run
