@@ -24,20 +24,16 @@ import time
 
 import torch
 
-from distill.config import DataConfig
-from distill.crosstok import CrossTokenizerTeacher, uld_dispatch
+from distill.config import DataConfig, LossConfig
+from distill.crosstok import CrossTokenizerTeacher
 from distill.data.corpus import collate, load_corpus
-from distill.config import LossConfig
 from distill.loss.fused import distill_loss
 from distill.models.loading import load_model, load_tokenizer
 from distill.models.students import fresh_llama, param_count
+from distill.signals import scored_positions
 
 PROMPTS = ["ROMEO:\nBut soft, what light", "KING HENRY:\nOnce more unto the", "HAMLET:\nTo be, or not",
            "First Citizen:\nBefore we proceed", "LADY MACBETH:\nOut, damned"]
-
-
-def _positions(batch: dict) -> torch.Tensor:
-    return batch["loss_mask"].reshape(-1).nonzero().squeeze(-1)
 
 
 def train(student_tok, batches, signals, spec: LossConfig, lr: float) -> torch.nn.Module:
@@ -46,13 +42,12 @@ def train(student_tok, batches, signals, spec: LossConfig, lr: float) -> torch.n
     V = len(student_tok)
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     for step, batch in enumerate(batches):
-        positions = _positions(batch)
+        positions = scored_positions(batch)
         h = student.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         hidden = h.reshape(-1, h.shape[-1]).index_select(0, positions)
         targets = batch["targets"].reshape(-1).index_select(0, positions)
-        with uld_dispatch():
-            loss, _ = distill_loss(hidden, student.get_output_embeddings().weight[:V], signals[step], targets, spec)
-            loss.backward()
+        loss, _ = distill_loss(hidden, student.get_output_embeddings().weight[:V], signals[step], targets, spec)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -143,7 +138,7 @@ def main() -> None:
         src_a = CrossTokenizerTeacher(teacher.model, t_tok, s_tok, method="align", top_k=args.top_k)
         src_u = CrossTokenizerTeacher(teacher.model, t_tok, s_tok, method="uld", top_k=args.top_k)
         t1 = time.perf_counter()
-        topk = [src_a.teacher_topk(b, _positions(b)) for b in batches]
+        topk = [src_a.teacher_topk(b, scored_positions(b)) for b in batches]
         teacher_s = time.perf_counter() - t1
         sig_a = [src_a.signal_from_topk(*x) for x in topk]
         sig_u = [src_u.signal_from_topk(*x) for x in topk]

@@ -31,12 +31,12 @@ import torch
 
 from distill.config import load_config
 from distill.data.corpus import collate, load_corpus
-from distill.loss.fused import LossSpec
 from distill.models.loading import load_model
 from distill.models.students import fresh_llama
-from distill.signals import LiveTeacher
+from distill.signals import LiveTeacher, scored_positions
 from distill.training import allocator
-from distill.training.loop import StudentLoss, _batch_rows
+from distill.training.module import StudentLoss
+from distill.training.sampler import BatchSampler
 
 THREADS = 2
 
@@ -80,19 +80,19 @@ def main() -> None:
     setups = {}
     for mode in ("fused", "recompute"):
         student = copy.deepcopy(base)
-        spec = LossSpec.from_config(cfg.loss.model_copy(update={"backward": mode}))
+        spec = cfg.loss.model_copy(update={"backward": mode})
         opt = torch.optim.AdamW(student.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
                                 betas=(0.9, 0.95))
         setups[mode] = (StudentLoss(student, vocab, spec), opt)
 
-    perms: dict = {}
+    sampler = BatchSampler.for_config(cfg, len(corpus.train))
 
     def step(mode: str, s: int) -> float:
         module, opt = setups[mode]
-        rows = _batch_rows(s, 0, cfg, len(corpus.train), perms)
+        rows = sampler.rows(s, 0)
         t0 = time.perf_counter()
         batch = collate([corpus.train[i] for i in rows], tok.pad_token_id, rows)
-        positions = batch["loss_mask"].reshape(-1).nonzero().squeeze(-1)
+        positions = scored_positions(batch)
         normalizer = float(positions.numel())
         signal = source.signal(batch, positions)
         loss, _ = module(batch, positions, signal, normalizer)

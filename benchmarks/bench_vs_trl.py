@@ -53,30 +53,24 @@ def _rows_per_step(n_steps: int, tokenizer):
     """The corpus and the train-set rows Distill's loop draws at steps 0..n-1 (seed 0, batch 4, no accumulation)."""
     from distill.config import load_config
     from distill.data.corpus import load_corpus
-    from distill.training.loop import _batch_rows
+    from distill.training.sampler import BatchSampler
 
     cfg = load_config(None, [f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}"])
     corpus = load_corpus(cfg.data, tokenizer)
-    perms: dict = {}
-    return [_batch_rows(s, 0, cfg, len(corpus.train), perms) for s in range(n_steps)], corpus
+    sampler = BatchSampler.for_config(cfg, len(corpus.train))
+    return [sampler.rows(s, 0) for s in range(n_steps)], corpus
 
 
 def child_distill(beta: float, warmup: int, timed: int) -> dict:
     import torch
 
     from distill.config import load_config
-    from distill.training import loop as trainer
+    from distill.training.callbacks import StepTimer
+    from distill.training.loop import train
 
     torch.set_num_threads(THREADS)
-    steps = warmup + timed
-    cpu: list[float] = []
-    step_row = trainer._step_row
-
-    def stamped_row(*args, **kwargs):  # the loop's own per-step row, plus a CPU-time stamp
-        cpu.append(time.process_time())
-        return step_row(*args, **kwargs)
-
-    trainer._step_row = stamped_row
+    steps = warmup + timed + 1  # the extra last step holds the final evaluation, outside the timed span
+    timer = StepTimer()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(None, [
             "loss.kind=jsd", f"loss.beta={beta}", "loss.temperature=1.0", "loss.kd_weight=1", "loss.ce_weight=0",
@@ -86,12 +80,11 @@ def child_distill(beta: float, warmup: int, timed: int) -> dict:
             "train.checkpoint_every=100000", "train.eval_sequences=4", f"output_dir={tmp}/student",
         ])
         t0 = time.perf_counter()
-        result = trainer.train(cfg)
+        result = train(cfg, callbacks=[timer])
         wall = time.perf_counter() - t0
-    times = [row["time"] for row in result.history]
-    span = times[steps - 1] - times[warmup - 1]
+    span = timer.seconds(warmup, warmup + timed)  # steps warmup … warmup+timed−1, with their callbacks
     return {"framework": "distill", "beta": beta, "steps_per_s": timed / span, "s_per_step": span / timed,
-            "cpu_s_per_step": (cpu[steps - 1] - cpu[warmup - 1]) / timed,
+            "cpu_s_per_step": timer.seconds(warmup, warmup + timed, cpu=True) / timed,
             "peak_rss_mb": _peak_rss_mb(), "allocator": _allocator_in_use(), "wall_s": wall,
             "loss_first": result.history[0]["loss"], "loss_last": result.history[-1]["loss"]}
 

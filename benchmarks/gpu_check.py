@@ -18,9 +18,9 @@ import torch
 
 def fused_numerics() -> dict:
     """bf16-autocast fused loss vs an fp32 full-logits reference, on GPU."""
-    from distill.loss.divergences import divergence
     from distill.config import LossConfig
-from distill.loss.fused import distill_loss
+    from distill.loss.divergences import divergence
+    from distill.loss.fused import distill_loss
     from distill.signals import DenseSignal
 
     torch.manual_seed(0)

@@ -41,3 +41,33 @@ def test_on_policy_training_run_reports_sampling_share(tmp_path, tiny_teacher_di
         "loss.chunk_size=32", f"output_dir={tmp_path / 'student'}"])
     rows = train(cfg).history
     assert all(r["kd"] > 0 and 0 < r["sampling_share"] < 1 for r in rows)
+
+
+def test_every_scored_token_of_a_step_weighs_the_same(tmp_path, tiny_teacher_dir, text_file, monkeypatch):
+    """The step's normalizer is the number of tokens the step actually scores: an on-policy micro-batch
+    (B × new sampled tokens) counts its own tokens, not those of the data rows it replaced."""
+    from distill.training.module import StudentLoss
+
+    calls: list[tuple[float, int]] = []
+    real = StudentLoss.forward
+
+    def spy(self, batch, positions, signal, normalizer):
+        calls.append((normalizer, int(positions.numel())))
+        return real(self, batch, positions, signal, normalizer)
+
+    monkeypatch.setattr(StudentLoss, "forward", spy)
+    steps, new = 4, 6
+    cfg = load_config(None, [
+        f"teacher.model={tiny_teacher_dir}", f"data.path={text_file}", "data.seq_len=32",
+        "student.hidden_size=32", "student.num_layers=1", "student.num_heads=2", f"train.steps={steps}",
+        "train.batch_size=2", "train.grad_accum=2", "train.progress=false", "train.eval_every=100",
+        "train.eval_sequences=2", "train.on_policy_fraction=0.5", f"train.sample_max_new_tokens={new}",
+        "loss.chunk_size=32", f"output_dir={tmp_path / 'student'}"])
+    plan = [[is_on_policy(cfg.train.seed, s, m, 0.5) for m in range(2)] for s in range(steps)]
+    assert any(a != b for a, b in plan), "the fixed seed must give a step that mixes data and samples"
+    train(cfg)
+    for s in range(steps):
+        (norm_a, n_a), (norm_b, n_b) = calls[2 * s], calls[2 * s + 1]
+        assert norm_a == norm_b == n_a + n_b
+        for on, n in zip(plan[s], (n_a, n_b), strict=True):
+            assert n == (2 * new if on else 2 * 31)

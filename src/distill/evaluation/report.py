@@ -15,7 +15,7 @@ from distill.errors import DistillError
 from distill.loss.fused import evaluate_chunks
 from distill.models.loading import check_compatible, load_model
 from distill.models.students import param_count
-from distill.signals import DenseSignal, LiveTeacher
+from distill.signals import DenseSignal, LiveTeacher, scored_positions
 
 
 def size_on_disk(info) -> int:
@@ -54,7 +54,7 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str = "
     for start in range(0, len(seqs), batch_size):
         ids = list(range(start, min(start + batch_size, len(seqs))))
         batch = collate([seqs[i] for i in ids], t.tokenizer.pad_token_id, ids)
-        positions = batch["loss_mask"].reshape(-1).nonzero().squeeze(-1)
+        positions = scored_positions(batch)
         targets = batch["targets"].reshape(-1).index_select(0, positions)
         signal = live.signal(batch, positions)
         h = s.model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
