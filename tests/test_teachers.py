@@ -7,7 +7,8 @@ import pytest
 from distill.config import load_config
 from distill.errors import DistillError
 from distill.signals import BatchTopK, NoTeacher
-from distill.teachers import KINDS, SourceInputs, make_source
+from distill.teachers import KINDS
+from distill.training.sources import BUILDERS, SourceInputs, make_source
 
 
 @pytest.fixture
@@ -53,3 +54,7 @@ def test_make_source_is_a_lookup(generated_dir):
     ce_only = load_config(None, [f"data.path={generated_dir}", "loss.kd_weight=0", "loss.ce_weight=1"])
     assert isinstance(make_source(ce_only, inputs, "train"), NoTeacher)  # no KD term: the data is the signal
     assert isinstance(make_source(ce_only, inputs, "heldout"), BatchTopK)  # held-out figures still use it
+
+
+def test_every_kind_has_a_builder():
+    assert set(BUILDERS) == set(KINDS)

@@ -30,11 +30,11 @@ from distill.models.loading import (
 )
 from distill.models.students import fresh_llama, layer_subset, param_count
 from distill.signals import TeacherSource
-from distill.teachers import SourceInputs, make_source, policy_verdict
 from distill.training import allocator, distributed
 from distill.training.checkpoint import latest_checkpoint, load_checkpoint
 from distill.training.module import StudentLoss
 from distill.training.sampler import BatchSampler
+from distill.training.sources import SourceInputs, make_source, policy_verdict
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,73 @@
+"""The teacher source of a run: a look-up of its teacher kind (`distill.teachers`) in `BUILDERS`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.config import DistillConfig
+from distill.signals import BatchTopK, LiveTeacher, NoTeacher, TeacherSource
+
+
+@dataclass(frozen=True)
+class SourceInputs:
+    """What a builder may use. `tokenizer` is the student's (the data is tokenized with it)."""
+
+    cfg: DistillConfig
+    teacher: Any  # LoadedModel, or None when the kind needs no weights
+    info: Any  # ModelInfo of teacher.model
+    tokenizer: Any
+    corpus: Any  # distill.data.corpus.Corpus
+    device: Any  # torch.device
+
+
+def _live(x: SourceInputs, split: str) -> TeacherSource:
+    return LiveTeacher(x.teacher.model, len(x.tokenizer))
+
+
+def _store(x: SourceInputs, split: str) -> TeacherSource:
+    from distill.store import StoreTeacher, expected_identity
+
+    expect = expected_identity(teacher=x.info, tokenizer=x.tokenizer, corpus=x.corpus)
+    return StoreTeacher(x.cfg.teacher.store, split=split, expect=expect, device=x.device, tail=x.cfg.teacher.store_tail)
+
+
+def _api(x: SourceInputs, split: str) -> TeacherSource:
+    return BatchTopK()
+
+
+def _cross_tokenizer(x: SourceInputs, split: str) -> TeacherSource:
+    from distill.crosstok import CrossTokenizerTeacher
+
+    loss = x.cfg.loss
+    return CrossTokenizerTeacher(x.teacher.model, x.teacher.tokenizer, x.tokenizer, method=loss.cross_tokenizer,
+                                 top_k=loss.cross_top_k, chunk_size=loss.chunk_size)
+
+
+# teacher kind name -> (inputs, split 'train' | 'heldout') -> source; one entry per `distill.teachers.KINDS` entry
+BUILDERS: dict[str, Callable[[SourceInputs, str], TeacherSource]] = {
+    "live": _live, "store": _store, "api": _api, "cross_tokenizer": _cross_tokenizer,
+}
+
+
+def make_source(cfg: DistillConfig, inputs: SourceInputs, split: str) -> TeacherSource:
+    """The teacher source for `split`. With no KD term the training steps need none (the data is the signal);
+    the held-out figures still use the teacher."""
+    if split == "train" and cfg.loss.kd_weight == 0:
+        return NoTeacher()
+    return BUILDERS[cfg.teacher_kind.name](inputs, split)
+
+
+def policy_verdict(cfg: DistillConfig, info: Any):
+    """The licence/terms gate, before any compute: the API behind a generated set, else the teacher model."""
+    from distill.provenance.policy import check_api_teacher, check_model_teacher
+
+    source = Path(cfg.data.path) / "source.json"
+    if cfg.teacher_kind.name == "api" and source.is_file():
+        api = json.loads(source.read_text())
+        return check_api_teacher(api["endpoint"], api["model"], cfg.teacher.authorization,
+                                 local_spec=cfg.teacher.model)
+    return check_model_teacher(info, cfg.teacher.authorization)
