@@ -1,8 +1,9 @@
-"""Small file helpers shared across the package: atomic writes and strict JSONL reading."""
+"""Small file helpers shared across the package: atomic writes, JSON files, strict and tolerant JSONL reading."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -11,17 +12,19 @@ from typing import IO, Any
 
 from distill.errors import DistillError
 
+log = logging.getLogger(__name__)
+
 
 def atomic_write(path: str | Path, write: Callable[[IO], Any], *, binary: bool = False, mode: int = 0o644) -> None:
     """Write a file under a unique temporary name in the same folder, fsync it, then rename it into place.
 
     A crash at any moment leaves either the old file or the new one, never a torn one; two processes
-    writing the same path never collide on the temporary name.
+    writing the same path never collide on the temporary name. Text is written as UTF-8.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -30,6 +33,11 @@ def atomic_write(path: str | Path, write: Callable[[IO], Any], *, binary: bool =
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """`atomic_write` of one string."""
+    atomic_write(path, lambda f: f.write(text))
 
 
 def write_json_atomic(path: str | Path, payload: Any, indent: int | None = 1) -> None:
@@ -52,12 +60,46 @@ def iter_jsonl(lines: Iterator[str] | list[str], where: str) -> Iterator[tuple[i
         yield n, row
 
 
-def read_json_file(path: str | Path, what: str, fix_missing: str, fix_unreadable: str) -> Any:
-    """Parse a JSON file; a missing or unreadable one is a DistillError naming `what` it should have been."""
+def read_appended_jsonl(path: Path) -> list[dict]:
+    """The complete object lines of an append-only JSONL file: a trailing partial line (a write cut short) is
+    ignored and an unparseable line skipped with a warning, never an error. A missing file holds no line."""
+    if not path.exists():
+        return []
+    out = []
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                log.warning("skipping an unreadable line in %s", path)
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+    return out
+
+
+def read_json_file(path: str | Path, what: str, fix_missing: str, fix_unreadable: str, *, code: int = 2) -> Any:
+    """Parse a JSON file; a missing, unreadable or malformed one is a DistillError naming `what` it should have been."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DistillError(f"{what} not found", where=str(path), fix=fix_missing) from None
+        raise DistillError(f"{what} not found", where=str(path), fix=fix_missing, code=code) from None
+    except json.JSONDecodeError as e:
+        raise DistillError(f"the {what} is not valid JSON ({e.msg})", where=str(path), fix=fix_unreadable,
+                           code=code) from None
     except (OSError, ValueError) as e:
         raise DistillError(f"cannot read the {what} ({type(e).__name__})", where=str(path),
-                           fix=fix_unreadable) from None
+                           fix=fix_unreadable, code=code) from None
+
+
+def read_json_object(path: str | Path, what: str, fix: str, *, fix_missing: str | None = None,
+                     fmt: str | None = None, code: int = 2) -> dict[str, Any]:
+    """`read_json_file` of a file holding one JSON object; with `fmt`, one whose "format" is `fmt`."""
+    data = read_json_file(path, what, fix_missing or fix, fix, code=code)
+    if fmt is not None and (not isinstance(data, dict) or data.get("format") != fmt):
+        raise DistillError(f"not a Distill {what}", where=str(path), fix=fix, code=code)
+    if not isinstance(data, dict):
+        raise DistillError(f"the {what} is not a JSON object", where=str(path), fix=fix, code=code)
+    return data

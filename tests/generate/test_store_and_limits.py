@@ -8,9 +8,10 @@ import json
 import pytest
 
 from distill.errors import DistillError
-from distill.generate.client import chat_url, retry_after
+from distill.generate.client import retry_after
 from distill.generate.ratelimit import TokenBucket
 from distill.generate.store import ResultStore, repair_tail, row_key
+from distill.tokens.openai import chat_url
 
 
 def test_torn_tail_is_cut_and_keys_never_written_twice(tmp_path):

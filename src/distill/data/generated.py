@@ -20,11 +20,13 @@ import logging
 from pathlib import Path
 
 from distill.errors import DistillError
-from distill.generate.store import RESULTS, read_jsonl
+from distill.fileio import read_appended_jsonl
 from distill.tokens.chat import render_chat
 from distill.tokens.tokenmap import TokenMapper
 
 log = logging.getLogger(__name__)
+
+RESULTS = "results.jsonl"  # one finished prompt per line, appended by `distill.generate.store.ResultStore`
 
 
 class GeneratedSet(list):
@@ -58,7 +60,7 @@ def load_generated(out_dir: str | Path, tokenizer) -> GeneratedSet:
     vocab_bytes = mapper.vocab_bytes
     out = GeneratedSet()
     counts = {"records": 0, "rows": 0, "with_sparse": 0, "retokenized": 0, "dropped": 0}
-    for rec in read_jsonl(path):
+    for rec in read_appended_jsonl(path):
         counts["records"] += 1
         msgs, choices = rec.get("messages"), rec.get("choices")
         if not isinstance(msgs, list) or not msgs or not isinstance(choices, list) or not choices:

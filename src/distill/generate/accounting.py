@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from distill.fileio import write_text_atomic
 
 
 @dataclass
@@ -40,11 +41,8 @@ class Accounting:
         return d
 
     def save(self, path: str | Path) -> None:
-        """Write atomically (temporary file + rename)."""
-        path = Path(path)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        os.replace(tmp, path)
+        """Write atomically (`distill.fileio.write_text_atomic`)."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     def summary(self) -> str:
         s = (f"{self.succeeded} rows written, {self.skipped} already done, {self.failed} failed; "

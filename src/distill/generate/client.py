@@ -33,6 +33,7 @@ from distill.errors import DistillError
 from distill.generate.accounting import Accounting, cost
 from distill.generate.ratelimit import Pause, TokenBucket
 from distill.generate.store import ResultStore, row_key
+from distill.tokens.openai import chat_url
 from distill.tokens.tokenmap import TokenMapper
 
 log = logging.getLogger(__name__)
@@ -69,19 +70,6 @@ class GenerateConfig:
         """The sampling parameters that are part of each row's key."""
         return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p, "n": self.n,
                 "seed": self.seed, "top_logprobs": self.top_logprobs}
-
-
-def chat_url(endpoint: str) -> str:
-    """The chat-completions URL for an endpoint given as base URL, .../v1 or the full URL."""
-    url = endpoint.rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise DistillError(f"the endpoint must be an http(s) URL, got {endpoint!r}", where="--endpoint",
-                           fix="pass e.g. http://127.0.0.1:8000/v1")
-    if url.endswith("/chat/completions"):
-        return url
-    if not url.endswith("/v1"):
-        url += "/v1"
-    return url + "/chat/completions"
 
 
 def retry_after(headers: httpx.Headers) -> float | None:

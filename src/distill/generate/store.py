@@ -17,11 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from distill.data.generated import RESULTS
 from distill.errors import DistillError
+from distill.fileio import read_appended_jsonl
 
 log = logging.getLogger(__name__)
 
-RESULTS = "results.jsonl"
 FAILURES = "failures.jsonl"
 
 
@@ -60,25 +61,6 @@ def repair_tail(path: Path) -> int:
         return size - keep
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Complete, parseable lines of a JSONL file (a trailing partial line is ignored, never an error)."""
-    if not path.exists():
-        return []
-    out = []
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                log.warning("skipping an unreadable line in %s", path)
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-    return out
-
-
 class ResultStore:
     """Single writer of an output folder. Use as a context manager (holds the folder's lock)."""
 
@@ -104,7 +86,7 @@ class ResultStore:
         self.torn_bytes = repair_tail(self.results) + repair_tail(self.failures)
         if self.torn_bytes:
             log.warning("removed a partial last line (%d bytes) left by an interrupted run", self.torn_bytes)
-        self.rows = read_jsonl(self.results)
+        self.rows = read_appended_jsonl(self.results)
         self.keys = {r.get("key") for r in self.rows}
         self._res = open(self.results, "ab")  # noqa: SIM115
         self._fail = open(self.failures, "ab")  # noqa: SIM115
@@ -139,7 +121,7 @@ class ResultStore:
 
     def rows_now(self) -> list[dict]:
         """Every stored row (read back from disk)."""
-        return read_jsonl(self.results)
+        return read_appended_jsonl(self.results)
 
     def close(self) -> None:
         for fh in (self._res, self._fail, self._lock_fh):

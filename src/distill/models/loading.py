@@ -233,11 +233,6 @@ def load_model(spec: str | None, *, dtype: torch.dtype = torch.float32,
     return LoadedModel(model, tokenizer, info)
 
 
-def real_vocab_size(tokenizer) -> int:
-    """The number of ids the tokenizer can produce (embedding matrices may be padded beyond it)."""
-    return len(tokenizer)
-
-
 def check_compatible(teacher_tok, student_tok, teacher_model=None, student_model=None) -> int:
     """Refuse teacher/student pairs whose tokenizers differ; return the shared real vocabulary size.
 
@@ -271,7 +266,10 @@ def check_compatible(teacher_tok, student_tok, teacher_model=None, student_model
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """A hash of a tokenizer's vocabulary and special tokens: equal fingerprints tokenize identically."""
+    """A hash of a tokenizer's vocabulary, special tokens and class: equal fingerprints tokenize identically.
+
+    Recorded in capture stores (`identity.tokenizer_fingerprint`) and keys the cross-tokenizer vocabulary maps.
+    Watermark key files record a vocabulary-only hash of their own (`distill.protection.watermark.keys`)."""
     payload = {
         "vocab": sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]),
         "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},

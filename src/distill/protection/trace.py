@@ -37,8 +37,10 @@ from typing import Any
 import torch
 
 from distill.errors import DistillError
+from distill.generate.prompts import read_prompt_file
 from distill.protection.watermark.detect import UnitCounter, check_ids, encode, windows_of
 from distill.protection.watermark.keys import WatermarkKey
+from distill.tokens.openai import chat_url
 
 log = logging.getLogger(__name__)
 
@@ -131,38 +133,11 @@ def texts_and_prompts(rows: Sequence[tuple[list[dict] | None, str]]) -> tuple[li
 
 
 def read_prompts(path: str | Path | None) -> list[str]:
-    """One prompt per line, or JSONL rows with a prompt/text field; the built-in list when no file is given."""
+    """One prompt per line, or JSONL rows with a prompt/text field (`read_prompt_file`, lenient); the built-in
+    list when no file is given."""
     if path is None:
         return list(DEFAULT_PROMPTS)
-    try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as e:
-        raise DistillError(f"cannot read the prompts file ({e.strerror})", where=str(path), fix="check the path") from e
-    out = []
-    for line in lines:
-        if not line.strip():
-            continue
-        if line.lstrip().startswith("{"):
-            try:
-                row = json.loads(line)
-                line = row.get("prompt") or row.get("text") or ""
-            except ValueError:
-                pass
-        if line.strip():
-            out.append(line)
-    if not out:
-        raise DistillError("the prompts file is empty", where=str(path), fix="write one prompt per line")
-    return out
-
-
-def chat_url(endpoint: str) -> str:
-    """The chat-completions URL for a base URL (`http://h:p`, `.../v1`, or the full path)."""
-    e = endpoint.rstrip("/")
-    if e.endswith("/chat/completions"):
-        return e
-    if e.endswith("/v1"):
-        return e + "/chat/completions"
-    return e + "/v1/chat/completions"
+    return [msgs[0]["content"] for msgs in read_prompt_file(path, lenient=True)]
 
 
 def query_suspect(endpoint: str, model: str, prompts: Sequence[str], *, api_key: str | None = None,
@@ -170,7 +145,7 @@ def query_suspect(endpoint: str, model: str, prompts: Sequence[str], *, api_key:
     """The suspect's answers (temperature 0). Any failure raises DistillError: no p-value from a broken run."""
     import httpx
 
-    url = chat_url(endpoint)
+    url = chat_url(endpoint, where="--suspect-endpoint")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     own = client is None
     client = client or httpx.Client(timeout=timeout)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import math
-import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distill.errors import DistillError
+from distill.fileio import read_json_object, write_text_atomic
 from distill.provenance import signing
 
 if TYPE_CHECKING:
@@ -30,6 +28,7 @@ if TYPE_CHECKING:
 FILENAME = "lineage.json"
 FORMAT = "distill-lineage/1"
 _UNHASHED = {FILENAME, "README.md"}  # written after (or around) the lineage: not part of an artifact's hash
+_TEMPORARY = (f".{FILENAME}.", ".tmp-lineage")  # what an interrupted write leaves (now, and in earlier versions)
 
 
 # ---------------------------------------------------------------- building
@@ -89,15 +88,8 @@ def read_lineage(directory: str | Path) -> dict[str, Any] | None:
     p = Path(directory) / FILENAME
     if not p.is_file():
         return None
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DistillError(f"{FILENAME} is not valid JSON: {e}", where=str(p), code=4,
-                           fix="the file was damaged or edited; restore it from the original output") from e
-    if not isinstance(data, dict):
-        raise DistillError(f"{FILENAME} does not hold a lineage record", where=str(p), code=4,
-                           fix="restore it from the original output")
-    return data
+    return read_json_object(p, "lineage record", "the file was damaged or edited; restore it from the original output",
+                            code=4)
 
 
 def _teacher_entry(teacher: ModelInfo | None, api: dict[str, str] | None, verdict: Verdict | dict | None
@@ -169,7 +161,7 @@ def _files_sha256(directory: Path) -> dict[str, str]:
     out = {}
     for p in sorted(directory.rglob("*")):
         rel = p.relative_to(directory).as_posix()
-        if p.is_file() and rel not in _UNHASHED and not p.name.startswith(".tmp-lineage"):
+        if p.is_file() and rel not in _UNHASHED and not p.name.startswith(_TEMPORARY):
             out[rel] = file_sha256(p)
     return out
 
@@ -218,15 +210,7 @@ def write_lineage(student_dir: str | Path, record: dict[str, Any], signing_key: 
     if key is not None:
         rec[signing.SIGNATURE_KEY] = signing.sign_record(rec, key)
     target = d / FILENAME
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-lineage-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(rec, f, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, json.dumps(rec, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
     return target
 
 
@@ -417,8 +401,3 @@ def card_section(record: dict[str, Any]) -> str:
         lines += [f"{'  ' * i}- {link.student} ← {link.teacher} (policy: {link.decision})"
                   for i, link in enumerate(chain)]
     return "\n".join(lines) + "\n"
-
-
-def record_digest(record: dict[str, Any]) -> str:
-    """sha256 of the canonical record without its signature (a short handle for logs and cards)."""
-    return hashlib.sha256(signing.signing_payload(record)).hexdigest()

@@ -29,10 +29,11 @@ import distill
 from distill.config import DataConfig
 from distill.data.corpus import Corpus, collate, load_corpus
 from distill.errors import DistillError
+from distill.fileio import write_json_atomic
 from distill.models.loading import DEFAULT_TEACHER, LoadedModel, load_model, tokenizer_fingerprint
 from distill.signals import LiveTeacher
 from distill.store import codec
-from distill.store.manifest import MANIFEST, PLAN, read_json, write_json_atomic
+from distill.store.manifest import MANIFEST, PLAN, read_json
 from distill.store.writer import SPLITS, ShardWriter, finalize, finished_shard
 
 log = logging.getLogger(__name__)

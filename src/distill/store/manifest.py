@@ -13,7 +13,6 @@ resumed capture can refuse to mix shards of two different captures in one direct
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +27,10 @@ _WHAT = {"teacher_sha256": "teacher weights (sha256)", "tokenizer_fingerprint": 
          "corpus_fingerprint": "dataset fingerprint (data path, seq_len, seed, split and token ids)"}
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (temporary file, fsync, rename)."""
-    fileio.write_json_atomic(path, payload)
-
-
 def read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DistillError(f"the store's {what} is not valid JSON ({e.msg})", where=str(path),
-                           fix="re-run the same `distill capture` to rewrite it, or capture into a new folder") from e
-    if not isinstance(data, dict):
-        raise DistillError(f"the store's {what} is not a JSON object", where=str(path),
-                           fix="re-run the same `distill capture` to rewrite it")
-    return data
+    """One of the store's JSON files (manifest, plan, shard marker); a damaged one is a DistillError."""
+    return fileio.read_json_object(path, f"store's {what}", "re-run the same `distill capture` to rewrite it, or "
+                                   "capture into a new folder")
 
 
 def read_manifest(store: str | Path) -> dict[str, Any]:

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from distill.errors import DistillError
-from distill.fileio import atomic_write
+from distill.fileio import atomic_write, write_json_atomic
 from distill.models.loading import file_sha256
-from distill.store.manifest import FORMAT_VERSION, MANIFEST, read_json, write_json_atomic
+from distill.store.manifest import FORMAT_VERSION, MANIFEST, read_json
 
 SPLITS = ("train", "heldout")
 

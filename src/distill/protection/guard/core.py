@@ -7,15 +7,14 @@ written atomically to a JSON file at most every `persist_every_seconds`, and on 
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from distill.fileio import write_json_atomic
 from distill.protection.guard.actions import DegradeLogitsProcessor, GuardConfig
 from distill.protection.guard.features import KeyWindow, make_entry
 from distill.protection.guard.scoring import DEFAULT, LogisticScorer
@@ -150,7 +149,5 @@ class Guard:
             return None
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.snapshot(), indent=1))
-        os.replace(tmp, path)
+        write_json_atomic(path, self.snapshot(), indent=1)
         return path

@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.errors import DistillError
-from distill.fileio import read_json_file
+from distill.fileio import read_json_object
 from distill.protection.guard.core import STATE_FORMAT
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    data = read_json_file(path, "guard state file", "pass --state FILE (the state_file of the guard config)",
-                          "pass a state file written by the guard")
-    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
-        raise DistillError("not a Distill guard state file", where=str(path))
-    return data
+    return read_json_object(path, "guard state file", "pass a state file written by the guard",
+                            fix_missing="pass --state FILE (the state_file of the guard config)", fmt=STATE_FORMAT)
 
 
 def rows(state: dict[str, Any]) -> list[dict[str, Any]]:

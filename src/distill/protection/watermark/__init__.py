@@ -7,10 +7,10 @@ from distill.protection.watermark.detect import (
            detect_ids,
            detect_text,
 )
-from distill.protection.watermark.keys import WatermarkKey, load_key, new_key, save_key, tokenizer_fingerprint
+from distill.protection.watermark.keys import WatermarkKey, load_key, new_key, save_key
 from distill.protection.watermark.processor import WatermarkLogitsProcessor
 from distill.protection.watermark.stats import binom_log_sf, min_tokens_needed, p_value, z_score
 
 __all__ = ["Detection", "UnitCounter", "WatermarkKey", "WatermarkLogitsProcessor", "binom_log_sf", "detect_accounts",
            "detect_ids", "detect_text", "load_key", "min_tokens_needed", "new_key", "p_value", "save_key",
-           "tokenizer_fingerprint", "z_score"]
+           "z_score"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
-from distill.fileio import read_json_file
+from distill.fileio import read_json_object
 
 FORMAT = "distill-watermark-key/1"
 _ACCOUNT_LABEL = b"distill-watermark-account\x00"
@@ -57,7 +57,7 @@ class WatermarkKey:
                 f"the watermark key was made for a tokenizer with {self.vocab_size} tokens, but this tokenizer "
                 f"has {n}", where=where,
                 fix="use the tokenizer of the model that generated the text (`--tokenizer`), or the key made for it")
-        if self.tokenizer_fingerprint and tokenizer_fingerprint(tokenizer) != self.tokenizer_fingerprint:
+        if self.tokenizer_fingerprint and _vocab_fingerprint(tokenizer) != self.tokenizer_fingerprint:
             raise DistillError(
                 "the watermark key was made for a different tokenizer (same size, different vocabulary)",
                 where=where,
@@ -78,8 +78,11 @@ class WatermarkKey:
         return d
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
-    """SHA-256 of the tokenizer's (token, id) table, in id order."""
+def _vocab_fingerprint(tokenizer) -> str:
+    """The key file's `tokenizer_fingerprint` field: SHA-256 of the (token, id) table, in id order.
+
+    Deliberately not `distill.models.loading.tokenizer_fingerprint` (which also hashes the special tokens and
+    the tokenizer class): green lists depend on token ids only, and every key file records this value."""
     vocab = tokenizer.get_vocab()
     items = sorted(vocab.items(), key=lambda kv: (kv[1], kv[0]))
     return hashlib.sha256(json.dumps(items, ensure_ascii=False).encode("utf-8")).hexdigest()
@@ -100,7 +103,7 @@ def new_key(tokenizer=None, *, gamma: float = 0.25, delta: float = 2.0, context_
     """A fresh random 256-bit key for `tokenizer` (or for a bare `vocab_size` when no tokenizer is given)."""
     validate_params(gamma, delta, context_width)
     if tokenizer is not None:
-        vocab_size, fp = len(tokenizer), tokenizer_fingerprint(tokenizer)
+        vocab_size, fp = len(tokenizer), _vocab_fingerprint(tokenizer)
     else:
         if not vocab_size:
             raise DistillError("a watermark key needs a tokenizer or a vocabulary size")
@@ -126,11 +129,8 @@ def save_key(key: WatermarkKey, path: str | Path) -> Path:
 def load_key(path: str | Path) -> WatermarkKey:
     """Read and check a key file written by `save_key`."""
     path = Path(path)
-    data = read_json_file(path, "watermark key file", "create one with `distill watermark keygen --out FILE`",
-                          "pass a key file written by `distill watermark keygen`")
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DistillError("not a Distill watermark key file", where=str(path),
-                           fix="pass a key file written by `distill watermark keygen`")
+    data = read_json_object(path, "watermark key file", "pass a key file written by `distill watermark keygen`",
+                            fix_missing="create one with `distill watermark keygen --out FILE`", fmt=FORMAT)
     try:
         secret = bytes.fromhex(data["key"])
         gamma, delta = float(data["gamma"]), float(data["delta"])

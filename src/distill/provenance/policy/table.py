@@ -143,11 +143,3 @@ def load_table(path: str | Path | None = None) -> tuple[Row, ...]:
 def _packaged() -> tuple[Row, ...]:
     text = resources.files("distill").joinpath("provenance/policy.yaml").read_text(encoding="utf-8")
     return parse_table(yaml.safe_load(text), "distill/provenance/policy.yaml")
-
-
-def get_row(row_id: str, table: tuple[Row, ...] | None = None) -> Row:
-    """The row with this id."""
-    for row in table or load_table():
-        if row.id == row_id:
-            return row
-    raise DistillError(f"no policy row with id {row_id!r}", where="policy table")
