@@ -84,6 +84,7 @@ def write_source(out: Path, endpoint: str, model: str, verdict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from distill.data.generated import RESULTS
     from distill.generate.client import GenerateConfig, run_generation
     from distill.generate.prompts import load_prompts
 
@@ -124,5 +125,5 @@ def run(args: argparse.Namespace) -> int:
     acct = run_generation(cfg)
     write_source(Path(args.out), args.endpoint, args.model, verdict)
     print(acct.summary())
-    print(f"results: {Path(args.out) / 'results.jsonl'}; accounting: {Path(args.out) / 'accounting.json'}")
+    print(f"results: {Path(args.out) / RESULTS}; accounting: {Path(args.out) / 'accounting.json'}")
     return 0 if acct.failed == 0 else 1
