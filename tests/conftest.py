@@ -29,6 +29,23 @@ def _tiny_dir(out: Path, tokenizer, hidden: int, layers: int, seed: int, title: 
 
 
 @pytest.fixture(scope="session")
+def fixed_key():
+    """`fixed_key(tokenizer, "label", **params)`: a watermark key like `new_key`'s, but with a secret derived from
+    the label instead of fresh randomness, so every run of a test sees the same green lists (a random key makes
+    an innocent p-value fall below any threshold t on a share t of the runs)."""
+    import dataclasses
+    import hashlib
+
+    from distill.protection.watermark.keys import new_key
+
+    def make(tokenizer=None, label: str = "test", **params):
+        secret = hashlib.sha256(b"distill-test-key\x00" + label.encode()).digest()
+        return dataclasses.replace(new_key(tokenizer, **params), secret=secret)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     """A tiny random Llama (hidden 32, 2 layers) with the real SmolLM2 tokenizer, saved as safetensors."""
     return _tiny_dir(tmp_path_factory.mktemp("tiny"), tokenizer, 32, 2, 0, "tiny test model")

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Lo
 from distill.cli import main
 from distill.errors import DistillError
 from distill.protection.trace import load_watermarked_data, trace_closed, trace_open
-from distill.protection.watermark.keys import WatermarkKey, new_key, save_key
+from distill.protection.watermark.keys import WatermarkKey, save_key
 from distill.protection.watermark.processor import WatermarkLogitsProcessor
 
 STUDENT_VOCAB = 1024  # the students only model ids < 1024 (all the teacher emits): cheap full cross-entropy
@@ -88,7 +88,7 @@ def test_open_mode_flags_distilled_student_not_control(setup):
     cold = trace_open(key, str(control), texts, prompts)
     assert hot["N"] >= 20 and cold["N"] >= 20, (hot, cold)
     assert hot["p_value"] < 1e-4, hot
-    assert cold["p_value"] >= 0.01, cold
+    assert cold["p_value"] >= 1e-6, cold  # an innocent model: p is uniform, so this fails on 1e-6 of keys
     filtered = trace_open(key, str(radio), texts, prompts, filter_kgrams=True)
     assert filtered["N"] <= hot["N"] and filtered["p_value"] < 1e-4
 
@@ -114,8 +114,8 @@ def _mock(answer_for, status=200):
     return httpx.Client(transport=httpx.MockTransport(handler))
 
 
-def test_closed_mode(tiny_model_dir, tokenizer):
-    key = new_key(tokenizer)
+def test_closed_mode(tiny_model_dir, tokenizer, fixed_key):
+    key = fixed_key(tokenizer, "trace-closed")
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     prompts = ["Tell me about rivers.", "Describe a mountain.", "What is rain?"]
 
@@ -133,16 +133,16 @@ def test_closed_mode(tiny_model_dir, tokenizer):
 
     hot = trace_closed(key, tokenizer, "http://suspect", "s", prompts, client=_mock(watermarked))
     assert hot["p_value"] < 1e-6 and hot["prompt_windows_skipped"] > 0
-    other = new_key(tokenizer)
+    other = fixed_key(tokenizer, "trace-closed-other")
     cold = trace_closed(other, tokenizer, "http://suspect", "s", prompts, client=_mock(watermarked))
-    assert cold["N"] >= 40 and cold["p_value"] > 1e-3
+    assert cold["N"] >= 40 and cold["p_value"] >= 1e-6, cold
     with pytest.raises(DistillError, match="HTTP 500"):
         trace_closed(key, tokenizer, "http://suspect", "s", prompts, client=_mock(watermarked, status=500))
 
 
-def test_cli_unreachable_endpoint_gives_no_p_value(tmp_path, tokenizer, capsys):
+def test_cli_unreachable_endpoint_gives_no_p_value(tmp_path, tokenizer, capsys, fixed_key):
     kf = tmp_path / "k.json"
-    save_key(new_key(tokenizer), kf)
+    save_key(fixed_key(tokenizer, "trace-unreachable"), kf)
     rc = main(["trace", "--key", str(kf), "--suspect-endpoint", "http://127.0.0.1:9", "--model", "x", "--json"])
     cap = capsys.readouterr()
     assert rc == 2 and "could not be reached" in cap.err and "p_value" not in cap.out and "Traceback" not in cap.err
@@ -157,7 +157,7 @@ def test_cli_account_uses_that_accounts_subkey(setup, capsys):
     assert main(["trace", "--key", str(kf), "--account", "bob", "--suspect-model", str(radio),
                  "--watermarked-data", str(data), "--bare-text", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert not res["flagged"] and res["p_value"] >= 0.01 and res["key_id"] == key.for_account("bob").key_id, res
+    assert not res["flagged"] and res["p_value"] >= 1e-6 and res["key_id"] == key.for_account("bob").key_id, res
 
 
 def _green(key: WatermarkKey, windows: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
@@ -190,13 +190,13 @@ class _ContextLM(torch.nn.Module):
 
 
 @pytest.mark.parametrize("h,self_hash", [(1, False), (4, True)])
-def test_open_mode_is_exact_for_a_strong_innocent_predictor(tokenizer, h, self_hash):
+def test_open_mode_is_exact_for_a_strong_innocent_predictor(tokenizer, fixed_key, h, self_hash):
     """Text sampled from a model with a δ=2 watermark, fed to the same model *without* the watermark: it predicts
     many served tokens, and those hits are mostly green (the watermark pushed them); the test must still hold its
     level (hits are balanced by red misses), and flag the same model once it has the watermark's bias."""
     from distill.protection.trace import open_units
 
-    key = new_key(tokenizer, delta=2.0, context_width=h, self_hash=self_hash)
+    key = fixed_key(tokenizer, f"trace-exact-{h}-{self_hash}", delta=2.0, context_width=h, self_hash=self_hash)
     lm = _ContextLM(400, key.vocab_size)
     g = torch.Generator().manual_seed(1)
     seq = torch.randint(0, 400, (300, h + 1), generator=g)
@@ -216,7 +216,9 @@ def test_open_mode_is_exact_for_a_strong_innocent_predictor(tokenizer, h, self_h
     learned = open_units(key, served, seqs, set()).result()
 
     assert innocent.tokens_scored > 3000, innocent
-    assert innocent.p_value >= 0.01 and abs(innocent.green / innocent.tokens_scored - 0.25) < 0.03, innocent
+    # the innocent count is Binomial(N, 0.25): both bounds below fail on fewer than 1e-6 of keys
+    sd = (0.25 * 0.75 / innocent.tokens_scored) ** 0.5
+    assert innocent.p_value >= 1e-6 and abs(innocent.green / innocent.tokens_scored - 0.25) < 5 * sd, innocent
     assert learned.p_value < 1e-10, learned
 
 
@@ -237,13 +239,13 @@ class _FixedPredictions(torch.nn.Module):
 
 
 @pytest.mark.parametrize("self_hash", [True, False])
-def test_open_mode_drops_in_context_copies_under_a_shared_anchor(tokenizer, self_hash):
+def test_open_mode_drops_in_context_copies_under_a_shared_anchor(tokenizer, fixed_key, self_hash):
     """Self-hash colours hang on one token of the window: predicting, after a window that shares a token with an
     earlier one, the token that followed that earlier window copies its (key-chosen) colour, so the position is
     dropped. Left-hash colours hang on the whole window, so only a repeated window is dropped there."""
     from distill.protection.trace import open_units
 
-    key = new_key(tokenizer, context_width=2, self_hash=self_hash)
+    key = fixed_key(tokenizer, "trace-anchor", context_width=2, self_hash=self_hash)
     a, b, y, c, d, z = 11, 12, 13, 14, 15, 16
     seq = [a, b, y, c, a, d, b]  # (a, b) -> y at 2; window (c, a) at 5 shares `a`; window (a, d) at 6 too
     copy = _FixedPredictions([0, 0, 0, 0, y, y, 0], key.vocab_size)  # predicts y after (c, a) and after (a, d)
