@@ -1,6 +1,8 @@
 """The OpenAI-compatible HTTP app: /v1/models, /v1/chat/completions, /v1/completions.
 
 Every bad request gets a 4xx with an OpenAI-style body `{"error": {"message", "type", "param", "code"}}`.
+Each endpoint is a plain function reading a `ServeState` from `app.state.serve`; `_respond` writes the JSON
+or streamed answer of both generation endpoints.
 
 Extension points (all optional, all called with the api-key *name*, never the key; "anonymous" without keys):
 
@@ -22,12 +24,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -144,6 +148,288 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
+@dataclass
+class ServeState:
+    """Everything the endpoints need, kept on `app.state.serve` (see `create_app` for the fields)."""
+
+    engine: Engine
+    model_name: str
+    names: set[str]
+    limits: Limits
+    api_keys: dict[str, str] | None = None
+    processors_for: ProcessorsFor | None = None
+    observer: Observer | None = None
+    gate: Gate | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def auth(self, request: Request) -> str:
+        """The caller's key name ("anonymous" without keys); 401 for a missing or unknown key."""
+        if not self.api_keys:
+            return "anonymous"
+        name = check_bearer(request.headers.get("authorization"), self.api_keys)
+        if name is None:
+            raise ApiError(401, "invalid or missing API key; send `Authorization: Bearer <key>`",
+                           code="invalid_api_key")
+        return name
+
+    def check_gate(self, name: str) -> None:
+        decision = self.gate(name) if self.gate is not None else None
+        if decision == "block":
+            raise ApiError(403, "this API key is blocked", code="blocked", type_="permission_error")
+        if decision == "throttle":
+            raise ApiError(429, "too many requests for this API key; retry later", code="throttled",
+                           type_="rate_limit_error", headers={"Retry-After": str(self.limits.throttle_retry_after_s)})
+
+    def notify(self, call: Call, response: dict) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(call.name, call.request, response, call.ts)
+        except Exception:  # noqa: BLE001
+            log.exception("observer hook failed")
+
+    def params(self, body, max_tokens: int | None, top: int) -> SamplingParams:
+        """Sampling parameters of a request, checked against the served names and the limits."""
+        if body.model not in self.names:
+            raise ApiError(404, f"the model '{body.model}' does not exist; this server serves '{self.model_name}'",
+                           param="model", code="model_not_found")
+        n = body.n or 1
+        limits = self.limits
+        if n > limits.max_n:
+            raise ApiError(400, f"n must be at most {limits.max_n} (got {n})", param="n", code="invalid_value")
+        if max_tokens is not None and max_tokens > limits.max_tokens:
+            raise ApiError(400, f"max_tokens must be at most {limits.max_tokens} (got {max_tokens})",
+                           param="max_tokens", code="invalid_value")
+        stops = body.stop_list()
+        if len(stops) > 4:
+            raise ApiError(400, "stop accepts at most 4 strings", param="stop", code="invalid_value")
+        return SamplingParams(max_tokens=max_tokens or limits.default_max_tokens,
+                              temperature=1.0 if body.temperature is None else body.temperature,
+                              top_p=1.0 if body.top_p is None else body.top_p, stop=stops, seed=body.seed,
+                              n=n, top_logprobs=top)
+
+    def processors(self, name: str) -> list:
+        return list(self.processors_for(name)) if self.processors_for is not None else []
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, procs: list, on_delta=None) -> Future:
+        try:
+            return self.engine.submit(prompt_ids, params, procs, on_delta)
+        except EngineInputError as e:
+            raise ApiError(400, str(e), param=e.param, code="context_length_exceeded"
+                           if e.param == "max_tokens" else "invalid_value") from None
+
+
+@dataclass
+class Call:
+    """One authenticated generation request: the key's name, its arrival time, its body (once parsed)."""
+
+    name: str
+    ts: float
+    request: dict = field(default_factory=dict)
+
+
+Delta = Callable[[int, str, list[TokenInfo], "str | None"], dict]
+
+
+@dataclass
+class Reply:
+    """What every body of one response shares, and the generation it answers."""
+
+    id: str
+    object: str  # of the whole (non-streamed) response
+    chunk_object: str  # of each streamed chunk
+    created: int
+    model: str
+    params: SamplingParams
+    procs: list
+    stream: bool
+    include_usage: bool
+
+    def body(self, choices: list[dict], comps: list[Completion]) -> dict:
+        return {"id": self.id, "object": self.object, "created": self.created, "model": self.model,
+                "system_fingerprint": None, "choices": choices,
+                "usage": _usage(sum(c.prompt_tokens for c in comps), sum(c.completion_tokens for c in comps))}
+
+    def chunk(self, choices: list[dict], usage: dict | None = None) -> str:
+        d = {"id": self.id, "object": self.chunk_object, "created": self.created, "model": self.model,
+             "system_fingerprint": None, "choices": choices}
+        if usage is not None:
+            d["usage"] = usage
+        return f"data: {json.dumps(d)}\n\n"
+
+
+def _reply(request_id: str, kind: str, call: Call, body, params: SamplingParams, procs: list) -> Reply:
+    return Reply(request_id, kind, "chat.completion.chunk" if kind == "chat.completion" else kind, int(call.ts),
+                 body.model, params, procs, bool(body.stream),
+                 bool(body.stream_options and body.stream_options.include_usage))
+
+
+async def _respond(st: ServeState, call: Call, reply: Reply, prompts: list[list[int]],
+                   full: Callable[[list[Completion]], dict], delta: Delta,
+                   first: list[dict] | None = None) -> Response:
+    """Generate for `prompts` and answer: one JSON body, or (one prompt) server-sent chunks - `first`, then one
+    `delta` per piece of text, a usage chunk when asked for, [DONE]. The observer sees the full body either way."""
+    if not reply.stream:
+        futs = [st.submit(ids, reply.params, reply.procs) for ids in prompts]
+        resp = full([await asyncio.wrap_future(f) for f in futs])
+        st.notify(call, resp)
+        return JSONResponse(resp)
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue = asyncio.Queue()
+
+    def on_delta(i, text, toks, finish):
+        loop.call_soon_threadsafe(q.put_nowait, (i, text, toks, finish))
+
+    fut = st.submit(prompts[0], reply.params, reply.procs, on_delta)
+
+    async def events() -> AsyncIterator[str]:
+        if first:
+            yield reply.chunk(first)
+        left = reply.params.n
+        while left:
+            i, text, toks, finish = await q.get()
+            yield reply.chunk([delta(i, text, toks, finish)])
+            left -= finish is not None
+        comp = await asyncio.wrap_future(fut)
+        if reply.include_usage:
+            yield reply.chunk([], _usage(comp.prompt_tokens, comp.completion_tokens))
+        yield "data: [DONE]\n\n"
+        st.notify(call, full([comp]))
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+Handler = Callable[[ServeState, Call, bytes], Awaitable[Response]]
+
+
+async def _guarded(request: Request, handle: Handler) -> Response:
+    """Authenticate, read the body, ask the gate, run `handle`; an ApiError becomes its response (observed
+    once the caller is known)."""
+    st: ServeState = request.app.state.serve
+    call = None
+    try:
+        call = Call(st.auth(request), time.time())
+        raw = await _read_body(request, st.limits.max_body_bytes)
+        st.check_gate(call.name)
+        return await handle(st, call, raw)
+    except ApiError as e:
+        if call is not None:
+            st.notify(call, e.body())
+        return e.response()
+
+
+async def _chat(st: ServeState, call: Call, raw: bytes) -> Response:
+    data, body = _parse(raw, ChatCompletionRequest)
+    call.request.update(data)
+    want_lp = bool(body.logprobs)
+    if body.top_logprobs and not want_lp:
+        raise ApiError(400, "top_logprobs needs logprobs=true", param="top_logprobs", code="invalid_value")
+    params = st.params(body, body.max_completion_tokens or body.max_tokens, body.top_logprobs or 0)
+    msgs = [{"role": m.role, "content": m.text()} for m in body.messages]
+    try:
+        prompt_ids = render_chat(st.engine.tokenizer, msgs)
+    except Exception as e:  # noqa: BLE001 - templates raise on unsupported role orders
+        raise ApiError(400, f"the chat template rejected the messages: {e}", param="messages",
+                       code="invalid_value") from None
+    reply = _reply(f"chatcmpl-{uuid.uuid4().hex}", "chat.completion", call, body, params, st.processors(call.name))
+    engine = st.engine
+
+    def logprobs(toks: list[TokenInfo]) -> dict | None:
+        return {"content": [_logprob_entry(t, engine) for t in toks]} if want_lp else None
+
+    def full(comps: list[Completion]) -> dict:
+        return reply.body([{"index": c.index, "message": {"role": "assistant", "content": c.text},
+                            "logprobs": logprobs(c.tokens), "finish_reason": c.finish_reason}
+                           for c in comps[0].choices], comps)
+
+    def delta(i: int, text: str, toks: list[TokenInfo], finish: str | None) -> dict:
+        return {"index": i, "delta": {"content": text} if text else {}, "logprobs": logprobs(toks),
+                "finish_reason": finish}
+
+    first = [{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+             for i in range(params.n)]
+    return await _respond(st, call, reply, [prompt_ids], full, delta, first)
+
+
+def _prompt_ids(tok, p: str | list[str] | list[int] | list[list[int]], limit: int) -> list[list[int]]:
+    if isinstance(p, str):
+        prompts = [tok(p)["input_ids"]]
+    elif p and all(isinstance(x, str) for x in p):
+        prompts = [tok(x)["input_ids"] for x in p]
+    elif p and all(isinstance(x, int) for x in p):
+        prompts = [list(p)]
+    else:
+        prompts = [list(x) for x in p]
+    if not prompts or len(prompts) > limit:
+        raise ApiError(400, f"prompt must hold 1 to {limit} prompts", param="prompt", code="invalid_value")
+    return prompts
+
+
+async def _completions(st: ServeState, call: Call, raw: bytes) -> Response:
+    data, body = _parse(raw, CompletionRequest)
+    call.request.update(data)
+    if body.echo:
+        raise ApiError(400, "echo=true is not supported", param="echo", code="unsupported_value")
+    k = body.logprobs
+    params = st.params(body, body.max_tokens or 16, k or 0)
+    prompts = _prompt_ids(st.engine.tokenizer, body.prompt, st.limits.max_prompts)
+    reply = _reply(f"cmpl-{uuid.uuid4().hex}", "text_completion", call, body, params, st.processors(call.name))
+    if reply.stream and len(prompts) != 1:
+        raise ApiError(400, "streaming supports one prompt per request", param="prompt", code="invalid_value")
+    engine = st.engine
+
+    def logprobs(toks: list[TokenInfo]) -> dict | None:
+        return _legacy_logprobs(toks, engine) if k is not None else None
+
+    def full(comps: list[Completion]) -> dict:
+        return reply.body([{"index": pi * params.n + c.index, "text": c.text, "logprobs": logprobs(c.tokens),
+                            "finish_reason": c.finish_reason} for pi, comp in enumerate(comps) for c in comp.choices],
+                          comps)
+
+    def delta(i: int, text: str, toks: list[TokenInfo], finish: str | None) -> dict:
+        return {"index": i, "text": text, "finish_reason": finish, "logprobs": logprobs(toks)}
+
+    return await _respond(st, call, reply, prompts, full, delta)
+
+
+async def chat_completions(request: Request) -> Response:
+    """POST /v1/chat/completions."""
+    return await _guarded(request, _chat)
+
+
+async def completions(request: Request) -> Response:
+    """POST /v1/completions (legacy)."""
+    return await _guarded(request, _completions)
+
+
+async def list_models(request: Request) -> Response:
+    """GET /v1/models."""
+    st: ServeState = request.app.state.serve
+    try:
+        st.auth(request)
+    except ApiError as e:
+        return e.response()
+    return JSONResponse({"object": "list", "data": [
+        {"id": m, "object": "model", "created": st.created, "owned_by": "distill"}
+        for m in sorted(st.names, key=lambda x: x != st.model_name)]})
+
+
+async def _http_error(_req: Request, exc: StarletteHTTPException) -> Response:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return ApiError(exc.status_code, str(exc.detail), code=code).response()
+
+
+async def _crash(_req: Request, exc: Exception) -> Response:
+    log.exception("internal error")
+    return ApiError(500, "internal server error", type_="server_error").response()
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    app.state.serve.engine.start()
+    yield
+
+
 def create_app(engine: Engine, model_name: str, *, aliases: tuple[str, ...] = (),
                api_keys: dict[str, str] | None = None, limits: Limits | None = None,
                processors_for: ProcessorsFor | None = None, observer: Observer | None = None,
@@ -158,249 +444,12 @@ def create_app(engine: Engine, model_name: str, *, aliases: tuple[str, ...] = ()
         limits: request limits (see `Limits`).
         processors_for, observer, gate: extension hooks, see the module docstring.
     """
-    limits = limits or Limits()
-    names = {model_name, *aliases}
-    created = int(time.time())
-    tok = engine.tokenizer
-
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def lifespan(_app):
-        engine.start()
-        yield
-
-    app = FastAPI(title="distill serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.engine = engine
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_req, exc: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return ApiError(exc.status_code, str(exc.detail), code=code).response()
-
-    @app.exception_handler(Exception)
-    async def _crash(_req, exc: Exception):
-        log.exception("internal error")
-        return ApiError(500, "internal server error", type_="server_error").response()
-
-    def _auth(request: Request) -> str:
-        if not api_keys:
-            return "anonymous"
-        name = check_bearer(request.headers.get("authorization"), api_keys)
-        if name is None:
-            raise ApiError(401, "invalid or missing API key; send `Authorization: Bearer <key>`",
-                           code="invalid_api_key")
-        return name
-
-    def _notify(name: str, req: dict, resp: dict, ts: float) -> None:
-        if observer is None:
-            return
-        try:
-            observer(name, req, resp, ts)
-        except Exception:  # noqa: BLE001
-            log.exception("observer hook failed")
-
-    def _params(body, max_tokens: int | None, top: int) -> SamplingParams:
-        if body.model not in names:
-            raise ApiError(404, f"the model '{body.model}' does not exist; this server serves '{model_name}'",
-                           param="model", code="model_not_found")
-        n = body.n or 1
-        if n > limits.max_n:
-            raise ApiError(400, f"n must be at most {limits.max_n} (got {n})", param="n", code="invalid_value")
-        if max_tokens is not None and max_tokens > limits.max_tokens:
-            raise ApiError(400, f"max_tokens must be at most {limits.max_tokens} (got {max_tokens})",
-                           param="max_tokens", code="invalid_value")
-        stops = body.stop_list()
-        if len(stops) > 4:
-            raise ApiError(400, "stop accepts at most 4 strings", param="stop", code="invalid_value")
-        return SamplingParams(max_tokens=max_tokens or limits.default_max_tokens,
-                              temperature=1.0 if body.temperature is None else body.temperature,
-                              top_p=1.0 if body.top_p is None else body.top_p, stop=stops, seed=body.seed,
-                              n=n, top_logprobs=top)
-
-    def _processors(name: str) -> list:
-        return list(processors_for(name)) if processors_for is not None else []
-
-    def _submit(prompt_ids, params, procs, on_delta=None):
-        try:
-            return engine.submit(prompt_ids, params, procs, on_delta)
-        except EngineInputError as e:
-            raise ApiError(400, str(e), param=e.param, code="context_length_exceeded"
-                           if e.param == "max_tokens" else "invalid_value") from None
-
-    async def _guarded(request: Request, handler) -> Any:
-        ts = time.time()
-        name, req_dict = None, {}
-        try:
-            name = _auth(request)
-            raw = await _read_body(request, limits.max_body_bytes)
-            if gate is not None:
-                decision = gate(name)
-                if decision == "block":
-                    raise ApiError(403, "this API key is blocked", code="blocked", type_="permission_error")
-                if decision == "throttle":
-                    raise ApiError(429, "too many requests for this API key; retry later", code="throttled",
-                                   type_="rate_limit_error",
-                                   headers={"Retry-After": str(limits.throttle_retry_after_s)})
-            return await handler(raw, name, ts, req_dict)
-        except ApiError as e:
-            if name is not None:
-                _notify(name, req_dict, e.body(), ts)
-            return e.response()
-
-    @app.get("/v1/models")
-    async def models(request: Request):
-        try:
-            _auth(request)
-        except ApiError as e:
-            return e.response()
-        return {"object": "list", "data": [{"id": m, "object": "model", "created": created, "owned_by": "distill"}
-                                           for m in sorted(names, key=lambda x: x != model_name)]}
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        async def handle(raw: bytes, name: str, ts: float, req_dict: dict):
-            data, body = _parse(raw, ChatCompletionRequest)
-            req_dict.update(data)
-            want_lp = bool(body.logprobs)
-            if body.top_logprobs and not want_lp:
-                raise ApiError(400, "top_logprobs needs logprobs=true", param="top_logprobs", code="invalid_value")
-            params = _params(body, body.max_completion_tokens or body.max_tokens, body.top_logprobs or 0)
-            msgs = [{"role": m.role, "content": m.text()} for m in body.messages]
-            try:
-                prompt_ids = render_chat(tok, msgs)
-            except Exception as e:  # noqa: BLE001 - templates raise on unsupported role orders
-                raise ApiError(400, f"the chat template rejected the messages: {e}", param="messages",
-                               code="invalid_value") from None
-            rid, model = f"chatcmpl-{uuid.uuid4().hex}", body.model
-
-            def full(comp: Completion) -> dict:
-                return {"id": rid, "object": "chat.completion", "created": int(ts), "model": model,
-                        "system_fingerprint": None,
-                        "choices": [{"index": c.index, "message": {"role": "assistant", "content": c.text},
-                                     "logprobs": {"content": [_logprob_entry(t, engine) for t in c.tokens]}
-                                     if want_lp else None, "finish_reason": c.finish_reason}
-                                    for c in comp.choices],
-                        "usage": _usage(comp.prompt_tokens, comp.completion_tokens)}
-
-            if not body.stream:
-                comp = await asyncio.wrap_future(_submit(prompt_ids, params, _processors(name)))
-                resp = full(comp)
-                _notify(name, req_dict, resp, ts)
-                return JSONResponse(resp)
-
-            def chunk(choices: list[dict], usage: dict | None = None) -> str:
-                d = {"id": rid, "object": "chat.completion.chunk", "created": int(ts), "model": model,
-                     "system_fingerprint": None, "choices": choices}
-                if usage is not None:
-                    d["usage"] = usage
-                return f"data: {json.dumps(d)}\n\n"
-
-            def delta_choice(i: int, text: str, toks: list[TokenInfo], finish: str | None) -> dict:
-                return {"index": i, "delta": {"content": text} if text else {},
-                        "logprobs": {"content": [_logprob_entry(t, engine) for t in toks]} if want_lp else None,
-                        "finish_reason": finish}
-
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-            async def events(q: asyncio.Queue, fut) -> AsyncIterator[str]:
-                yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                              "finish_reason": None} for i in range(params.n)])
-                left = params.n
-                while left:
-                    i, text, toks, finish = await q.get()
-                    yield chunk([delta_choice(i, text, toks, finish)])
-                    left -= finish is not None
-                comp = await asyncio.wrap_future(fut)
-                if include_usage:
-                    yield chunk([], _usage(comp.prompt_tokens, comp.completion_tokens))
-                yield "data: [DONE]\n\n"
-                _notify(name, req_dict, full(comp), ts)
-
-            return _stream(prompt_ids, params, _processors(name), events)
-
-        return await _guarded(request, handle)
-
-    def _stream(prompt_ids, params, procs, events) -> StreamingResponse:
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue = asyncio.Queue()
-
-        def on_delta(i, text, toks, finish):
-            loop.call_soon_threadsafe(q.put_nowait, (i, text, toks, finish))
-
-        fut = _submit(prompt_ids, params, procs, on_delta)
-        return StreamingResponse(events(q, fut), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
-
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        async def handle(raw: bytes, name: str, ts: float, req_dict: dict):
-            data, body = _parse(raw, CompletionRequest)
-            req_dict.update(data)
-            if body.echo:
-                raise ApiError(400, "echo=true is not supported", param="echo", code="unsupported_value")
-            k = body.logprobs
-            params = _params(body, body.max_tokens or 16, k or 0)
-            p = body.prompt
-            if isinstance(p, str):
-                prompts = [tok(p)["input_ids"]]
-            elif p and all(isinstance(x, str) for x in p):
-                prompts = [tok(x)["input_ids"] for x in p]
-            elif p and all(isinstance(x, int) for x in p):
-                prompts = [list(p)]
-            else:
-                prompts = [list(x) for x in p]
-            if not prompts or len(prompts) > limits.max_prompts:
-                raise ApiError(400, f"prompt must hold 1 to {limits.max_prompts} prompts", param="prompt",
-                               code="invalid_value")
-            rid, model = f"cmpl-{uuid.uuid4().hex}", body.model
-            procs = _processors(name)
-
-            def full(comps: list[Completion]) -> dict:
-                choices = []
-                for pi, comp in enumerate(comps):
-                    for c in comp.choices:
-                        choices.append({"index": pi * params.n + c.index, "text": c.text,
-                                        "logprobs": _legacy_logprobs(c.tokens, engine) if k is not None else None,
-                                        "finish_reason": c.finish_reason})
-                return {"id": rid, "object": "text_completion", "created": int(ts), "model": model,
-                        "system_fingerprint": None, "choices": choices,
-                        "usage": _usage(sum(c.prompt_tokens for c in comps),
-                                        sum(c.completion_tokens for c in comps))}
-
-            if not body.stream:
-                futs = [_submit(ids, params, procs) for ids in prompts]
-                comps = [await asyncio.wrap_future(f) for f in futs]
-                resp = full(comps)
-                _notify(name, req_dict, resp, ts)
-                return JSONResponse(resp)
-            if len(prompts) != 1:
-                raise ApiError(400, "streaming supports one prompt per request", param="prompt",
-                               code="invalid_value")
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-            def chunk(choices: list[dict], usage: dict | None = None) -> str:
-                d = {"id": rid, "object": "text_completion", "created": int(ts), "model": model,
-                     "system_fingerprint": None, "choices": choices}
-                if usage is not None:
-                    d["usage"] = usage
-                return f"data: {json.dumps(d)}\n\n"
-
-            async def events(q: asyncio.Queue, fut) -> AsyncIterator[str]:
-                left = params.n
-                while left:
-                    i, text, toks, finish = await q.get()
-                    yield chunk([{"index": i, "text": text, "finish_reason": finish,
-                                  "logprobs": _legacy_logprobs(toks, engine) if k is not None else None}])
-                    left -= finish is not None
-                comp = await asyncio.wrap_future(fut)
-                if include_usage:
-                    yield chunk([], _usage(comp.prompt_tokens, comp.completion_tokens))
-                yield "data: [DONE]\n\n"
-                _notify(name, req_dict, full([comp]), ts)
-
-            return _stream(prompts[0], params, procs, events)
-
-        return await _guarded(request, handle)
-
+    app = FastAPI(title="distill serve", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.serve = ServeState(engine, model_name, {model_name, *aliases}, limits or Limits(), api_keys,
+                                 processors_for, observer, gate)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _crash)
+    app.add_api_route("/v1/models", list_models, methods=["GET"])
+    app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_api_route("/v1/completions", completions, methods=["POST"])
     return app
