@@ -25,21 +25,25 @@ def test_each_config_resolves_to_one_kind(tmp_path, generated_dir):
     assert load_config(None, [f"data.path={generated_dir}"]).teacher_kind.name == "api"  # detected by its contents
     assert load_config(None, [f"data.path={tmp_path}", "data.format=generated"]).teacher_kind.name == "api"
     assert load_config(None, ["loss.cross_tokenizer=uld"]).teacher_kind.name == "cross_tokenizer"
+    assert load_config(None, ["teacher.endpoint=http://127.0.0.1:1/v1"]).teacher_kind.name == "served"
     assert {k.name for k in KINDS.values() if k.needs_weights} == {"live", "cross_tokenizer"}
-    assert {k.name for k in KINDS.values() if k.on_policy} == {"live"}
+    assert {k.name for k in KINDS.values() if k.on_policy} == {"live", "served"}
 
 
 @pytest.mark.parametrize("overrides,needle,where", [
     (["teacher.store=S", "data.format=generated"], "both teacher.store and a generated data set", "teacher.store"),
-    (["teacher.store=S", "train.on_policy_fraction=0.5"], "on-policy distillation needs a live teacher",
+    (["teacher.store=S", "train.on_policy_fraction=0.5"], "on-policy distillation needs a teacher that scores",
      "train.on_policy_fraction"),
-    (["loss.cross_tokenizer=align", "train.on_policy_fraction=0.5"], "on-policy distillation needs a live teacher",
+    (["loss.cross_tokenizer=align", "train.on_policy_fraction=0.5"], "on-policy distillation needs a teacher that scores",
      "train.on_policy_fraction"),
     (["train.on_policy_fraction=0.5", "loss.kd_weight=0"], "loss.kd_weight is 0", "train.on_policy_fraction"),
     (["student.tokenizer=default"], "loss.cross_tokenizer is not set", "student.tokenizer"),
     (["loss.cross_tokenizer=align", "teacher.store=S"], "cannot be combined", "loss.cross_tokenizer"),
     (["loss.cross_tokenizer=uld", "student.init=layers", "student.every=2"], "cannot be combined",
      "loss.cross_tokenizer"),
+    (["teacher.endpoint=http://127.0.0.1:1/v1", "teacher.store=S"], "cannot be combined", "teacher.endpoint"),
+    (["teacher.endpoint=http://127.0.0.1:1/v1", "student.init=layers", "student.every=2"], "needs local weights",
+     "teacher.endpoint"),
 ])
 def test_impossible_combinations_are_refused_at_load(overrides, needle, where):
     with pytest.raises(DistillError, match=needle) as e:
@@ -49,7 +53,7 @@ def test_impossible_combinations_are_refused_at_load(overrides, needle, where):
 
 def test_make_source_is_a_lookup(generated_dir):
     cfg = load_config(None, [f"data.path={generated_dir}"])
-    inputs = SourceInputs(cfg, teacher=None, info=None, tokenizer=None, corpus=None, device=None)
+    inputs = SourceInputs(cfg, teacher=None, info=None, tokenizer=None, corpus=None, world=None)
     assert isinstance(make_source(cfg, inputs, "train"), BatchTopK)
     ce_only = load_config(None, [f"data.path={generated_dir}", "loss.kd_weight=0", "loss.ce_weight=1"])
     assert isinstance(make_source(ce_only, inputs, "train"), NoTeacher)  # no KD term: the data is the signal

@@ -32,10 +32,37 @@ class TeacherConfig(_Section):
         "spreads it over the other tokens in proportion to the teacher's average tail (the store's tail prior, "
         "summed at capture) and uses the dense losses; 'bucket' compares it as one outcome (cheaper per step, "
         "but the student learns nothing about the shape of the teacher's tail).")
+    endpoint: str | None = Field(None, description="A teacher behind an inference server (vLLM, or `distill serve`): "
+                                 "its URL (e.g. http://127.0.0.1:8000/v1). Each micro-batch is scored through it "
+                                 "(vLLM's prompt_logprobs) and never loaded here; `model` is then the served name.")
+    tokenizer: str | None = Field(None, description="With endpoint: the served teacher's tokenizer, as a local model "
+                                  "spec (default: `model`, when that is also a local spec such as 'default'). "
+                                  "Checked against the server at start.")
+    top_k: int = Field(20, ge=1, description="With endpoint: top-k log-probabilities per position asked of the "
+                       "server (vLLM caps it with --max-logprobs, 20 by default).")
+    endpoint_tail: Literal["bucket", "data_prior"] = Field(
+        "bucket", description="With endpoint: the mass outside the served top-k. 'bucket' = one outcome; "
+        "'data_prior' = spread over the other tokens in proportion to the training data's token frequencies "
+        "(the server cannot return the teacher's own tail).")
+    prefetch: int = Field(2, ge=0, description="With endpoint: micro-batches scored ahead while the student computes "
+                          "(0 = score each when asked).")
+    concurrency: int = Field(2, ge=1, description="With endpoint: scoring requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="With endpoint: seconds per scoring request before a retry.")
+    max_tries: int = Field(6, ge=1, description="With endpoint: attempts per request (with backoff) before the run "
+                           "stops with an error (its last checkpoint stays resumable).")
+    api_key_env: str | None = Field(None, description="With endpoint: environment variable holding the server's API "
+                                    "key (never written to outputs or logs).")
+    api_key_file: str | None = Field(None, description="With endpoint: file holding the server's API key.")
     authorization: str | None = Field(None, description="Authorization record (YAML/JSON) that permits distilling "
                                       "from a teacher whose licence or terms the policy gate would refuse.")
     trust_remote_code: bool = Field(False, description="Allow model code from the teacher's repository to run. Off "
                                     "by default: only enable for repositories you trust.")
+
+
+    @property
+    def local_spec(self) -> str:
+        """The model spec to read the teacher's tokenizer (and identity) from on this machine."""
+        return (self.tokenizer or self.model) if self.endpoint else self.model
 
 
 class StudentConfig(_Section):

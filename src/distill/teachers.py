@@ -38,6 +38,8 @@ KINDS: dict[str, TeacherKind] = {k.name: k for k in (
                 needs_weights=False, on_policy=False),
     TeacherKind("api", "answers from an API written by `distill generate` (their tokens as targets, and their "
                 "top-k log-probabilities where the set has them)", needs_weights=False, on_policy=False),
+    TeacherKind("served", "a teacher behind an inference server, scoring each micro-batch (top-k log-probabilities "
+                "per position, prefetched)", needs_weights=False, on_policy=True),
     TeacherKind("cross_tokenizer", "a live teacher with another tokenizer (signal mapped onto the student's "
                 "tokens by loss.cross_tokenizer)", needs_weights=True, on_policy=False),
 )}
@@ -63,12 +65,18 @@ def teacher_kind(cfg: DistillConfig) -> TeacherKind:
         raise DistillError("loss.cross_tokenizer works with a live teacher and a fresh or pretrained student; it "
                            "cannot be combined with teacher.store, generated data or student.init=layers",
                            where="loss.cross_tokenizer", fix="drop loss.cross_tokenizer or the conflicting setting")
-    name = "cross_tokenizer" if cross else "store" if cfg.teacher.store else "api" if generated else "live"
+    served = cfg.teacher.endpoint
+    if served and (cfg.teacher.store or generated or cross or cfg.student.init == "layers"):
+        raise DistillError("teacher.endpoint scores with a served teacher; it cannot be combined with teacher.store, "
+                           "generated data, loss.cross_tokenizer or student.init=layers (which needs local weights)",
+                           where="teacher.endpoint", fix="drop teacher.endpoint or the conflicting setting")
+    name = ("served" if served else "cross_tokenizer" if cross else "store" if cfg.teacher.store
+            else "api" if generated else "live")
     kind = KINDS[name]
     if cfg.train.on_policy_fraction > 0 and not kind.on_policy:
-        raise DistillError(f"on-policy distillation needs a live teacher to score the student's samples; this run's "
-                           f"teacher is {kind.description}", where="train.on_policy_fraction",
-                           fix="set train.on_policy_fraction to 0, or use a live white-box teacher")
+        raise DistillError(f"on-policy distillation needs a teacher that scores the student's samples (a live or a "
+                           f"served one); this run's teacher is {kind.description}", where="train.on_policy_fraction",
+                           fix="set train.on_policy_fraction to 0, or use a live or served teacher")
     if cfg.train.on_policy_fraction > 0 and cfg.loss.kd_weight == 0:
         raise DistillError("on-policy batches are scored only by the KD term, but loss.kd_weight is 0",
                            where="train.on_policy_fraction", fix="set loss.kd_weight > 0 or on_policy_fraction to 0")

@@ -90,7 +90,7 @@ A {params / 1e6:.1f} M-parameter student distilled with [Distill](https://pypi.o
 
 
 def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher: ModelInfo, corpus: Corpus,
-                  history: list[dict], verdict, replace: bool) -> Path:
+                  history: list[dict], verdict, replace: bool, api: dict[str, str] | None = None) -> Path:
     """Save the student as a Hugging Face directory (atomically) with card, plot, metrics and lineage."""
     from distill.provenance import lineage, policy
     out_dir = Path(out_dir)
@@ -107,7 +107,7 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
         has_plot = plot_history(history, tmp / "loss.png")
         final = {k: v for k, v in (history[-1] if history else {}).items() if k != "time"}
         record = lineage.build_record(
-            student_name=name, teacher=teacher, verdict=verdict, config=cfg.model_dump(mode="json"),
+            student_name=name, teacher=None if api else teacher, api=api, verdict=verdict, config=cfg.model_dump(mode="json"),
             data={"name": cfg.data.path, "description": corpus.description, "sha256": corpus.fingerprint,
                   **corpus.stats},
             evaluation=final)

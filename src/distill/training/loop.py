@@ -26,6 +26,7 @@ from distill.training.callbacks import Callback, default_callbacks
 from distill.training.heldout import autocast, to_device
 from distill.training.onpolicy import maybe_on_policy
 from distill.training.setup import Run, setup
+from distill.training.sources import api_identity
 
 
 @dataclass
@@ -118,7 +119,7 @@ def finish(run: Run, replace: bool) -> TrainResult:
         from distill.training.finalize import write_student
 
         write_student(run.out_dir, run.student, run.tokenizer, run.cfg, run.info, run.corpus, run.history,
-                      run.verdict, replace)
+                      run.verdict, replace, api=api_identity(run.cfg))
     run.world.barrier()
     distributed.teardown(run.world)
     steps = run.cfg.train.steps

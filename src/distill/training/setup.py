@@ -117,12 +117,12 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
                            where="train.batch_size", fix=f"use a multiple of {world.size}")
 
     kind = cfg.teacher_kind
-    info = describe_model(cfg.teacher.model)
+    info = describe_model(cfg.teacher.local_spec)
     verdict = policy_verdict(cfg, info)
     needs_weights = kind.needs_weights or cfg.student.init == "layers"
     teacher = load_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code) if needs_weights \
         else None
-    teacher_tok = teacher.tokenizer if teacher else load_tokenizer(cfg.teacher.model, cfg.teacher.trust_remote_code)
+    teacher_tok = teacher.tokenizer if teacher else load_tokenizer(cfg.teacher.local_spec, cfg.teacher.trust_remote_code)
     tokenizer = student_tokenizer(cfg, teacher_tok)
     corpus = load_corpus(cfg.data, tokenizer)
     student = build_student(cfg, teacher, tokenizer)
@@ -130,9 +130,6 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         vocab = len(tokenizer)
     else:
         vocab = check_compatible(teacher_tok, tokenizer, teacher.model if teacher else None, student)
-    inputs = SourceInputs(cfg, teacher if kind.needs_weights else None, info, tokenizer, corpus, world.device)
-    source = make_source(cfg, inputs, "train")
-    eval_source = make_source(cfg, inputs, "heldout")
     if teacher is not None:
         # fp32 on CPU (bf16 matmuls are ~7x slower on AVX2); bf16 autocast on GPU, the teacher stored in bf16.
         teacher.model.to(world.device, dtype=torch.bfloat16 if world.device.type == "cuda" else torch.float32)
@@ -141,17 +138,22 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     model = torch.nn.parallel.DistributedDataParallel(module) if world.size > 1 else module
     optimizer = torch.optim.AdamW(student.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    run = Run(cfg, world, out_dir, run_dir, info, verdict, tokenizer, corpus, student, module, model, optimizer,
-              scheduler, source, eval_source, BatchSampler.for_config(cfg, len(corpus.train)))
 
+    start_step, history = 0, []
     if resume and (ckpt := latest_checkpoint(run_dir)):
         state = load_checkpoint(ckpt, student, optimizer, scheduler)
-        run.start_step = state["step"]
-        run.history = state["extra"].get("history", [])
-        log.info("resumed from %s (step %d)", ckpt, run.start_step)
+        start_step, history = state["step"], state["extra"].get("history", [])
+        log.info("resumed from %s (step %d)", ckpt, start_step)
     elif world.main:
         shutil.rmtree(run_dir, ignore_errors=True)
     world.barrier()
+    sampler = BatchSampler.for_config(cfg, len(corpus.train))
+    inputs = SourceInputs(cfg, teacher if kind.needs_weights else None, info, tokenizer, corpus, world, sampler,
+                          start_step)
+    source = make_source(cfg, inputs, "train")
+    eval_source = make_source(cfg, inputs, "heldout")
+    run = Run(cfg, world, out_dir, run_dir, info, verdict, tokenizer, corpus, student, module, model, optimizer,
+              scheduler, source, eval_source, sampler, start_step, history)
     if world.main:
         log.info("teacher %s (%s: %s) | student %.1f M params | %s", info.name, kind.name, kind.description,
                  param_count(student) / 1e6, corpus.description)

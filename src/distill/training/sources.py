@@ -21,7 +21,13 @@ class SourceInputs:
     info: Any  # ModelInfo of teacher.model
     tokenizer: Any
     corpus: Any  # distill.data.corpus.Corpus
-    device: Any  # torch.device
+    world: Any  # distill.training.distributed.World (rank, size, device)
+    sampler: Any = None  # distill.training.sampler.BatchSampler: the coming rows, for sources that prefetch
+    start_step: int = 0  # the step training starts (or resumes) at
+
+    @property
+    def device(self):
+        return self.world.device
 
 
 def _live(x: SourceInputs, split: str) -> TeacherSource:
@@ -39,6 +45,13 @@ def _api(x: SourceInputs, split: str) -> TeacherSource:
     return BatchTopK()
 
 
+def _served(x: SourceInputs, split: str) -> TeacherSource:
+    from distill.served.source import open_served_teacher
+
+    return open_served_teacher(x.cfg, x.tokenizer, x.corpus, x.world, split=split, sampler=x.sampler,
+                               start_step=x.start_step)
+
+
 def _cross_tokenizer(x: SourceInputs, split: str) -> TeacherSource:
     from distill.crosstok import CrossTokenizerTeacher
 
@@ -49,7 +62,7 @@ def _cross_tokenizer(x: SourceInputs, split: str) -> TeacherSource:
 
 # teacher kind name -> (inputs, split 'train' | 'heldout') -> source; one entry per `distill.teachers.KINDS` entry
 BUILDERS: dict[str, Callable[[SourceInputs, str], TeacherSource]] = {
-    "live": _live, "store": _store, "api": _api, "cross_tokenizer": _cross_tokenizer,
+    "live": _live, "store": _store, "api": _api, "served": _served, "cross_tokenizer": _cross_tokenizer,
 }
 
 
@@ -61,10 +74,23 @@ def make_source(cfg: DistillConfig, inputs: SourceInputs, split: str) -> Teacher
     return BUILDERS[cfg.teacher_kind.name](inputs, split)
 
 
+def api_identity(cfg: DistillConfig) -> dict[str, str] | None:
+    """The served teacher's endpoint and model, for lineage (None when the teacher is not behind a server)."""
+    if cfg.teacher_kind.name != "served":
+        return None
+    return {"base_url": cfg.teacher.endpoint, "model": cfg.teacher.model}
+
+
 def policy_verdict(cfg: DistillConfig, info: Any):
     """The licence/terms gate, before any compute: the API behind a generated set, else the teacher model."""
     from distill.provenance.policy import check_api_teacher, check_model_teacher
 
+    t = cfg.teacher
+    if cfg.teacher_kind.name == "served":
+        from distill.provenance.policy.identify import api_host, is_local_host
+
+        local = t.tokenizer if is_local_host(api_host(t.endpoint)) else None
+        return check_api_teacher(t.endpoint, t.model, t.authorization, local_spec=local)
     source = Path(cfg.data.path) / "source.json"
     if cfg.teacher_kind.name == "api" and source.is_file():
         api = json.loads(source.read_text())
