@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, LogitsProcessorList
 
 from distill.cli import main
 from distill.protection.watermark.detect import detect_ids, detect_text
-from distill.protection.watermark.keys import WatermarkKey, load_key, new_key, save_key
+from distill.protection.watermark.keys import WatermarkKey, load_key, save_key
 from distill.protection.watermark.processor import WatermarkLogitsProcessor
 
 P0 = 0.01
@@ -40,11 +40,11 @@ def test_false_positive_rate_is_at_most_p0(tokenizer):
         pvals = [detect_ids(key, [s]).p_value for s in seqs]
         n, fp = len(pvals), sum(p < P0 for p in pvals)
         assert n >= 200
-        # under the null, fp <= Binomial(n, P0): fail only if fp is above the 1 - 1e-4 quantile
-        assert fp <= binom.ppf(1 - 1e-4, n, P0), (name, fp, n)
+        # under the null, fp <= Binomial(n, P0): fail only if fp is above the 1 - 1e-7 quantile
+        assert fp <= binom.ppf(1 - 1e-7, n, P0), (name, fp, n)
     lefthash = WatermarkKey(b"\x07" * 32, 0.25, 2.0, 1, False, len(tokenizer))
     pvals = [detect_ids(lefthash, [s]).p_value for s in plays]
-    assert sum(p < P0 for p in pvals) <= binom.ppf(1 - 1e-4, len(pvals), P0)
+    assert sum(p < P0 for p in pvals) <= binom.ppf(1 - 1e-7, len(pvals), P0)
 
 
 def test_repeated_units_are_scored_once():
@@ -54,9 +54,9 @@ def test_repeated_units_are_scored_once():
 
 
 @pytest.fixture(scope="module")
-def generated(tiny_model_dir, tokenizer):
+def generated(tiny_model_dir, tokenizer, fixed_key):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    key = new_key(tokenizer)
+    key = fixed_key(tokenizer, "wm-detect")
     prompt = "The history of the city begins"
     ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
     texts = {}
@@ -68,13 +68,13 @@ def generated(tiny_model_dir, tokenizer):
     return key, prompt, texts
 
 
-def test_watermarked_generation_is_detected_and_other_key_is_not(generated, tokenizer):
+def test_watermarked_generation_is_detected_and_other_key_is_not(generated, tokenizer, fixed_key):
     key, prompt, texts = generated
     det = detect_text(key, tokenizer, prompt + texts["wm"], prompt)
     assert det.tokens_scored >= 40 and det.p_value < 1e-6
-    assert detect_text(key, tokenizer, texts["plain"]).p_value > 1e-3
-    other = new_key(tokenizer)
-    assert detect_text(other, tokenizer, texts["wm"]).p_value > 1e-3
+    assert detect_text(key, tokenizer, texts["plain"]).p_value >= 1e-6  # innocent texts: fails on 1e-6 of keys
+    other = fixed_key(tokenizer, "wm-detect-other")
+    assert detect_text(other, tokenizer, texts["wm"]).p_value >= 1e-6
 
 
 def test_cli_keygen_and_detect(tmp_path, generated, tiny_model_dir, capsys):
@@ -105,8 +105,8 @@ def test_cli_keygen_and_detect(tmp_path, generated, tiny_model_dir, capsys):
     assert rc == 2 and "made for a tokenizer with 1000 tokens" in capsys.readouterr().err
 
 
-def test_accounts_name_the_leaking_account(tmp_path, tiny_model_dir, tokenizer, capsys):
-    master = new_key(tokenizer)
+def test_accounts_name_the_leaking_account(tmp_path, tiny_model_dir, tokenizer, capsys, fixed_key):
+    master = fixed_key(tokenizer, "wm-accounts")
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     ids = tokenizer("Once upon a time", return_tensors="pt")["input_ids"]
     torch.manual_seed(1)

@@ -77,7 +77,7 @@ def test_green_fraction_is_gamma_and_varies_with_context():
 def test_processor_adds_delta_on_green_only_and_topk_agrees():
     key = _key(True, 4)
     ids = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(2))
-    scores = torch.randn(2, V + 5)  # padded logit columns get no bias
+    scores = torch.randn(2, V + 5, generator=torch.Generator().manual_seed(3))  # padded columns get no bias
     out = WatermarkLogitsProcessor(key)(ids, scores.clone())
     mask = green_mask(key, ids[:, -4:], V)
     assert torch.allclose(out[:, :V] - scores[:, :V], 2.0 * mask.float())
