@@ -35,10 +35,10 @@ def _answers(url, key, n=4):
     return " ".join(texts)
 
 
-def test_served_answers_carry_the_accounts_watermark(tiny):
-    from distill.protection.watermark import detect_accounts, detect_text, new_key
+def test_served_answers_carry_the_accounts_watermark(tiny, fixed_key):
+    from distill.protection.watermark import detect_accounts, detect_text
 
-    master = new_key(tiny.tokenizer, delta=6.0, context_width=1, self_hash=False)
+    master = fixed_key(tiny.tokenizer, "serve-accounts", delta=6.0, context_width=1, self_hash=False)
     # the tiny random model is nearly flat over 49k tokens: the served top-64 bias would move almost no mass,
     # so this test biases the whole vocabulary (top-64 on a real, peaked model: docs/benchmarks.md)
     protection = Protection(watermark_key=master, watermark_top_k=None)
@@ -49,8 +49,9 @@ def test_served_answers_carry_the_accounts_watermark(tiny):
     found = detect_accounts(master, ["alice", "bob", "carol"], tiny.tokenizer, text)
     assert found["best"]["account"] == "bob"
     assert found["p_value_corrected"] < 1e-4
-    unmarked = detect_text(new_key(tiny.tokenizer, delta=6.0, context_width=1, self_hash=False), tiny.tokenizer, text)
-    assert unmarked.p_value > 1e-3
+    other = fixed_key(tiny.tokenizer, "serve-accounts-other", delta=6.0, context_width=1, self_hash=False)
+    unmarked = detect_text(other, tiny.tokenizer, text)
+    assert unmarked.p_value >= 1e-6, unmarked  # not this key's text: fails on 1e-6 of keys
 
 
 def test_guard_observes_and_blocks(tiny, tmp_path):
@@ -76,7 +77,7 @@ def test_guard_observes_and_blocks(tiny, tmp_path):
     assert (tmp_path / "guard.json").is_file()
 
 
-def test_serve_saves_guard_state_on_sigterm(tmp_path, tiny_model_dir):
+def test_serve_saves_guard_state_on_sigterm(tmp_path, tiny_model_dir, fixed_key):
     """`distill serve` stopped with SIGTERM still writes the guard's final state (uvicorn re-raises SIGTERM)."""
     import json
     import os
@@ -89,45 +90,52 @@ def test_serve_saves_guard_state_on_sigterm(tmp_path, tiny_model_dir):
     import httpx
 
     from distill.models.loading import load_tokenizer
-    from distill.protection.watermark import new_key, save_key
+    from distill.protection.watermark import save_key
 
-    save_key(new_key(load_tokenizer(str(tiny_model_dir))), tmp_path / "wm.key")
+    save_key(fixed_key(load_tokenizer(str(tiny_model_dir)), "serve-sigterm"), tmp_path / "wm.key")
     (tmp_path / "guard.yaml").write_text(f"state_file: {tmp_path / 'state.json'}\nwatermark_key: {tmp_path / 'wm.key'}\n"
                                          "persist_every_seconds: 3600\n")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "serve", str(tiny_model_dir), "--port", str(port),
-                             "--guard-config", str(tmp_path / "guard.yaml")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log = open(tmp_path / "serve.log", "wb")  # closed in the finally block, after the process
+    proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "serve", str(tiny_model_dir), "--host", "127.0.0.1",
+                             "--port", str(port), "--guard-config", str(tmp_path / "guard.yaml")], stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         url = f"http://127.0.0.1:{port}/v1"
-        for _ in range(120):
+        deadline = time.monotonic() + 300  # poll until it answers (a loaded machine can take long to start it)
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"distill serve exited (rc {proc.returncode}) before answering: "
+                            f"{(tmp_path / 'serve.log').read_text(errors='replace')[-2000:]}")
             try:
-                httpx.get(url + "/models", timeout=1)
+                httpx.get(url + "/models", timeout=5)
                 break
             except httpx.HTTPError:
-                time.sleep(0.5)
+                if time.monotonic() > deadline:
+                    pytest.fail("distill serve did not answer on 127.0.0.1 within 300 s")
+                time.sleep(0.2)
         body = {"model": str(tiny_model_dir), "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
         for _ in range(3):
             assert httpx.post(url + "/chat/completions", json=body, timeout=60).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        proc.wait(timeout=120)
+        log.close()
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["accounts"]["anonymous"]["requests_in_window"] == 3
 
 
-def test_served_watermark_biases_only_the_top_candidates_unless_told(tiny):
+def test_served_watermark_biases_only_the_top_candidates_unless_told(tiny, fixed_key):
     """`distill serve` biases the 64 most likely candidates per step (the perplexity-friendly default);
     `--watermark-top-k 0` biases every green token. The green bits are the same either way."""
     import torch
 
-    from distill.protection.watermark import new_key
     from distill.protection.watermark.greenlist import green_mask
     from distill.serve.protection import load_protection
 
-    key = new_key(tiny.tokenizer)
+    key = fixed_key(tiny.tokenizer, "serve-top-k")
     default = Protection(watermark_key=key).processors_for("anonymous")[0]
     whole = Protection(watermark_key=key, watermark_top_k=None).processors_for("anonymous")[0]
     ids = torch.tensor([[5, 6, 7, 8]])
