@@ -45,10 +45,10 @@ def test_templated_campaign_flagged_benign_not(held_out):
     assert g.decision(campaign[0]) in ("log", "watermark", "block")
 
 
-def test_actions_hooks_and_report(tmp_path, tokenizer, capsys):
-    from distill.protection.watermark.keys import new_key, save_key
+def test_actions_hooks_and_report(tmp_path, tokenizer, capsys, fixed_key):
+    from distill.protection.watermark.keys import save_key
 
-    save_key(new_key(tokenizer), tmp_path / "wm.key")
+    save_key(fixed_key(tokenizer, "guard-actions"), tmp_path / "wm.key")
     cfg_file = tmp_path / "guard.yaml"
     cfg_file.write_text("min_requests: 5\nstate_file: state.json\nwatermark_key: wm.key\nrules:\n"
                         "  - {min_score: 0.3, action: watermark}\n  - {min_score: 0.95, action: block}\n")
