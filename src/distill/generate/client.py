@@ -142,136 +142,165 @@ def _estimate_tokens(messages: list[dict], cfg: GenerateConfig) -> int:
     return sum(len(m.get("content", "")) for m in messages) // 4 + 8 + cfg.max_tokens * cfg.n
 
 
+class _Generation:
+    """One run's shared state - config, store, HTTP client, rate limits, writer thread, progress, accounting -
+    and the steps of a row: `attempt` (one request), `row` (tries until stored or given up), `worker`."""
+
+    def __init__(self, cfg: GenerateConfig, store: ResultStore, client: httpx.AsyncClient, acct: Accounting,
+                 mapper: TokenMapper | None, writer: ThreadPoolExecutor, bar) -> None:
+        self.cfg, self.store, self.client, self.acct, self.mapper = cfg, store, client, acct, mapper
+        self.writer, self.bar = writer, bar
+        self.url, self.params = chat_url(cfg.endpoint), cfg.params()
+        self.rpm, self.tpm, self.pause = TokenBucket(cfg.rpm), TokenBucket(cfg.tpm), Pause()
+        self.loop = asyncio.get_running_loop()
+
+    def body(self, msgs: list[dict]) -> dict[str, Any]:
+        cfg = self.cfg
+        body: dict[str, Any] = {"model": cfg.model, "messages": msgs, "max_tokens": cfg.max_tokens,
+                                "temperature": cfg.temperature, "top_p": cfg.top_p, "n": cfg.n}
+        if cfg.seed is not None:
+            body["seed"] = cfg.seed
+        if cfg.top_logprobs > 0:
+            body["logprobs"] = True
+            body["top_logprobs"] = cfg.top_logprobs
+        return body
+
+    async def attempt(self, msgs: list[dict]) -> tuple[dict, list[dict]]:
+        """One request after the rate limits: (body, parsed choices); raises _Retry, _GiveUp or DistillError."""
+        cfg, acct, url = self.cfg, self.acct, self.url
+        body = self.body(msgs)
+        est = _estimate_tokens(msgs, cfg)
+        await self.pause.wait()
+        await self.rpm.take(1)
+        await self.tpm.take(est)
+        acct.requests += 1
+        try:
+            resp = await asyncio.wait_for(self.client.post(url, json=body), cfg.timeout)
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise _Retry("timeout") from None
+        except httpx.TransportError as e:
+            raise _Retry(f"connection error ({type(e).__name__})") from None
+        if resp.status_code == 429:
+            acct.rate_limited += 1
+            wait = retry_after(resp.headers)
+            if wait is not None:
+                self.pause.extend(wait)
+            raise _Retry("rate limited (429)", wait)
+        if resp.status_code in (401, 403):
+            raise DistillError(f"the API refused the key (HTTP {resp.status_code})", where=url,
+                               fix="check --api-key-env / --api-key-file")
+        if resp.status_code == 404:
+            raise DistillError(f"the API answered 404 for model {cfg.model!r}: {_error_text(resp)}",
+                               where=url, fix="check --endpoint and --model")
+        if resp.status_code >= 500 or resp.status_code == 408:
+            raise _Retry(f"server error (HTTP {resp.status_code})")
+        if resp.status_code != 200:
+            raise _GiveUp(f"HTTP {resp.status_code}: {_error_text(resp)}")
+        try:
+            data = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _Retry("malformed JSON") from None
+        choices = _parse_choices(data, self.mapper)
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        used = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+        if used:
+            self.tpm.refund(est - used)
+        return data, choices
+
+    async def row(self, key: str, msgs: list[dict]) -> None:
+        """Try one prompt up to max_tries times (backing off between tries); store it, or record the failure."""
+        cfg, acct = self.cfg, self.acct
+        reason = ""
+        for n_try in range(1, cfg.max_tries + 1):
+            if n_try > 1:
+                acct.retries += 1
+            try:
+                data, choices = await self.attempt(msgs)
+            except _Retry as r:
+                reason = r.reason
+                if n_try < cfg.max_tries:
+                    step = min(cfg.backoff_cap, cfg.backoff_base * 2 ** (n_try - 1))
+                    await asyncio.sleep(r.wait if r.wait is not None else random.uniform(0, step))
+                continue
+            except _GiveUp as g:
+                reason = str(g)
+                break
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            record = {"key": key, "model": cfg.model, "messages": msgs, "params": self.params,
+                      "choices": choices, "usage": usage, "response_model": data.get("model"),
+                      "response_id": data.get("id"), "tries": n_try, "time": time.time()}
+            if await self.loop.run_in_executor(self.writer, self.store.append, record):
+                acct.succeeded += 1
+                acct.tokens_in += int(usage.get("prompt_tokens") or 0)
+                acct.tokens_out += int(usage.get("completion_tokens") or 0)
+            self.bar.update(1)
+            return
+        acct.failed += 1
+        acct.failure_reasons[reason] = acct.failure_reasons.get(reason, 0) + 1
+        await self.loop.run_in_executor(self.writer, self.store.fail, {"key": key, "messages": msgs, "reason": reason,
+                                                                       "tries": cfg.max_tries, "time": time.time()})
+        log.warning("gave up on a prompt after %d tries: %s", cfg.max_tries, reason)
+        self.bar.update(1)
+
+    async def worker(self, queue: asyncio.Queue) -> None:
+        while True:
+            try:
+                key, msgs = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await self.row(key, msgs)
+
+    async def run(self, todo: list[tuple[str, list[dict]]]) -> None:
+        """Work through `todo` with `concurrency` workers; cancel the others when one raises."""
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in todo:
+            queue.put_nowait(item)
+        tasks = [asyncio.create_task(self.worker(queue)) for _ in range(max(1, min(self.cfg.concurrency, len(todo))))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _todo(cfg: GenerateConfig, store: ResultStore, acct: Accounting) -> list[tuple[str, list[dict]]]:
+    """(key, messages) of each distinct prompt not yet stored; counts duplicates, skipped and prompts."""
+    params = cfg.params()
+    todo: list[tuple[str, list[dict]]] = []
+    seen: set[str] = set()
+    for msgs in cfg.prompts:
+        key = row_key(msgs, params, cfg.model)
+        if key in seen:
+            acct.duplicates += 1
+            continue
+        seen.add(key)
+        if store.done(key):
+            acct.skipped += 1
+        else:
+            todo.append((key, msgs))
+    acct.prompts = len(seen)
+    return todo
+
+
 async def _run(cfg: GenerateConfig) -> Accounting:
     from tqdm import tqdm
 
     acct = Accounting(price_in=cfg.price_in, price_out=cfg.price_out)
-    url = chat_url(cfg.endpoint)
-    params = cfg.params()
     mapper = TokenMapper(cfg.tokenizer) if cfg.tokenizer is not None else None
     start = time.monotonic()
     with ResultStore(cfg.out_dir) as store:
-        todo: list[tuple[str, list[dict]]] = []
-        seen: set[str] = set()
-        for msgs in cfg.prompts:
-            key = row_key(msgs, params, cfg.model)
-            if key in seen:
-                acct.duplicates += 1
-                continue
-            seen.add(key)
-            if store.done(key):
-                acct.skipped += 1
-            else:
-                todo.append((key, msgs))
-        acct.prompts = len(seen)
-        queue: asyncio.Queue = asyncio.Queue()
-        for item in todo:
-            queue.put_nowait(item)
-        rpm, tpm, pause = TokenBucket(cfg.rpm), TokenBucket(cfg.tpm), Pause()
+        todo = _todo(cfg, store, acct)
         headers = {"Content-Type": "application/json"}
         if cfg.api_key:
             headers["Authorization"] = f"Bearer {cfg.api_key}"
         bar = tqdm(total=len(todo), disable=not cfg.progress, desc="generate", unit="row", dynamic_ncols=True)
-        loop = asyncio.get_running_loop()
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="distill-store")  # the single writer
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-
         async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits, headers=headers) as client:
-
-            async def attempt(msgs: list[dict]) -> tuple[dict, list[dict]]:
-                body: dict[str, Any] = {"model": cfg.model, "messages": msgs, "max_tokens": cfg.max_tokens,
-                                        "temperature": cfg.temperature, "top_p": cfg.top_p, "n": cfg.n}
-                if cfg.seed is not None:
-                    body["seed"] = cfg.seed
-                if cfg.top_logprobs > 0:
-                    body["logprobs"] = True
-                    body["top_logprobs"] = cfg.top_logprobs
-                est = _estimate_tokens(msgs, cfg)
-                await pause.wait()
-                await rpm.take(1)
-                await tpm.take(est)
-                acct.requests += 1
-                try:
-                    resp = await asyncio.wait_for(client.post(url, json=body), cfg.timeout)
-                except (asyncio.TimeoutError, httpx.TimeoutException):
-                    raise _Retry("timeout") from None
-                except httpx.TransportError as e:
-                    raise _Retry(f"connection error ({type(e).__name__})") from None
-                if resp.status_code == 429:
-                    acct.rate_limited += 1
-                    wait = retry_after(resp.headers)
-                    if wait is not None:
-                        pause.extend(wait)
-                    raise _Retry("rate limited (429)", wait)
-                if resp.status_code in (401, 403):
-                    raise DistillError(f"the API refused the key (HTTP {resp.status_code})", where=url,
-                                       fix="check --api-key-env / --api-key-file")
-                if resp.status_code == 404:
-                    raise DistillError(f"the API answered 404 for model {cfg.model!r}: {_error_text(resp)}",
-                                       where=url, fix="check --endpoint and --model")
-                if resp.status_code >= 500 or resp.status_code == 408:
-                    raise _Retry(f"server error (HTTP {resp.status_code})")
-                if resp.status_code != 200:
-                    raise _GiveUp(f"HTTP {resp.status_code}: {_error_text(resp)}")
-                try:
-                    data = resp.json()
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise _Retry("malformed JSON") from None
-                choices = _parse_choices(data, mapper)
-                usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-                used = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
-                if used:
-                    tpm.refund(est - used)
-                return data, choices
-
-            async def one(key: str, msgs: list[dict]) -> None:
-                reason = ""
-                for n_try in range(1, cfg.max_tries + 1):
-                    if n_try > 1:
-                        acct.retries += 1
-                    try:
-                        data, choices = await attempt(msgs)
-                    except _Retry as r:
-                        reason = r.reason
-                        if n_try < cfg.max_tries:
-                            step = min(cfg.backoff_cap, cfg.backoff_base * 2 ** (n_try - 1))
-                            await asyncio.sleep(r.wait if r.wait is not None else random.uniform(0, step))
-                        continue
-                    except _GiveUp as g:
-                        reason = str(g)
-                        break
-                    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-                    record = {"key": key, "model": cfg.model, "messages": msgs, "params": params,
-                              "choices": choices, "usage": usage, "response_model": data.get("model"),
-                              "response_id": data.get("id"), "tries": n_try, "time": time.time()}
-                    if await loop.run_in_executor(writer, store.append, record):
-                        acct.succeeded += 1
-                        acct.tokens_in += int(usage.get("prompt_tokens") or 0)
-                        acct.tokens_out += int(usage.get("completion_tokens") or 0)
-                    bar.update(1)
-                    return
-                acct.failed += 1
-                acct.failure_reasons[reason] = acct.failure_reasons.get(reason, 0) + 1
-                await loop.run_in_executor(writer, store.fail, {"key": key, "messages": msgs, "reason": reason,
-                                                                "tries": cfg.max_tries, "time": time.time()})
-                log.warning("gave up on a prompt after %d tries: %s", cfg.max_tries, reason)
-                bar.update(1)
-
-            async def worker() -> None:
-                while True:
-                    try:
-                        key, msgs = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    await one(key, msgs)
-
-            tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(cfg.concurrency, len(todo))))]
             try:
-                await asyncio.gather(*tasks)
+                await _Generation(cfg, store, client, acct, mapper, writer, bar).run(todo)
             finally:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
                 writer.shutdown(wait=True)
                 bar.close()
                 acct.wall_s = round(time.monotonic() - start, 3)
