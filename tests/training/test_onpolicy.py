@@ -21,7 +21,7 @@ def test_on_policy_share_follows_lambda():
 def test_sampled_batch_scores_only_the_sampled_tokens(tokenizer):
     student = fresh_llama(tokenizer, hidden_size=32, num_layers=1, num_heads=2)
     cfg = load_config(None, ["train.on_policy_fraction=1.0", "train.sample_max_new_tokens=5"])
-    ids = torch.randint(10, 1000, (2, 12))
+    ids = torch.randint(10, 1000, (2, 12), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "loss_mask": torch.ones_like(ids).bool(),
              "targets": ids, "example_ids": torch.tensor([0, 1])}
     out = maybe_on_policy(batch, student, cfg, step=0, micro=0, tokenizer=tokenizer)
