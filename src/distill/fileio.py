@@ -35,6 +35,14 @@ def atomic_write(path: str | Path, write: Callable[[IO], Any], *, binary: bool =
         raise
 
 
+def existing_file(path: str | Path, what: str, where: str, fix: str) -> Path:
+    """`path` with `~` expanded; a DistillError "<what> not found: <path>" when it is not a file."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DistillError(f"{what} not found: {p}", where=where, fix=fix)
+    return p
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """`atomic_write` of one string."""
     atomic_write(path, lambda f: f.write(text))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from distill.commands import add_actions
 from distill.errors import DistillError
 
 NAME = "guard"
@@ -12,8 +13,8 @@ HELP = "distillation-traffic guard: list accounts with scores and evidence (repo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="guard_action", metavar="ACTION")
-    rp = sub.add_parser("report", help="list accounts with their scores, actions and evidence")
+    (rp,) = add_actions(parser, "guard_action",
+                        ("report", "list accounts with their scores, actions and evidence", None), required=False)
     rp.add_argument("--state", default="guard_state.json", help="guard state file (default guard_state.json)")
     rp.add_argument("--min-score", type=float, default=0.0, help="only accounts scoring at least this")
     rp.add_argument("--json", action="store_true", help="print one JSON object")

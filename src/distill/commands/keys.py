@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from distill.commands import add_actions
+
 NAME = "keys"
 HELP = "create or inspect Ed25519 keys that sign lineage.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    new = sub.add_parser("new", help="write a new private key (PEM, mode 0600) and FILE.pub",
-                         description="Write a new Ed25519 private key to FILE (PEM, readable by you only) and its "
-                         "public key to FILE.pub, and print the public key's fingerprint. Keep FILE out of model "
-                         "and output directories; use it with `distill train --signing-key FILE` or "
-                         "DISTILL_SIGNING_KEY=FILE.")
+    new, fp = add_actions(
+        parser, "keys_command",
+        ("new", "write a new private key (PEM, mode 0600) and FILE.pub",
+         "Write a new Ed25519 private key to FILE (PEM, readable by you only) and its public key to FILE.pub, and "
+         "print the public key's fingerprint. Keep FILE out of model and output directories; use it with "
+         "`distill train --signing-key FILE` or DISTILL_SIGNING_KEY=FILE."),
+        ("fingerprint", "print the fingerprint of a key file (public or private)", None))
     new.add_argument("--out", required=True, metavar="FILE", help="where to write the private key")
     new.add_argument("--force", action="store_true", help="overwrite an existing FILE")
-    fp = sub.add_parser("fingerprint", help="print the fingerprint of a key file (public or private)")
     fp.add_argument("file", metavar="FILE")
 
 

@@ -5,23 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 
+from distill.commands import add_actions
+
 NAME = "lineage"
 HELP = "verify or show a student's lineage.json (signature, weights hash, teacher chain)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="lineage_command", metavar="ACTION", required=True)
-    verify = sub.add_parser("verify", help="check signature, weights hash and chain (exit 4 on failure)",
-                            description="Check DIR/lineage.json: its Ed25519 signature, that the weights match the "
-                            "recorded hash, and the embedded teacher lineage. Exit 0 when everything checks out "
-                            "(an unsigned record passes with status UNSIGNED unless --require-signature), 4 when "
-                            "anything was tampered with.")
+    verify, show = add_actions(
+        parser, "lineage_command",
+        ("verify", "check signature, weights hash and chain (exit 4 on failure)",
+         "Check DIR/lineage.json: its Ed25519 signature, that the weights match the recorded hash, and the embedded "
+         "teacher lineage. Exit 0 when everything checks out (an unsigned record passes with status UNSIGNED unless "
+         "--require-signature), 4 when anything was tampered with."),
+        ("show", "print the lineage as a model-card section (markdown)", None))
     verify.add_argument("directory", metavar="DIR")
     verify.add_argument("--trusted-key", metavar="PUBFILE",
                         help="require this signer: a public key file (FILE.pub) or a 'sha256:...' fingerprint")
     verify.add_argument("--require-signature", action="store_true", help="fail when lineage.json is unsigned")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
-    show = sub.add_parser("show", help="print the lineage as a model-card section (markdown)")
     show.add_argument("directory", metavar="DIR")
     show.add_argument("--json", action="store_true", help="print the raw record")
 

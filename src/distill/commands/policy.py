@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from distill.commands import add_actions
+
 NAME = "policy"
 HELP = "check whether a teacher's licence or terms allow distillation (exit 0 allowed, 3 refused)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
-    check = sub.add_parser("check", help="print the gate's verdict for TEACHER",
-                           description="Identify TEACHER from metadata only (GGUF metadata, config.json, README "
-                           "front matter, LICENSE files, hub id or API host) and print the policy verdict. "
-                           "Exit status: 0 allowed (possibly with obligations), 3 refused.")
+    check, _table = add_actions(
+        parser, "policy_command",
+        ("check", "print the gate's verdict for TEACHER",
+         "Identify TEACHER from metadata only (GGUF metadata, config.json, README front matter, LICENSE files, hub id "
+         "or API host) and print the policy verdict. Exit status: 0 allowed (possibly with obligations), 3 refused."),
+        ("table", "list the policy table's rows and their verified status", None))
     check.add_argument("teacher", metavar="TEACHER",
                        help="a model spec ('default', a directory, a .gguf file, a hub id), or with --api-base "
                             "the API model name")
@@ -23,7 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="with a local --api-base (localhost): the model the server runs, to identify it")
     check.add_argument("--authorization", metavar="FILE", help="authorization record (YAML/JSON) to apply")
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    sub.add_parser("table", help="list the policy table's rows and their verified status")
 
 
 def run(args: argparse.Namespace) -> int:

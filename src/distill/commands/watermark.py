@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from distill.commands import add_actions
 from distill.errors import DistillError
 
 NAME = "watermark"
@@ -13,8 +14,10 @@ HELP = "create a watermark key (keygen) or test text for the watermark (detect)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="wm_action", metavar="ACTION")
-    kg = sub.add_parser("keygen", help="write a new random 256-bit watermark key (mode 0600)")
+    kg, dt = add_actions(parser, "wm_action",
+                         ("keygen", "write a new random 256-bit watermark key (mode 0600)", None),
+                         ("detect", "test a text file for the watermark (exact binomial p-value)", None),
+                         required=False)
     kg.add_argument("--out", required=True, help="key file to create (never overwritten)")
     kg.add_argument("--tokenizer", default="default", help="tokenizer the key is for (default: the default teacher)")
     kg.add_argument("--gamma", type=float, default=0.25, help="green-list fraction (default 0.25)")
@@ -22,7 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     kg.add_argument("--context-width", type=int, default=None, help="h: context tokens hashed (default 4, or 1 "
                     "with --left-hash)")
     kg.add_argument("--left-hash", action="store_true", help="plain left-hash scheme instead of self-hash")
-    dt = sub.add_parser("detect", help="test a text file for the watermark (exact binomial p-value)")
     dt.add_argument("text_file", help="text to test ('-' for stdin), or a results.jsonl / folder written by `distill generate`")
     dt.add_argument("--key", required=True, help="watermark key file")
     dt.add_argument("--tokenizer", default="default", help="tokenizer of the generating model")

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from distill.errors import DistillError
+from distill.fileio import existing_file
 
 ENV_VAR = "DISTILL_SIGNING_KEY"
 ALGORITHM = "ed25519"
@@ -85,10 +86,8 @@ def new_key(out: str | Path, *, force: bool = False) -> tuple[Path, str]:
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     """Read an Ed25519 private key (unencrypted PEM). Errors never include the file's contents."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DistillError(f"signing key file not found: {p}", where="--signing-key / DISTILL_SIGNING_KEY",
-                           fix="create one with `distill keys new --out FILE`, or fix the path")
+    p = existing_file(path, "signing key file", "--signing-key / DISTILL_SIGNING_KEY",
+                      "create one with `distill keys new --out FILE`, or fix the path")
     try:
         key = serialization.load_pem_private_key(p.read_bytes(), password=None)
     except TypeError as e:
@@ -105,10 +104,8 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
     """Read a public key (PEM, as written to `<key>.pub`); a private key file yields its public half."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DistillError(f"trusted key file not found: {p}", where="--trusted-key",
-                           fix="give the .pub file written next to the key by `distill keys new`")
+    p = existing_file(path, "trusted key file", "--trusted-key",
+                      "give the .pub file written next to the key by `distill keys new`")
     data = p.read_bytes()
     try:
         key = serialization.load_pem_public_key(data)
@@ -136,13 +133,10 @@ def resolve_signing_key(cli_value: str | Path | None) -> Path | None:
     value = cli_value if cli_value not in (None, "") else os.environ.get(ENV_VAR) or None
     if value is None:
         return None
-    p = Path(value).expanduser()
-    if not p.is_file():
-        origin = "--signing-key" if cli_value not in (None, "") else f"${ENV_VAR}"
-        raise DistillError(f"signing key file not found: {p}", where=origin,
-                           fix="create one with `distill keys new --out FILE`, fix the path, or unset it to "
-                               "write unsigned lineage")
-    return p
+    origin = "--signing-key" if cli_value not in (None, "") else f"${ENV_VAR}"
+    return existing_file(value, "signing key file", origin,
+                         "create one with `distill keys new --out FILE`, fix the path, or unset it to write "
+                         "unsigned lineage")
 
 
 def sign_record(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:

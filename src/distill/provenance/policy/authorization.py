@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from distill.errors import DistillError
+from distill.fileio import existing_file
 from distill.provenance.policy.identify import TeacherIdentity
 
 _USES = ("distillation", "distill", "training", "any", "*")
@@ -44,10 +45,8 @@ def _parse_date(value: Any, where: str) -> dt.date:
 
 def read_authorization(path: str | Path) -> dict[str, Any]:
     """Read and check the shape of an authorization record (not yet which teacher it covers)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DistillError(f"authorization file not found: {p}", where="--authorization / teacher.authorization",
-                           fix="check the path, or leave it out to use the policy table alone")
+    p = existing_file(path, "authorization file", "--authorization / teacher.authorization",
+                      "check the path, or leave it out to use the policy table alone")
     raw_bytes = p.read_bytes()
     try:
         text = raw_bytes.decode("utf-8")
