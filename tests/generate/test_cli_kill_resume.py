@@ -2,15 +2,62 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from gen_helpers import API_KEY
+
+
+class _Gate:
+    """ASGI wrapper that answers the first `open_for` chat requests and holds every later one until `release()`:
+    a client run against it cannot finish, so a kill always lands mid-run, whatever the machine's speed. A held
+    request belongs to the killed client; once released it gets a bare 503 that nobody reads."""
+
+    def __init__(self, app, open_for: int):
+        self.app, self.open_for, self.seen = app, open_for, 0
+        self.released = threading.Event()
+
+    def release(self) -> None:
+        self.released.set()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].endswith("/chat/completions"):
+            self.seen += 1  # one event loop: no lock needed
+            if self.seen > self.open_for and not self.released.is_set():
+                while not self.released.is_set():
+                    await asyncio.sleep(0.01)
+                await send({"type": "http.response.start", "status": 503, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture()
+def gated_server(tiny_model_dir):
+    """The tiny model behind a `_Gate` that lets 3 chat requests through (then `gate.release()`)."""
+    from distill.models.loading import load_model
+    from distill.serve.app import create_app
+    from distill.serve.background import BackgroundServer
+    from distill.serve.engine import Engine
+
+    loaded = load_model(str(tiny_model_dir))
+    engine = Engine(loaded.model, loaded.tokenizer, max_batch=8)
+    gate = _Gate(create_app(engine, "tiny", api_keys={API_KEY: "tester"}), open_for=3)
+    try:
+        with BackgroundServer(gate) as srv:
+            srv.gate, srv.spec = gate, str(tiny_model_dir)
+            yield srv
+            gate.release()
+    finally:
+        engine.close()
 
 
 def _cmd(server, prompts_file, out, *extra):
@@ -21,7 +68,8 @@ def _cmd(server, prompts_file, out, *extra):
             "--price-in", "1.5", "--price-out", "6", *extra]
 
 
-def test_sigkill_then_resume_stores_every_prompt_once(gen_server, tmp_path):
+def test_sigkill_then_resume_stores_every_prompt_once(gated_server, tmp_path):
+    gen_server = gated_server
     n = 24
     prompts_file = tmp_path / "prompts.jsonl"
     prompts_file.write_text("".join(json.dumps({"prompt": f"Tell me fact number {i}."}) + "\n" for i in range(n)))
@@ -30,16 +78,22 @@ def test_sigkill_then_resume_stores_every_prompt_once(gen_server, tmp_path):
     results = out / "results.jsonl"
     proc = subprocess.Popen(_cmd(gen_server, prompts_file, out), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if results.exists() and results.read_bytes().count(b"\n") >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
-    proc.send_signal(signal.SIGKILL)
-    first_out = proc.communicate(timeout=30)[0].decode()
+    deadline = time.monotonic() + 300
+    try:  # the gate answers 3 requests and holds the rest: wait until those 3 rows are on disk, then kill
+        while not (results.exists() and results.read_bytes().count(b"\n") >= 3):
+            if proc.poll() is not None:
+                pytest.fail(f"distill generate exited (rc {proc.returncode}) before it could be killed: "
+                            f"{proc.communicate()[0].decode(errors='replace')[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("distill generate stored no 3 rows within 300 s")
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        first_out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == -signal.SIGKILL, "the kill must land on a running process"
     done_before = results.read_bytes().count(b"\n")
-    assert 3 <= done_before < n
+    assert done_before == 3  # the gate answered 3 requests; the other 21 prompts were still held
+    gen_server.gate.release()
     with open(results, "ab") as f:  # what a kill in the middle of a write would leave
         f.write(b'{"key": "deadbeef", "choices": [{"text": "half a li')
     second = subprocess.run(_cmd(gen_server, prompts_file, out), env=env, capture_output=True, timeout=240)
