@@ -41,30 +41,50 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _checkpointed_step(run_dir: Path) -> int:
+    """The step of the newest complete checkpoint under `run_dir` (`latest` names it and its state.json is
+    written), or 0 when there is none yet."""
+    try:
+        name = (run_dir / "latest").read_text().strip()
+    except OSError:
+        return 0
+    if not name.startswith("step-") or not (run_dir / name / "state.json").is_file():
+        return 0  # not written yet, or already pruned by a newer checkpoint: look again
+    return int(name.removeprefix("step-"))
+
+
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_teacher_dir, text_file):
     ref_out, cut_out = tmp_path / "ref", tmp_path / "cut"
-    ref_cfg = _write_config(tmp_path / "ref.yaml", tiny_teacher_dir, text_file, ref_out)
-    cut_cfg = _write_config(tmp_path / "cut.yaml", tiny_teacher_dir, text_file, cut_out)
+    # 12 steps, checkpoints every 2: the kill comes once step 4 is checkpointed, with 8 steps and the final
+    # write still to do (seconds of work, against a 50 ms poll)
+    ref_cfg = _write_config(tmp_path / "ref.yaml", tiny_teacher_dir, text_file, ref_out, steps=12)
+    cut_cfg = _write_config(tmp_path / "cut.yaml", tiny_teacher_dir, text_file, cut_out, steps=12)
     cli = [sys.executable, "-m", "distill.cli", "train"]
     subprocess.run(cli + [str(ref_cfg)], check=True, env=_env(), capture_output=True, timeout=300)
 
-    proc = subprocess.Popen(cli + [str(cut_cfg)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "cut.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cli + [str(cut_cfg)], env=_env(), stdout=subprocess.DEVNULL, stderr=err)
     ckpt = Path(str(cut_out) + ".ckpt")
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:  # kill once a checkpoint past step 2 exists, mid-run
-            latest = ckpt / "latest"
-            if latest.is_file() and latest.read_text().strip() >= "step-000004":
-                break
+    deadline = time.monotonic() + 300
+    try:  # poll the disk (no fixed sleep): kill once a complete checkpoint at step >= 4 exists
+        while _checkpointed_step(ckpt) < 4:
             if proc.poll() is not None:
-                pytest.fail("the run finished before it could be killed")
+                pytest.fail(f"the run exited (rc {proc.returncode}) before it could be killed at a checkpoint: "
+                            f"{log.read_text(errors='replace')[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("no complete checkpoint at step >= 4 within 300 s")
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
     finally:
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before the kill: the kill must land mid-run"
     assert not cut_out.exists(), "a killed run must not leave a finished-looking student"
+    killed_at = _checkpointed_step(ckpt)
+    assert 4 <= killed_at < 12, killed_at
     done = subprocess.run(cli + [str(cut_cfg), "--resume"], env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from" in done.stderr, done.stderr[-2000:]  # from the checkpoint, not a fresh run
     a, b = _weights(ref_out), _weights(cut_out)
     assert a.keys() == b.keys()
     for k in a:
