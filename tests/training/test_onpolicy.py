@@ -13,7 +13,7 @@ from distill.training.onpolicy import is_on_policy, maybe_on_policy
 def test_on_policy_share_follows_lambda():
     draws = [is_on_policy(0, step, 0, 0.3) for step in range(2000)]
     share = sum(draws) / len(draws)
-    assert abs(share - 0.3) < 4 * (0.3 * 0.7 / 2000) ** 0.5
+    assert abs(share - 0.3) < 5 * (0.3 * 0.7 / 2000) ** 0.5  # 5 sd: a reseeding flips it on < 1e-6 of seeds
     assert draws == [is_on_policy(0, step, 0, 0.3) for step in range(2000)], "must be deterministic"
     assert not any(is_on_policy(0, s, 0, 0.0) for s in range(100))
 
