@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 from bench_store import corpus_slice
 
-from distill.config import DataConfig
+from distill.config import DataConfig, LossConfig
 from distill.data.corpus import collate, load_corpus
-from distill.config import LossConfig
 from distill.loss.fused import distill_loss
 from distill.models.loading import load_model
 from distill.models.students import fresh_llama

@@ -20,7 +20,7 @@ def _rows(out: Path) -> list[dict]:
 
 
 def _cfg(url, out, prompts, **kw):
-    base = dict(concurrency=4, max_tokens=6, temperature=0.0, top_logprobs=2, api_key=API_KEY, timeout=1.0,
+    base = dict(concurrency=4, max_tokens=6, temperature=0.0, top_logprobs=2, api_key=API_KEY, timeout=6.0,
                 backoff_base=0.02, backoff_cap=0.2, max_tries=8, progress=False)
     base.update(kw)
     return GenerateConfig(url, "tiny", out, prompts, **base)
@@ -28,7 +28,7 @@ def _cfg(url, out, prompts, **kw):
 
 def test_every_fault_kind_is_survived_and_each_prompt_stored_once(gen_server, prompts, tmp_path, tokenizer):
     schedule = ["429s", "ok", "500", "badjson", "reset", "ok", "timeout", "stall", "reset_after", "429", "ok"]
-    with FaultProxy(gen_server.port, schedule, rate=0.25, seed=1, stall_s=2.0) as proxy:
+    with FaultProxy(gen_server.port, schedule, rate=0.25, seed=1, stall_s=7.0) as proxy:
         acct = run_generation(_cfg(proxy.url, tmp_path, prompts + prompts[:3], tokenizer=tokenizer))
     rows = _rows(tmp_path)
     params = _cfg("", tmp_path, []).params()

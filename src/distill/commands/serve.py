@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model id clients send and /v1/models lists (default: the MODEL argument)")
     p.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for")
     p.add_argument("--max-n", type=int, default=8, help="largest n (choices per prompt) a request may ask for")
+    p.add_argument("--max-logprobs", type=int, default=20,
+                   help="largest prompt_logprobs (per-position top-k for scoring, as vLLM's --max-logprobs)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body; larger gets 413")
     p.add_argument("--max-batch", type=int, default=8, help="most sequences decoded together in one batch")
     p.add_argument("--watermark-key", default=None,
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.served_name or args.model
     aliases = tuple({loaded.info.spec, loaded.info.name} - {name, ""})
     limits = Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_n=args.max_n,
-                    default_max_tokens=min(256, args.max_tokens))
+                    max_logprobs=args.max_logprobs, default_max_tokens=min(256, args.max_tokens))
     from distill.protection.watermark.processor import SERVE_TOP_K
     from distill.serve.protection import load_protection
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-GENERATED_RESULTS = "results.jsonl"  # the file that marks a folder written by `distill generate`
+RESULTS = "results.jsonl"  # one finished prompt per line, appended by `distill generate`; marks its folders
 
 
 def detect_format(path: Path) -> str:
     """'generated', 'text', 'jsonl' or 'parquet', from the folder contents or the file suffix."""
     if path.is_dir():
-        return "generated" if (path / GENERATED_RESULTS).is_file() else "text"
+        return "generated" if (path / RESULTS).is_file() else "text"
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         return "jsonl"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from distill.data.formats import RESULTS
 from distill.errors import DistillError
 from distill.fileio import read_appended_jsonl
 from distill.tokens.chat import render_chat
@@ -26,7 +27,6 @@ from distill.tokens.tokenmap import TokenMapper
 
 log = logging.getLogger(__name__)
 
-RESULTS = "results.jsonl"  # one finished prompt per line, appended by `distill.generate.store.ResultStore`
 
 
 class GeneratedSet(list):

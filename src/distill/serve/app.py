@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from distill.serve.engine import Completion, Engine, EngineInputError, SamplingParams, TokenInfo
 from distill.serve.keys import check_bearer
-from distill.serve.schemas import ChatCompletionRequest, CompletionRequest
+from distill.serve.schemas import ChatCompletionRequest, CompletionRequest, TokenizeRequest
 from distill.tokens.chat import render_chat
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class Limits:
     max_tokens: int = 1024  # largest max_tokens accepted
     max_n: int = 8  # largest n accepted (per prompt)
     max_prompts: int = 16  # largest prompt list for /v1/completions
+    max_logprobs: int = 20  # largest prompt_logprobs (vLLM's --max-logprobs, same default)
     default_max_tokens: int = 256  # chat max_tokens when the request gives none (capped by max_tokens)
     throttle_retry_after_s: int = 1  # Retry-After sent when the gate throttles
 
@@ -188,11 +189,14 @@ class ServeState:
         except Exception:  # noqa: BLE001
             log.exception("observer hook failed")
 
+    def check_model(self, model: str) -> None:
+        if model not in self.names:
+            raise ApiError(404, f"the model '{model}' does not exist; this server serves '{self.model_name}'",
+                           param="model", code="model_not_found")
+
     def params(self, body, max_tokens: int | None, top: int) -> SamplingParams:
         """Sampling parameters of a request, checked against the served names and the limits."""
-        if body.model not in self.names:
-            raise ApiError(404, f"the model '{body.model}' does not exist; this server serves '{self.model_name}'",
-                           param="model", code="model_not_found")
+        self.check_model(body.model)
         n = body.n or 1
         limits = self.limits
         if n > limits.max_n:
@@ -372,19 +376,33 @@ async def _completions(st: ServeState, call: Call, raw: bytes) -> Response:
         raise ApiError(400, "echo=true is not supported", param="echo", code="unsupported_value")
     k = body.logprobs
     params = st.params(body, body.max_tokens or 16, k or 0)
+    if body.prompt_logprobs is not None:
+        if body.prompt_logprobs > st.limits.max_logprobs:
+            raise ApiError(400, f"prompt_logprobs must be at most {st.limits.max_logprobs} (got "
+                           f"{body.prompt_logprobs})", param="prompt_logprobs", code="invalid_value")
+        if body.stream:
+            raise ApiError(400, "prompt_logprobs cannot be streamed", param="stream", code="invalid_value")
+        params.prompt_logprobs = body.prompt_logprobs
     prompts = _prompt_ids(st.engine.tokenizer, body.prompt, st.limits.max_prompts)
     reply = _reply(f"cmpl-{uuid.uuid4().hex}", "text_completion", call, body, params, st.processors(call.name))
     if reply.stream and len(prompts) != 1:
         raise ApiError(400, "streaming supports one prompt per request", param="prompt", code="invalid_value")
     engine = st.engine
 
+    def prompt_logprobs(comp: Completion) -> dict:
+        if comp.prompt_logprobs is None:
+            return {}
+        return {"prompt_logprobs": [None if e is None else {
+            str(i): {"logprob": lp, "rank": r, "decoded_token": engine.bytes_of[i].decode("utf-8", errors="replace")}
+            for i, lp, r in e} for e in comp.prompt_logprobs]}
+
     def logprobs(toks: list[TokenInfo]) -> dict | None:
         return _legacy_logprobs(toks, engine) if k is not None else None
 
     def full(comps: list[Completion]) -> dict:
         return reply.body([{"index": pi * params.n + c.index, "text": c.text, "logprobs": logprobs(c.tokens),
-                            "finish_reason": c.finish_reason} for pi, comp in enumerate(comps) for c in comp.choices],
-                          comps)
+                            "finish_reason": c.finish_reason, **prompt_logprobs(comp)}
+                           for pi, comp in enumerate(comps) for c in comp.choices], comps)
 
     def delta(i: int, text: str, toks: list[TokenInfo], finish: str | None) -> dict:
         return {"index": i, "text": text, "finish_reason": finish, "logprobs": logprobs(toks)}
@@ -400,6 +418,18 @@ async def chat_completions(request: Request) -> Response:
 async def completions(request: Request) -> Response:
     """POST /v1/completions (legacy)."""
     return await _guarded(request, _completions)
+
+
+async def _tokenize(st: ServeState, call: Call, raw: bytes) -> Response:
+    _, body = _parse(raw, TokenizeRequest)
+    st.check_model(body.model)
+    ids = st.engine.tokenizer(body.prompt, add_special_tokens=body.add_special_tokens)["input_ids"]
+    return JSONResponse({"tokens": ids, "count": len(ids), "max_model_len": st.engine.max_context})
+
+
+async def tokenize(request: Request) -> Response:
+    """POST /tokenize (as vLLM): the served tokenizer's ids for a text, to check a client's tokenizer."""
+    return await _guarded(request, _tokenize)
 
 
 async def list_models(request: Request) -> Response:
@@ -452,4 +482,5 @@ def create_app(engine: Engine, model_name: str, *, aliases: tuple[str, ...] = ()
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.add_api_route("/v1/completions", completions, methods=["POST"])
+    app.add_api_route("/tokenize", tokenize, methods=["POST"])
     return app

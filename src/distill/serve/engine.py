@@ -57,6 +57,7 @@ class SamplingParams:
     seed: int | None = None  # None = fresh randomness
     n: int = 1  # choices
     top_logprobs: int = 0  # alternatives reported per token (0 = only the sampled token's logprob)
+    prompt_logprobs: int | None = None  # vLLM's extension: top-k of every prompt token given the tokens before it
 
 
 @dataclass
@@ -87,6 +88,9 @@ class Completion:
 
     choices: list[Choice]
     prompt_tokens: int
+    # with SamplingParams.prompt_logprobs = k: per prompt token, None for the first, else the top-k (id, logprob,
+    # rank) given the tokens before it, best first, plus the prompt's own token when it is not among them
+    prompt_logprobs: list[list[tuple[int, float, int]] | None] | None = None
 
     @property
     def completion_tokens(self) -> int:
@@ -264,18 +268,53 @@ class Engine:
 
     def _run(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
-        if not live:
-            return
-        try:
-            results = self._generate_batch(live)
-        except Exception as e:  # noqa: BLE001 - reported to every caller of the batch, the worker lives on
-            log.exception("generation failed")
-            for j in live:
-                if not j.future.done():
-                    j.future.set_exception(e)
-            return
-        for j, res in zip(live, results, strict=True):
-            j.future.set_result(res)
+        scoring = [j for j in live if j.params.prompt_logprobs is not None]
+        batches = [[j] for j in scoring] + ([[j for j in live if j not in scoring]] if len(scoring) < len(live) else [])
+        for batch in batches:
+            try:
+                results = [self._score_job(batch[0])] if batch[0] in scoring else self._generate_batch(batch)
+            except Exception as e:  # noqa: BLE001 - reported to every caller of the batch, the worker lives on
+                log.exception("generation failed")
+                for j in batch:
+                    if not j.future.done():
+                        j.future.set_exception(e)
+                continue
+            for j, res in zip(batch, results, strict=True):
+                j.future.set_result(res)
+
+    @torch.inference_mode()
+    def _score_job(self, job: _Job) -> Completion:
+        """A request with prompt_logprobs: one forward pass over the prompt gives every position's distribution
+        (the model's own log-softmax, before any logits processor); a single new token comes from its last one."""
+        ids = torch.tensor([job.prompt_ids], dtype=torch.long, device=self.device)
+        logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0].float().cpu()
+        logits = logits[:, : len(self.bytes_of)]
+        k = job.params.prompt_logprobs
+        entries: list[list[tuple[int, float, int]] | None] = [None]
+        for start in range(0, len(job.prompt_ids) - 1, 256):  # [chunk, V] log-softmax buffers, not [L, V]
+            lp = torch.log_softmax(logits[start: start + 256], dim=-1)
+            nxt = torch.tensor(job.prompt_ids[start + 1: start + 1 + lp.shape[0]], dtype=torch.long)
+            lp = lp[: len(nxt)]
+            vals, idx = torch.topk(lp, min(k, lp.shape[-1]), dim=-1)
+            own = lp.gather(1, nxt[:, None]).squeeze(1)
+            ranks = (lp > own[:, None]).sum(1) + 1
+            for j in range(len(nxt)):
+                row = [(int(i), float(v), r + 1) for r, (i, v) in enumerate(zip(idx[j], vals[j], strict=True))]
+                if int(ranks[j]) > len(row):
+                    row.append((int(nxt[j]), float(own[j]), int(ranks[j])))
+                entries.append(row)
+        if job.params.max_tokens == 1 and job.params.n == 1:
+            r = _Row(job, 0, _row_seed(job.params.seed, 0), [s for s in job.params.stop if s])
+            self._step_row(r, logits[-1])
+            if r.finish is None:
+                r.finish = "length"
+            r.text += r.decoder.decode(b"", final=True)
+            r.emit(final=True)
+            done = Completion([Choice(0, r.text, r.tokens, r.finish)], len(job.prompt_ids))
+        else:
+            done = self._generate_batch([job])[0]
+        done.prompt_logprobs = entries
+        return done
 
     @torch.inference_mode()
     def _generate_batch(self, jobs: list[_Job]) -> list[Completion]:

@@ -75,3 +75,13 @@ class CompletionRequest(_Common):
     max_tokens: int | None = Field(None, ge=1)  # new tokens per choice; default 16
     logprobs: int | None = Field(None, ge=0, le=20)  # alternatives per token in the legacy format
     echo: bool | None = False  # echoing the prompt is not supported (400 when true)
+    prompt_logprobs: int | None = Field(None, ge=0)  # vLLM's extension: per prompt token, the top-k given the ones
+    # before it, keyed by token id (scoring a sequence for distillation; capped by the server's max_logprobs)
+
+
+class TokenizeRequest(_Strict):
+    """POST /tokenize (vLLM's): the served tokenizer's ids for a text."""
+
+    model: str = Field(min_length=1)
+    prompt: str
+    add_special_tokens: bool = True

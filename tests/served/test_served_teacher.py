@@ -1,0 +1,150 @@
+"""`distill serve` as the teacher: the scoring endpoint against the model's own log-softmax, the start-up identity
+checks, training through it against a local top-k reference, prefetch and resume, and server faults."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import pytest
+import torch
+
+from distill.config import load_config
+from distill.errors import DistillError
+from distill.served.client import ScoringClient
+from distill.signals import SparseSignal
+from distill.training import sources
+from distill.training.callbacks import Callback
+from distill.training.loop import train
+
+K = 5
+
+
+def _client(server, **kw) -> ScoringClient:
+    return ScoringClient(server.url + "/v1", "tiny-teacher", K, **kw)
+
+
+def test_scores_are_the_models_own_top_k(teacher_server, teacher_loaded):
+    tok = teacher_loaded.tokenizer
+    rows = [tok("ROMEO: But soft, what light", add_special_tokens=False)["input_ids"],
+            tok("To be, or not", add_special_tokens=False)["input_ids"]]
+    got = _client(teacher_server).score(rows)
+    for row, s in zip(rows, got, strict=True):
+        with torch.no_grad():
+            ref = torch.log_softmax(teacher_loaded.model(torch.tensor([row])).logits[0].float(), -1)
+        vals, idx = ref[: len(row) - 1].topk(K, dim=-1)
+        assert torch.equal(s.ids[: len(row) - 1], idx)
+        torch.testing.assert_close(s.logprobs[: len(row) - 1], vals, atol=1e-5, rtol=0)
+        assert (s.ids[-1] == -1).all() and (s.logprobs[-1] == -math.inf).all()  # nothing predicts past the row
+
+
+def test_bad_scoring_requests_are_openai_shaped_4xx(teacher_server):
+    url = teacher_server.url + "/v1/completions"
+    r = httpx.post(url, json={"model": "tiny-teacher", "prompt": [1, 2, 3], "max_tokens": 1, "prompt_logprobs": 21})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt_logprobs"
+    r = httpx.post(url, json={"model": "tiny-teacher", "prompt": [1, 2], "max_tokens": 1, "prompt_logprobs": 2,
+                              "stream": True})
+    assert r.status_code == 400
+    r = httpx.post(teacher_server.url + "/tokenize", json={"model": "nope", "prompt": "hi"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+def test_identity_checks(teacher_server, teacher_loaded):
+    tok = teacher_loaded.tokenizer
+    assert _client(teacher_server).check_identity(tok)["tokenizer_checked"] == "tokenize"
+    with pytest.raises(DistillError, match="does not serve 'other'.*tiny-teacher"):
+        ScoringClient(teacher_server.url, "other", K).check_identity(tok)
+
+    class Shifted:  # a local tokenizer that disagrees with the served one
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [i + 1 for i in tok(text, add_special_tokens=False)["input_ids"]]}
+
+        def __len__(self):
+            return len(tok)
+
+    with pytest.raises(DistillError, match="tokenizes differently"):
+        _client(teacher_server).check_identity(Shifted())
+    with pytest.raises(DistillError, match="cannot reach"):
+        ScoringClient("http://127.0.0.1:9/v1", "tiny-teacher", K, max_tries=1).check_identity(tok)
+
+
+def _cfg(tmp_path, server, text_file, teacher_dir, *extra):
+    return load_config(None, [
+        f"teacher.endpoint={server.url}/v1", "teacher.model=tiny-teacher", f"teacher.tokenizer={teacher_dir}",
+        f"teacher.top_k={K}", f"data.path={text_file}", "data.seq_len=32", "student.hidden_size=32",
+        "student.num_layers=1", "student.num_heads=2", "train.steps=4", "train.batch_size=2",
+        "train.eval_every=2", "train.eval_sequences=2", "train.checkpoint_every=2", "train.progress=false",
+        "loss.chunk_size=16", f"output_dir={tmp_path / 'student'}", *extra])
+
+
+class LocalTopK:
+    """The reference: the same model's top-k computed in-process (what the server should send)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    @torch.no_grad()
+    def signal(self, batch, positions):
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        vals, idx = torch.log_softmax(logits, -1).topk(K, dim=-1)
+        flat = lambda x: x.reshape(-1, K).index_select(0, positions)  # noqa: E731
+        return SparseSignal(ids=flat(idx), logprobs=flat(vals))
+
+
+def test_training_through_the_server_matches_the_local_top_k(tmp_path, teacher_server, teacher_loaded, text_file,
+                                                             tiny_teacher_dir, monkeypatch):
+    served = train(_cfg(tmp_path / "a", teacher_server, text_file, tiny_teacher_dir)).history
+    monkeypatch.setitem(sources.BUILDERS, "served", lambda x, split: LocalTopK(teacher_loaded.model))
+    local = train(_cfg(tmp_path / "b", teacher_server, text_file, tiny_teacher_dir)).history
+    assert [sorted(r) for r in served] == [sorted(r) for r in local]
+    for a, b in zip(served, local, strict=True):
+        assert a["kd"] > 0
+        for k in ("loss", "kd", "heldout_kl", "top1_agreement"):
+            if k in a:
+                assert a[k] == pytest.approx(b[k], rel=1e-4), k
+
+
+class StopAfter(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, run, row):
+        if row["step"] == self.step:
+            raise KeyboardInterrupt  # as a user's Ctrl-C would, after the step-2 checkpoint is on disk
+
+
+def test_prefetch_and_resume_keep_the_run_exact(tmp_path, teacher_server, text_file, tiny_teacher_dir):
+    keys = ("loss", "kd", "grad_norm")
+    ahead = train(_cfg(tmp_path / "a", teacher_server, text_file, tiny_teacher_dir, "teacher.prefetch=3")).history
+    asked = train(_cfg(tmp_path / "b", teacher_server, text_file, tiny_teacher_dir, "teacher.prefetch=0")).history
+    assert [[r[k] for k in keys] for r in ahead] == [[r[k] for k in keys] for r in asked]
+    cfg = _cfg(tmp_path / "c", teacher_server, text_file, tiny_teacher_dir, "teacher.prefetch=3")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[StopAfter(3)])
+    resumed = train(cfg, resume=True).history
+    assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in ahead]
+
+
+def test_server_faults_are_retried_then_refused(teacher_server, teacher_loaded, monkeypatch):
+    rows = [teacher_loaded.tokenizer("Once more unto the breach", add_special_tokens=False)["input_ids"]]
+    clean = _client(teacher_server).score(rows)[0]
+    client = _client(teacher_server, backoff_s=0.01)
+    real = client.http.post
+    faults = [httpx.ConnectError("refused"), 503, httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped")]
+
+    def flaky(url, **kw):
+        if faults:
+            f = faults.pop(0)
+            if isinstance(f, int):
+                return httpx.Response(f, json={"error": {"message": "overloaded"}})
+            raise f
+        return real(url, **kw)
+
+    monkeypatch.setattr(client.http, "post", flaky)
+    got = client.score(rows)[0]
+    assert client.stats.retries == 4 and torch.equal(got.ids, clean.ids) and torch.equal(got.logprobs, clean.logprobs)
+    dead = _client(teacher_server, backoff_s=0.01, max_tries=3)
+    monkeypatch.setattr(dead.http, "post", lambda url, **kw: httpx.Response(502))
+    with pytest.raises(DistillError, match="failed 3 times in a row.*HTTP 502") as e:
+        dead.score(rows)
+    assert "--resume" in e.value.fix
