@@ -70,6 +70,7 @@ class ScoringClient:
         self.max_tries, self.backoff_s = max_tries, backoff_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(timeout=timeout_s, headers=headers)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would flood the run log
         self.stats = ScoringStats()
         self._lock = threading.Lock()
 
