@@ -26,8 +26,9 @@ def test_request_shape_is_vllms():
 def test_row_t_holds_the_distribution_of_token_t_plus_1():
     # vLLM adds the prompt's own token when it is outside the top-k: here id 9 at -5.0 with k = 2
     entries = [None, _entry([(7, -0.1), (8, -2.5), (9, -5.0)]), _entry([(3, -0.7), (4, -0.9)])]
-    row = parse_row(entries, 3, 2)
+    row = parse_row(entries, 3, 2, row=[1, 9, 4])
     assert row.ids.tolist() == [[7, 8], [3, 4], [-1, -1]]
+    assert row.target_logprobs[:2].tolist() == pytest.approx([-5.0, -0.9])  # the row's own tokens 9 and 4
     assert row.logprobs[0].tolist() == pytest.approx([-0.1, -2.5]) and row.logprobs[2].tolist() == [-math.inf] * 2
 
 
@@ -40,7 +41,7 @@ def test_string_keys_are_mapped_and_failures_counted():
 def test_choices_are_put_back_in_prompt_order():
     data = {"choices": [{"index": 1, "prompt_logprobs": [None, _entry([(5, -0.1)])]},
                         {"index": 0, "prompt_logprobs": [None, _entry([(6, -0.2)]), _entry([(2, -0.3)])]}]}
-    a, b = parse_response(data, [3, 2], 1)
+    a, b = parse_response(data, [[9, 6, 2], [9, 5]], 1)
     assert a.ids[:2, 0].tolist() == [6, 2] and b.ids[0, 0] == 5
 
 
@@ -52,7 +53,7 @@ def test_choices_are_put_back_in_prompt_order():
 ])
 def test_malformed_answers_are_protocol_errors(data, lengths):
     with pytest.raises(ProtocolError):
-        parse_response(data, lengths, 2)
+        parse_response(data, [[1] * n for n in lengths], 2)
 
 
 class FakeClient:

@@ -148,3 +148,18 @@ def test_server_faults_are_retried_then_refused(teacher_server, teacher_loaded, 
     with pytest.raises(DistillError, match="failed 3 times in a row.*HTTP 502") as e:
         dead.score(rows)
     assert "--resume" in e.value.fix
+
+
+def test_eval_against_the_served_teacher(teacher_server, tiny_teacher_dir, tiny_model_dir, text_file):
+    from distill.evaluation.report import evaluate, format_report
+
+    kw = dict(student=str(tiny_model_dir), data=str(text_file), seq_len=32, sequences=4, batch_size=2, gen_prompts=1)
+    live = evaluate(str(tiny_teacher_dir), **kw)
+    served = evaluate(str(tiny_teacher_dir), teacher_endpoint=teacher_server.url, teacher_model="tiny-teacher",
+                      top_k=K, **kw)
+    # the teacher's perplexity from the served log-probability of each actual token equals its own
+    assert served["teacher"]["heldout_ppl"] == pytest.approx(live["teacher"]["heldout_ppl"], rel=1e-4)
+    assert served["student"]["heldout_ppl"] == live["student"]["heldout_ppl"]
+    assert 0 < served["student"]["kl_teacher_student"] < live["student"]["kl_teacher_student"]  # k+1 outcomes
+    assert served["teacher"]["parameters"] is None and served["retention"]["speedup"] is None
+    assert "served top-5" in format_report(served) and "—" in format_report(served)

@@ -1,4 +1,4 @@
-"""`distill eval --teacher T --student S --data D [--json]`"""
+"""`distill eval --teacher T --student S --data D [--teacher-endpoint URL] [--json]`"""
 
 from __future__ import annotations
 
@@ -15,12 +15,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="shakespeare", help="evaluation data (its held-out split is used)")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per evaluation sequence")
     p.add_argument("--sequences", type=int, default=32, help="held-out sequences to score")
+    p.add_argument("--teacher-endpoint", help="score against a teacher behind a server (vLLM or `distill serve`, "
+                   "e.g. http://127.0.0.1:8000/v1); --teacher then names its tokenizer as a local spec")
+    p.add_argument("--teacher-model", help="with --teacher-endpoint: the served model's name (default: --teacher)")
+    p.add_argument("--top-k", type=int, default=20, help="with --teacher-endpoint: top-k asked per position")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     from distill.evaluation.report import evaluate, format_report
 
-    report = evaluate(args.teacher, args.student, args.data, seq_len=args.seq_len, sequences=args.sequences)
+    report = evaluate(args.teacher, args.student, args.data, seq_len=args.seq_len, sequences=args.sequences,
+                      teacher_endpoint=args.teacher_endpoint, teacher_model=args.teacher_model, top_k=args.top_k)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

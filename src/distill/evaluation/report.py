@@ -41,70 +41,118 @@ def generation_speed(model, tokenizer, prompts: list[str], new_tokens: int = 32)
 
 def evaluate(teacher: str = "default", student: str | None = None, data: str = "shakespeare",
              seq_len: int = 256, sequences: int = 32, batch_size: int = 4, gen_prompts: int = 3,
-             chunk_size: int = 64) -> dict:
-    """The report as a dict: {"teacher": {...}, "student": {...}, "retention": {...}, "data": ...}."""
+             chunk_size: int = 64, teacher_endpoint: str | None = None, teacher_model: str | None = None,
+             top_k: int = 20) -> dict:
+    """The report as a dict: {"teacher": {...}, "student": {...}, "retention": {...}, "data": ...}.
+
+    With `teacher_endpoint` the teacher is a server (vLLM or `distill serve`, serving `teacher_model`) and `teacher`
+    is only its tokenizer, as a local spec: KL and top-1 are then against the served top-k (the rest of the
+    teacher's mass as one outcome), the teacher's perplexity from its log-probability of each actual token, and its
+    size and speed are not known."""
     if not student:
         raise DistillError("no student given", fix="pass --student DIR (a directory written by `distill train`)")
-    t, s = load_model(teacher), load_model(student)
-    vocab = check_compatible(t.tokenizer, s.tokenizer, t.model, s.model)
-    corpus = load_corpus(DataConfig(path=data, seq_len=seq_len), t.tokenizer)
+    s = load_model(student)
+    if teacher_endpoint:
+        from distill.models.loading import load_tokenizer
+        from distill.served.client import ScoringClient
+        from distill.served.source import ServedTeacher
+
+        t_tok = load_tokenizer(teacher)
+        vocab = check_compatible(t_tok, s.tokenizer, None, s.model)
+        client = ScoringClient(teacher_endpoint, teacher_model or teacher, top_k, where="--teacher-endpoint")
+        client.check_identity(t_tok)
+        source, t = ServedTeacher(client), None
+    else:
+        t = load_model(teacher)
+        t_tok = t.tokenizer
+        vocab = check_compatible(t.tokenizer, s.tokenizer, t.model, s.model)
+        source = LiveTeacher(t.model, vocab)
+    corpus = load_corpus(DataConfig(path=data, seq_len=seq_len), t_tok)
     seqs = corpus.heldout[:sequences]
-    live = LiveTeacher(t.model, vocab)
     sums = {"t_nll": 0.0, "s_nll": 0.0, "kl": 0.0, "agree": 0, "tokens": 0}
     for start in range(0, len(seqs), batch_size):
         ids = list(range(start, min(start + batch_size, len(seqs))))
-        batch = collate([seqs[i] for i in ids], t.tokenizer.pad_token_id, ids)
+        batch = collate([seqs[i] for i in ids], t_tok.pad_token_id, ids)
         positions = scored_positions(batch)
         targets = batch["targets"].reshape(-1).index_select(0, positions)
-        signal = live.signal(batch, positions)
+        signal = source.signal(batch, positions)
         h = s.model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         hs = h.last_hidden_state.reshape(-1, h.last_hidden_state.shape[-1]).index_select(0, positions)
         part = evaluate_chunks(hs, s.model.get_output_embeddings().weight[:vocab], signal, targets, chunk_size)
-        tpart = evaluate_chunks(signal.hidden, signal.head, DenseSignal(signal.hidden, signal.head), targets,
-                                chunk_size)
+        sums["t_nll"] += _teacher_nll(source, signal, batch, positions, targets, chunk_size)
         sums["s_nll"] += part["nll_sum"]
-        sums["t_nll"] += tpart["nll_sum"]
         sums["kl"] += part["kl_sum"]
         sums["agree"] += part["agree"]
         sums["tokens"] += part["tokens"]
     n = max(sums["tokens"], 1)
-    prompts = [t.tokenizer.decode(seqs[i]["input_ids"][:48]) for i in range(min(gen_prompts, len(seqs)))]
+    prompts = [t_tok.decode(seqs[i]["input_ids"][:48]) for i in range(min(gen_prompts, len(seqs)))]
     report = {"data": corpus.description, "tokens_scored": sums["tokens"]}
-    for who, m, nll in (("teacher", t, sums["t_nll"]), ("student", s, sums["s_nll"])):
-        report[who] = {
-            "model": m.info.name,
-            "parameters": param_count(m.model),
-            "size_bytes": size_on_disk(m.info),
-            "heldout_ppl": math.exp(min(nll / n, 50)),
-            "gen_tokens_per_s": generation_speed(m.model, m.tokenizer, prompts),
-        }
+    report["student"] = _side(s, sums["s_nll"] / n, prompts)
+    if t is not None:
+        report["teacher"] = _side(t, sums["t_nll"] / n, prompts)
+    else:
+        report["teacher"] = {"model": f"{client.base} {client.model}", "parameters": None, "size_bytes": None,
+                             "heldout_ppl": math.exp(min(sums["t_nll"] / n, 50)), "gen_tokens_per_s": None,
+                             "signal": f"served top-{top_k} + one bucket for the rest"}
     report["student"]["kl_teacher_student"] = sums["kl"] / n
     report["student"]["top1_agreement"] = sums["agree"] / n
     T, S = report["teacher"], report["student"]
+    ratio = lambda a, b: None if a is None or b is None else a / max(b, 1e-9)  # noqa: E731
     report["retention"] = {
-        "parameters": S["parameters"] / T["parameters"],
-        "size": S["size_bytes"] / max(T["size_bytes"], 1),
+        "parameters": ratio(S["parameters"], T["parameters"]),
+        "size": ratio(S["size_bytes"], T["size_bytes"]),
         "ppl_ratio": S["heldout_ppl"] / T["heldout_ppl"],
-        "speedup": S["gen_tokens_per_s"] / max(T["gen_tokens_per_s"], 1e-9),
+        "speedup": ratio(S["gen_tokens_per_s"], T["gen_tokens_per_s"]),
         "top1_agreement": S["top1_agreement"],
     }
     return report
 
 
+def _side(m, nll: float, prompts: list[str]) -> dict:
+    return {"model": m.info.name, "parameters": param_count(m.model), "size_bytes": size_on_disk(m.info),
+            "heldout_ppl": math.exp(min(nll, 50)), "gen_tokens_per_s": generation_speed(m.model, m.tokenizer, prompts)}
+
+
+def _teacher_nll(source, signal, batch, positions, targets, chunk_size: int) -> float:
+    """The teacher's summed NLL of the actual next tokens: from its own logits (live), or the log-probability the
+    server sent for each of them (served)."""
+    if isinstance(signal, DenseSignal):
+        return evaluate_chunks(signal.hidden, signal.head, DenseSignal(signal.hidden, signal.head), targets,
+                               chunk_size)["nll_sum"]
+    lengths = batch["attention_mask"].sum(1).tolist()
+    rows = [tuple(batch["input_ids"][b, :n].tolist()) for b, n in enumerate(lengths)]
+    B, T = batch["input_ids"].shape
+    flat = torch.full((B, T), math.nan)
+    for b, (n, sc) in enumerate(zip(lengths, source.scores(rows), strict=True)):
+        flat[b, :n] = sc.target_logprobs
+    got = flat.reshape(-1).index_select(0, positions)
+    if torch.isnan(got).any():
+        raise DistillError("the teacher server did not send the log-probability of the actual prompt tokens",
+                           where="--teacher-endpoint", fix="serve the teacher with vLLM or `distill serve`")
+    return float(-got.sum())
+
+
 def format_report(r: dict) -> str:
     T, S, R = r["teacher"], r["student"], r["retention"]
     rows = [
-        ("parameters", f"{T['parameters'] / 1e6:.1f} M", f"{S['parameters'] / 1e6:.1f} M", f"{R['parameters']:.1%}"),
-        ("size on disk", f"{T['size_bytes'] / 2**20:.1f} MiB", f"{S['size_bytes'] / 2**20:.1f} MiB",
-         f"{R['size']:.1%}"),
+        ("parameters", _fmt(T["parameters"], "{:.1f} M", 1e6), _fmt(S["parameters"], "{:.1f} M", 1e6),
+         _fmt(R["parameters"], "{:.1%}")),
+        ("size on disk", _fmt(T["size_bytes"], "{:.1f} MiB", 2**20), _fmt(S["size_bytes"], "{:.1f} MiB", 2**20),
+         _fmt(R["size"], "{:.1%}")),
         ("held-out perplexity", f"{T['heldout_ppl']:.2f}", f"{S['heldout_ppl']:.2f}", f"×{R['ppl_ratio']:.2f}"),
         ("KL(teacher‖student)/token", "0", f"{S['kl_teacher_student']:.4f}", ""),
         ("top-1 agreement", "100%", f"{S['top1_agreement']:.1%}", ""),
-        ("greedy tokens/s", f"{T['gen_tokens_per_s']:.1f}", f"{S['gen_tokens_per_s']:.1f}", f"×{R['speedup']:.2f}"),
+        ("greedy tokens/s", _fmt(T["gen_tokens_per_s"], "{:.1f}"), _fmt(S["gen_tokens_per_s"], "{:.1f}"),
+         _fmt(R["speedup"], "×{:.2f}")),
     ]
     w = [max(len(str(row[i])) for row in rows + [("metric", "teacher", "student", "student/teacher")])
          for i in range(4)]
     head = ("metric", "teacher", "student", "student/teacher")
     lines = [" | ".join(h.ljust(w[i]) for i, h in enumerate(head)), "-+-".join("-" * x for x in w)]
     lines += [" | ".join(str(c).ljust(w[i]) for i, c in enumerate(row)) for row in rows]
-    return f"Data: {r['data']} ({r['tokens_scored']} tokens scored)\n" + "\n".join(lines)
+    note = f"\nTeacher: {T['model']} ({T['signal']})" if T.get("signal") else ""
+    return f"Data: {r['data']} ({r['tokens_scored']} tokens scored){note}\n" + "\n".join(lines)
+
+
+def _fmt(value, spec: str, scale: float = 1.0) -> str:
+    return "—" if value is None else spec.format(value / scale)

@@ -85,7 +85,7 @@ class ScoringClient:
         t0 = time.perf_counter()
         data = self._post("/completions", body)
         try:
-            out = parse_response(data, [len(r) for r in rows], self.top_k)
+            out = parse_response(data, rows, self.top_k)
         except ProtocolError as e:
             raise DistillError(f"the teacher server's scoring answer is malformed: {e}", where=self.base,
                                fix="serve the teacher with vLLM (>= 0.6, --max-logprobs >= teacher.top_k) or "
