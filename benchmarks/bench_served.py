@@ -1,0 +1,144 @@
+"""A teacher behind a server vs the same teacher live: quality at equal steps, and what prefetch buys.
+
+`distill serve` serves the default teacher (SmolLM2-135M-Instruct) in a subprocess on 127.0.0.1. Quality runs train
+the same fresh ≈11.8 M student (seed 0, same batches, same schedule) from: the live teacher (dense forward KL), and
+the served teacher's top-k (k = 20, vLLM's default cap) with the rest as one bucket or spread by the data's token
+frequencies. Every student is then scored by `distill.evaluate` against the full live teacher on the same held-out
+sequences (KL(teacher‖student), top-1, perplexity). Timing runs measure seconds per step with and without prefetch,
+with the server as it is (same 2 cores as the trainer) and with a fixed added latency per request (a teacher on
+another machine), through the public `StepTimer` callback.
+
+Usage:  python benchmarks/bench_served.py [--steps 40] [--seq-len 128] [--lr 1e-3] [--timing-steps 8]
+                                          [--latency-ms 50] [--json benchmarks/results/served.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from distill.config import load_config
+from distill.evaluation.report import evaluate
+from distill.served.client import ScoringClient
+from distill.training.callbacks import StepTimer
+from distill.training.loop import train
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "serve", "default", "--port", str(port),
+                             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"distill serve exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("distill serve did not start within 300 s")
+
+
+def with_latency(seconds: float):
+    """Make every scoring request take `seconds` longer (a teacher on another machine)."""
+    original = ScoringClient.score
+
+    def score(self, rows):
+        time.sleep(seconds)
+        return original(self, rows)
+
+    ScoringClient.score = score
+    return original
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--top-k", type=int, default=20)
+    ap.add_argument("--eval-sequences", type=int, default=32)
+    ap.add_argument("--timing-steps", type=int, default=8)
+    ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--json", default="benchmarks/results/served.json")
+    a = ap.parse_args()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    common = [f"train.batch_size={a.batch_size}", f"data.seq_len={a.seq_len}", "train.threads=2",
+              "train.progress=false", "train.checkpoint_every=100000", "train.seed=0", f"train.lr={a.lr}",
+              "train.eval_sequences=4", "loss.kind=forward_kl", "loss.temperature=1.0"]
+    served = [f"teacher.endpoint={url}", "teacher.model=default", "teacher.tokenizer=default",
+              f"teacher.top_k={a.top_k}"]
+    server = start_server(port)
+    out: dict = {"meta": vars(a), "quality": [], "timing": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            quality = [("live", []), ("served_bucket", served + ["teacher.endpoint_tail=bucket"]),
+                       ("served_data_prior", served + ["teacher.endpoint_tail=data_prior"])]
+            for name, extra in quality:
+                cfg = load_config(None, common + extra + [
+                    f"train.steps={a.steps}", f"train.eval_every={a.steps}", f"train.warmup_steps={max(1, a.steps // 10)}",
+                    f"output_dir={tmp}/{name}"])
+                timer = StepTimer()
+                train(cfg, callbacks=[timer])
+                rep = evaluate("default", f"{tmp}/{name}", "shakespeare", seq_len=a.seq_len,
+                               sequences=a.eval_sequences, gen_prompts=0)
+                row = {"run": name, "heldout_kl": rep["student"]["kl_teacher_student"],
+                       "top1_agreement": rep["student"]["top1_agreement"], "heldout_ppl": rep["student"]["heldout_ppl"],
+                       "s_per_step": timer.seconds(1, a.steps - 1) / (a.steps - 2)}
+                out["quality"].append(row)
+                print(json.dumps(row), flush=True)
+            n = a.timing_steps
+            for latency in (0.0, a.latency_ms / 1000):
+                original = with_latency(latency) if latency else None
+                for prefetch in (2, 0):
+                    cfg = load_config(None, common + served + [
+                        f"teacher.prefetch={prefetch}", f"train.steps={n + 2}", "train.eval_every=100000",
+                        f"output_dir={tmp}/t{latency}-{prefetch}"])
+                    timer = StepTimer()
+                    train(cfg, callbacks=[timer])
+                    row = {"latency_ms": latency * 1000, "prefetch": prefetch, "s_per_step": timer.seconds(1, n + 1) / n}
+                    out["timing"].append(row)
+                    print(json.dumps(row), flush=True)
+                if original is not None:
+                    ScoringClient.score = original
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    live = out["quality"][0]
+    print(f"\n{a.steps} steps × {a.batch_size} × {a.seq_len} tokens; k = {a.top_k}; scored against the full teacher "
+          f"on {a.eval_sequences} held-out sequences")
+    print("| teacher signal | held-out KL | KL vs live | top-1 | perplexity | s/step |")
+    print("|---|---|---|---|---|---|")
+    for r in out["quality"]:
+        print(f"| {r['run']} | {r['heldout_kl']:.3f} | {r['heldout_kl'] / live['heldout_kl']:.3f} | "
+              f"{r['top1_agreement']:.3f} | {r['heldout_ppl']:.1f} | {r['s_per_step']:.2f} |")
+    print("\n| added latency per request | s/step, prefetch 2 | s/step, no prefetch | no prefetch / prefetch |")
+    print("|---|---|---|---|")
+    for latency in sorted({r["latency_ms"] for r in out["timing"]}):
+        p2, p0 = (next(r["s_per_step"] for r in out["timing"] if r["latency_ms"] == latency and r["prefetch"] == p)
+                  for p in (2, 0))
+        print(f"| {latency:.0f} ms | {p2:.2f} | {p0:.2f} | {p0 / p2:.2f}× |")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
