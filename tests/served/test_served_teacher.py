@@ -163,3 +163,10 @@ def test_eval_against_the_served_teacher(teacher_server, tiny_teacher_dir, tiny_
     assert 0 < served["student"]["kl_teacher_student"] < live["student"]["kl_teacher_student"]  # k+1 outcomes
     assert served["teacher"]["parameters"] is None and served["retention"]["speedup"] is None
     assert "served top-5" in format_report(served) and "—" in format_report(served)
+
+
+def test_on_policy_samples_are_scored_by_the_server(tmp_path, teacher_server, text_file, tiny_teacher_dir):
+    cfg = _cfg(tmp_path, teacher_server, text_file, tiny_teacher_dir, "train.steps=2", "train.on_policy_fraction=1.0",
+               "train.sample_max_new_tokens=6")
+    rows = train(cfg).history
+    assert all(r["kd"] > 0 and 0 < r["sampling_share"] < 1 for r in rows)
