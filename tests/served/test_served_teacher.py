@@ -170,3 +170,29 @@ def test_on_policy_samples_are_scored_by_the_server(tmp_path, teacher_server, te
                "train.sample_max_new_tokens=6")
     rows = train(cfg).history
     assert all(r["kd"] > 0 and 0 < r["sampling_share"] < 1 for r in rows)
+
+
+def test_a_server_that_dies_mid_run_leaves_a_resumable_checkpoint(tmp_path, teacher_server, text_file,
+                                                                  tiny_teacher_dir, monkeypatch):
+    from distill.training.checkpoint import latest_checkpoint
+
+    keys = ("loss", "kd", "grad_norm")
+    full = train(_cfg(tmp_path / "full", teacher_server, text_file, tiny_teacher_dir, "teacher.prefetch=0")).history
+    cfg = _cfg(tmp_path / "cut", teacher_server, text_file, tiny_teacher_dir, "teacher.prefetch=0",
+               "train.checkpoint_every=100")  # no periodic checkpoint: only the one written on failure
+    real, calls = ScoringClient.score, []
+
+    def dying(self, rows):  # calls 1-2: the identity probes of the train and held-out sources; 3: step 1
+        calls.append(len(rows))
+        if len(calls) > 3:
+            raise DistillError("the teacher server failed 6 times in a row", where="test")
+        return real(self, rows)
+
+    monkeypatch.setattr(ScoringClient, "score", dying)
+    with pytest.raises(DistillError, match="failed 6 times"):
+        train(cfg)
+    assert latest_checkpoint(tmp_path / "cut" / "student.ckpt").name.endswith("1")
+    assert not (tmp_path / "cut" / "student").exists()
+    monkeypatch.setattr(ScoringClient, "score", real)
+    resumed = train(cfg, resume=True).history
+    assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in full]

@@ -27,7 +27,11 @@ class Callback:
 
     def on_step_end(self, run: Run, row: dict) -> None: ...
 
-    def on_train_end(self, run: Run) -> None: ...
+    def on_error(self, run: Run, done: int) -> None:
+        """A DistillError stopped the run after `done` complete steps (called before on_train_end)."""
+
+    def on_train_end(self, run: Run) -> None:
+        """The run is over, finished or not."""
 
 
 class ScaleWarning(Callback):
@@ -112,13 +116,29 @@ class Progress(Callback):
 
 
 class Checkpoint(Callback):
-    """A resumable checkpoint every `train.checkpoint_every` steps (not at the end: the student is written then)."""
+    """A resumable checkpoint every `train.checkpoint_every` steps (not at the end: the student is written then),
+    and one of the finished steps when a step fails (so `--resume` loses none of them)."""
+
+    def __init__(self) -> None:
+        self.saved = -1
+
+    def on_train_start(self, run: Run) -> None:
+        self.saved = run.start_step
 
     def on_step_end(self, run: Run, row: dict) -> None:
         t = run.cfg.train
-        if row["step"] % t.checkpoint_every == 0 and row["step"] < t.steps and run.world.main:
-            save_checkpoint(run.run_dir, row["step"], run.student, run.optimizer, run.scheduler,
-                            {"history": run.history})
+        if row["step"] % t.checkpoint_every == 0 and row["step"] < t.steps:
+            self.save(run, row["step"])
+
+    def on_error(self, run: Run, done: int) -> None:
+        if done > self.saved and run.world.size == 1:  # other ranks may be stuck in a collective: no barrier
+            self.save(run, done)
+            log.warning("the run stopped after %d steps; saved a checkpoint of them (resume with --resume)", done)
+
+    def save(self, run: Run, step: int) -> None:
+        if run.world.main:
+            save_checkpoint(run.run_dir, step, run.student, run.optimizer, run.scheduler, {"history": run.history})
+        self.saved = step
 
 
 class StepTimer(Callback):

@@ -45,18 +45,26 @@ def train(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False,
     for cb in hooks:
         cb.on_train_start(run)
     t_start = time.perf_counter()
-    for step in range(run.start_step, cfg.train.steps):
+    done = run.start_step  # steps whose optimizer update is applied
+    try:
+        for step in range(run.start_step, cfg.train.steps):
+            for cb in hooks:
+                cb.on_step_start(run, step)
+            row = train_step(run, step)
+            done = step + 1
+            if cfg.train.on_policy_fraction > 0:
+                row["sampling_share"] = run.sample_time / max(time.perf_counter() - t_start, 1e-9)
+            run.history.append(row)
+            for cb in hooks:
+                cb.on_step_end(run, row)
+            run.world.barrier()
+    except DistillError:  # e.g. the teacher server gave up: keep what the finished steps learned
         for cb in hooks:
-            cb.on_step_start(run, step)
-        row = train_step(run, step)
-        if cfg.train.on_policy_fraction > 0:
-            row["sampling_share"] = run.sample_time / max(time.perf_counter() - t_start, 1e-9)
-        run.history.append(row)
+            cb.on_error(run, done)
+        raise
+    finally:
         for cb in hooks:
-            cb.on_step_end(run, row)
-        run.world.barrier()
-    for cb in hooks:
-        cb.on_train_end(run)
+            cb.on_train_end(run)
     return finish(run, overwrite or resume)
 
 
