@@ -43,7 +43,7 @@ class ServedTeacher:
         self.client, self.log_prior, self.device = client, log_prior, device or torch.device("cpu")
         self.schedule, self.prefetch = schedule, prefetch
         self.pool = ThreadPoolExecutor(max_workers=max(concurrency, 1), thread_name_prefix="distill-teacher")
-        self.inflight: OrderedDict[bytes, Future] = OrderedDict()
+        self.inflight: dict[bytes, _Part] = {}  # row -> its place in a request still running
         self.done: OrderedDict[bytes, RowScores] = OrderedDict()
         self.cache_rows = cache_rows
         self.pending: deque[frozenset[bytes]] = deque()  # scheduled micro-batches submitted, not yet asked for
