@@ -112,8 +112,8 @@ def test_open_mode_flags_the_student_trained_on_served_answers(pipeline, capsys)
     hot = _trace(capsys, "--key", str(key_file), "--suspect-model", str(radio), "--watermarked-data", str(wm))
     cold = _trace(capsys, "--key", str(key_file), "--suspect-model", str(control), "--watermarked-data", str(wm))
     assert hot["N"] >= 30 and cold["N"] >= 30, (hot, cold)
-    assert hot["flagged"] and hot["p_value"] < 1e-5, hot  # measured: N 141, p 7e-33
-    assert not cold["flagged"] and cold["p_value"] >= 1e-6, cold  # innocent: fails on 1e-6 of keys (measured 0.94)
+    assert hot["flagged"] and hot["p_value"] < 1e-5, hot  # measured: N ~140, p ~1e-31
+    assert not cold["flagged"] and cold["p_value"] >= 1e-6, cold  # innocent: fails on 1e-6 of keys (measured 0.84)
 
 
 def test_closed_mode_flags_the_served_student(pipeline, capsys, tmp_path):
@@ -138,6 +138,6 @@ def test_closed_mode_flags_the_served_student(pipeline, capsys, tmp_path):
                                      "--max-tokens", "40")
         finally:
             engine.close()
-    assert found["radio"]["N"] >= 40 and found["radio"]["p_value"] < 1e-4, found["radio"]  # measured: N 90, p 4e-19
+    assert found["radio"]["N"] >= 40 and found["radio"]["p_value"] < 1e-4, found["radio"]  # measured: N ~100, p ~1e-18
     assert found["control"]["p_value"] >= 1e-6, found["control"]  # innocent: fails on 1e-6 of keys
 
