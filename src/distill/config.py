@@ -35,9 +35,9 @@ class TeacherConfig(_Section):
     endpoint: str | None = Field(None, description="A teacher behind an inference server (vLLM, or `distill serve`): "
                                  "its URL (e.g. http://127.0.0.1:8000/v1). Each micro-batch is scored through it "
                                  "(vLLM's prompt_logprobs) and never loaded here; `model` is then the served name.")
-    tokenizer: str | None = Field(None, description="With endpoint: the served teacher's tokenizer, as a local model "
-                                  "spec (default: `model`, when that is also a local spec such as 'default'). "
-                                  "Checked against the server at start.")
+    tokenizer: str | None = Field(None, description="With endpoint (or a store captured from one): the served "
+                                  "teacher's tokenizer, as a local model spec (default: `model`, when that is also a "
+                                  "local spec such as 'default'). Checked against the server (or the store) at start.")
     top_k: int = Field(20, ge=1, description="With endpoint: top-k log-probabilities per position asked of the "
                        "server (vLLM caps it with --max-logprobs, 20 by default).")
     endpoint_tail: Literal["bucket", "data_prior"] = Field(
@@ -62,7 +62,7 @@ class TeacherConfig(_Section):
     @property
     def local_spec(self) -> str:
         """The model spec to read the teacher's tokenizer (and identity) from on this machine."""
-        return (self.tokenizer or self.model) if self.endpoint else self.model
+        return (self.tokenizer or self.model) if (self.endpoint or self.store) else self.model
 
 
 class StudentConfig(_Section):

@@ -117,3 +117,16 @@ def test_load_generated_layout(tmp_path, tokenizer):
     assert ds.counts["retokenized"] == 2
     with pytest.raises(DistillError, match="no generated results"):
         load_generated(tmp_path / "nope", tokenizer)
+
+
+def test_load_generated_ignores_completion_order(tmp_path, tokenizer):
+    """A concurrent run stores answers as they complete: the same records in another order give the same examples."""
+    msgs = lambda i: [{"role": "user", "content": f"Question {i}"}]  # noqa: E731
+    records = [{"key": f"k{i:02d}", "messages": msgs(i), "choices": [{"text": f" answer {i}"}]} for i in range(12)]
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    _write(a, records)
+    _write(b, [records[i] for i in (7, 3, 11, 0, 5, 9, 1, 10, 2, 8, 6, 4)])
+    assert load_generated(a, tokenizer) == load_generated(b, tokenizer)
+    texts = [tokenizer.decode(ex["input_ids"]) for ex in load_generated(b, tokenizer)]
+    assert all(f"Question {i}" in t and f" answer {i}" in t for i, t in enumerate(texts)), texts

@@ -6,7 +6,8 @@ import argparse
 
 NAME = "capture"
 HELP = ("Run the teacher once over the training data and store its top-k log-probabilities (quantized, "
-        "sharded, resumable), so training can read them from disk instead of running the teacher.")
+        "sharded, resumable), so training can read them from disk instead of running the teacher. The teacher "
+        "is a local model, or one behind a scoring server (--teacher-endpoint: vLLM or `distill serve`).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seq-len", type=int, help="tokens per sequence (data.seq_len; default 256)")
     parser.add_argument("--out", required=True, help="store folder (created; an interrupted capture into the "
                         "same folder resumes)")
-    parser.add_argument("--top-k", type=int, default=32, help="teacher tokens kept per position (default 32)")
+    parser.add_argument("--top-k", type=int, help="teacher tokens kept per position (default 32; with "
+                        "--teacher-endpoint, the config's teacher.top_k or 20, vLLM's usual --max-logprobs)")
     parser.add_argument("--shard-size", type=int, default=1024, help="sequences per shard (default 1024)")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per teacher forward pass (default 8)")
     parser.add_argument("--chunk-size", type=int, default=256, help="positions per head matmul and top-k "
@@ -28,6 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda:$LOCAL_RANK if "
                         "available, else cpu)")
     parser.add_argument("--verify", action="store_true", help="after capturing, re-hash every file of the store")
+    served = parser.add_argument_group("a served teacher (see docs/served_teacher.md)")
+    served.add_argument("--teacher-endpoint", help="score through a teacher server at this URL (e.g. "
+                        "http://127.0.0.1:8000/v1) instead of loading the teacher; --teacher is then the served "
+                        "model's name (as teacher.endpoint / teacher.model in a config)")
+    served.add_argument("--tokenizer", help="with --teacher-endpoint: the served model's tokenizer, a local model "
+                        "spec (default: the config's teacher.tokenizer, else 'default'); checked against the server")
+    served.add_argument("--api-key-env", help="with --teacher-endpoint: environment variable holding the API key")
+    served.add_argument("--api-key-file", help="with --teacher-endpoint: file holding the API key")
+    served.add_argument("--concurrency", type=int, help="with --teacher-endpoint: requests in flight (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,12 +49,17 @@ def run(args: argparse.Namespace) -> int:
     from distill.models.loading import DEFAULT_TEACHER
     from distill.store import CaptureSettings, run_capture, verify_store
 
-    teacher, trust = args.teacher, False
+    teacher, trust, served = args.teacher, False, {}
     if args.config:
         cfg = load_config(args.config)
         data = cfg.data.model_dump()
         teacher = teacher or cfg.teacher.model
         trust = cfg.teacher.trust_remote_code
+        t = cfg.teacher
+        if t.endpoint:
+            served = {"endpoint": t.endpoint, "tokenizer": t.local_spec, "top_k": t.top_k, "key_env": t.api_key_env,
+                      "key_file": t.api_key_file, "concurrency": t.concurrency, "timeout_s": t.timeout_s,
+                      "max_tries": t.max_tries}
     elif args.data is None:
         raise DistillError("no training data given", where="distill capture",
                            fix="pass --data (e.g. --data shakespeare) or --config with the training config")
@@ -59,9 +75,13 @@ def run(args: argparse.Namespace) -> int:
         msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise DistillError(f"invalid data settings: {msgs}", where="--data/--seq-len/--config",
                            fix="fix the value (data.seq_len must be at least 8)") from e
-    settings = CaptureSettings(data=data_cfg, out=args.out, teacher=teacher or DEFAULT_TEACHER, top_k=args.top_k,
-                               shard_size=args.shard_size, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                               dtype=args.dtype, device=args.device, trust_remote_code=trust)
+    settings = CaptureSettings(data=data_cfg, out=args.out, teacher=teacher or DEFAULT_TEACHER,
+                               top_k=args.top_k if args.top_k is not None else served.get("top_k", 32),
+                               shard_size=args.shard_size,
+                               batch_size=args.batch_size, chunk_size=args.chunk_size, dtype=args.dtype,
+                               device=args.device, trust_remote_code=trust)
+    if args.teacher_endpoint or served:
+        _serve_settings(settings, args, served, given_top_k=args.top_k)
     try:
         result = run_capture(settings)
     except OSError as e:
@@ -82,3 +102,23 @@ def run(args: argparse.Namespace) -> int:
           f"{m['max_mass_error']:.5f} "
           f"({len(result.computed)} shard(s) captured now{rate}, {len(result.skipped)} already done)")
     return 0
+
+
+def _serve_settings(settings, args: argparse.Namespace, served: dict, given_top_k: int | None) -> None:
+    """Fill the served-teacher fields of `settings`: flags over the config's teacher section."""
+    from distill.errors import DistillError
+    from distill.served.client import read_api_key
+
+    if not args.teacher and not served:
+        raise DistillError("--teacher-endpoint needs the served model's name", where="--teacher",
+                           fix="pass --teacher NAME (the name the server lists at /v1/models)")
+    settings.endpoint = args.teacher_endpoint or served["endpoint"]
+    settings.tokenizer = args.tokenizer or served.get("tokenizer")
+    if given_top_k is None and not served:
+        settings.top_k = 20
+    env = args.api_key_env or (None if args.api_key_file else served.get("key_env"))
+    file = args.api_key_file or (None if args.api_key_env else served.get("key_file"))
+    settings.api_key = read_api_key(env, file, "--api-key-env / --api-key-file")
+    settings.concurrency = args.concurrency if args.concurrency is not None else served.get("concurrency", 2)
+    settings.timeout_s = served.get("timeout_s", settings.timeout_s)
+    settings.max_tries = served.get("max_tries", settings.max_tries)

@@ -10,6 +10,10 @@ Each choice of each stored row becomes one example:
   teacher's top-k for the token at t+1; positions without data (prompt, the eos step) hold empty lists, and
   alternatives that did not map are left out.
 
+Records are taken in the order of their `key` (the hash of prompt and parameters), not the order they were
+written in: a concurrent `distill generate` stores answers as they complete, and the same folder must give the
+same examples - and so the same training run - whatever order the API answered in.
+
 Token strings are mapped again with the tokenizer passed here (see `distill.tokens.tokenmap`), so the ids
 always belong to the tokenizer the trainer uses.
 """
@@ -60,7 +64,7 @@ def load_generated(out_dir: str | Path, tokenizer) -> GeneratedSet:
     vocab_bytes = mapper.vocab_bytes
     out = GeneratedSet()
     counts = {"records": 0, "rows": 0, "with_sparse": 0, "retokenized": 0, "dropped": 0}
-    for rec in read_appended_jsonl(path):
+    for rec in sorted(read_appended_jsonl(path), key=lambda r: str(r.get("key", ""))):
         counts["records"] += 1
         msgs, choices = rec.get("messages"), rec.get("choices")
         if not isinstance(msgs, list) or not msgs or not isinstance(choices, list) or not choices:

@@ -6,8 +6,8 @@ See docs/store.md for the format, the encoding and its error, and the manifest c
 from __future__ import annotations
 
 from distill.store.capture import CaptureResult, CaptureSettings, run_capture
-from distill.store.manifest import expected_identity, read_manifest, teacher_sha256
+from distill.store.manifest import expected_identity, read_manifest, served_store, teacher_sha256
 from distill.store.reader import StoreTeacher, verify_store
 
 __all__ = ["CaptureResult", "CaptureSettings", "StoreTeacher", "run_capture", "expected_identity", "read_manifest",
-           "teacher_sha256", "verify_store"]
+           "served_store", "teacher_sha256", "verify_store"]

@@ -1,9 +1,13 @@
 """`distill capture`: run the teacher once over a corpus and keep its top-k at every scored position.
 
-The teacher runs in inference mode on batches of sequences; its final hidden states are multiplied by the
-output head in chunks of `chunk_size` positions and `torch.topk` is taken per chunk, so full [B, T, V] logits
-never exist. Train and held-out sequences are both captured (train first, then held-out, in corpus order) and
-cut into shards of `shard_size` sequences.
+The top-k comes from a scorer (`distill.store.scorers`): the teacher model in this process (inference mode,
+chunked head matmul, so full [B, T, V] logits never exist), or a teacher behind a scoring server (`endpoint`:
+vLLM or `distill serve`, one `prompt_logprobs` request per batch). Train and held-out sequences are both captured
+(train first, then held-out, in corpus order) and cut into shards of `shard_size` sequences.
+
+Identity (plan.json, then manifest.json): a local teacher is named by the sha256 of its weights; a served one by
+its served model name (`served_model`) — there are no weights here to hash — and, for both, the tokenizer's
+fingerprint and the corpus's.
 
 Parallel capture: under `torchrun` (or any launcher setting RANK and WORLD_SIZE) rank r captures shards
 r, r + W, r + 2W, ... . The manifest is written once every shard exists: by rank 0 after a barrier when a
@@ -27,13 +31,20 @@ import torch
 
 import distill
 from distill.config import DataConfig
-from distill.data.corpus import Corpus, collate, load_corpus
+from distill.data.corpus import Corpus, load_corpus
 from distill.errors import DistillError
 from distill.fileio import write_json_atomic
-from distill.models.loading import DEFAULT_TEACHER, LoadedModel, load_model, tokenizer_fingerprint
+from distill.models.loading import (
+    DEFAULT_TEACHER,
+    LoadedModel,
+    load_model,
+    load_tokenizer,
+    tokenizer_fingerprint,
+)
 from distill.signals import LiveTeacher
 from distill.store import codec
 from distill.store.manifest import MANIFEST, PLAN, read_json
+from distill.store.scorers import LiveScorer, ServedScorer
 from distill.store.writer import SPLITS, ShardWriter, finalize, finished_shard
 
 log = logging.getLogger(__name__)
@@ -55,6 +66,13 @@ class CaptureSettings:
     dtype: str = "float32"  # teacher weights dtype
     device: str = "auto"  # "auto": cuda:$LOCAL_RANK when available, else cpu
     trust_remote_code: bool = False
+    # a served teacher (then `teacher` is the served model's name and nothing is loaded but the tokenizer)
+    endpoint: str | None = None  # the scoring server's URL (vLLM or `distill serve`)
+    tokenizer: str | None = None  # with endpoint: the served model's tokenizer, a local spec (default 'default')
+    api_key: str | None = None  # with endpoint: never written anywhere
+    concurrency: int = 2  # with endpoint: scoring requests in flight
+    timeout_s: float = 120.0  # with endpoint: seconds per request before a retry
+    max_tries: int = 6  # with endpoint: attempts per request before the capture stops (finished shards stay)
 
 
 @dataclass
@@ -90,6 +108,8 @@ def _device(spec: str) -> torch.device:
 
 def _validate(settings: CaptureSettings, vocab: int) -> None:
     problems = []
+    if settings.endpoint and settings.concurrency < 1:
+        problems.append(f"--concurrency must be at least 1 (got {settings.concurrency})")
     if not 1 <= settings.top_k <= vocab:
         problems.append(f"--top-k must be between 1 and the vocabulary size {vocab} (got {settings.top_k})")
     for name in ("shard_size", "batch_size", "chunk_size"):
@@ -102,20 +122,22 @@ def _validate(settings: CaptureSettings, vocab: int) -> None:
                            fix="fix the flag values (see `distill capture --help`)")
 
 
-def make_plan(settings: CaptureSettings, loaded: LoadedModel, corpus: Corpus, vocab: int) -> dict[str, Any]:
-    """Identity and settings of a capture; equal plans produce interchangeable shards."""
+def make_plan(settings: CaptureSettings, teacher: dict[str, Any], tokenizer, corpus: Corpus, vocab: int
+              ) -> dict[str, Any]:
+    """Identity and settings of a capture; equal plans produce interchangeable shards. `teacher` describes it:
+    `{"kind": "served", "model", "endpoint", "tokenizer"}` or a local model's spec, name, kind and weights hash."""
     n_seq = len(corpus.train) + len(corpus.heldout)
     dtype = codec.record_dtype(settings.top_k, vocab)
+    who = ({"served_model": teacher["model"]} if teacher["kind"] == "served"
+           else {"teacher_sha256": teacher["weights_sha256"]})
     plan = {
-        "identity": {"teacher_sha256": loaded.info.weights_sha256,
-                     "tokenizer_fingerprint": tokenizer_fingerprint(loaded.tokenizer),
+        "identity": {**who, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
                      "corpus_fingerprint": corpus.fingerprint},
         "settings": {"k": settings.top_k, "vocab_size": vocab, "encoding": codec.ENCODING,
                      "record_dtype": dtype.descr, "bytes_per_position": dtype.itemsize,
                      "max_span_nats": codec.MAX_SPAN, "shard_size": settings.shard_size,
                      "n_shards": max(1, math.ceil(n_seq / settings.shard_size)), "teacher_dtype": settings.dtype},
-        "teacher": {"spec": loaded.info.spec, "name": loaded.info.name, "kind": loaded.info.kind,
-                    "weights_sha256": loaded.info.weights_sha256},
+        "teacher": teacher,
         "data": settings.data.model_dump(),
         "corpus": {"description": corpus.description, "train_sequences": len(corpus.train),
                    "heldout_sequences": len(corpus.heldout),
@@ -151,10 +173,9 @@ def _shard_items(corpus: Corpus, s: int, shard_size: int) -> list[tuple[int, int
     return items[s * shard_size:(s + 1) * shard_size]
 
 
-@torch.inference_mode()
-def capture_shard(store: Path, s: int, settings: CaptureSettings, teacher: LiveTeacher, corpus: Corpus,
-                  vocab: int, pad_id: int, device: torch.device) -> dict[str, Any]:
-    """Capture one shard and commit it; returns its commit marker."""
+def capture_shard(store: Path, s: int, settings: CaptureSettings, scorer: LiveScorer | ServedScorer, corpus: Corpus,
+                  vocab: int) -> dict[str, Any]:
+    """Capture one shard through `scorer` and commit it; returns its commit marker."""
     t0 = time.perf_counter()
     items = _shard_items(corpus, s, settings.shard_size)
     examples = [(corpus.train if split == 0 else corpus.heldout)[i] for split, i in items]
@@ -163,37 +184,20 @@ def capture_shard(store: Path, s: int, settings: CaptureSettings, teacher: LiveT
     index = np.stack([np.array([it[0] for it in items]), np.array([it[1] for it in items]), offsets, counts],
                      axis=1).astype(np.int64) if items else np.zeros((0, 4), dtype=np.int64)
     writer = ShardWriter(store, s, codec.record_dtype(settings.top_k, vocab), int(counts.sum()), index)
-    head = teacher.model.get_output_embeddings().weight[:vocab]
     mass_sum, mass_min, max_err, max_mass_err = 0.0, math.inf, 0.0, 0.0
-    tail_sum = torch.zeros(vocab, dtype=torch.float64, device=device)  # train positions' mass outside top-k
     try:
-        for start in range(0, len(examples), settings.batch_size):
-            batch = collate(examples[start:start + settings.batch_size], pad_id)
-            hidden = teacher.hidden_states(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            positions = batch["loss_mask"].reshape(-1).nonzero().squeeze(1).to(device)
-            is_train = torch.tensor([split == 0 for split, _ in items[start:start + settings.batch_size]],
-                                    device=device)[positions // batch["loss_mask"].shape[1]]
-            flat = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
-            for c in range(0, flat.shape[0], settings.chunk_size):
-                logits = (flat[c:c + settings.chunk_size] @ head.T).float()
-                if teacher.softcap:
-                    logits = torch.tanh(logits / teacher.softcap) * teacher.softcap
-                top, ids = logits.topk(settings.top_k, dim=-1, sorted=True)
-                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-                train_rows = is_train[c:c + settings.chunk_size]
-                if train_rows.any():  # the tail prior: probabilities outside the top-k, summed over positions
-                    tail = logits[train_rows].sub_(lse[train_rows]).exp_().scatter_(1, ids[train_rows], 0.0)
-                    tail_sum += tail.sum(0, dtype=torch.float64)
-                values, ids = (top - lse).cpu(), ids.cpu()
-                records = codec.encode(ids, values, vocab)
-                mass = values.double().exp().sum(-1)
-                mass_sum += float(mass.sum())
-                mass_min = min(mass_min, float(mass.min()))
-                _, decoded = codec.decode(records)
-                in_grid = values >= values[:, :1] - codec.MAX_SPAN
-                max_err = max(max_err, float(((decoded - values).abs() * in_grid).max()))
-                max_mass_err = max(max_mass_err, float((decoded.double().exp().sum(-1) - mass).abs().max()))
-                writer.append(records)
+        for values, ids in scorer.chunks(examples, [split == 0 for split, _ in items], settings.top_k):
+            if not len(values):
+                continue
+            records = codec.encode(ids, values, vocab)
+            mass = values.double().exp().sum(-1)
+            mass_sum += float(mass.sum())
+            mass_min = min(mass_min, float(mass.min()))
+            _, decoded = codec.decode(records)
+            in_grid = values >= values[:, :1] - codec.MAX_SPAN
+            max_err = max(max_err, float(((decoded - values).abs() * in_grid).max()))
+            max_mass_err = max(max_mass_err, float((decoded.double().exp().sum(-1) - mass).abs().max()))
+            writer.append(records)
     except BaseException:
         writer.abort()
         raise
@@ -201,7 +205,26 @@ def capture_shard(store: Path, s: int, settings: CaptureSettings, teacher: LiveT
     seconds = time.perf_counter() - t0
     return writer.commit({"mass_mean": mass_sum / n if n else 1.0, "mass_min": mass_min if n else 1.0,
                           "max_logprob_error": max_err, "max_mass_error": max_mass_err,
-                          "seconds": round(seconds, 3)}, tail_sum=tail_sum.cpu().numpy())
+                          "seconds": round(seconds, 3)}, tail_sum=scorer.take_tail())
+
+
+def _local_teacher(loaded: LoadedModel) -> dict[str, Any]:
+    i = loaded.info
+    return {"spec": i.spec, "name": i.name, "kind": i.kind, "weights_sha256": i.weights_sha256}
+
+
+def _served_client(settings: CaptureSettings, tokenizer):
+    """The scoring client of a served capture, after the server proved to serve `teacher` with this tokenizer."""
+    from distill.served.client import ScoringClient
+
+    client = ScoringClient(settings.endpoint, settings.teacher, settings.top_k, api_key=settings.api_key,
+                           timeout_s=settings.timeout_s, max_tries=settings.max_tries, where="--teacher-endpoint")
+    try:
+        client.check_identity(tokenizer)
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) -> CaptureResult:
@@ -212,13 +235,19 @@ def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) ->
         raise DistillError(f"--out {store} is a file, not a folder", where="--out",
                            fix="give a new folder path for the store")
     device = _device(settings.device)
-    if loaded is None:
-        loaded = load_model(settings.teacher, dtype=DTYPES.get(settings.dtype, torch.float32),
-                            trust_remote_code=settings.trust_remote_code)
-    vocab = len(loaded.tokenizer)
+    if settings.endpoint:
+        tokenizer = load_tokenizer(settings.tokenizer or DEFAULT_TEACHER, settings.trust_remote_code)
+        teacher = {"kind": "served", "model": settings.teacher, "endpoint": settings.endpoint,
+                   "tokenizer": settings.tokenizer or DEFAULT_TEACHER}
+    else:
+        if loaded is None:
+            loaded = load_model(settings.teacher, dtype=DTYPES.get(settings.dtype, torch.float32),
+                                trust_remote_code=settings.trust_remote_code)
+        tokenizer, teacher = loaded.tokenizer, _local_teacher(loaded)
+    vocab = len(tokenizer)
     _validate(settings, vocab)
-    corpus = load_corpus(settings.data, loaded.tokenizer)
-    plan = make_plan(settings, loaded, corpus, vocab)
+    corpus = load_corpus(settings.data, tokenizer)
+    plan = make_plan(settings, teacher, tokenizer, corpus, vocab)
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -230,26 +259,40 @@ def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) ->
         result.manifest = read_json(store / MANIFEST, "manifest")
         result.skipped = list(range(plan["settings"]["n_shards"]))
         return result
-    teacher = LiveTeacher(loaded.model.to(device), vocab)
-    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    client = _served_client(settings, tokenizer) if settings.endpoint else None
+    if client is not None:
+        scorer: LiveScorer | ServedScorer = ServedScorer(client, batch_size=settings.batch_size,
+                                                         concurrency=settings.concurrency, floor_nats=codec.MAX_SPAN)
+    else:
+        scorer = LiveScorer(LiveTeacher(loaded.model.to(device), vocab), vocab, batch_size=settings.batch_size,
+                            chunk_size=settings.chunk_size, pad_id=pad_id, device=device)
     n_shards = plan["settings"]["n_shards"]
-    for s in range(rank, n_shards, world):
-        if finished_shard(store, s) is not None:
-            result.skipped.append(s)
-            continue
-        meta = capture_shard(store, s, settings, teacher, corpus, vocab, pad_id, device)
-        result.computed.append(s)
-        result.positions += meta["positions"]
-        result.seconds += meta["seconds"]
-        log.info("shard %d/%d: %d sequences, %d positions, mass kept %.3f (min %.3f), %.0f positions/s",
-                 s + 1, n_shards, meta["sequences"], meta["positions"], meta["mass_mean"], meta["mass_min"],
-                 meta["positions"] / max(meta["seconds"], 1e-9))
+    try:
+        for s in range(rank, n_shards, world):
+            if finished_shard(store, s) is not None:
+                result.skipped.append(s)
+                continue
+            meta = capture_shard(store, s, settings, scorer, corpus, vocab)
+            result.computed.append(s)
+            result.positions += meta["positions"]
+            result.seconds += meta["seconds"]
+            log.info("shard %d/%d: %d sequences, %d positions, mass kept %.3f (min %.3f), %.0f positions/s",
+                     s + 1, n_shards, meta["sequences"], meta["positions"], meta["mass_mean"], meta["mass_min"],
+                     meta["positions"] / max(meta["seconds"], 1e-9))
+    finally:
+        if client is not None:
+            client.close()
+    if isinstance(scorer, ServedScorer) and scorer.padded:
+        log.warning("%d position(s) got fewer than k=%d usable entries from the server (tokens it sent as "
+                    "strings that map to no id); their missing slots hold ~0 probability", scorer.padded,
+                    settings.top_k)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     if distributed:
         torch.distributed.barrier()
     if (rank == 0 or not distributed) and all(finished_shard(store, s) for s in range(n_shards)):
         sizes = {SPLITS[0]: len(corpus.train), SPLITS[1]: len(corpus.heldout)}
-        result.manifest = finalize(store, plan, sizes, {"capture": {"batch_size": settings.batch_size,
-                                                                    "chunk_size": settings.chunk_size,
-                                                                    "world_size": world}})
+        how = {"batch_size": settings.batch_size, "world_size": world}
+        how.update({"concurrency": settings.concurrency} if settings.endpoint else {"chunk_size": settings.chunk_size})
+        result.manifest = finalize(store, plan, sizes, {"capture": how})
     return result

@@ -4,6 +4,7 @@
 complete. Its `identity` section is what a training run checks before it trusts the store:
 
     teacher_sha256         ModelInfo.weights_sha256 (GGUF file hash, or the hash of the safetensors files)
+    served_model           instead, for a store captured from a served teacher: the served model's name
     tokenizer_fingerprint  distill.models.tokenizer_fingerprint(tokenizer)
     corpus_fingerprint     Corpus.fingerprint (token ids, loss masks, path, seq_len, seed, split, max_sequences)
 
@@ -22,8 +23,9 @@ from distill.errors import DistillError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
-IDENTITY_FIELDS = ("teacher_sha256", "tokenizer_fingerprint", "corpus_fingerprint")
-_WHAT = {"teacher_sha256": "teacher weights (sha256)", "tokenizer_fingerprint": "tokenizer fingerprint",
+IDENTITY_FIELDS = ("teacher_sha256", "served_model", "tokenizer_fingerprint", "corpus_fingerprint")
+_WHAT = {"teacher_sha256": "teacher weights (sha256)", "served_model": "served teacher model (teacher.model)",
+         "tokenizer_fingerprint": "tokenizer fingerprint",
          "corpus_fingerprint": "dataset fingerprint (data path, seq_len, seed, split and token ids)"}
 
 
@@ -104,12 +106,22 @@ def teacher_sha256(spec: str | None) -> str:
     return ""
 
 
-def expected_identity(*, teacher: Any = None, tokenizer: Any = None, corpus: Any = None) -> dict[str, Any]:
-    """The identity a run expects of its store: teacher is a ModelInfo or a model spec string."""
+def served_store(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The served teacher a store was captured from (`{"kind", "model", "endpoint", "tokenizer"}`), or None."""
+    teacher = manifest.get("teacher")
+    return teacher if isinstance(teacher, dict) and teacher.get("kind") == "served" else None
+
+
+def expected_identity(*, teacher: Any = None, served_model: str | None = None, tokenizer: Any = None,
+                      corpus: Any = None) -> dict[str, Any]:
+    """The identity a run expects of its store: teacher is a ModelInfo or a model spec string; a store captured
+    from a served teacher is expected to name `served_model` instead."""
     from distill.models.loading import tokenizer_fingerprint
 
     out: dict[str, Any] = {}
-    if teacher is not None:
+    if served_model is not None:
+        out["served_model"] = served_model
+    elif teacher is not None:
         sha = teacher_sha256(teacher) if isinstance(teacher, str) else teacher.weights_sha256
         out["teacher_sha256"] = sha or None  # hub ids: nothing local to hash, the field is not checked
     if tokenizer is not None:

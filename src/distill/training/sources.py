@@ -37,7 +37,9 @@ def _live(x: SourceInputs, split: str) -> TeacherSource:
 def _store(x: SourceInputs, split: str) -> TeacherSource:
     from distill.store import StoreTeacher, expected_identity
 
-    expect = expected_identity(teacher=x.info, tokenizer=x.tokenizer, corpus=x.corpus)
+    served = served_origin(x.cfg)
+    expect = expected_identity(teacher=None if served else x.info, served_model=x.cfg.teacher.model if served else None,
+                               tokenizer=x.tokenizer, corpus=x.corpus)
     return StoreTeacher(x.cfg.teacher.store, split=split, expect=expect, device=x.device, tail=x.cfg.teacher.store_tail)
 
 
@@ -74,23 +76,36 @@ def make_source(cfg: DistillConfig, inputs: SourceInputs, split: str) -> Teacher
     return BUILDERS[cfg.teacher_kind.name](inputs, split)
 
 
+def served_origin(cfg: DistillConfig) -> dict[str, Any] | None:
+    """The server the teacher signal comes from — this run's teacher.endpoint, or the one a store was captured
+    from (`distill capture --teacher-endpoint`) — as {"endpoint", "model", "tokenizer"}; None for a local teacher."""
+    t = cfg.teacher
+    if cfg.teacher_kind.name == "served":
+        return {"endpoint": t.endpoint, "model": t.model, "tokenizer": t.tokenizer}
+    if cfg.teacher_kind.name == "store":
+        from distill.store import read_manifest, served_store
+
+        return served_store(read_manifest(t.store))
+    return None
+
+
 def api_identity(cfg: DistillConfig) -> dict[str, str] | None:
     """The served teacher's endpoint and model, for lineage (None when the teacher is not behind a server)."""
-    if cfg.teacher_kind.name != "served":
-        return None
-    return {"base_url": cfg.teacher.endpoint, "model": cfg.teacher.model}
+    served = served_origin(cfg)
+    return None if served is None else {"base_url": served["endpoint"], "model": served["model"]}
 
 
 def policy_verdict(cfg: DistillConfig, info: Any):
-    """The licence/terms gate, before any compute: the API behind a generated set, else the teacher model."""
+    """The licence/terms gate, before any compute: the served teacher or the API behind a generated set, else the
+    teacher model."""
     from distill.provenance.policy import check_api_teacher, check_model_teacher
 
-    t = cfg.teacher
-    if cfg.teacher_kind.name == "served":
+    served = served_origin(cfg)
+    if served is not None:
         from distill.provenance.policy.identify import api_host, is_local_host
 
-        local = t.tokenizer if is_local_host(api_host(t.endpoint)) else None
-        return check_api_teacher(t.endpoint, t.model, t.authorization, local_spec=local)
+        local = served.get("tokenizer") if is_local_host(api_host(served["endpoint"])) else None
+        return check_api_teacher(served["endpoint"], served["model"], cfg.teacher.authorization, local_spec=local)
     source = Path(cfg.data.path) / "source.json"
     if cfg.teacher_kind.name == "api" and source.is_file():
         api = json.loads(source.read_text())
