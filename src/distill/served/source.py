@@ -10,6 +10,7 @@ training changes, and resume restarts the schedule at the resumed step.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,10 +48,18 @@ class ServedTeacher:
         self.done: OrderedDict[bytes, RowScores] = OrderedDict()
         self.cache_rows = cache_rows
         self.pending: deque[frozenset[bytes]] = deque()  # scheduled micro-batches submitted, not yet asked for
+        self.waited_s = 0.0  # time the loop spent blocked on the server (0 when prefetch hides it all)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+    def summary(self) -> dict[str, float | int]:
+        """What this process asked of the server: requests, retries, rows, tokens, seconds inside requests (summed
+        over threads) and seconds the loop waited for them."""
+        st = self.client.stats
+        return {"requests": st.requests, "retries": st.retries, "rows": st.rows, "tokens": st.tokens,
+                "unmapped": st.unmapped, "request_s": round(st.seconds, 3), "waited_s": round(self.waited_s, 3)}
 
     def _submit(self, rows: list[Row]) -> None:
         todo = [r for r in dict.fromkeys(rows) if row_key(r) not in self.inflight and row_key(r) not in self.done]
@@ -78,7 +87,9 @@ class ServedTeacher:
                 self.done.move_to_end(k)
                 out.append(self.done[k])
                 continue
+            t0 = time.perf_counter()
             res = self.inflight.pop(k).result()  # re-raises the client's DistillError after its retries
+            self.waited_s += time.perf_counter() - t0
             self.done[k] = res
             out.append(res)
         while len(self.done) > self.cache_rows:

@@ -65,6 +65,7 @@ def train(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False,
     finally:
         for cb in hooks:
             cb.on_train_end(run)
+        run.close()
     return finish(run, overwrite or resume)
 
 

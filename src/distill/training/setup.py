@@ -63,6 +63,15 @@ class Run:
     history: list[dict] = field(default_factory=list)
     sample_time: float = 0.0  # seconds spent sampling on-policy continuations
 
+    def close(self) -> None:
+        """Release the teacher sources (a served teacher's connections and threads), logging what each did."""
+        for name, src in {"train": self.source, "heldout": self.eval_source}.items():
+            if hasattr(src, "summary"):
+                log.info("teacher source (%s, rank %d): %s", name, self.world.rank,
+                         " ".join(f"{k}={v}" for k, v in src.summary().items()))
+            if hasattr(src, "close"):
+                src.close()
+
 
 def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> torch.nn.Module:
     s = cfg.student
