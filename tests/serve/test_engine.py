@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from distill.serve.engine import SamplingParams
+from distill.serve.engine import SamplingParams, tempered
 
 
 def _prompt(tok, text):
@@ -76,3 +77,16 @@ def test_stop_string_truncates_text_and_tokens(engine, tiny_loaded):
     cut = engine.generate(ids, SamplingParams(max_tokens=12, temperature=0, stop=[stop])).choices[0]
     assert cut.finish_reason == "stop" and cut.text == full.text[: full.text.index(stop)]
     assert stop not in cut.text and len(cut.tokens) < len(full.tokens)
+
+
+@pytest.mark.parametrize("temperature", [1e-320, 5e-324, 1e-45, 1e-39])
+def test_a_temperature_too_small_to_divide_by_means_greedy(engine, tiny_loaded, temperature):
+    scores = torch.tensor([3.0, -1.0, 0.0, float("-inf")])
+    assert tempered(scores, temperature) is None  # the quotient holds inf or NaN: never sampled from
+    assert tempered(scores, 0.0) is None
+    assert torch.equal(tempered(scores, 0.5), scores / 0.5)
+    assert tempered(torch.full((4,), float("-inf")), 1.0) is None  # nothing finite to sample from
+    ids = _prompt(tiny_loaded.tokenizer, "Tiny temperature")
+    tiny = engine.generate(ids, SamplingParams(max_tokens=10, temperature=temperature, seed=3)).choices[0]
+    greedy = engine.generate(ids, SamplingParams(max_tokens=10, temperature=0)).choices[0]
+    assert [t.id for t in tiny.tokens] == [t.id for t in greedy.tokens]

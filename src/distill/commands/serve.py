@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from distill.models.loading import load_model
     from distill.serve.app import Limits, create_app
     from distill.serve.engine import Engine
+    from distill.serve.httpserver import JsonErrorH11Protocol
     from distill.serve.keys import load_api_keys
 
     for opt in ("max_tokens", "max_n", "max_body_bytes", "max_batch"):
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     # stops and the guard's state is saved (the `finally` below).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=JsonErrorH11Protocol)
     except OSError as e:
         raise DistillError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}", where="distill serve",
                            fix="pick another --port or stop the process using it") from None

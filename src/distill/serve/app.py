@@ -1,6 +1,9 @@
-"""The OpenAI-compatible HTTP app: /v1/models, /v1/chat/completions, /v1/completions.
+"""The OpenAI-compatible HTTP app: /v1/models, /v1/chat/completions, /v1/completions, /tokenize, /openapi.json.
 
-Every bad request gets a 4xx with an OpenAI-style body `{"error": {"message", "type", "param", "code"}}`.
+Every bad request gets a 4xx with an OpenAI-style body `{"error": {"message", "type", "param", "code"}}` (a 405
+also carries `Allow`). Bodies are bounded in size (`Limits.max_body_bytes`, 413) and in JSON nesting
+(`Limits.max_json_depth`, 400 `json_too_deep`, checked before parsing, so deep nesting never recurses). Requests
+that uvicorn cannot parse as HTTP never reach this app: see `distill.serve.httpserver`.
 Each endpoint is a plain function reading a `ServeState` from `app.state.serve`; `_respond` writes the JSON
 or streamed answer of both generation endpoints.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +34,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
@@ -37,6 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from distill.serve.engine import Completion, Engine, EngineInputError, SamplingParams, TokenInfo
 from distill.serve.keys import check_bearer
+from distill.serve.openapi import openapi_document
 from distill.serve.schemas import ChatCompletionRequest, CompletionRequest, TokenizeRequest
 from distill.tokens.chat import render_chat
 
@@ -52,6 +58,7 @@ class Limits:
     """Per-request limits of the server."""
 
     max_body_bytes: int = 1 << 20  # larger bodies get 413
+    max_json_depth: int = 64  # deeper nesting of arrays/objects gets 400 (an OpenAI request nests about 5 deep)
     max_tokens: int = 1024  # largest max_tokens accepted
     max_n: int = 8  # largest n accepted (per prompt)
     max_prompts: int = 16  # largest prompt list for /v1/completions
@@ -99,16 +106,38 @@ def _union_tag(part) -> bool:
     return isinstance(part, str) and (part in {"str", "int", "float", "bool", "none"} or "[" in part or "-" in part)
 
 
-def _parse(raw: bytes, model: type) -> Any:
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string literal (no backtracking blow-up)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in `text` (brackets inside strings do not count); linear time, no
+    recursion, so a body of a million '[' is measured safely before any parser sees it."""
+    shape = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode("ascii")
+    if not shape:
+        return 0
+    b = np.frombuffer(shape, dtype=np.uint8)
+    return int(np.where((b == ord("[")) | (b == ord("{")), 1, -1).cumsum().max())
+
+
+def _too_deep(limit: int) -> ApiError:
+    return ApiError(400, f"the request body nests arrays/objects more than {limit} levels deep", code="json_too_deep")
+
+
+def _parse(raw: bytes, model: type, max_depth: int) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ApiError(400, f"the request body is not valid UTF-8 (byte {e.start})", code="invalid_encoding") from None
+    if json_depth(text) > max_depth:
+        raise _too_deep(max_depth)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ApiError(400, f"the request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
                        code="invalid_json") from None
+    except RecursionError:  # json_depth already refuses deep bodies; a safety net, never a 500
+        raise _too_deep(max_depth) from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_type")
     try:
@@ -323,7 +352,7 @@ async def _guarded(request: Request, handle: Handler) -> Response:
 
 
 async def _chat(st: ServeState, call: Call, raw: bytes) -> Response:
-    data, body = _parse(raw, ChatCompletionRequest)
+    data, body = _parse(raw, ChatCompletionRequest, st.limits.max_json_depth)
     call.request.update(data)
     want_lp = bool(body.logprobs)
     if body.top_logprobs and not want_lp:
@@ -370,7 +399,7 @@ def _prompt_ids(tok, p: str | list[str] | list[int] | list[list[int]], limit: in
 
 
 async def _completions(st: ServeState, call: Call, raw: bytes) -> Response:
-    data, body = _parse(raw, CompletionRequest)
+    data, body = _parse(raw, CompletionRequest, st.limits.max_json_depth)
     call.request.update(data)
     if body.echo:
         raise ApiError(400, "echo=true is not supported", param="echo", code="unsupported_value")
@@ -421,7 +450,7 @@ async def completions(request: Request) -> Response:
 
 
 async def _tokenize(st: ServeState, call: Call, raw: bytes) -> Response:
-    _, body = _parse(raw, TokenizeRequest)
+    _, body = _parse(raw, TokenizeRequest, st.limits.max_json_depth)
     st.check_model(body.model)
     ids = st.engine.tokenizer(body.prompt, add_special_tokens=body.add_special_tokens)["input_ids"]
     return JSONResponse({"tokens": ids, "count": len(ids), "max_model_len": st.engine.max_context})
@@ -444,9 +473,15 @@ async def list_models(request: Request) -> Response:
         for m in sorted(st.names, key=lambda x: x != st.model_name)]})
 
 
+async def openapi_json(request: Request) -> Response:
+    """GET /openapi.json: the OpenAPI 3.1 description of these endpoints (no key needed)."""
+    return JSONResponse(request.app.state.openapi)
+
+
 async def _http_error(_req: Request, exc: StarletteHTTPException) -> Response:
+    """Starlette's own 4xx (unknown route, wrong method) in the OpenAI shape, keeping its headers (`Allow`)."""
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-    return ApiError(exc.status_code, str(exc.detail), code=code).response()
+    return ApiError(exc.status_code, str(exc.detail), code=code, headers=dict(exc.headers or {})).response()
 
 
 async def _crash(_req: Request, exc: Exception) -> Response:
@@ -475,12 +510,17 @@ def create_app(engine: Engine, model_name: str, *, aliases: tuple[str, ...] = ()
         processors_for, observer, gate: extension hooks, see the module docstring.
     """
     app = FastAPI(title="distill serve", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.serve = ServeState(engine, model_name, {model_name, *aliases}, limits or Limits(), api_keys,
+    limits = limits or Limits()
+    app.state.serve = ServeState(engine, model_name, {model_name, *aliases}, limits, api_keys,
                                  processors_for, observer, gate)
+    app.state.openapi = openapi_document(
+        auth=bool(api_keys), maxima={"n": limits.max_n, "max_tokens": limits.max_tokens,
+                                     "max_completion_tokens": limits.max_tokens, "prompt_logprobs": limits.max_logprobs})
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _crash)
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.add_api_route("/v1/completions", completions, methods=["POST"])
     app.add_api_route("/tokenize", tokenize, methods=["POST"])
+    app.add_api_route("/openapi.json", openapi_json, methods=["GET"])
     return app

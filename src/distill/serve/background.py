@@ -7,6 +7,8 @@ import time
 
 import uvicorn
 
+from distill.serve.httpserver import JsonErrorH11Protocol
+
 
 class BackgroundServer:
     """`with BackgroundServer(app) as srv: httpx.get(srv.url + "/v1/models")` - binds 127.0.0.1 on a free port.
@@ -20,7 +22,7 @@ class BackgroundServer:
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
         self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                                     lifespan="on")
+                                     lifespan="on", http=JsonErrorH11Protocol)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="distill-uvicorn", daemon=True)
         self.host, self.port = host, port

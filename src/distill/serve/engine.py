@@ -10,6 +10,7 @@ Per-row order of operations at each step (documented, because watermarking relie
     for p in logits_processors: scores = p(input_ids_of_the_row[None], scores[None])[0]   # HF signature
     logprob = log_softmax(scores)               # what `logprobs` / `top_logprobs` report
     temperature == 0 -> argmax, else sample from softmax(top_p_filter(scores / temperature))
+    (a temperature so small that scores / temperature overflows to inf or NaN, e.g. 1e-320, is argmax too)
 
 Sampling uses one `torch.Generator` per row seeded from the request's `seed` (and the choice index), so the
 same seeded request gives the same tokens whether it runs alone or batched with others.
@@ -155,6 +156,18 @@ def _top_p_filter(scores: torch.Tensor, top_p: float) -> torch.Tensor:
     out = scores.clone()
     out[order[drop]] = float("-inf")
     return out
+
+
+def tempered(scores: torch.Tensor, temperature: float) -> torch.Tensor | None:
+    """`scores / temperature`, or None for greedy: temperature 0, or one so small that the division overflows to
+    inf or NaN (1e-320 is 0 in float32) - the limit of sampling as the temperature goes to 0 is the argmax.
+    Also None when no score is finite (softmax would be NaN everywhere)."""
+    if temperature <= 0:
+        return None
+    scaled = scores / temperature
+    if bool((torch.isnan(scaled) | torch.isposinf(scaled)).any()) or not bool(torch.isfinite(scaled).any()):
+        return None
+    return scaled
 
 
 class Engine:
@@ -373,10 +386,11 @@ class Engine:
                 s = proc(seq, s)
             scores = s[0].float()
         logprobs = torch.log_softmax(scores, dim=-1)
-        if p.temperature <= 0:
+        scaled = tempered(scores, p.temperature)
+        if scaled is None:
             tok = int(torch.argmax(scores))
         else:
-            probs = torch.softmax(_top_p_filter(scores / p.temperature, p.top_p), dim=-1)
+            probs = torch.softmax(_top_p_filter(scaled, p.top_p), dim=-1)
             cdf = probs.double().cumsum(0)  # inverse-CDF sampling: one uniform draw per token, fast and seeded
             u = torch.rand((), generator=r.gen, dtype=torch.float64) * cdf[-1]
             tok = min(int(torch.searchsorted(cdf, u, right=True)), probs.numel() - 1)

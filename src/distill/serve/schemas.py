@@ -6,13 +6,33 @@ configuration (max_tokens, n) are applied by the app, not here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def integral(value: Any) -> Any:
+    """An integral float as an int (19.0 -> 19, also inside lists); any other value unchanged.
+
+    The OpenAI API accepts `"max_tokens": 19.0` (JSON has one number type); 19.5 is still refused by the strict
+    int check that follows, and so are booleans and strings."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
+    integer_fields: ClassVar[tuple[str, ...]] = ()  # fields where an integral float counts as an integer
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.integer_fields:
+            return {k: integral(v) if k in cls.integer_fields else v for k, v in data.items()}
+        return data
 
 
 class ContentPart(_Strict):
@@ -42,6 +62,7 @@ class StreamOptions(_Strict):
 
 
 class _Common(_Strict):
+    integer_fields: ClassVar[tuple[str, ...]] = ("n", "seed")
     model: str = Field(min_length=1)  # a name from GET /v1/models
     temperature: float | None = Field(None, ge=0, le=2)  # 0 = greedy; default 1
     top_p: float | None = Field(None, gt=0, le=1)  # nucleus sampling mass; default 1
@@ -61,6 +82,8 @@ class _Common(_Strict):
 class ChatCompletionRequest(_Common):
     """POST /v1/chat/completions."""
 
+    integer_fields: ClassVar[tuple[str, ...]] = ("n", "seed", "max_tokens", "max_completion_tokens", "top_logprobs")
+
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)  # new tokens per choice
     max_completion_tokens: int | None = Field(None, ge=1)  # newer name of max_tokens; wins when both are given
@@ -70,6 +93,8 @@ class ChatCompletionRequest(_Common):
 
 class CompletionRequest(_Common):
     """POST /v1/completions (legacy)."""
+
+    integer_fields: ClassVar[tuple[str, ...]] = ("n", "seed", "max_tokens", "logprobs", "prompt_logprobs", "prompt")
 
     prompt: str | list[str] | list[int] | list[list[int]]  # text(s) or token id list(s)
     max_tokens: int | None = Field(None, ge=1)  # new tokens per choice; default 16
