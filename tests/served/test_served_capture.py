@@ -89,3 +89,14 @@ def test_a_resumed_served_capture_refuses_another_model(stores, teacher_server, 
                  str(tiny_teacher_dir)]) == 2
     assert "does not serve 'nope'" in capsys.readouterr().err
     assert not (served.parent / "nope" / "manifest.json").exists()
+
+
+def test_capture_takes_the_served_teacher_from_a_training_config(tmp_path, teacher_server, tiny_teacher_dir,
+                                                                  text_file, stores):
+    cfg = tmp_path / "served.yaml"
+    cfg.write_text(f"teacher: {{endpoint: '{teacher_server.url}/v1', model: tiny-teacher, tokenizer: "
+                   f"'{tiny_teacher_dir}', top_k: {K}}}\ndata: {{path: '{text_file}', seq_len: 32}}\n")
+    _capture(tmp_path / "store", "--config", str(cfg))
+    m = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    assert m["identity"] == json.loads((stores[0] / "manifest.json").read_text())["identity"]
+    assert m["settings"]["k"] == K and m["capture"]["concurrency"] == 2
