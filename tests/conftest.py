@@ -86,3 +86,28 @@ def word_ids(tokenizer) -> list[int]:
             ids.append(t[0])
     assert len(ids) >= 32
     return ids[:32]
+
+
+def _kill_when(proc, ready, what: str, output, timeout_s: float = 300.0) -> None:
+    """Poll the disk (never a fixed sleep) until `ready()`, then SIGKILL `proc` and reap it. Fails the test if the
+    process exits first (showing the tail of `output()`) or `what` is not reached within `timeout_s`."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                pytest.fail(f"the process exited (rc {proc.returncode}) before {what}: {output()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"not {what} within {timeout_s:.0f} s")
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture
+def kill_when():
+    """`kill_when(proc, ready, what, output)`: SIGKILL a subprocess once the state `ready()` checks is on disk."""
+    return _kill_when

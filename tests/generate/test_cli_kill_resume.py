@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -68,7 +67,7 @@ def _cmd(server, prompts_file, out, *extra):
             "--price-in", "1.5", "--price-out", "6", *extra]
 
 
-def test_sigkill_then_resume_stores_every_prompt_once(gated_server, tmp_path):
+def test_sigkill_then_resume_stores_every_prompt_once(gated_server, tmp_path, kill_when):
     gen_server = gated_server
     n = 24
     prompts_file = tmp_path / "prompts.jsonl"
@@ -78,18 +77,10 @@ def test_sigkill_then_resume_stores_every_prompt_once(gated_server, tmp_path):
     results = out / "results.jsonl"
     proc = subprocess.Popen(_cmd(gen_server, prompts_file, out), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    try:  # the gate answers 3 requests and holds the rest: wait until those 3 rows are on disk, then kill
-        while not (results.exists() and results.read_bytes().count(b"\n") >= 3):
-            if proc.poll() is not None:
-                pytest.fail(f"distill generate exited (rc {proc.returncode}) before it could be killed: "
-                            f"{proc.communicate()[0].decode(errors='replace')[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("distill generate stored no 3 rows within 300 s")
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        first_out = proc.communicate(timeout=60)[0].decode()
+    # the gate answers 3 requests and holds the rest: kill once those 3 rows are on disk
+    kill_when(proc, lambda: results.exists() and results.read_bytes().count(b"\n") >= 3, "3 rows stored",
+              lambda: proc.stdout.read().decode(errors="replace"))
+    first_out = proc.stdout.read().decode()
     assert proc.returncode == -signal.SIGKILL, "the kill must land on a running process"
     done_before = results.read_bytes().count(b"\n")
     assert done_before == 3  # the gate answered 3 requests; the other 21 prompts were still held

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -53,7 +52,7 @@ def _checkpointed_step(run_dir: Path) -> int:
     return int(name.removeprefix("step-"))
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_teacher_dir, text_file):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_teacher_dir, text_file, kill_when):
     ref_out, cut_out = tmp_path / "ref", tmp_path / "cut"
     # 12 steps, checkpoints every 2: the kill comes once step 4 is checkpointed, with 8 steps and the final
     # write still to do (seconds of work, against a 50 ms poll)
@@ -66,18 +65,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_teacher_di
     with open(log, "wb") as err:
         proc = subprocess.Popen(cli + [str(cut_cfg)], env=_env(), stdout=subprocess.DEVNULL, stderr=err)
     ckpt = Path(str(cut_out) + ".ckpt")
-    deadline = time.monotonic() + 300
-    try:  # poll the disk (no fixed sleep): kill once a complete checkpoint at step >= 4 exists
-        while _checkpointed_step(ckpt) < 4:
-            if proc.poll() is not None:
-                pytest.fail(f"the run exited (rc {proc.returncode}) before it could be killed at a checkpoint: "
-                            f"{log.read_text(errors='replace')[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("no complete checkpoint at step >= 4 within 300 s")
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_when(proc, lambda: _checkpointed_step(ckpt) >= 4, "a complete checkpoint at step >= 4",
+              lambda: log.read_text(errors="replace"))
     assert proc.returncode == -signal.SIGKILL, "the run finished before the kill: the kill must land mid-run"
     assert not cut_out.exists(), "a killed run must not leave a finished-looking student"
     killed_at = _checkpointed_step(ckpt)
