@@ -6,8 +6,11 @@ tokens; a test-only first logits processor restricts it to 32 whole-word tokens 
 own watermark processor acts after it. The key is left-hash h=1 with δ=8 so a 150-step, 2-layer student picks the
 bias up (with one layer it learned some keys' green lists too weakly for the closed-mode test: p 0.08 at N 10).
 
-Everything is fixed (the key, the sampling seed, the training seed), so every run computes the same p-values; the
-sizes are chosen so each one clears its threshold by orders of magnitude (measured figures in the asserts).
+Everything is fixed (the key, the sampling seed, the training seed, and the training order: `distill generate` writes
+answers as they complete, but a generated set is read in key order), so every run computes the same p-values; the
+sizes are chosen so each one clears its threshold by orders of magnitude (measured figures in the asserts). Before
+the set was read in key order, the order the 8 concurrent requests completed in changed the student, and one CI run
+measured closed-mode p = 3e-4 (N 64).
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ def test_closed_mode_flags_the_served_student(pipeline, capsys, tmp_path):
                                      "--max-tokens", "40")
         finally:
             engine.close()
-    assert found["radio"]["N"] >= 40 and found["radio"]["p_value"] < 1e-4, found["radio"]  # measured: N ~100, p ~1e-18
+    # measured: N 103, p 1e-21; over training seeds 1-6, N 40-137 and p 1e-32 to 1e-7
+    assert found["radio"]["N"] >= 30 and found["radio"]["p_value"] < 1e-4, found["radio"]
     assert found["control"]["p_value"] >= 1e-6, found["control"]  # innocent: fails on 1e-6 of keys
 
