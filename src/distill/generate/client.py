@@ -8,7 +8,10 @@ Retries: 429 waits `retry-after-ms` / `Retry-After` (else backoff); 5xx, 408, ti
 deadline of `timeout` seconds, so stalled bodies count), dropped connections and malformed JSON back off
 exponentially with full jitter (`backoff_base * 2**attempt`, capped at `backoff_cap`). Other 4xx are not
 retried; 401/403/404 stop the whole run (a wrong key or model would fail every row). After `max_tries` tries
-a row is recorded in failures.jsonl with the reason and retried by the next run.
+a row is recorded in failures.jsonl with the reason and retried by the next run. Nothing listening: when the
+first `REFUSED_BEFORE_STOP` tries of a run (fewer if the run has fewer tries in all) were all refused
+connections and none got an answer, the run stops with one error naming the endpoint instead of backing off
+through every row; once anything answered, refused connections are retried like other dropped connections.
 
 All writes go through one `ResultStore` on one dedicated writer thread (so fsync never stalls the event loop):
 one writer, fsync per line, in completion order.
@@ -37,6 +40,8 @@ from distill.tokens.openai import chat_url
 from distill.tokens.tokenmap import TokenMapper
 
 log = logging.getLogger(__name__)
+
+REFUSED_BEFORE_STOP = 8  # refused connections, with no answer before them, that stop a run (the first wave of 8 workers)
 
 
 @dataclass
@@ -153,6 +158,20 @@ class _Generation:
         self.url, self.params = chat_url(cfg.endpoint), cfg.params()
         self.rpm, self.tpm, self.pause = TokenBucket(cfg.rpm), TokenBucket(cfg.tpm), Pause()
         self.loop = asyncio.get_running_loop()
+        self.refused, self.reached = 0, False  # refused connections so far; whether anything ever answered
+        self.refused_limit = REFUSED_BEFORE_STOP
+
+    def connection_failed(self, e: httpx.TransportError) -> None:
+        """Count a refused connection; stop the run when nothing has ever answered and the limit is reached."""
+        if not isinstance(e, httpx.ConnectError) or self.reached:
+            self.reached = True  # a reset or a protocol error: something is listening
+            return
+        self.refused += 1
+        if self.refused >= self.refused_limit:
+            raise DistillError(f"nothing is listening at {self.url}: the first {self.refused} connection attempts "
+                               f"were all refused ({e or type(e).__name__})", where=self.url,
+                               fix="start the server (e.g. `distill serve --port PORT`) or fix --endpoint, then run "
+                                   "the same command again (stored rows are kept)")
 
     def body(self, msgs: list[dict]) -> dict[str, Any]:
         cfg = self.cfg
@@ -179,7 +198,9 @@ class _Generation:
         except (asyncio.TimeoutError, httpx.TimeoutException):
             raise _Retry("timeout") from None
         except httpx.TransportError as e:
+            self.connection_failed(e)
             raise _Retry(f"connection error ({type(e).__name__})") from None
+        self.reached = True
         if resp.status_code == 429:
             acct.rate_limited += 1
             wait = retry_after(resp.headers)
@@ -255,6 +276,7 @@ class _Generation:
         queue: asyncio.Queue = asyncio.Queue()
         for item in todo:
             queue.put_nowait(item)
+        self.refused_limit = min(REFUSED_BEFORE_STOP, len(todo) * self.cfg.max_tries)
         tasks = [asyncio.create_task(self.worker(queue)) for _ in range(max(1, min(self.cfg.concurrency, len(todo))))]
         try:
             await asyncio.gather(*tasks)
