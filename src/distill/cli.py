@@ -11,6 +11,7 @@ import importlib
 import logging
 import pkgutil
 import sys
+import traceback
 
 from distill import commands
 from distill.errors import DistillError
@@ -18,7 +19,8 @@ from distill.errors import DistillError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distill", description="Language-model distillation toolkit.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors (the exit status is "
+                        "the same as without it)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -41,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except DistillError as e:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback too, but the same exit status as without --debug
+            traceback.print_exc()
         print(f"error: {e.paragraph()}", file=sys.stderr)
         return e.code
     except BrokenPipeError:  # output piped into `head` and the like
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except MemoryError:
         if args.debug:
-            raise
+            traceback.print_exc()
         print("error: out of memory. What to do: lower batch_size, seq_len or loss.chunk_size "
               "(see `distill train --help`), or use a smaller teacher.", file=sys.stderr)
         return 2

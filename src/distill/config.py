@@ -209,6 +209,38 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def _yaml_text(data: bytes, what: str, where: str, fix: str) -> str:
+    """The UTF-8 text of a YAML file; a binary file (NUL bytes, or not UTF-8) is refused in one paragraph."""
+    if b"\x00" in data:
+        raise DistillError(f"the {what} is a binary file (it contains NUL bytes at offset {data.index(0)}), not YAML "
+                           "text", where=where, fix=fix)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DistillError(f"the {what} is not text: byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8 "
+                           "(a binary file, or text in another encoding)", where=where,
+                           fix=f"{fix}, saved as UTF-8") from None
+
+
+def read_yaml(path: str | Path, what: str, fix: str) -> Any:
+    """The YAML document in `path`. A file that cannot be read, is binary or is malformed YAML raises a
+    one-paragraph DistillError (what, where - with the line and column of a syntax error - and `fix`)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DistillError(f"cannot read the {what} ({e.strerror or type(e).__name__})", where=str(path),
+                           fix="check the path and its permissions") from None
+    text = _yaml_text(data, what, str(path), fix)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]  # a ReaderError has no `problem`
+        raise DistillError(f"malformed YAML in the {what}: {problem}", where=where,
+                           fix="fix the YAML syntax (indentation, colons, quotes)") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DistillConfig:
     """Read a YAML config (or the defaults when path is None) and apply `key=value` overrides."""
     raw: dict[str, Any] = {}
@@ -217,13 +249,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.is_file():
             raise DistillError(f"config file not found: {path}", fix="check the path; examples/ has working configs")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-            raise DistillError(f"malformed YAML: {getattr(e, 'problem', e)}", where=where,
-                               fix="fix the YAML syntax (indentation, colons, quotes)") from e
+        raw = read_yaml(p, "config file", "pass a YAML config such as examples/demo.yaml") or {}
         if not isinstance(raw, dict):
             raise DistillError("the config must be a YAML mapping of sections (teacher, student, data, loss, train)",
                                where=str(path), fix="see examples/demo.yaml")

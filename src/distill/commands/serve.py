@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         raise DistillError(f"--watermark-top-k must be 0 (whole vocabulary) or a positive count, not "
                            f"{args.watermark_top_k}", where="distill serve", fix="e.g. --watermark-top-k 64")
     keys = load_api_keys(args.api_key_file) if args.api_key_file else None
+    if args.guard_config:  # refuse a bad guard config before the (slow) model load, not after
+        from distill.protection.guard import load_config as load_guard_config
+
+        load_guard_config(args.guard_config)
     loaded = load_model(args.model)
     engine = Engine(loaded.model, loaded.tokenizer, max_batch=args.max_batch)
     name = args.served_name or args.model

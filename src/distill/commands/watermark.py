@@ -35,14 +35,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read(path: str, what: str) -> str:
+    """A text input as str; a binary file (NUL bytes, or not UTF-8) is refused rather than scored: the tokens of
+    decoding noise would give a p-value that means nothing."""
     import sys
 
-    if path == "-":
-        return sys.stdin.read()
+    where = "standard input" if path == "-" else path
     try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as e:
-        raise DistillError(f"cannot read the {what} ({e.strerror})", where=path, fix="check the path") from e
+        raise DistillError(f"cannot read the {what} ({e.strerror})", where=where, fix="check the path") from e
+    fix = "pass UTF-8 text (convert other encodings first, e.g. `iconv -f latin1 -t utf-8`)"
+    if b"\x00" in data:
+        raise DistillError(f"the {what} is a binary file (NUL byte at offset {data.index(0)}), not text; it was not "
+                           "tested", where=where, fix=fix)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DistillError(f"the {what} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); it was "
+                           "not tested", where=where, fix=fix) from None
 
 
 def _keygen(args: argparse.Namespace) -> int:

@@ -59,15 +59,11 @@ class GuardConfig:
 
 def load_config(path: str | Path) -> GuardConfig:
     """Read and check a guard YAML config (unknown keys and actions are refused)."""
-    import yaml
+    from distill.config import read_yaml
 
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError as e:
-        raise DistillError("guard config not found", where=str(path), fix="check --guard-config") from e
-    except (OSError, yaml.YAMLError) as e:
-        raise DistillError(f"cannot read the guard config: {str(e).splitlines()[0]}", where=str(path),
-                           fix="write it as YAML (see docs/protect.md)") from e
+    if not Path(path).is_file():
+        raise DistillError("guard config not found", where=str(path), fix="check --guard-config")
+    raw = read_yaml(path, "guard config", "pass the guard's YAML config (see docs/protect.md)") or {}
     if not isinstance(raw, dict):
         raise DistillError("the guard config must be a YAML mapping", where=str(path))
     cfg = GuardConfig()

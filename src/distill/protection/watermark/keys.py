@@ -117,13 +117,35 @@ def save_key(key: WatermarkKey, path: str | Path) -> Path:
     if path.exists():
         raise DistillError("refusing to overwrite an existing key file", where=str(path),
                            fix="choose another --out path or delete the old key deliberately")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(key.to_json(), f, indent=1)
-        f.write("\n")
-    os.chmod(path, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(path, e) from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise DistillError("refusing to overwrite an existing key file", where=str(path),
+                           fix="choose another --out path or delete the old key deliberately") from None
+    except OSError as e:
+        raise _unwritable(path, e) from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(key.to_json(), f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(path, 0o600)
+    except BaseException as e:
+        path.unlink(missing_ok=True)  # never leave a half-written key behind
+        if isinstance(e, OSError):
+            raise _unwritable(path, e) from None
+        raise
     return path
+
+
+def _unwritable(path: Path, e: OSError) -> DistillError:
+    return DistillError(f"cannot write the watermark key file ({e.strerror or type(e).__name__}); nothing was "
+                        "written", where=str(path), fix="choose an --out path in a folder you can write to")
 
 
 def load_key(path: str | Path) -> WatermarkKey:
