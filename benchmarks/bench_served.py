@@ -5,11 +5,15 @@ the same fresh ≈11.8 M student (seed 0, same batches, same schedule) from: the
 the served teacher's top-k (k = 20, vLLM's default cap) with the rest as one bucket or spread by the data's token
 frequencies. Every student is then scored by `distill.evaluate` against the full live teacher on the same held-out
 sequences (KL(teacher‖student), top-1, perplexity). Timing runs measure seconds per step with and without prefetch,
-with the server as it is (same 2 cores as the trainer) and with a fixed added latency per request (a teacher on
-another machine), through the public `StepTimer` callback.
+with the server as it is (same 2 cores as the trainer) and behind a local proxy that adds a fixed latency to every
+request (a teacher on another machine), through the public `StepTimer` callback.
 
 Usage:  python benchmarks/bench_served.py [--steps 40] [--seq-len 128] [--lr 1e-3] [--timing-steps 8]
-                                          [--latency-ms 50] [--json benchmarks/results/served.json]
+                                          [--latency-ms 50] [--parts quality,timing]
+                                          [--json benchmarks/results/served.json]
+
+The quality figures are deterministic (the same on a loaded machine); the timing ones are not: run `--parts timing`
+alone on an idle machine.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
 from distill.config import load_config
 from distill.evaluation.report import evaluate
-from distill.served.client import ScoringClient
 from distill.training.callbacks import StepTimer
 from distill.training.loop import train
 
@@ -54,16 +59,38 @@ def start_server(port: int) -> subprocess.Popen:
     raise RuntimeError("distill serve did not start within 300 s")
 
 
-def with_latency(seconds: float):
-    """Make every scoring request take `seconds` longer (a teacher on another machine)."""
-    original = ScoringClient.score
+class LatencyProxy:
+    """A stand-in for a teacher on another machine: a local HTTP proxy that forwards every request to `target`
+    after `seconds` (stdlib server, one thread per connection, so concurrent requests overlap as over a network)."""
 
-    def score(self, rows):
-        time.sleep(seconds)
-        return original(self, rows)
+    def __init__(self, target: str, seconds: float):
+        client = httpx.Client(timeout=600)
 
-    ScoringClient.score = score
-    return original
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(seconds)
+                resp = client.request(self.command, target + self.path, content=body,
+                                      headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                self.send_response(resp.status_code)
+                self.send_header("Content-Type", resp.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 def main() -> None:
@@ -76,6 +103,7 @@ def main() -> None:
     ap.add_argument("--eval-sequences", type=int, default=32)
     ap.add_argument("--timing-steps", type=int, default=8)
     ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--parts", default="quality,timing", help="comma-separated: quality, timing")
     ap.add_argument("--json", default="benchmarks/results/served.json")
     a = ap.parse_args()
     port = free_port()
@@ -91,7 +119,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             quality = [("live", []), ("served_bucket", served + ["teacher.endpoint_tail=bucket"]),
                        ("served_data_prior", served + ["teacher.endpoint_tail=data_prior"])]
-            for name, extra in quality:
+            for name, extra in quality if "quality" in a.parts else []:
                 cfg = load_config(None, common + extra + [
                     f"train.steps={a.steps}", f"train.eval_every={a.steps}", f"train.warmup_steps={max(1, a.steps // 10)}",
                     f"output_dir={tmp}/{name}"])
@@ -105,10 +133,11 @@ def main() -> None:
                 out["quality"].append(row)
                 print(json.dumps(row), flush=True)
             n = a.timing_steps
-            for latency in (0.0, a.latency_ms / 1000):
-                original = with_latency(latency) if latency else None
+            for latency in (0.0, a.latency_ms / 1000) if "timing" in a.parts else ():
+                proxy = LatencyProxy(f"http://127.0.0.1:{port}", latency) if latency else None
+                via = [f"teacher.endpoint={proxy.url}/v1"] if proxy else []
                 for prefetch in (2, 0):
-                    cfg = load_config(None, common + served + [
+                    cfg = load_config(None, common + served + via + [
                         f"teacher.prefetch={prefetch}", f"train.steps={n + 2}", "train.eval_every=100000",
                         f"output_dir={tmp}/t{latency}-{prefetch}"])
                     timer = StepTimer()
@@ -116,11 +145,21 @@ def main() -> None:
                     row = {"latency_ms": latency * 1000, "prefetch": prefetch, "s_per_step": timer.seconds(1, n + 1) / n}
                     out["timing"].append(row)
                     print(json.dumps(row), flush=True)
-                if original is not None:
-                    ScoringClient.score = original
+                if proxy is not None:
+                    proxy.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
+    if out["quality"]:
+        print_quality(out, a)
+    if out["timing"]:
+        print_timing(out)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+
+
+def print_quality(out: dict, a) -> None:
     live = out["quality"][0]
     print(f"\n{a.steps} steps × {a.batch_size} × {a.seq_len} tokens; k = {a.top_k}; scored against the full teacher "
           f"on {a.eval_sequences} held-out sequences")
@@ -129,15 +168,15 @@ def main() -> None:
     for r in out["quality"]:
         print(f"| {r['run']} | {r['heldout_kl']:.3f} | {r['heldout_kl'] / live['heldout_kl']:.3f} | "
               f"{r['top1_agreement']:.3f} | {r['heldout_ppl']:.1f} | {r['s_per_step']:.2f} |")
+
+
+def print_timing(out: dict) -> None:
     print("\n| added latency per request | s/step, prefetch 2 | s/step, no prefetch | no prefetch / prefetch |")
     print("|---|---|---|---|")
     for latency in sorted({r["latency_ms"] for r in out["timing"]}):
         p2, p0 = (next(r["s_per_step"] for r in out["timing"] if r["latency_ms"] == latency and r["prefetch"] == p)
                   for p in (2, 0))
         print(f"| {latency:.0f} ms | {p2:.2f} | {p0:.2f} | {p0 / p2:.2f}× |")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
