@@ -137,18 +137,24 @@ def test_nesting_within_the_limit_is_accepted_and_brackets_in_strings_do_not_cou
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize("header", ["Content-Length: abc", "Content-Length: -5",
-                                    "Content-Length: 3\r\nContent-Length: 4", "Bad Header Without Colon"])
-def test_malformed_http_gets_the_openai_error_shape(server, header):
-    """h11 refuses these before the app runs; JsonErrorH11Protocol answers them in the OpenAI shape and closes."""
-    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}\r\n\r\n").encode()
+@pytest.mark.parametrize("header,body", [
+    ("Content-Length: abc", ""), ("Content-Length: -5", ""), ("Content-Length: 3\r\nContent-Length: 4", ""),
+    ("Bad Header Without Colon", ""),
+    ("Transfer-Encoding: chunked", "zz\r\nabc\r\n0\r\n\r\n"),  # a bad chunk size, once the app is reading
+], ids=["not-a-number", "negative", "conflicting", "no-colon", "bad-chunk"])
+def test_malformed_http_gets_the_openai_error_shape(server, caplog, header, body):
+    """h11 refuses these (before the app runs, or while it reads the body); JsonErrorH11Protocol answers them in
+    the OpenAI shape and closes the connection; the app logs no internal error."""
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer sk-alice-123\r\n"
+               f"{header}\r\n\r\n{body}").encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-        status, headers, body = _exchange(sock, request)
+        status, headers, resp = _exchange(sock, request)
         assert status == 400 and headers["content-type"] == "application/json"
-        _assert_openai_error(body, "invalid_http_request")
+        _assert_openai_error(resp, "invalid_http_request")
         assert headers["connection"] == "close"
-    r = httpx.post(server.url + "/v1/chat/completions", headers=AUTH, content=_ok_chat())
+    r = httpx.post(server.url + "/v1/chat/completions", headers=AUTH, content=_ok_chat())  # also waits for the app
     assert r.status_code == 200
+    assert not [rec for rec in caplog.records if rec.getMessage() == "internal error"]
 
 
 @pytest.mark.parametrize("method,path,allow", [("GET", "/v1/chat/completions", "POST"),

@@ -39,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from distill.serve.engine import Completion, Engine, EngineInputError, SamplingParams, TokenInfo
 from distill.serve.keys import check_bearer
@@ -85,6 +86,8 @@ class ApiError(Exception):
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
+    # Under uvicorn's h11 an invalid Content-Length never gets here (see `distill.serve.httpserver`); the check
+    # stays for other ASGI servers.
     if declared is not None:
         try:
             if int(declared) > limit:
@@ -93,11 +96,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise ApiError(400, "invalid Content-Length header") from None
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body too large (over {limit} bytes)", code="request_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body too large (over {limit} bytes)", code="request_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone mid-body (or h11 refused a bad chunk and closed): no 500, nothing to answer
+        raise ApiError(400, "the connection closed before the whole request body arrived",
+                       code="incomplete_body") from None
     return b"".join(chunks)
 
 

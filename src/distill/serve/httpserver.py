@@ -1,9 +1,10 @@
 """The HTTP/1.1 protocol `distill serve` (and `BackgroundServer`) run under uvicorn: h11, with an OpenAI-shaped 400
 for requests that are not valid HTTP.
 
-uvicorn answers a request h11 cannot parse - a bad request line, a malformed or oversized header block, an
-invalid, negative or conflicting `Content-Length`, a bad chunked encoding - itself, before any ASGI app sees it,
-with a `text/plain` 400 "Invalid HTTP request received." and closes the connection. No handler in the app can
+uvicorn answers a request h11 cannot parse - a bad request line, a malformed header, an invalid, negative or
+conflicting `Content-Length`, a bad chunked encoding (then while the app reads the body), a header block still
+incomplete past h11's size limit - itself, before any ASGI app sees it, with a `text/plain` 400 "Invalid HTTP
+request received." and closes the connection. No handler in the app can
 intercept that, so `JsonErrorH11Protocol` replaces that one answer (uvicorn's `send_400_response`, the hook
 uvicorn's h11 protocol uses for it) with the `{"error": {...}}` body every other error of the server carries,
 code `invalid_http_request`. The connection is still closed afterwards: after a framing error h11 cannot tell
