@@ -19,7 +19,8 @@ K = 5
 
 
 def _capture(out, *extra: str) -> None:
-    assert main(["capture", "--seq-len", "32", "--top-k", str(K), "--shard-size", "3", "--batch-size", "2",
+    assert main(["capture", "--seq-len", "32", "--max-sequences", "16", "--top-k", str(K), "--shard-size", "3",
+                 "--batch-size", "2",
                  "--out", str(out), *extra]) == 0
 
 
@@ -62,7 +63,8 @@ def _cfg(tmp_path, store, teacher_dir, text_file, model: str):
     return load_config(None, [
         f"teacher.store={store}", f"teacher.model={model}", f"teacher.tokenizer={teacher_dir}",
         f"data.path={text_file}", "data.seq_len=32", "student.hidden_size=32", "student.num_layers=1",
-        "student.num_heads=2", "train.steps=2", "train.batch_size=2", "train.eval_every=2", "train.eval_sequences=2",
+        "data.max_sequences=16", "student.num_heads=2", "train.steps=2", "train.batch_size=2", "train.eval_every=2",
+        "train.eval_sequences=2",
         "train.progress=false", f"output_dir={tmp_path / 'student'}"])
 
 
@@ -80,11 +82,13 @@ def test_a_resumed_served_capture_refuses_another_model(stores, teacher_server, 
     served = stores[0]
     before = (served / "manifest.json").read_bytes()
     capsys.readouterr()
-    assert main(["capture", "--seq-len", "32", "--top-k", "4", "--shard-size", "3", "--out", str(served),
+    assert main(["capture", "--seq-len", "32", "--max-sequences", "16", "--top-k", "4", "--shard-size", "3",
+                 "--out", str(served),
                  "--data", str(text_file), "--teacher-endpoint", teacher_server.url + "/v1", "--teacher",
                  "tiny-teacher", "--tokenizer", str(tiny_teacher_dir)]) == 2
     assert "different capture" in capsys.readouterr().err and (served / "manifest.json").read_bytes() == before
-    assert main(["capture", "--seq-len", "32", "--out", str(served.parent / "nope"), "--data", str(text_file),
+    assert main(["capture", "--seq-len", "32", "--max-sequences", "4", "--out", str(served.parent / "nope"),
+                 "--data", str(text_file),
                  "--teacher-endpoint", teacher_server.url + "/v1", "--teacher", "nope", "--tokenizer",
                  str(tiny_teacher_dir)]) == 2
     assert "does not serve 'nope'" in capsys.readouterr().err
@@ -95,7 +99,7 @@ def test_capture_takes_the_served_teacher_from_a_training_config(tmp_path, teach
                                                                   text_file, stores):
     cfg = tmp_path / "served.yaml"
     cfg.write_text(f"teacher: {{endpoint: '{teacher_server.url}/v1', model: tiny-teacher, tokenizer: "
-                   f"'{tiny_teacher_dir}', top_k: {K}}}\ndata: {{path: '{text_file}', seq_len: 32}}\n")
+                   f"'{tiny_teacher_dir}', top_k: {K}}}\ndata: {{path: '{text_file}', seq_len: 32, max_sequences: 16}}\n")
     _capture(tmp_path / "store", "--config", str(cfg))
     m = json.loads((tmp_path / "store" / "manifest.json").read_text())
     assert m["identity"] == json.loads((stores[0] / "manifest.json").read_text())["identity"]

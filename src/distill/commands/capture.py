@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="training data, as data.path in the config ('shakespeare', a text file "
                         "or folder, JSONL, Parquet, a generated set)")
     parser.add_argument("--seq-len", type=int, help="tokens per sequence (data.seq_len; default 256)")
+    parser.add_argument("--max-sequences", type=int, help="use at most this many training sequences "
+                        "(data.max_sequences; training must use the same value)")
     parser.add_argument("--out", required=True, help="store folder (created; an interrupted capture into the "
                         "same folder resumes)")
     parser.add_argument("--top-k", type=int, help="teacher tokens kept per position (default 32; with "
@@ -69,12 +71,14 @@ def run(args: argparse.Namespace) -> int:
         data["path"] = args.data
     if args.seq_len is not None:
         data["seq_len"] = args.seq_len
+    if args.max_sequences is not None:
+        data["max_sequences"] = args.max_sequences
     try:
         data_cfg = DataConfig.model_validate(data)
     except ValidationError as e:
         msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise DistillError(f"invalid data settings: {msgs}", where="--data/--seq-len/--config",
-                           fix="fix the value (data.seq_len must be at least 8)") from e
+                           fix="fix the value (data.seq_len must be at least 8, data.max_sequences at least 1)") from e
     settings = CaptureSettings(data=data_cfg, out=args.out, teacher=teacher or DEFAULT_TEACHER,
                                top_k=args.top_k if args.top_k is not None else served.get("top_k", 32),
                                shard_size=args.shard_size,
