@@ -40,10 +40,15 @@ class TeacherConfig(_Section):
                                   "local spec such as 'default'). Checked against the server (or the store) at start.")
     top_k: int = Field(20, ge=1, description="With endpoint: top-k log-probabilities per position asked of the "
                        "server (vLLM caps it with --max-logprobs, 20 by default).")
-    endpoint_tail: Literal["bucket", "data_prior"] = Field(
+    endpoint_tail: Literal["bucket", "data_prior", "server_prior"] = Field(
         "bucket", description="With endpoint: the mass outside the served top-k. 'bucket' = one outcome; "
-        "'data_prior' = spread over the other tokens in proportion to the training data's token frequencies "
-        "(the server cannot return the teacher's own tail).")
+        "'data_prior' = spread over the other tokens in proportion to the training data's token frequencies; "
+        "'server_prior' = in proportion to the teacher's own average tail, asked of the server once at start "
+        "(`tail_rows` sequences scored with `tail_k` entries per position; the server must allow that many).")
+    tail_rows: int = Field(32, ge=1, description="With endpoint_tail: server_prior: training sequences scored once "
+                           "to estimate the teacher's tail.")
+    tail_k: int = Field(200, ge=2, description="With endpoint_tail: server_prior: log-probabilities per position "
+                        "asked for that estimate (start vLLM or `distill serve` with --max-logprobs at least this).")
     prefetch: int = Field(2, ge=0, description="With endpoint: micro-batches scored ahead while the student computes "
                           "(0 = score each when asked).")
     concurrency: int = Field(2, ge=1, description="With endpoint: scoring requests in flight at once.")

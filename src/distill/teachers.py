@@ -70,6 +70,12 @@ def teacher_kind(cfg: DistillConfig) -> TeacherKind:
         raise DistillError("teacher.endpoint scores with a served teacher; it cannot be combined with teacher.store, "
                            "generated data, loss.cross_tokenizer or student.init=layers (which needs local weights)",
                            where="teacher.endpoint", fix="drop teacher.endpoint or the conflicting setting")
+    t = cfg.teacher
+    if served and t.endpoint_tail == "server_prior" and t.tail_k <= t.top_k:
+        raise DistillError(f"teacher.tail_k ({t.tail_k}) must exceed teacher.top_k ({t.top_k}): the tail prior is "
+                           "made of the entries ranked below the top-k", where="teacher.tail_k",
+                           fix=f"set teacher.tail_k above {t.top_k} (e.g. 200) and start the server with "
+                               "--max-logprobs at least that")
     name = ("served" if served else "cross_tokenizer" if cross else "store" if cfg.teacher.store
             else "api" if generated else "live")
     kind = KINDS[name]

@@ -196,3 +196,38 @@ def test_a_server_that_dies_mid_run_leaves_a_resumable_checkpoint(tmp_path, teac
     monkeypatch.setattr(ScoringClient, "score", real)
     resumed = train(cfg, resume=True).history
     assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in full]
+
+
+def test_server_prior_is_the_teachers_tail_below_the_top_k(teacher_server, teacher_loaded, text_file):
+    """`server_log_prior` against the model's own full distribution: entries ranked k..tail_k summed per token over
+    the scored positions, the mass beyond tail_k spread by the fallback."""
+    from distill.config import DataConfig
+    from distill.data.corpus import load_corpus
+    from distill.served.source import data_log_prior, server_log_prior
+
+    tok = teacher_loaded.tokenizer
+    corpus = load_corpus(DataConfig(path=str(text_file), seq_len=32), tok)
+    vocab = len(tok)
+    fallback = data_log_prior(corpus, vocab)
+    got = server_log_prior(_client(teacher_server), corpus, vocab, rows=6, tail_k=20, fallback=fallback)
+    ref = torch.zeros(vocab, dtype=torch.float64)
+    for ex in corpus.train[:6]:
+        with torch.no_grad():
+            p = torch.softmax(teacher_loaded.model(ex["input_ids"][None]).logits[0].double(), -1)[ex["loss_mask"]]
+        top, ids = p.topk(20, dim=-1)
+        ref.index_add_(0, ids[:, K:].reshape(-1), top[:, K:].reshape(-1))
+        ref += (1 - top.sum(1)).sum() * fallback.double().exp()
+    ref /= ref.sum()
+    torch.testing.assert_close(got.double().exp(), ref, atol=1e-6, rtol=1e-3)
+    assert got.exp().sum() == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(DistillError, match="--max-logprobs >= 50"):  # the server caps prompt_logprobs at 20
+        server_log_prior(_client(teacher_server), corpus, vocab, rows=2, tail_k=50, fallback=fallback)
+
+
+def test_server_prior_needs_tail_k_above_top_k(tmp_path, teacher_server, text_file, tiny_teacher_dir):
+    with pytest.raises(DistillError, match="tail_k .5. must exceed teacher.top_k .5."):
+        _cfg(tmp_path, teacher_server, text_file, tiny_teacher_dir, "teacher.endpoint_tail=server_prior",
+             "teacher.tail_k=5")
+    cfg = _cfg(tmp_path, teacher_server, text_file, tiny_teacher_dir, "teacher.endpoint_tail=server_prior",
+               "teacher.tail_k=20", "train.steps=2")
+    assert train(cfg).history[-1]["kd"] > 0

@@ -79,13 +79,14 @@ class ScoringClient:
 
     # --------------------------------------------------------------------------------------------- scoring
 
-    def score(self, rows: Sequence[Sequence[int]]) -> list[RowScores]:
-        """The teacher's top-k at every position of each row (one request for all of them)."""
-        body = scoring_request(self.model, rows, self.top_k)
+    def score(self, rows: Sequence[Sequence[int]], top_k: int | None = None) -> list[RowScores]:
+        """The teacher's top-k (`top_k`, default the client's) at every position of each row (one request)."""
+        k = top_k or self.top_k
+        body = scoring_request(self.model, rows, k)
         t0 = time.perf_counter()
         data = self._post("/completions", body)
         try:
-            out = parse_response(data, rows, self.top_k)
+            out = parse_response(data, rows, k)
         except ProtocolError as e:
             raise DistillError(f"the teacher server's scoring answer is malformed: {e}", where=self.base,
                                fix="serve the teacher with vLLM (>= 0.6, --max-logprobs >= teacher.top_k) or "

@@ -139,6 +139,37 @@ def data_log_prior(corpus, vocab_size: int) -> Tensor:
     return (counts / counts.sum()).log().float()
 
 
+def server_log_prior(client: ScoringClient, corpus, vocab_size: int, *, rows: int, tail_k: int,
+                     fallback: Tensor) -> Tensor:
+    """The teacher's own average tail, asked of the server once: `rows` training sequences scored with `tail_k`
+    entries per position; the probability of entries ranked below the training top-k is summed per token over their
+    scored positions, and the mass beyond `tail_k` is spread by `fallback` (the data prior). Returns log-probs [V]."""
+    from distill.errors import DistillError
+
+    k = client.top_k
+    tail = torch.zeros(vocab_size, dtype=torch.float64)
+    sample = corpus.train[:rows]
+    for start in range(0, len(sample), 4):
+        batch = sample[start:start + 4]
+        try:
+            scored = client.score([ex["input_ids"].tolist() for ex in batch], top_k=tail_k)
+        except DistillError as e:
+            raise DistillError(f"the teacher server would not score with {tail_k} log-probabilities per position for "
+                               f"the tail prior ({e.what})", where="teacher.endpoint_tail=server_prior",
+                               fix=f"start the server with --max-logprobs >= {tail_k} (vLLM and `distill serve`), lower "
+                                   "teacher.tail_k, or use teacher.endpoint_tail: data_prior") from None
+        for ex, s in zip(batch, scored, strict=True):
+            pos = ex["loss_mask"].nonzero().squeeze(1)
+            ids, p = s.ids[pos], s.logprobs[pos].double().exp()
+            valid = ids >= 0
+            below = valid.clone()
+            below[:, :k] = False
+            tail.index_add_(0, ids[below], p[below])
+            beyond = (1.0 - (p * valid).sum(1)).clamp_min(0.0).sum()
+            tail += beyond * fallback.double().exp()
+    return (tail / tail.sum().clamp_min(1e-300)).clamp_min(1e-30).log().float()
+
+
 def training_schedule(cfg, corpus, world, sampler, start_step: int) -> Iterator[list[Row]]:
     """This process's rows of every coming micro-batch that the data supplies (on-policy ones are sampled)."""
     from distill.training.onpolicy import is_on_policy
@@ -162,6 +193,8 @@ def open_served_teacher(cfg, tokenizer, corpus, world, *, split: str, sampler=No
     client = ScoringClient(t.endpoint, t.model, t.top_k, api_key=key, timeout_s=t.timeout_s, max_tries=t.max_tries)
     client.check_identity(tokenizer)
     schedule = training_schedule(cfg, corpus, world, sampler, start_step) if split == "train" and sampler else None
-    prior = data_log_prior(corpus, len(tokenizer)) if t.endpoint_tail == "data_prior" else None
+    prior = data_log_prior(corpus, len(tokenizer)) if t.endpoint_tail != "bucket" else None
+    if t.endpoint_tail == "server_prior":
+        prior = server_log_prior(client, corpus, len(tokenizer), rows=t.tail_rows, tail_k=t.tail_k, fallback=prior)
     return ServedTeacher(client, schedule=schedule, prefetch=t.prefetch, concurrency=t.concurrency,
                          log_prior=prior, device=world.device).start()
