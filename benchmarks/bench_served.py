@@ -2,8 +2,8 @@
 
 `distill serve` serves the default teacher (SmolLM2-135M-Instruct) in a subprocess on 127.0.0.1. Quality runs train
 the same fresh ≈11.8 M student (seed 0, same batches, same schedule) from: the live teacher (dense forward KL), and
-the served teacher's top-k (k = 20, vLLM's default cap) with the rest as one bucket or spread by the data's token
-frequencies. Every student is then scored by `distill.evaluate` against the full live teacher on the same held-out
+the served teacher's top-k (k = 20, vLLM's default cap) with the rest as one bucket, spread by the data's token
+frequencies, or spread by the teacher's own average tail asked of the server once (k = 200 on 32 sequences). Every student is then scored by `distill.evaluate` against the full live teacher on the same held-out
 sequences (KL(teacher‖student), top-1, perplexity). Timing runs measure seconds per step with and without prefetch,
 with the server as it is (same 2 cores as the trainer) and behind a local proxy that adds a fixed latency to every
 request (a teacher on another machine), through the public `StepTimer` callback.
@@ -45,7 +45,7 @@ def free_port() -> int:
 
 def start_server(port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "serve", "default", "--port", str(port),
-                             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--log-level", "warning", "--max-logprobs", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--timing-steps", type=int, default=8)
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--parts", default="quality,timing", help="comma-separated: quality, timing")
+    ap.add_argument("--runs", default="", help="comma-separated quality runs to do (default all): live, "
+                    "served_bucket, served_data_prior, served_server_prior")
     ap.add_argument("--json", default="benchmarks/results/served.json")
     a = ap.parse_args()
     port = free_port()
@@ -118,8 +120,11 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             quality = [("live", []), ("served_bucket", served + ["teacher.endpoint_tail=bucket"]),
-                       ("served_data_prior", served + ["teacher.endpoint_tail=data_prior"])]
+                       ("served_data_prior", served + ["teacher.endpoint_tail=data_prior"]),
+                       ("served_server_prior", served + ["teacher.endpoint_tail=server_prior", "teacher.tail_k=200"])]
             for name, extra in quality if "quality" in a.parts else []:
+                if a.runs and name not in a.runs.split(","):
+                    continue
                 cfg = load_config(None, common + extra + [
                     f"train.steps={a.steps}", f"train.eval_every={a.steps}", f"train.warmup_steps={max(1, a.steps // 10)}",
                     f"output_dir={tmp}/{name}"])
@@ -160,7 +165,7 @@ def main() -> None:
 
 
 def print_quality(out: dict, a) -> None:
-    live = out["quality"][0]
+    live = next((r for r in out["quality"] if r["run"] == "live"), out["quality"][0])
     print(f"\n{a.steps} steps × {a.batch_size} × {a.seq_len} tokens; k = {a.top_k}; scored against the full teacher "
           f"on {a.eval_sequences} held-out sequences")
     print("| teacher signal | held-out KL | KL vs live | top-1 | perplexity | s/step |")
