@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distill.errors import DistillError
+from distill.fileio import decode_text
 from distill.loss.divergences import LOSSES
 from distill.teachers import TeacherKind, teacher_kind
 
@@ -214,19 +215,6 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _yaml_text(data: bytes, what: str, where: str, fix: str) -> str:
-    """The UTF-8 text of a YAML file; a binary file (NUL bytes, or not UTF-8) is refused in one paragraph."""
-    if b"\x00" in data:
-        raise DistillError(f"the {what} is a binary file (it contains NUL bytes at offset {data.index(0)}), not YAML "
-                           "text", where=where, fix=fix)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DistillError(f"the {what} is not text: byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8 "
-                           "(a binary file, or text in another encoding)", where=where,
-                           fix=f"{fix}, saved as UTF-8") from None
-
-
 def read_yaml(path: str | Path, what: str, fix: str) -> Any:
     """The YAML document in `path`. A file that cannot be read, is binary or is malformed YAML raises a
     one-paragraph DistillError (what, where - with the line and column of a syntax error - and `fix`)."""
@@ -235,7 +223,7 @@ def read_yaml(path: str | Path, what: str, fix: str) -> Any:
     except OSError as e:
         raise DistillError(f"cannot read the {what} ({e.strerror or type(e).__name__})", where=str(path),
                            fix="check the path and its permissions") from None
-    text = _yaml_text(data, what, str(path), fix)
+    text = decode_text(data, what, str(path), f"{fix}, saved as UTF-8 text")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -111,3 +111,16 @@ def read_json_object(path: str | Path, what: str, fix: str, *, fix_missing: str 
     if not isinstance(data, dict):
         raise DistillError(f"the {what} is not a JSON object", where=str(path), fix=fix, code=code)
     return data
+
+
+def decode_text(data: bytes, what: str, where: str, fix: str, refused: str = "") -> str:
+    """`data` as UTF-8 text (a BOM dropped); a binary file (NUL bytes, or not UTF-8) is a one-paragraph DistillError
+    naming the offending byte. `refused` is appended to the message (e.g. "; it was not tested")."""
+    if b"\x00" in data:
+        raise DistillError(f"the {what} is a binary file (NUL byte at offset {data.index(0)}), not text{refused}",
+                           where=where, fix=fix)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DistillError(f"the {what} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}: a binary "
+                           f"file, or text in another encoding){refused}", where=where, fix=fix) from None

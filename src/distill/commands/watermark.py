@@ -44,15 +44,10 @@ def _read(path: str, what: str) -> str:
         data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as e:
         raise DistillError(f"cannot read the {what} ({e.strerror})", where=where, fix="check the path") from e
-    fix = "pass UTF-8 text (convert other encodings first, e.g. `iconv -f latin1 -t utf-8`)"
-    if b"\x00" in data:
-        raise DistillError(f"the {what} is a binary file (NUL byte at offset {data.index(0)}), not text; it was not "
-                           "tested", where=where, fix=fix)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DistillError(f"the {what} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); it was "
-                           "not tested", where=where, fix=fix) from None
+    from distill.fileio import decode_text
+
+    return decode_text(data, what, where, "pass UTF-8 text (convert other encodings first, e.g. `iconv -f latin1 -t "
+                       "utf-8`)", refused="; it was not tested")
 
 
 def _keygen(args: argparse.Namespace) -> int:
