@@ -1,4 +1,4 @@
-"""`distill eval --teacher T --student S --data D [--teacher-endpoint URL] [--json]`"""
+"""`distill eval --teacher T --student S --data D [--data D2 ...] [--teacher-endpoint URL] [--json]`"""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ HELP = "Compare a student with its teacher: size, perplexity, KL, top-1 agreemen
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default="default", help="teacher model (default: the bundled SmolLM2 teacher)")
     p.add_argument("--student", required=True, help="student model directory")
-    p.add_argument("--data", default="shakespeare", help="evaluation data (its held-out split is used)")
+    p.add_argument("--data", action="append", help="evaluation data (its held-out split is used; default "
+                   "shakespeare). Repeat it to report several sets side by side, e.g. in-domain and out-of-domain")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per evaluation sequence")
     p.add_argument("--sequences", type=int, default=32, help="held-out sequences to score")
     p.add_argument("--teacher-endpoint", help="score against a teacher behind a server (vLLM or `distill serve`, "
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from distill.evaluation.report import evaluate, format_report
 
-    report = evaluate(args.teacher, args.student, args.data, seq_len=args.seq_len, sequences=args.sequences,
+    report = evaluate(args.teacher, args.student, args.data or ["shakespeare"], seq_len=args.seq_len, sequences=args.sequences,
                       teacher_endpoint=args.teacher_endpoint, teacher_model=args.teacher_model, top_k=args.top_k)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

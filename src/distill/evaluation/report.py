@@ -39,11 +39,15 @@ def generation_speed(model, tokenizer, prompts: list[str], new_tokens: int = 32)
     return total_tokens / max(total_time, 1e-9)
 
 
-def evaluate(teacher: str = "default", student: str | None = None, data: str = "shakespeare",
+def evaluate(teacher: str = "default", student: str | None = None, data: str | list[str] = "shakespeare",
              seq_len: int = 256, sequences: int = 32, batch_size: int = 4, gen_prompts: int = 3,
              chunk_size: int = 64, teacher_endpoint: str | None = None, teacher_model: str | None = None,
              top_k: int = 20) -> dict:
-    """The report as a dict: {"teacher": {...}, "student": {...}, "retention": {...}, "data": ...}.
+    """The report as a dict: {"teacher": {...}, "student": {...}, "retention": {...}, "data": ..., "sets": [...]}.
+
+    `data` is one held-out set or several (e.g. in-domain and out-of-domain): each is scored on its own held-out
+    split and has its block in `sets` (data, tokens, both perplexities, KL, top-1, perplexity ratio); the top-level
+    figures are those of the first set, and size and speed are measured once.
 
     With `teacher_endpoint` the teacher is a server (vLLM or `distill serve`, serving `teacher_model`) and `teacher`
     is only its tokenizer, as a local spec: KL and top-1 are then against the served top-k (the rest of the
@@ -51,6 +55,9 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str = "
     size and speed are not known."""
     if not student:
         raise DistillError("no student given", fix="pass --student DIR (a directory written by `distill train`)")
+    datasets = [data] if isinstance(data, str) else list(data)
+    if not datasets:
+        raise DistillError("no evaluation data given", where="--data", fix="pass --data (e.g. --data shakespeare)")
     s = load_model(student)
     if teacher_endpoint:
         from distill.models.loading import load_tokenizer
@@ -67,50 +74,65 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str = "
         t_tok = t.tokenizer
         vocab = check_compatible(t.tokenizer, s.tokenizer, t.model, s.model)
         source = LiveTeacher(t.model, vocab)
-    corpus = load_corpus(DataConfig(path=data, seq_len=seq_len), t_tok)
-    seqs = corpus.heldout[:sequences]
+    sets, prompts = [], []
+    for path in datasets:
+        corpus = load_corpus(DataConfig(path=path, seq_len=seq_len), t_tok)
+        seqs = corpus.heldout[:sequences]
+        sets.append(_score_set(corpus.description, seqs, s.model, source, vocab, t_tok.pad_token_id, batch_size,
+                               chunk_size))
+        prompts = prompts or [t_tok.decode(seqs[i]["input_ids"][:48]) for i in range(min(gen_prompts, len(seqs)))]
+    first = sets[0]
+    report = {"data": first["data"], "tokens_scored": first["tokens_scored"]}
+    report["student"] = _side(s, first["student_ppl"], prompts)
+    if t is not None:
+        report["teacher"] = _side(t, first["teacher_ppl"], prompts)
+    else:
+        report["teacher"] = {"model": f"{client.base} {client.model}", "parameters": None, "size_bytes": None,
+                             "heldout_ppl": first["teacher_ppl"], "gen_tokens_per_s": None,
+                             "signal": f"served top-{top_k} + one bucket for the rest"}
+    report["student"]["kl_teacher_student"] = first["kl_teacher_student"]
+    report["student"]["top1_agreement"] = first["top1_agreement"]
+    T, S = report["teacher"], report["student"]
+    ratio = lambda a, b: None if a is None or b is None else a / max(b, 1e-9)  # noqa: E731
+    report["retention"] = {
+        "parameters": ratio(S["parameters"], T["parameters"]),
+        "size": ratio(S["size_bytes"], T["size_bytes"]),
+        "ppl_ratio": first["ppl_ratio"],
+        "speedup": ratio(S["gen_tokens_per_s"], T["gen_tokens_per_s"]),
+        "top1_agreement": S["top1_agreement"],
+    }
+    report["sets"] = sets
+    return report
+
+
+@torch.no_grad()
+def _score_set(description: str, seqs: list, student, source, vocab: int, pad_id: int, batch_size: int,
+               chunk_size: int) -> dict:
+    """One held-out set's figures: both perplexities, KL(teacher‖student), top-1 agreement, tokens scored."""
     sums = {"t_nll": 0.0, "s_nll": 0.0, "kl": 0.0, "agree": 0, "tokens": 0}
     for start in range(0, len(seqs), batch_size):
         ids = list(range(start, min(start + batch_size, len(seqs))))
-        batch = collate([seqs[i] for i in ids], t_tok.pad_token_id, ids)
+        batch = collate([seqs[i] for i in ids], pad_id, ids)
         positions = scored_positions(batch)
         targets = batch["targets"].reshape(-1).index_select(0, positions)
         signal = source.signal(batch, positions)
-        h = s.model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        h = student.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         hs = h.last_hidden_state.reshape(-1, h.last_hidden_state.shape[-1]).index_select(0, positions)
-        part = evaluate_chunks(hs, s.model.get_output_embeddings().weight[:vocab], signal, targets, chunk_size)
+        part = evaluate_chunks(hs, student.get_output_embeddings().weight[:vocab], signal, targets, chunk_size)
         sums["t_nll"] += _teacher_nll(source, signal, batch, positions, targets, chunk_size)
         sums["s_nll"] += part["nll_sum"]
         sums["kl"] += part["kl_sum"]
         sums["agree"] += part["agree"]
         sums["tokens"] += part["tokens"]
     n = max(sums["tokens"], 1)
-    prompts = [t_tok.decode(seqs[i]["input_ids"][:48]) for i in range(min(gen_prompts, len(seqs)))]
-    report = {"data": corpus.description, "tokens_scored": sums["tokens"]}
-    report["student"] = _side(s, sums["s_nll"] / n, prompts)
-    if t is not None:
-        report["teacher"] = _side(t, sums["t_nll"] / n, prompts)
-    else:
-        report["teacher"] = {"model": f"{client.base} {client.model}", "parameters": None, "size_bytes": None,
-                             "heldout_ppl": math.exp(min(sums["t_nll"] / n, 50)), "gen_tokens_per_s": None,
-                             "signal": f"served top-{top_k} + one bucket for the rest"}
-    report["student"]["kl_teacher_student"] = sums["kl"] / n
-    report["student"]["top1_agreement"] = sums["agree"] / n
-    T, S = report["teacher"], report["student"]
-    ratio = lambda a, b: None if a is None or b is None else a / max(b, 1e-9)  # noqa: E731
-    report["retention"] = {
-        "parameters": ratio(S["parameters"], T["parameters"]),
-        "size": ratio(S["size_bytes"], T["size_bytes"]),
-        "ppl_ratio": S["heldout_ppl"] / T["heldout_ppl"],
-        "speedup": ratio(S["gen_tokens_per_s"], T["gen_tokens_per_s"]),
-        "top1_agreement": S["top1_agreement"],
-    }
-    return report
+    t_ppl, s_ppl = math.exp(min(sums["t_nll"] / n, 50)), math.exp(min(sums["s_nll"] / n, 50))
+    return {"data": description, "tokens_scored": sums["tokens"], "teacher_ppl": t_ppl, "student_ppl": s_ppl,
+            "kl_teacher_student": sums["kl"] / n, "top1_agreement": sums["agree"] / n, "ppl_ratio": s_ppl / t_ppl}
 
 
-def _side(m, nll: float, prompts: list[str]) -> dict:
+def _side(m, ppl: float, prompts: list[str]) -> dict:
     return {"model": m.info.name, "parameters": param_count(m.model), "size_bytes": size_on_disk(m.info),
-            "heldout_ppl": math.exp(min(nll, 50)), "gen_tokens_per_s": generation_speed(m.model, m.tokenizer, prompts)}
+            "heldout_ppl": ppl, "gen_tokens_per_s": generation_speed(m.model, m.tokenizer, prompts)}
 
 
 def _teacher_nll(source, signal, batch, positions, targets, chunk_size: int) -> float:
@@ -145,13 +167,27 @@ def format_report(r: dict) -> str:
         ("greedy tokens/s", _fmt(T["gen_tokens_per_s"], "{:.1f}"), _fmt(S["gen_tokens_per_s"], "{:.1f}"),
          _fmt(R["speedup"], "×{:.2f}")),
     ]
-    w = [max(len(str(row[i])) for row in rows + [("metric", "teacher", "student", "student/teacher")])
-         for i in range(4)]
-    head = ("metric", "teacher", "student", "student/teacher")
-    lines = [" | ".join(h.ljust(w[i]) for i, h in enumerate(head)), "-+-".join("-" * x for x in w)]
-    lines += [" | ".join(str(c).ljust(w[i]) for i, c in enumerate(row)) for row in rows]
     note = f"\nTeacher: {T['model']} ({T['signal']})" if T.get("signal") else ""
-    return f"Data: {r['data']} ({r['tokens_scored']} tokens scored){note}\n" + "\n".join(lines)
+    out = f"Data: {r['data']} ({r['tokens_scored']} tokens scored){note}\n" + _table(rows)
+    for extra in r.get("sets", [])[1:]:
+        out += "\n\n" + _format_set(extra)
+    return out
+
+
+def _format_set(x: dict) -> str:
+    """One more held-out set's block (the first set is the main table)."""
+    rows = [("held-out perplexity", f"{x['teacher_ppl']:.2f}", f"{x['student_ppl']:.2f}", f"×{x['ppl_ratio']:.2f}"),
+            ("KL(teacher‖student)/token", "0", f"{x['kl_teacher_student']:.4f}", ""),
+            ("top-1 agreement", "100%", f"{x['top1_agreement']:.1%}", "")]
+    return f"Data: {x['data']} ({x['tokens_scored']} tokens scored)\n" + _table(rows)
+
+
+def _table(rows: list[tuple]) -> str:
+    head = ("metric", "teacher", "student", "student/teacher")
+    w = [max(len(str(row[i])) for row in [*rows, head]) for i in range(4)]
+    lines = [" | ".join(h.ljust(w[i]) for i, h in enumerate(head)), "-+-".join("-" * v for v in w)]
+    lines += [" | ".join(str(c).ljust(w[i]) for i, c in enumerate(row)) for row in rows]
+    return "\n".join(lines)
 
 
 def _fmt(value, spec: str, scale: float = 1.0) -> str:
