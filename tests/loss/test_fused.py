@@ -85,3 +85,16 @@ def test_evaluate_chunks_counts_agreement_and_kl():
     assert out["agree"] == int((s.argmax(-1) == t.argmax(-1)).sum())
     assert abs(out["kl_sum"] - float(kl)) < 1e-6
     assert out["tokens"] == int((targets != -100).sum())
+
+
+@pytest.mark.parametrize("mode", ["fused", "recompute"])
+def test_a_frozen_head_gets_no_gradient_and_the_hidden_states_the_same_one(mode):
+    """A LoRA student's head is frozen: the fused loss skips its V×d gradient, the hidden states' is unchanged."""
+    h, W, th, tW, targets = _inputs(seed=11)
+    spec = LossConfig(kind="jsd", ce_weight=0.3, chunk_size=10, backward=mode)
+    (ref,) = torch.autograd.grad(distill_loss(h, W, DenseSignal(th, tW), targets, spec)[0], [h])
+    frozen = W.detach()
+    loss, _ = distill_loss(h, frozen, DenseSignal(th, tW), targets, spec)
+    loss.backward()
+    assert frozen.grad is None
+    torch.testing.assert_close(h.grad, ref, rtol=0, atol=1e-12)

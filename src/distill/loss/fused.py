@@ -78,7 +78,7 @@ class _FusedChunkedLoss(torch.autograd.Function):
         # the head gradient is accumulated in the parameter's dtype.
         w = weight.to(hidden.dtype)
         grad_h = torch.empty_like(hidden)
-        grad_w = torch.zeros_like(weight)
+        grad_w = torch.zeros_like(weight) if weight.requires_grad else None  # a frozen head (LoRA): no V·d gradient
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.shape[0], loss.chunk_size):
             rows = slice(start, start + loss.chunk_size)
@@ -96,7 +96,8 @@ class _FusedChunkedLoss(torch.autograd.Function):
                     chunk_loss = (loss.kd_weight * kd + loss.ce_weight * ce).sum() / normalizer
                     (g,) = torch.autograd.grad(chunk_loss, logits)
             torch.matmul(g.to(w.dtype), w, out=grad_h[rows])
-            grad_w.addmm_(g.T.to(weight.dtype), h.to(weight.dtype))
+            if grad_w is not None:
+                grad_w.addmm_(g.T.to(weight.dtype), h.to(weight.dtype))
             total += chunk_loss.detach()
             _accumulate(stats, kd, ce, has)
         ctx.save_for_backward(grad_h, grad_w)
@@ -105,7 +106,7 @@ class _FusedChunkedLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out, grad_w * grad_out, None, None, None, None, None
+        return grad_h * grad_out, None if grad_w is None else grad_w * grad_out, None, None, None, None, None
 
 
 def _accumulate(stats: dict, kd: Tensor, ce: Tensor, has: Tensor) -> None:
