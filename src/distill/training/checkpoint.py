@@ -1,7 +1,8 @@
 """Resumable checkpoints, without pickle: weights and optimizer tensors in safetensors, the rest in JSON.
 
 Layout of `<run>.ckpt/step-000050/`: model.safetensors, optimizer.safetensors, state.json (step, scheduler,
-optimizer hyper-parameters, RNG states). A checkpoint directory is complete once `latest` names it: it is
+optimizer hyper-parameters, RNG states). A student with frozen weights (LoRA) saves only its trainable tensors:
+the frozen ones are rebuilt identically from the config at resume. A checkpoint directory is complete once `latest` names it: it is
 written under a temporary name and renamed, so a SIGKILL mid-save leaves the previous checkpoint intact.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from distill.errors import DistillError
 from distill.fileio import atomic_write
 
 KEEP = 2
@@ -26,7 +28,7 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
                     scheduler, extra: dict | None = None) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".tmp-step-"))
-    save_model(model, str(tmp / "model.safetensors"))
+    weights = save_weights(model, tmp / "model.safetensors")
     opt = optimizer.state_dict()
     tensors, scalars = {}, {}
     for pid, st in opt["state"].items():
@@ -39,6 +41,7 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     state = {
         "step": step,
+        "weights": weights,
         "param_groups": opt["param_groups"],
         "optimizer_scalars": scalars,
         "scheduler": scheduler.state_dict(),
@@ -56,6 +59,45 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
     return final
 
 
+def has_frozen(model: torch.nn.Module) -> bool:
+    return any(not p.requires_grad for p in model.parameters())
+
+
+def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> str:
+    """Every weight ("all"), or only the trainable ones when some are frozen ("trainable")."""
+    if not has_frozen(model):
+        save_model(model, str(path))
+        return "all"
+    save_file({name: p.detach().contiguous() for name, p in trainable_tensors(model).items()}, str(path))
+    return "trainable"
+
+
+def load_weights(model: torch.nn.Module, path: Path, saved: str) -> None:
+    """Restore what `save_weights` wrote; a checkpoint of another kind of student is refused."""
+    mine = "trainable" if has_frozen(model) else "all"
+    if saved != mine:
+        kinds = {"trainable": "a student with frozen weights (LoRA)", "all": "a student training every weight"}
+        raise DistillError(f"the checkpoint was written by {kinds.get(saved, saved)}, but this run's student is "
+                           f"{kinds[mine]}", where=str(path.parent),
+                           fix="resume with the same student settings (student.lora included), or start afresh "
+                               "without --resume")
+    if saved == "all":
+        load_model(model, str(path))
+        return
+    tensors, params = load_file(str(path)), trainable_tensors(model)
+    if tensors.keys() != params.keys() or any(tensors[k].shape != p.shape for k, p in params.items()):
+        raise DistillError("the checkpoint's adapter tensors do not match this run's LoRA student (another rank, "
+                           "other target modules or another base)", where=str(path.parent),
+                           fix="resume with the same student.lora settings, or start afresh without --resume")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(tensors[name])
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     pointer = run_dir / "latest"
     if not pointer.is_file():
@@ -66,8 +108,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> dict:
     """Restore model, optimizer, scheduler and RNG in place; return the saved state (step, extra)."""
-    load_model(model, str(path / "model.safetensors"))
     state = json.loads((path / "state.json").read_text())
+    load_weights(model, path / "model.safetensors", state.get("weights", "all"))
     tensors = load_file(str(path / "optimizer.safetensors"))
     torch.set_rng_state(tensors.pop("rng.torch"))
     opt_state: dict[int, dict] = {}
