@@ -1,7 +1,13 @@
 """What the guard does about a score: a YAML config maps score thresholds to actions.
 
 Actions, mildest first: none, log, degrade, watermark, throttle, block. `watermark` switches the account to
-watermarked sampling with its own sub-key (so leaked outputs name it); `degrade` adds Gumbel noise to its logits.
+watermarked sampling with its own sub-key (so leaked outputs name it); `degrade` adds Gumbel noise to its logits;
+`throttle` serves one request per `throttle_interval_seconds` (the others get 429); `block` refuses all (403).
+
+Actions hold: a rule's action is taken as soon as the score reaches its `min_score` (escalation is immediate),
+but it is lifted only by evidence - at least `cooldown_seconds` after it was taken, on a window of at least
+`min_requests` served requests whose score is below `min_score - hysteresis`. Refused requests are attempts
+by a flagged account, not traffic: they never enter the window, so they cannot dilute its features.
 
 Example config:
 
@@ -12,6 +18,9 @@ Example config:
     persist_every_seconds: 5
     watermark_key: wm.key      # needed for the watermark action
     allow: [internal-eval]     # never acted on
+    cooldown_seconds: 3600     # an action holds at least this long after it was taken
+    hysteresis: 0.1            # ... and is lifted only once the score is this far below its rule's min_score
+    throttle_interval_seconds: 60   # a throttled account is served one request per interval
     rules:                     # the highest rule whose min_score is reached applies
       - {min_score: 0.5, action: log}
       - {min_score: 0.8, action: watermark}
@@ -48,13 +57,37 @@ class GuardConfig:
     degrade_noise: float = 1.0
     allow: list[str] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=lambda: [Rule(0.5, "log"), Rule(0.8, "watermark"), Rule(0.97, "block")])
+    cooldown_seconds: float = 3600.0  # an action holds at least this long after it was taken
+    hysteresis: float = 0.1  # an action is lifted only when the score is this far below its rule's min_score
+    throttle_interval_seconds: float = 60.0  # a throttled account is served one request per interval
+    time_scale: float = 1.0  # replays only: guard time runs this many times faster than the wall clock
+    max_logged_changes: int = 20  # action changes kept per account in the state file (all are logged)
+
+    def ordered(self) -> list[Rule]:
+        """The rules by min_score; a rule's *level* is its position here plus one (0: no rule)."""
+        return sorted(self.rules, key=lambda r: r.min_score)
+
+    def level_for(self, score: float, margin: float = 0.0) -> int:
+        """The highest level whose rule `score` reaches, each threshold lowered by `margin`."""
+        level = 0
+        for i, r in enumerate(self.ordered()):
+            if score >= r.min_score - margin:
+                level = i + 1
+        return level
+
+    def action_of(self, level: int) -> str:
+        return self.ordered()[level - 1].action if level > 0 else "none"
 
     def action_for(self, score: float) -> str:
-        best = "none"
-        for r in sorted(self.rules, key=lambda r: r.min_score):
-            if score >= r.min_score:
-                best = r.action
-        return best
+        return self.action_of(self.level_for(score))
+
+    def level_of(self, action: str) -> int:
+        """The highest level taking `action` (0 when no rule takes it)."""
+        return max((i + 1 for i, r in enumerate(self.ordered()) if r.action == action), default=0)
+
+
+NUMBERS = ("window_seconds", "max_window_requests", "min_requests", "persist_every_seconds", "degrade_noise",
+           "cooldown_seconds", "hysteresis", "throttle_interval_seconds", "time_scale", "max_logged_changes")
 
 
 def load_config(path: str | Path) -> GuardConfig:
@@ -80,13 +113,29 @@ def load_config(path: str | Path) -> GuardConfig:
                                        where=f"{path}: rules[{i}]")
                 rules.append(Rule(float(r["min_score"]), str(r["action"])))
             cfg.rules = rules
+        elif k in NUMBERS:
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                raise DistillError(f"{k} must be a non-negative number (got {v!r})", where=f"{path}: {k}")
+            setattr(cfg, k, type(getattr(cfg, k))(v))
+        elif k == "allow":
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise DistillError("allow must be a list of API-key names", where=f"{path}: allow")
+            cfg.allow = list(v)
         else:
+            if v is not None and not isinstance(v, str):
+                raise DistillError(f"{k} must be a file path (got {v!r})", where=f"{path}: {k}")
             setattr(cfg, k, v)
+    if cfg.time_scale <= 0:
+        raise DistillError("time_scale must be positive", where=f"{path}: time_scale")
     if cfg.watermark_key is None and any(r.action == "watermark" for r in cfg.rules):
         raise DistillError("a rule uses the watermark action but no watermark_key is configured", where=str(path),
                            fix="add `watermark_key: FILE` (from `distill watermark keygen`) or drop that rule")
     if cfg.watermark_key and not Path(cfg.watermark_key).is_absolute():
         cfg.watermark_key = str(Path(path).parent / cfg.watermark_key)
+    if cfg.state_file and Path(cfg.state_file).is_file():  # the guard restores actions from it: check it now
+        from distill.protection.guard.state import load_state
+
+        load_state(cfg.state_file)
     return cfg
 
 
@@ -103,5 +152,7 @@ class DegradeLogitsProcessor:
 
 
 def describe(cfg: GuardConfig) -> dict[str, Any]:
-    return {"rules": [{"min_score": r.min_score, "action": r.action} for r in cfg.rules],
-            "window_seconds": cfg.window_seconds, "min_requests": cfg.min_requests}
+    return {"rules": [{"min_score": r.min_score, "action": r.action} for r in cfg.ordered()],
+            "window_seconds": cfg.window_seconds, "min_requests": cfg.min_requests,
+            "cooldown_seconds": cfg.cooldown_seconds, "hysteresis": cfg.hysteresis,
+            "throttle_interval_seconds": cfg.throttle_interval_seconds}

@@ -1,13 +1,20 @@
 """The Guard: observes every request, scores each API key, decides an action, and keeps evidence on disk.
 
 Plugs into `distill serve`: `observe` is the observer hook, `gate` the gate hook, `processors_for` the
-per-request logits-processor hook. State (scores, features and evidence per key; never prompts or secrets) is
-written atomically to a JSON file at most every `persist_every_seconds`, and on `save()`.
+per-request logits-processor hook. State (scores, features, evidence and action history per key; never prompts
+or secrets) is written atomically to a JSON file at most every `persist_every_seconds`, and on `save()`; a
+guard started on an existing state file restores every account's action from it, so a restart lifts nothing.
+
+What the server reports is told apart by its response: an answer is *served* traffic and enters the key's
+window; a refusal by the gate (error code `blocked` or `throttled`) is an *attempt* by a flagged account and is
+only counted (`refused`, `refused_total`), and so is an invalid request (`invalid_requests`). Neither touches
+the window, so a blocked account cannot dilute its features back under a rule by sending more requests.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter, defaultdict
@@ -18,26 +25,80 @@ from distill.fileio import write_json_atomic
 from distill.protection.guard.actions import DegradeLogitsProcessor, GuardConfig
 from distill.protection.guard.features import KeyWindow, make_entry
 from distill.protection.guard.scoring import DEFAULT, LogisticScorer
+from distill.protection.guard.state import STATE_FORMAT, load_state
 from distill.protection.watermark.processor import SERVE_TOP_K
 
 log = logging.getLogger(__name__)
-STATE_FORMAT = "distill-guard-state/1"
+REFUSALS = {"blocked": "block", "throttled": "throttle"}  # the server's error codes for the gate's refusals
+RESTORED = ("action", "action_since", "hold_until", "changes", "changes_total", "refused", "refused_total",
+            "invalid_requests", "max_score", "score", "requests_total")
+
+__all__ = ["REFUSALS", "STATE_FORMAT", "Guard", "response_kind"]
+
+
+def response_kind(response: dict[str, Any] | None) -> str:
+    """"served", "invalid", or the action whose refusal this is ("block", "throttle")."""
+    err = response.get("error") if isinstance(response, dict) else None
+    if err is None:
+        return "served"
+    code = err.get("code") if isinstance(err, dict) else None
+    return REFUSALS.get(code, "invalid") if isinstance(code, str) else "invalid"
+
+
+def new_account() -> dict[str, Any]:
+    return {"score": 0.0, "max_score": 0.0, "action": "none", "level": 0, "action_since": None,
+            "hold_until": 0.0, "requests_in_window": 0, "requests_total": 0, "refused": {}, "refused_total": 0,
+            "invalid_requests": 0, "last_seen": None, "last_served": None, "features": {}, "changes": [],
+            "changes_total": 0}
 
 
 class Guard:
-    """Per-key sliding-window features -> logistic score -> configured action."""
+    """Per-key sliding-window features -> logistic score -> configured action, held with a cool-down."""
 
     def __init__(self, config: GuardConfig | None = None, scorer: LogisticScorer | None = None,
-                 watermark_top_k: int | None = SERVE_TOP_K):
+                 watermark_top_k: int | None = SERVE_TOP_K, restore: bool = True):
         self.config = config or GuardConfig()
         self.watermark_top_k = watermark_top_k  # the watermark action's processor: see distill.serve.protection
         self.scorer = scorer or DEFAULT
         self.windows: dict[str, KeyWindow] = {}
         self.skeleton_keys: dict[str, Counter[str]] = defaultdict(Counter)  # 'p:'/'s:' skeleton -> key -> count
         self.state: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._last_save = 0.0
         self._wm_master = None
+        if restore and self.config.state_file and Path(self.config.state_file).is_file():
+            self.restore(self.config.state_file)
+
+    # ---- time -------------------------------------------------------------------------------------------------
+    def _now(self, ts: float | None) -> float:
+        """Guard time: the wall clock (or `ts`) times `time_scale` (1 except for compressed replays)."""
+        return (time.time() if ts is None else float(ts)) * self.config.time_scale
+
+    # ---- state ------------------------------------------------------------------------------------------------
+    def restore(self, path: str | Path) -> int:
+        """Take every account's action, hold and history from a state file; returns how many were acted on."""
+        state = load_state(path)
+        n = 0
+        for name, acc in state.get("accounts", {}).items():
+            st = new_account()
+            st.update({k: acc[k] for k in RESTORED if k in acc and acc[k] is not None})
+            level = self.config.level_of(st["action"])
+            if st["action"] != "none" and (level == 0 or name in self.config.allow):
+                log.info("guard: account %s: %s from the state file not restored (%s)", name, st["action"],
+                         "allow-listed" if name in self.config.allow else "no rule takes that action now")
+                st["action"], level = "none", 0
+            st["level"] = level
+            n += level > 0
+            self.state[name] = st
+        if n:
+            log.info("guard: restored the actions of %d account(s) from %s", n, path)
+        return n
+
+    def _account(self, key: str) -> dict[str, Any]:
+        st = self.state.get(key)
+        if st is None:
+            st = self.state[key] = new_account()
+        return st
 
     def _window(self, key: str) -> KeyWindow:
         w = self.windows.get(key)
@@ -59,49 +120,103 @@ class Guard:
             best = max(best, shared)
         return best, others
 
+    # ---- the observer hook ------------------------------------------------------------------------------------
     def observe(self, key: str, request: dict[str, Any], response: dict[str, Any] | None, ts: float | None = None
                 ) -> str:
-        """Record one request of `key` and return the key's action after it."""
-        ts = time.time() if ts is None else float(ts)
-        e = make_entry(request or {}, response, ts)
+        """Record one request of `key` and return the key's action after it.
+
+        Served requests enter the key's window and may change its action; refused and invalid ones are counted
+        as such (see the module docstring) and change nothing else."""
+        now = self._now(ts)
+        kind = response_kind(response)
         with self._lock:
-            w = self._window(key)
-            for old in w.add(e):
-                for skel in (f"p:{old.prefix}", f"s:{old.suffix}"):
-                    users = self.skeleton_keys.get(skel)
-                    if users is not None:
-                        users[key] -= 1
-                        if users[key] <= 0:
-                            del users[key]
-                        if not users:
-                            del self.skeleton_keys[skel]
-            self.skeleton_keys[f"p:{e.prefix}"][key] += 1
-            self.skeleton_keys[f"s:{e.suffix}"][key] += 1
-            shared, others = self._shared(key, w)
-            feats = w.features(shared)
-            score = self.scorer.score(feats)
-            n = len(w.entries)
-            action = "none"
-            if key not in self.config.allow and n >= self.config.min_requests:
-                action = self.config.action_for(score)
-            prev = self.state.get(key, {})
-            st = {"score": round(score, 4), "action": action, "requests_in_window": n,
-                  "requests_total": w.total_seen, "last_seen": ts, "max_score": max(score, prev.get("max_score", 0.0)),
-                  "features": {k: round(v, 4) for k, v in feats.items()}}
-            self.state[key] = st
-            if action != prev.get("action", "none") and action != "none":
-                log.info("guard: account %s -> %s (score %.3f)", key, action, score)
-        if self.config.state_file and ts - self._last_save >= self.config.persist_every_seconds:
+            st = self._account(key)
+            st["last_seen"] = now
+            if kind == "served":
+                self._served(key, st, request or {}, response, now)
+            elif kind == "invalid":
+                st["invalid_requests"] += 1
+            else:
+                st["refused"][kind] = st["refused"].get(kind, 0) + 1
+                st["refused_total"] += 1
+                st["last_refused"] = now
+            action = st["action"]
+        if self.config.state_file and now - self._last_save >= self.config.persist_every_seconds:
             self.save()
-            self._last_save = ts
+            self._last_save = now
         return action
 
-    __call__ = observe  # the serve observer hook: observer(api_key_name, request, response, timestamp)
+    __call__ = observe  # the serve observer hook: observer(api_key_name, request_dict, response_dict, timestamp)
 
+    def _served(self, key: str, st: dict[str, Any], request: dict[str, Any], response: dict[str, Any] | None,
+                now: float) -> None:
+        e = make_entry(request, response, now)
+        w = self._window(key)
+        for old in w.add(e):
+            for skel in (f"p:{old.prefix}", f"s:{old.suffix}"):
+                users = self.skeleton_keys.get(skel)
+                if users is not None:
+                    users[key] -= 1
+                    if users[key] <= 0:
+                        del users[key]
+                    if not users:
+                        del self.skeleton_keys[skel]
+        self.skeleton_keys[f"p:{e.prefix}"][key] += 1
+        self.skeleton_keys[f"s:{e.suffix}"][key] += 1
+        shared, _ = self._shared(key, w)
+        feats = w.features(shared)
+        score = self.scorer.score(feats)
+        n = len(w.entries)
+        st.update(score=round(score, 4), max_score=max(round(score, 4), st["max_score"]), requests_in_window=n,
+                  last_served=now, features={k: round(v, 4) for k, v in feats.items()})
+        st["requests_total"] += 1
+        self._decide(key, st, score, feats, n >= self.config.min_requests, now)
+
+    # ---- actions: escalate at once, lift only on evidence after the cool-down -----------------------------------
+    def _decide(self, key: str, st: dict[str, Any], score: float, feats: dict[str, float], evidence: bool,
+                now: float) -> None:
+        cfg = self.config
+        cur = st["level"]
+        if key in cfg.allow:
+            if cur:
+                self._change(key, st, 0, "allow-listed", score, feats, now)
+            return
+        if not evidence:  # too few served requests in the window to say anything: the action holds
+            return
+        up = cfg.level_for(score)
+        if up > cur:
+            rule = cfg.ordered()[up - 1]
+            self._change(key, st, up, f"score {score:.3f} >= {rule.min_score:g}", score, feats, now)
+        elif up < cur and now >= st["hold_until"]:
+            down = cfg.level_for(score, cfg.hysteresis)
+            if down < cur:
+                rule = cfg.ordered()[cur - 1]
+                held = now - (st["action_since"] if st["action_since"] is not None else now)
+                self._change(key, st, down, f"score {score:.3f} < {rule.min_score:g} - hysteresis {cfg.hysteresis:g}"
+                             f" after {held:.0f} s held", score, feats, now)
+
+    def _change(self, key: str, st: dict[str, Any], level: int, reason: str, score: float,
+                feats: dict[str, float], now: float) -> None:
+        before, after = st["action"], self.config.action_of(level)
+        contrib = self.scorer.contributions(feats)
+        top = dict(sorted(((k, v) for k, v in contrib.items() if v > 0), key=lambda kv: -kv[1])[:4])
+        change = {"ts": now, "from": before, "to": after, "score": round(score, 4), "reason": reason,
+                  "requests_in_window": st["requests_in_window"], "refused_total": st["refused_total"],
+                  "evidence": top}
+        st["changes"] = (st["changes"] + [change])[-max(1, self.config.max_logged_changes):]
+        st["changes_total"] += 1
+        st.update(action=after, level=level, action_since=now, hold_until=now + self.config.cooldown_seconds)
+        ev = ", ".join(f"{k} {v:+.2f}" for k, v in top.items()) or "none"
+        log.info("guard: account %s: %s -> %s (%s; %d served in window, %d refused; evidence: %s)", key, before,
+                 after, reason, st["requests_in_window"], st["refused_total"], ev)
+
+    # ---- what the server asks -----------------------------------------------------------------------------------
     def evidence(self, key: str) -> dict[str, Any]:
-        """Why a key scored as it did: feature contributions, its commonest skeletons, keys sharing them."""
+        """Why a key scored as it did: feature contributions, its commonest skeletons, keys sharing them, and the
+        history of its actions."""
         w = self.windows.get(key)
         st = dict(self.state.get(key, {}))
+        st.pop("level", None)
         if w is None:
             return st
         shared, others = self._shared(key, w)
@@ -116,10 +231,22 @@ class Guard:
         """The current action for `key` ("none" for unknown keys)."""
         return self.state.get(key, {}).get("action", "none")
 
-    def gate(self, key: str) -> str | None:
-        """The serve gate hook: "block", "throttle" or None."""
-        a = self.decision(key)
-        return a if a in ("block", "throttle") else None
+    def gate(self, key: str, now: float | None = None) -> str | None:
+        """The serve gate hook: "block", "throttle" or None. A throttled key is let through once per
+        `throttle_interval_seconds` (`now`: the wall clock when None)."""
+        with self._lock:
+            st = self.state.get(key)
+            a = st["action"] if st else "none"
+            if a == "block":
+                return "block"
+            if a != "throttle":
+                return None
+            t = self._now(now)
+            last = max(st.get("last_served") or -math.inf, st.get("last_admitted") or -math.inf)
+            if t - last < self.config.throttle_interval_seconds:
+                return "throttle"
+            st["last_admitted"] = t
+            return None
 
     def processors_for(self, key: str) -> list:
         """The serve per-request processors: the account's watermark sub-key, or degrading noise."""
@@ -139,7 +266,8 @@ class Guard:
         with self._lock:
             accounts = {k: self.evidence(k) for k in self.state}
         return {"format": STATE_FORMAT, "saved": time.time(), "scorer": self.scorer.to_dict(),
-                "rules": [{"min_score": r.min_score, "action": r.action} for r in self.config.rules],
+                "rules": [{"min_score": r.min_score, "action": r.action} for r in self.config.ordered()],
+                "cooldown_seconds": self.config.cooldown_seconds, "hysteresis": self.config.hysteresis,
                 "accounts": accounts}
 
     def save(self, path: str | Path | None = None) -> Path | None:
