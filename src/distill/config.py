@@ -7,11 +7,12 @@ any field from the command line (the value is parsed as YAML, so `--set train.st
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill.errors import DistillError
 from distill.fileio import decode_text
@@ -71,6 +72,30 @@ class TeacherConfig(_Section):
         return (self.tokenizer or self.model) if (self.endpoint or self.store) else self.model
 
 
+LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class LoraConfig(_Section):
+    r: int = Field(8, ge=1, description="LoRA rank: each adapted weight W (d_out × d_in) learns W + (alpha / r) · B A "
+                   "with B d_out × r and A r × d_in.")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator: the update is scaled by alpha / r.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input during training (0 = none).")
+    target_modules: Annotated[list[str], Field(min_length=1)] | Literal["all-linear"] = Field(
+        list(LLAMA_PROJECTIONS), description="Layers that get an adapter, by name (a "
+        "layer matches when its module path ends with the name): by default the attention and MLP projections of "
+        "Llama-style models; 'all-linear' = every linear layer except the output head. The output head and the "
+        "input embeddings cannot be targets (the fused loss reads the head's weight directly).")
+    save_adapter: bool = Field(False, description="Also write the adapter alone (peft format, safetensors) to "
+                               "`<output_dir>/adapter/`, with the base it applies to (for init=fresh or layers, "
+                               "the base weights in `adapter/base/`); the student itself is always the merged "
+                               "model.")
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _one_name(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) and v != "all-linear" else v  # `target_modules: q_proj` = [q_proj]
+
+
 class StudentConfig(_Section):
     init: Literal["fresh", "layers", "pretrained"] = Field(
         "fresh", description="How to build the student: 'fresh' = a new small Llama on the teacher's tokenizer; "
@@ -85,6 +110,10 @@ class StudentConfig(_Section):
                                   "(a model spec) instead of the teacher's; needs loss.cross_tokenizer.")
     every: int | None = Field(None, ge=1, description="init=layers: keep every k-th teacher layer (0, k, 2k, ...).")
     name: str = Field("distill-student", description="Model name written into the model card and lineage.")
+    lora: LoraConfig | None = Field(None, description="Train low-rank adapters (LoRA, with peft) instead of every "
+                                    "weight: only the adapters get gradients and optimizer state; the written "
+                                    "student is the merged model. Works with every init (most useful with "
+                                    "pretrained and layers). null = train every weight.")
 
 
 class DataConfig(_Section):
@@ -181,13 +210,20 @@ def _suggest(bad: str, section: type[BaseModel] | None) -> str:
     return f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(names)}"
 
 
+def _section_type(ann: Any) -> type[BaseModel] | None:
+    """The config section a field holds (also an optional one, `Section | None`), or None for a plain value."""
+    for t in (ann, *typing.get_args(ann)):
+        if isinstance(t, type) and typing.get_origin(t) is None and issubclass(t, BaseModel):
+            return t
+    return None
+
+
 def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     model: type[BaseModel] | None = DistillConfig
     for part in loc:
         if model is None or part not in model.model_fields:
             return model
-        ann = model.model_fields[part].annotation
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        model = _section_type(model.model_fields[part].annotation)
     return model
 
 
@@ -266,10 +302,10 @@ def describe_fields(model: type[BaseModel] = DistillConfig, prefix: str = "") ->
     """Every config field with its default and documentation, for `distill train --help-config`."""
     lines = []
     for name, f in model.model_fields.items():
-        ann = f.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        section = _section_type(f.annotation)
+        if section is not None:
             lines.append(f"{prefix}{name}:  # {f.description}")
-            lines.extend(describe_fields(ann, prefix + "  "))
+            lines.extend(describe_fields(section, prefix + "  "))
         else:
             lines.append(f"{prefix}{name}: {f.default!r}  # {f.description}")
     return lines

@@ -1,5 +1,9 @@
 """Writing the finished student: a normal Hugging Face model directory with a model card, loss plot,
-metrics and signed lineage. Everything is written to a temporary directory and renamed when complete."""
+metrics and signed lineage. Everything is written to a temporary directory and renamed when complete.
+
+A LoRA student is written merged (its adapters folded into the weights); with `student.lora.save_adapter` the
+adapter is also written alone in `adapter/` (with the base it applies to in `adapter/base/` when that base
+exists nowhere else: a fresh or layer-subset student, or a GGUF one), and lineage records both."""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ import yaml
 
 from distill.config import DistillConfig
 from distill.data.corpus import Corpus
-from distill.models.loading import ModelInfo
+from distill.models import lora
+from distill.models.loading import ModelInfo, describe_model, weights_sha256
 from distill.models.students import param_count
 
 log = logging.getLogger(__name__)
@@ -69,7 +74,7 @@ A {params / 1e6:.1f} M-parameter student distilled with [Distill](https://pypi.o
 - Data: {corpus.description}
 - Loss: {cfg.loss.kind} (T={cfg.loss.temperature}, KD weight {cfg.loss.kd_weight}, CE weight {cfg.loss.ce_weight})
 - Steps: {cfg.train.steps} × {cfg.train.batch_size * cfg.train.grad_accum} sequences of {cfg.data.seq_len} tokens
-
+{lora_line(cfg)}
 ## Held-out figures (final step)
 
 | metric | value |
@@ -89,6 +94,48 @@ A {params / 1e6:.1f} M-parameter student distilled with [Distill](https://pypi.o
 """
 
 
+def lora_line(cfg: DistillConfig) -> str:
+    """The model card's LoRA bullet (empty without LoRA)."""
+    s = cfg.student.lora
+    if s is None:
+        return ""
+    targets = s.target_modules if isinstance(s.target_modules, str) else ", ".join(s.target_modules)
+    adapter = "; the adapter alone is in `adapter/`" if s.save_adapter else ""
+    return f"- LoRA: r={s.r}, alpha={s.alpha} on {targets}, merged into these weights{adapter}\n"
+
+
+def lora_base(cfg: DistillConfig, teacher: ModelInfo) -> tuple[dict, str | None]:
+    """What the adapter applies to (for lineage), and the spec peft can load it from (None: write it out)."""
+    s = cfg.student
+    if s.init == "pretrained":
+        info = describe_model(s.model)
+        entry = {"init": "pretrained", "spec": info.spec, "model_kind": info.kind, "name": info.name,
+                 "weights_sha256": info.weights_sha256 or None}
+        return entry, (info.path if info.kind in ("dir", "hub") else None)
+    if s.init == "layers":
+        return {"init": "layers", "teacher": teacher.name, "teacher_weights_sha256": teacher.weights_sha256 or None,
+                "layers": s.layers, "every": s.every}, None
+    return {"init": "fresh", "seed": cfg.train.seed, "hidden_size": s.hidden_size, "num_layers": s.num_layers}, None
+
+
+def write_lora(tmp: Path, final: Path, student, cfg: DistillConfig, teacher: ModelInfo) -> dict:
+    """Write `adapter/` (and `adapter/base/` when needed) for `save_adapter`; return the lineage entry."""
+    s = cfg.student.lora
+    entry: dict = {"r": s.r, "alpha": s.alpha, "dropout": s.dropout, "target_modules": s.target_modules,
+                   "merged": True, "adapter": None}
+    entry["base"], base_spec = lora_base(cfg, teacher)
+    if not s.save_adapter:
+        return entry
+    if base_spec is None:  # the base exists nowhere else: write it next to the adapter
+        lora.save_base(student, tmp / "adapter" / "base")
+        entry["base"].update(path="adapter/base", weights_sha256=weights_sha256(tmp / "adapter" / "base"))
+        base_spec = str((final / "adapter" / "base").resolve())
+    lora.save_adapter(student, tmp / "adapter", base_spec)
+    entry["adapter"] = {"path": "adapter", "weights_sha256": weights_sha256(tmp / "adapter"),
+                        "base_model_name_or_path": base_spec}
+    return entry
+
+
 def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher: ModelInfo, corpus: Corpus,
                   history: list[dict], verdict, replace: bool, api: dict[str, str] | None = None) -> Path:
     """Save the student as a Hugging Face directory (atomically) with card, plot, metrics and lineage."""
@@ -98,6 +145,8 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
     name, notices = policy.apply_obligations(verdict, cfg.student.name) if verdict else (cfg.student.name, [])
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
+        extra = {"lora": write_lora(tmp, out_dir, student, cfg, teacher)} if lora.is_lora(student) else None
+        student = lora.merged(student)  # in place: the adapters are folded into the weights
         student.config.name_or_path = name
         student.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -110,7 +159,7 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
             student_name=name, teacher=None if api else teacher, api=api, verdict=verdict, config=cfg.model_dump(mode="json"),
             data={"name": cfg.data.path, "description": corpus.description, "sha256": corpus.fingerprint,
                   **corpus.stats},
-            evaluation=final)
+            evaluation=final, extra=extra)
         card = model_card(name, cfg, teacher, corpus, final, param_count(student), lineage.card_section(record),
                           notices, has_plot)
         (tmp / "README.md").write_text(card)

@@ -28,6 +28,7 @@ from distill.models.loading import (
     load_model,
     load_tokenizer,
 )
+from distill.models.lora import apply_lora, trainable_parameters
 from distill.models.students import fresh_llama, layer_subset, param_count
 from distill.signals import TeacherSource
 from distill.training import allocator, distributed
@@ -73,7 +74,7 @@ class Run:
                 src.close()
 
 
-def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> torch.nn.Module:
+def base_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> torch.nn.Module:
     s = cfg.student
     if s.init == "fresh":
         return fresh_llama(tokenizer, hidden_size=s.hidden_size, num_layers=s.num_layers, num_heads=s.num_heads,
@@ -83,6 +84,12 @@ def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) ->
             raise DistillError("student.init=layers needs the teacher's weights", where="student.init")
         return layer_subset(teacher.model, layers=s.layers, every=s.every)
     return load_model(s.model).model.train()
+
+
+def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> torch.nn.Module:
+    """The student as `student.init` says, wrapped with LoRA adapters when `student.lora` is set."""
+    student = base_student(cfg, teacher, tokenizer)
+    return apply_lora(student, cfg.student.lora) if cfg.student.lora else student
 
 
 def student_tokenizer(cfg: DistillConfig, teacher_tok):
@@ -145,7 +152,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     student.to(world.device).train()
     module = StudentLoss(student, vocab, cfg.loss)
     model = torch.nn.parallel.DistributedDataParallel(module) if world.size > 1 else module
-    optimizer = torch.optim.AdamW(student.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(trainable_parameters(student), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
 
     start_step, history = 0, []
@@ -164,6 +171,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     run = Run(cfg, world, out_dir, run_dir, info, verdict, tokenizer, corpus, student, module, model, optimizer,
               scheduler, source, eval_source, sampler, start_step, history)
     if world.main:
-        log.info("teacher %s (%s: %s) | student %.1f M params | %s", info.name, kind.name, kind.description,
-                 param_count(student) / 1e6, corpus.description)
+        log.info("teacher %s (%s: %s) | student %.1f M params (%.2f M trained) | %s", info.name, kind.name,
+                 kind.description, param_count(student) / 1e6, sum(p.numel() for p in trainable_parameters(student))
+                 / 1e6, corpus.description)
     return run
