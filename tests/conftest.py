@@ -88,9 +88,11 @@ def word_ids(tokenizer) -> list[int]:
     return ids[:32]
 
 
-def _kill_when(proc, ready, what: str, output, timeout_s: float = 300.0) -> None:
-    """Poll the disk (never a fixed sleep) until `ready()`, then SIGKILL `proc` and reap it. Fails the test if the
+def _kill_when(proc, ready, what: str, output, timeout_s: float = 300.0, group: bool = False) -> None:
+    """Poll the disk (never a fixed sleep) until `ready()`, then SIGKILL `proc` (with `group`, its whole process
+    group: a launcher and its workers, started with `start_new_session=True`) and reap it. Fails the test if the
     process exits first (showing the tail of `output()`) or `what` is not reached within `timeout_s`."""
+    import os
     import signal
     import time
 
@@ -103,7 +105,10 @@ def _kill_when(proc, ready, what: str, output, timeout_s: float = 300.0) -> None
                 pytest.fail(f"not {what} within {timeout_s:.0f} s")
             time.sleep(0.05)
     finally:
-        proc.send_signal(signal.SIGKILL)
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.send_signal(signal.SIGKILL)
         proc.wait()
 
 

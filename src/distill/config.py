@@ -176,6 +176,13 @@ class TrainConfig(_Section):
     sample_temperature: float = Field(1.0, gt=0, description="On-policy sampling temperature.")
     sample_max_new_tokens: int = Field(64, ge=1, description="On-policy: new tokens per sampled continuation.")
     progress: bool = Field(True, description="Show a progress bar.")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="Under torchrun: 'ddp' = every rank holds the whole student, its gradients and optimizer "
+        "state (and the whole teacher); 'fsdp' = PyTorch FSDP2 shards them across ranks per decoder block, and shards "
+        "the live teacher's blocks too (gathered one at a time in its forward). Also valid on one process. "
+        "Checkpoints are then torch.distributed.checkpoint shards. See docs/scale.md.")
+    activation_checkpointing: bool = Field(False, description="Recompute each student block's activations in the "
+                                           "backward pass instead of keeping them (less memory, ~1/3 more compute).")
 
 
 class DistillConfig(_Section):
@@ -200,6 +207,11 @@ class DistillConfig(_Section):
             raise ValueError("student.init=pretrained needs student.model")
         if self.student.init == "layers" and not (self.student.layers or self.student.every):
             raise ValueError("student.init=layers needs student.layers or student.every")
+        if self.train.parallel == "fsdp" and self.student.lora is not None:
+            raise DistillError("train.parallel: fsdp does not take a LoRA student yet (the merged export needs the "
+                               "adapters gathered onto an unsharded copy)", where="train.parallel / student.lora",
+                               fix="use train.parallel: ddp with student.lora (only the adapters have gradients and "
+                                   "optimizer state, so DDP's copies are small), or drop student.lora")
         teacher_kind(self)  # every rule about where the teacher signal comes from lives in distill.teachers
         return self
 

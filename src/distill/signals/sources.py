@@ -13,13 +13,18 @@ class LiveTeacher:
     """A teacher model run in inference mode on each batch (white-box distillation)."""
 
     def __init__(self, model: torch.nn.Module, vocab_size: int):
+        from torch.distributed.fsdp import FSDPModule
+
         self.model = model.eval().requires_grad_(False)
         self.vocab_size = vocab_size
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
+        # FSDP's gathered blocks cannot be inference tensors: a sharded teacher runs under no_grad instead
+        sharded = any(isinstance(m, FSDPModule) for m in model.modules())
+        self.no_grad = torch.no_grad if sharded else torch.inference_mode
 
-    @torch.inference_mode()
     def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask)
+        with self.no_grad():
+            out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask)
         return out.last_hidden_state  # [B, T, d]
 
     def signal(self, batch: dict[str, Tensor], positions: Tensor) -> DenseSignal:

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 
-from distill.training.checkpoint import save_checkpoint
+from distill.training.checkpoint import save_checkpoint, save_sharded_checkpoint
 from distill.training.heldout import heldout_eval
 from distill.training.setup import Run
 
@@ -136,8 +136,11 @@ class Checkpoint(Callback):
             log.warning("the run stopped after %d steps; saved a checkpoint of them (resume with --resume)", done)
 
     def save(self, run: Run, step: int) -> None:
-        if run.world.main:
-            save_checkpoint(run.run_dir, step, run.student, run.optimizer, run.scheduler, {"history": run.history})
+        extra = {"history": run.history}
+        if run.cfg.train.parallel == "fsdp":  # every rank writes its shards
+            save_sharded_checkpoint(run.run_dir, step, run.model, run.optimizer, run.scheduler, run.world, extra)
+        elif run.world.main:
+            save_checkpoint(run.run_dir, step, run.student, run.optimizer, run.scheduler, extra)
         self.saved = step
 
 

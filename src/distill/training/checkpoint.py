@@ -1,7 +1,9 @@
 """Resumable checkpoints, without pickle: weights and optimizer tensors in safetensors, the rest in JSON.
 
 Layout of `<run>.ckpt/step-000050/`: model.safetensors, optimizer.safetensors, state.json (step, scheduler,
-optimizer hyper-parameters, RNG states). A student with frozen weights (LoRA) saves only its trainable tensors:
+optimizer hyper-parameters, RNG states). Under `train.parallel: fsdp` the model and optimizer are instead one
+`torch.distributed.checkpoint` folder `dcp/` written by every rank (its shards; DCP reshards on load, so the number of
+processes may change between save and resume), with `rng-<rank>.safetensors` per rank. A student with frozen weights (LoRA) saves only its trainable tensors:
 the frozen ones are rebuilt identically from the config at resume. A checkpoint directory is complete once `latest` names it: it is
 written under a temporary name and renamed, so a SIGKILL mid-save leaves the previous checkpoint intact.
 """
@@ -49,6 +51,11 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
         "extra": extra or {},
     }
     (tmp / "state.json").write_text(json.dumps(state))
+    return _commit(run_dir, tmp, step)
+
+
+def _commit(run_dir: Path, tmp: Path, step: int) -> Path:
+    """Rename a finished temporary folder into place, point `latest` at it, keep the newest KEEP."""
     final = run_dir / f"step-{step:06d}"
     if final.exists():
         shutil.rmtree(final)
@@ -56,6 +63,29 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
     atomic_write(run_dir / "latest", lambda f: f.write(final.name))
     for old in sorted(run_dir.glob("step-*"))[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_sharded_checkpoint(run_dir: Path, step: int, root: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                            scheduler, world, extra: dict | None = None) -> Path:
+    """The FSDP checkpoint: collective, every rank calls it (see the module docstring)."""
+    from distill.training.sharding import save_sharded
+
+    tmp = run_dir / f".tmp-step-{step:06d}"
+    if world.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    world.barrier()
+    save_sharded(tmp / "dcp", root, optimizer)
+    save_file({"rng.torch": torch.get_rng_state()}, str(tmp / f"rng-{world.rank}.safetensors"))
+    world.barrier()
+    final = run_dir / f"step-{step:06d}"
+    if world.main:
+        state = {"step": step, "format": "dcp", "world_size": world.size, "scheduler": scheduler.state_dict(),
+                 "python_random": _jsonable(random.getstate()), "extra": extra or {}}
+        (tmp / "state.json").write_text(json.dumps(state))
+        _commit(run_dir, tmp, step)
+    world.barrier()
     return final
 
 
@@ -106,9 +136,31 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if (path / "state.json").is_file() else None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> dict:
-    """Restore model, optimizer, scheduler and RNG in place; return the saved state (step, extra)."""
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, *,
+                    sharded_root: torch.nn.Module | None = None, rank: int = 0) -> dict:
+    """Restore model, optimizer, scheduler and RNG in place; return the saved state (step, extra). With
+    `sharded_root` (an FSDP run; collective) the checkpoint must be a sharded one, and the other way round."""
     state = json.loads((path / "state.json").read_text())
+    sharded = state.get("format") == "dcp"
+    if sharded != (sharded_root is not None):
+        have, want = ("train.parallel: fsdp", "ddp") if sharded else ("train.parallel: ddp", "fsdp")
+        raise DistillError(f"the checkpoint was written by a run with {have}, this run uses {want}", where=str(path),
+                           fix=f"resume with the same train.parallel ({have.split(': ')[1]}), or start afresh "
+                               "without --resume")
+    if sharded:
+        from distill.training.sharding import load_sharded
+
+        load_sharded(path / "dcp", sharded_root, optimizer)
+        rng = path / f"rng-{rank}.safetensors"
+        torch.set_rng_state(load_file(str(rng if rng.is_file() else path / "rng-0.safetensors"))["rng.torch"])
+    else:
+        _load_local(path, state, model, optimizer)
+    scheduler.load_state_dict(state["scheduler"])
+    random.setstate(_tuplify(state["python_random"]))
+    return state
+
+
+def _load_local(path: Path, state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
     load_weights(model, path / "model.safetensors", state.get("weights", "all"))
     tensors = load_file(str(path / "optimizer.safetensors"))
     torch.set_rng_state(tensors.pop("rng.torch"))
@@ -120,9 +172,6 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         pid, name = key.split(".", 1)
         opt_state.setdefault(int(pid), {})[name] = value
     optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-    scheduler.load_state_dict(state["scheduler"])
-    random.setstate(_tuplify(state["python_random"]))
-    return state
 
 
 def _jsonable(obj):

@@ -32,6 +32,16 @@ class World:
         return int(total)
 
 
+    def sum_all(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value summed over every process (one all-reduce), e.g. a step's loss terms for its logged row."""
+        if self.size == 1:
+            return values
+        keys = sorted(values)
+        total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return dict(zip(keys, total.tolist(), strict=True))
+
+
 def setup() -> World:
     """Join the process group when launched by torchrun; otherwise a world of one."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -49,5 +59,6 @@ def setup() -> World:
 
 
 def teardown(world: World) -> None:
-    if world.size > 1 and dist.is_initialized():
+    """Leave the process group: torchrun's, or the private one-process group `train.parallel: fsdp` made."""
+    if dist.is_initialized():
         dist.destroy_process_group()

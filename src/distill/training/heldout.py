@@ -12,6 +12,7 @@ from distill.data.corpus import Corpus, collate
 from distill.loss.fused import evaluate_chunks
 from distill.signals import TeacherSource, scored_positions
 from distill.training.module import StudentLoss
+from distill.training.sharding import gathered
 
 
 def autocast(device: torch.device):
@@ -38,7 +39,7 @@ def heldout_eval(module: StudentLoss, source: TeacherSource, corpus: Corpus, seq
         batch = to_device(collate([seqs[i] for i in ids], module.student.config.pad_token_id or 0, ids), device)
         positions = scored_positions(batch)
         targets = batch["targets"].reshape(-1).index_select(0, positions)
-        with autocast(device):
+        with autocast(device), gathered(module):
             signal = source.signal(batch, positions)
             hidden = module.hidden(batch, positions)
             part = evaluate_chunks(hidden, module.head().to(hidden.dtype), signal, targets, chunk_size)

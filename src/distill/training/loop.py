@@ -26,6 +26,7 @@ from distill.training.callbacks import Callback, default_callbacks
 from distill.training.heldout import autocast, to_device
 from distill.training.onpolicy import maybe_on_policy
 from distill.training.setup import Run, setup
+from distill.training.sharding import gathered, gathered_copy
 from distill.training.sources import api_identity
 
 
@@ -78,7 +79,8 @@ def micro_batches(run: Run, step: int) -> list[dict[str, Tensor]]:
                           run.world.device)
         if run.cfg.train.on_policy_fraction > 0:
             t0 = time.perf_counter()
-            batch = maybe_on_policy(batch, run.student, run.cfg, step, m, run.tokenizer)
+            with gathered(run.model):
+                batch = maybe_on_policy(batch, run.student, run.cfg, step, m, run.tokenizer)
             run.sample_time += time.perf_counter() - t0
         out.append(batch)
     return out
@@ -95,14 +97,15 @@ def train_step(run: Run, step: int) -> dict:
         positions = scored_positions(batch)
         with autocast(run.world.device):
             signal = run.source.signal(batch, positions)
-        last = m == len(batches) - 1
-        sync = nullcontext() if (last or run.world.size == 1) else run.model.no_sync()
-        with sync, autocast(run.world.device):
+        with gradient_sync(run, last=m == len(batches) - 1), autocast(run.world.device):
             loss, stats = run.model(batch, positions, signal, normalizer / run.world.size)
             loss.backward()
         for k in terms:
             terms[k] += stats[k]
+    terms = run.world.sum_all(terms)  # the logged row is the whole step's, over every process
     grad_norm = torch.nn.utils.clip_grad_norm_(run.student.parameters(), run.cfg.train.max_grad_norm)
+    if hasattr(grad_norm, "full_tensor"):  # FSDP: the norm is a replicated DTensor
+        grad_norm = grad_norm.full_tensor()
     if not torch.isfinite(grad_norm) or not math.isfinite(terms["kd_sum"] + terms["ce_sum"]):
         raise DistillError(f"the loss became NaN/inf at step {step + 1}", where=f"run {run.out_dir}",
                            fix="lower train.lr or loss.temperature, check the data; resume from the last "
@@ -111,6 +114,18 @@ def train_step(run: Run, step: int) -> dict:
     run.optimizer.zero_grad(set_to_none=True)
     run.scheduler.step()
     return step_row(step + 1, terms, run.cfg, run.scheduler.get_last_lr()[0], float(grad_norm))
+
+
+def gradient_sync(run: Run, last: bool):
+    """Gradients are reduced across processes on the last micro-batch of a step only (accumulated locally before)."""
+    if run.world.size == 1 or last:
+        if run.cfg.train.parallel == "fsdp":
+            run.model.set_requires_gradient_sync(True)
+        return nullcontext()
+    if run.cfg.train.parallel == "fsdp":
+        run.model.set_requires_gradient_sync(False)
+        return nullcontext()
+    return run.model.no_sync()
 
 
 def step_row(step: int, terms: dict, cfg: DistillConfig, lr: float, grad_norm: float) -> dict:
@@ -123,11 +138,12 @@ def step_row(step: int, terms: dict, cfg: DistillConfig, lr: float, grad_norm: f
 
 
 def finish(run: Run, replace: bool) -> TrainResult:
-    """Write the student (main process), leave the process group, return the result."""
+    """Write the student (main process; a sharded one gathered first), leave the process group, return the result."""
+    student = gathered_copy(run.model, run.student) if run.cfg.train.parallel == "fsdp" else run.student
     if run.world.main:
         from distill.training.finalize import write_student
 
-        write_student(run.out_dir, run.student, run.tokenizer, run.cfg, run.info, run.corpus, run.history,
+        write_student(run.out_dir, student, run.tokenizer, run.cfg, run.info, run.corpus, run.history,
                       run.verdict, replace, api=api_identity(run.cfg))
     run.world.barrier()
     distributed.teardown(run.world)

@@ -31,7 +31,7 @@ from distill.models.loading import (
 from distill.models.lora import apply_lora, trainable_parameters
 from distill.models.students import fresh_llama, layer_subset, param_count
 from distill.signals import TeacherSource
-from distill.training import allocator, distributed
+from distill.training import allocator, distributed, sharding
 from distill.training.checkpoint import latest_checkpoint, load_checkpoint
 from distill.training.module import StudentLoss
 from distill.training.sampler import BatchSampler
@@ -150,14 +150,23 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         # fp32 on CPU (bf16 matmuls are ~7x slower on AVX2); bf16 autocast on GPU, the teacher stored in bf16.
         teacher.model.to(world.device, dtype=torch.bfloat16 if world.device.type == "cuda" else torch.float32)
     student.to(world.device).train()
+    if t.activation_checkpointing:
+        student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module = StudentLoss(student, vocab, cfg.loss)
-    model = torch.nn.parallel.DistributedDataParallel(module) if world.size > 1 else module
+    if t.parallel == "fsdp":
+        sharding.ensure_process_group()
+        if teacher is not None and kind.needs_weights:
+            sharding.shard_teacher(teacher.model, world.device)
+        model = sharding.shard_student(module, student, world.device)
+    else:
+        model = torch.nn.parallel.DistributedDataParallel(module) if world.size > 1 else module
     optimizer = torch.optim.AdamW(trainable_parameters(student), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
 
     start_step, history = 0, []
     if resume and (ckpt := latest_checkpoint(run_dir)):
-        state = load_checkpoint(ckpt, student, optimizer, scheduler)
+        state = load_checkpoint(ckpt, student, optimizer, scheduler, rank=world.rank,
+                                sharded_root=model if t.parallel == "fsdp" else None)
         start_step, history = state["step"], state["extra"].get("history", [])
         log.info("resumed from %s (step %d)", ckpt, start_step)
     elif world.main:
