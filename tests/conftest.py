@@ -116,3 +116,26 @@ def _kill_when(proc, ready, what: str, output, timeout_s: float = 300.0, group: 
 def kill_when():
     """`kill_when(proc, ready, what, output)`: SIGKILL a subprocess once the state `ready()` checks is on disk."""
     return _kill_when
+
+
+def _train_cli(cfg, nproc: int = 1, *extra: str):
+    """`distill train CFG` in a subprocess (under torchrun for nproc > 1), one thread per process; asserts it
+    succeeded and returns the completed process (its stderr holds the log)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    launcher = ([str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", str(nproc)]
+                if nproc > 1 else [sys.executable])
+    res = subprocess.run([*launcher, "-m", "distill.cli", "train", str(cfg), *extra], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+@pytest.fixture(scope="session")
+def train_cli():
+    """`train_cli(cfg, nproc=1, *extra)`: run `distill train` as a user would, on one process or under torchrun."""
+    return _train_cli

@@ -31,18 +31,6 @@ def _config(path: Path, teacher: Path, data: Path, out: Path, parallel: str, **t
     return path
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-
-
-def _run(cfg: Path, nproc: int, *extra: str) -> subprocess.CompletedProcess:
-    cmd = ([str(TORCHRUN), "--standalone", "--nproc_per_node", str(nproc), "-m", "distill.cli"] if nproc > 1
-           else [sys.executable, "-m", "distill.cli"])
-    res = subprocess.run([*cmd, "train", str(cfg), *extra], env=_env(), capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res
-
-
 def _close(a: Path, b: Path, atol: float) -> None:
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert wa.keys() == wb.keys()
@@ -58,11 +46,11 @@ def _losses(out: Path) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_teacher_dir, text_file):
+def runs(tmp_path_factory, tiny_teacher_dir, text_file, train_cli):
     """The same 8 steps on one process without sharding (the reference) and on two sharded ranks."""
     root = tmp_path_factory.mktemp("fsdp")
-    _run(_config(root / "ref.yaml", tiny_teacher_dir, text_file, root / "ref", "ddp"), 1)
-    _run(_config(root / "two.yaml", tiny_teacher_dir, text_file, root / "two", "fsdp"), 2)
+    train_cli(_config(root / "ref.yaml", tiny_teacher_dir, text_file, root / "ref", "ddp"), 1)
+    train_cli(_config(root / "two.yaml", tiny_teacher_dir, text_file, root / "two", "fsdp"), 2)
     return root / "ref", root / "two"
 
 
@@ -74,13 +62,13 @@ def test_two_sharded_ranks_match_one_process(runs):
 
 
 def test_sigkill_then_resume_is_exact_and_may_change_the_world_size(tmp_path, runs, tiny_teacher_dir, text_file,
-                                                                    kill_when):
+                                                                    kill_when, train_cli):
     two = runs[1]
     cut = _config(tmp_path / "cut.yaml", tiny_teacher_dir, text_file, tmp_path / "cut", "fsdp")
     log = tmp_path / "cut.log"
     with open(log, "wb") as err:
         proc = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "distill.cli", "train",
-                                 str(cut)], env=_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                                 str(cut)], env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     ckpt = Path(str(tmp_path / "cut") + ".ckpt")
 
     def step() -> int:
@@ -93,11 +81,11 @@ def test_sigkill_then_resume_is_exact_and_may_change_the_world_size(tmp_path, ru
     kill_when(proc, lambda: step() >= 2, "a sharded checkpoint at step >= 2", lambda: log.read_text(errors="replace"),
               group=True)
     assert not (tmp_path / "cut").exists() and 2 <= step() < 8
-    resumed = _run(cut, 2, "--resume")
+    resumed = train_cli(cut, 2, "--resume")
     assert "resumed from" in resumed.stderr
     _close(two, tmp_path / "cut", atol=1e-6)  # same ranks, same shards: exact
     # the last checkpoint (step 6) resumed on one process instead (DCP reshards): the same run within float tolerance
     assert (ckpt / "latest").read_text().strip() == "step-000006"
     shutil.rmtree(tmp_path / "cut")
-    _run(cut, 1, "--resume")
+    train_cli(cut, 1, "--resume")
     _close(two, tmp_path / "cut", atol=2e-5)

@@ -222,17 +222,11 @@ def test_cli_names_the_bad_target_without_a_traceback(tmp_path, tiny_teacher_dir
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
                     reason="torchrun not installed")
-def test_two_process_ddp_lora_matches_one_process(tmp_path, tiny_teacher_dir, text_file):
+def test_two_process_ddp_lora_matches_one_process(tmp_path, tiny_teacher_dir, text_file, train_cli):
     lora = ["student.init=layers", "student.every=2", "student.lora.r=4", "train.grad_accum=2"]
     one, two = tmp_path / "one", tmp_path / "two"
-    cfg1 = _yaml(tmp_path / "one.yaml", _overrides(tiny_teacher_dir, text_file, one) + lora)
-    cfg2 = _yaml(tmp_path / "two.yaml", _overrides(tiny_teacher_dir, text_file, two) + lora)
-    cli = [sys.executable, "-m", "distill.cli", "train"]
-    subprocess.run(cli + [str(cfg1)], check=True, env=_env(), capture_output=True, timeout=300)
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    res = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "distill.cli", "train",
-                          str(cfg2)], env=_env(), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
+    train_cli(_yaml(tmp_path / "one.yaml", _overrides(tiny_teacher_dir, text_file, one) + lora))
+    train_cli(_yaml(tmp_path / "two.yaml", _overrides(tiny_teacher_dir, text_file, two) + lora), 2)
     a, b = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:

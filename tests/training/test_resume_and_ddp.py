@@ -82,16 +82,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_teacher_di
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
                     reason="torchrun not installed")
-def test_two_process_ddp_matches_one_process(tmp_path, tiny_teacher_dir, text_file):
+def test_two_process_ddp_matches_one_process(tmp_path, tiny_teacher_dir, text_file, train_cli):
     one, two = tmp_path / "one", tmp_path / "two"
-    cfg1 = _write_config(tmp_path / "one.yaml", tiny_teacher_dir, text_file, one, steps=3, grad_accum=2)
-    cfg2 = _write_config(tmp_path / "two.yaml", tiny_teacher_dir, text_file, two, steps=3, grad_accum=2)
-    cli = [sys.executable, "-m", "distill.cli", "train"]
-    subprocess.run(cli + [str(cfg1)], check=True, env=_env(), capture_output=True, timeout=300)
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    res = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "distill.cli", "train",
-                          str(cfg2)], env=_env(), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
+    train_cli(_write_config(tmp_path / "one.yaml", tiny_teacher_dir, text_file, one, steps=3, grad_accum=2))
+    train_cli(_write_config(tmp_path / "two.yaml", tiny_teacher_dir, text_file, two, steps=3, grad_accum=2), 2)
     a, b = _weights(one), _weights(two)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-5, msg=k)
