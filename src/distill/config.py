@@ -181,6 +181,9 @@ class TrainConfig(_Section):
         "state (and the whole teacher); 'fsdp' = PyTorch FSDP2 shards them across ranks per decoder block, and shards "
         "the live teacher's blocks too (gathered one at a time in its forward). Also valid on one process. "
         "Checkpoints are then torch.distributed.checkpoint shards. See docs/scale.md.")
+    memory_check: bool = Field(True, description="Before loading any weights, work out the run's peak memory per "
+                               "rank (as `distill plan` does) and refuse to start a run that cannot fit, with the "
+                               "changes that would make it fit. false = start anyway.")
     activation_checkpointing: bool = Field(False, description="Recompute each student block's activations in the "
                                            "backward pass instead of keeping them (less memory, ~1/3 more compute).")
 

@@ -205,6 +205,26 @@ def describe_model(spec: str | None) -> ModelInfo:
                      local_dir=path if kind == "dir" else "")
 
 
+def model_config(spec: str | None, trust_remote_code: bool = False):
+    """A model's transformers configuration without its weights (for the memory plan): from the GGUF cache or the
+    file's metadata, a local directory, or the hub (only when it is in the local hub cache, without network)."""
+    from transformers import AutoConfig
+
+    kind, path = resolve(spec)
+    try:
+        if kind == "gguf":
+            cached = cache_dir() / "gguf" / file_sha256(path)
+            if (cached / "config.json").is_file():
+                return AutoConfig.from_pretrained(cached)
+            return AutoConfig.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as e:  # noqa: BLE001
+        raise DistillError(f"could not read the model's configuration: {type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:300]}", where=f"{kind} {path}",
+                           fix="check the model path or name; without network only local directories, GGUF files "
+                               "and models already in the hub cache can be read") from e
+
+
 def load_model(spec: str | None, *, dtype: torch.dtype = torch.float32,
                trust_remote_code: bool = False) -> LoadedModel:
     """Load a causal LM and its tokenizer from a GGUF file, a local directory or a hub id."""

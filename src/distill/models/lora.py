@@ -73,6 +73,19 @@ def check_targets(model: torch.nn.Module, targets: list[str]) -> None:
                            where=WHERE, fix=f"adapt the inner layers instead ({', '.join(short)}) or 'all-linear'")
 
 
+def adapter_parameters(model: torch.nn.Module, settings: LoraConfig) -> int:
+    """How many parameters `settings`' adapters add to `model` (r × (in + out) per adapted linear layer); works
+    on a model built on the meta device, so the memory plan can count them without weights."""
+    heads = _embedding_names(model)
+    total = 0
+    for name, m in model.named_modules():
+        if not isinstance(m, torch.nn.Linear) or name in heads:
+            continue
+        if settings.target_modules == "all-linear" or any(_matches(name, t) for t in settings.target_modules):
+            total += settings.r * (m.in_features + m.out_features)
+    return total
+
+
 def peft_config(settings: LoraConfig):
     """The peft LoraConfig for `student.lora`."""
     from peft import LoraConfig as PeftLoraConfig

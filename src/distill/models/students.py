@@ -12,15 +12,16 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from distill.errors import DistillError
 
 
-def fresh_llama(tokenizer, *, hidden_size: int = 192, num_layers: int = 4, num_heads: int = 4,
-                num_kv_heads: int | None = None, intermediate_size: int | None = None,
-                max_position_embeddings: int = 2048, tie_embeddings: bool = True, seed: int = 0):
-    """A randomly initialized Llama that shares `tokenizer` (default ≈11 M parameters at vocab 49152)."""
+def fresh_config(vocab_size: int, *, hidden_size: int = 192, num_layers: int = 4, num_heads: int = 4,
+                 num_kv_heads: int | None = None, intermediate_size: int | None = None,
+                 max_position_embeddings: int = 2048, tie_embeddings: bool = True, bos_token_id: int | None = None,
+                 eos_token_id: int | None = None, pad_token_id: int | None = None) -> LlamaConfig:
+    """The configuration of a fresh student Llama (shared by `fresh_llama` and the memory plan)."""
     if hidden_size % num_heads:
         raise DistillError(f"student.hidden_size ({hidden_size}) must be divisible by student.num_heads ({num_heads})",
                            where="student", fix="pick a head count that divides the hidden size")
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    return LlamaConfig(
+        vocab_size=vocab_size,
         hidden_size=hidden_size,
         intermediate_size=intermediate_size or 4 * hidden_size,
         num_hidden_layers=num_layers,
@@ -28,11 +29,18 @@ def fresh_llama(tokenizer, *, hidden_size: int = 192, num_layers: int = 4, num_h
         num_key_value_heads=num_kv_heads or num_heads,
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=tie_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
         rope_theta=10000.0,
     )
+
+
+def fresh_llama(tokenizer, *, seed: int = 0, **shape):
+    """A randomly initialized Llama that shares `tokenizer` (default ≈11 M parameters at vocab 49152); `shape`
+    takes `fresh_config`'s keywords."""
+    config = fresh_config(len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id, **shape)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

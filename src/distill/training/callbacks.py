@@ -13,6 +13,7 @@ import time
 
 from distill.training.checkpoint import save_checkpoint, save_sharded_checkpoint
 from distill.training.heldout import heldout_eval
+from distill.training.memory import human, measured_peak
 from distill.training.setup import Run
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,21 @@ class StepTimer(Callback):
         return stamps[b] - stamps[a]
 
 
+class MemoryReport(Callback):
+    """The memory plan at the start (main rank) and, at the end, each rank's measured peak beside it."""
+
+    def on_train_start(self, run: Run) -> None:
+        p = run.memory_plan
+        if p is not None and run.world.main:
+            log.info("memory plan: %s per rank (%s)", human(p.peak),
+                     ", ".join(f"{k} {human(v)}" for k, v in p.parts.items() if v))
+
+    def on_train_end(self, run: Run) -> None:
+        peak, what = measured_peak(run.world.device)
+        planned = f", planned {human(run.memory_plan.peak)}" if run.memory_plan is not None else ""
+        log.info("peak memory (rank %d): %s %s%s", run.world.rank, human(peak), what, planned)
+
+
 def default_callbacks() -> list[Callback]:
-    return [ScaleWarning(), HeldoutEval(), MetricsLog(), Progress(), Checkpoint()]
+    return [ScaleWarning(), MemoryReport(), HeldoutEval(), MetricsLog(), Progress(), Checkpoint()]
 

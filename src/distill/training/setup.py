@@ -31,7 +31,7 @@ from distill.models.loading import (
 from distill.models.lora import apply_lora, trainable_parameters
 from distill.models.students import fresh_llama, layer_subset, param_count
 from distill.signals import TeacherSource
-from distill.training import allocator, distributed, sharding
+from distill.training import allocator, distributed, memory, sharding
 from distill.training.checkpoint import latest_checkpoint, load_checkpoint
 from distill.training.module import StudentLoss
 from distill.training.sampler import BatchSampler
@@ -63,6 +63,7 @@ class Run:
     start_step: int = 0
     history: list[dict] = field(default_factory=list)
     sample_time: float = 0.0  # seconds spent sampling on-policy continuations
+    memory_plan: memory.Plan | None = None  # the expected peak per rank (None with train.memory_check: false)
 
     def close(self) -> None:
         """Release the teacher sources (a served teacher's connections and threads), logging what each did."""
@@ -135,6 +136,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     kind = cfg.teacher_kind
     info = describe_model(cfg.teacher.local_spec)
     verdict = policy_verdict(cfg, info)
+    memory_plan = memory.check(cfg, world.size, world.device.type) if t.memory_check else None
     needs_weights = kind.needs_weights or cfg.student.init == "layers"
     teacher = load_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code) if needs_weights \
         else None
@@ -178,7 +180,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     source = make_source(cfg, inputs, "train")
     eval_source = make_source(cfg, inputs, "heldout")
     run = Run(cfg, world, out_dir, run_dir, info, verdict, tokenizer, corpus, student, module, model, optimizer,
-              scheduler, source, eval_source, sampler, start_step, history)
+              scheduler, source, eval_source, sampler, start_step, history, memory_plan=memory_plan)
     if world.main:
         log.info("teacher %s (%s: %s) | student %.1f M params (%.2f M trained) | %s", info.name, kind.name,
                  kind.description, param_count(student) / 1e6, sum(p.numel() for p in trainable_parameters(student))

@@ -1,0 +1,149 @@
+"""The memory plan (`distill plan`, `train.memory_check`): sizes read without weights match the real models, the
+terms follow their formulas, and a run that cannot fit is refused with advice before any weights load."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distill.cli import main
+from distill.config import load_config
+from distill.models.lora import trainable_parameters
+from distill.training import memory
+from distill.training.setup import build_student
+
+
+def _config(tmp_path: Path, teacher: Path, data: Path, **sections) -> Path:
+    cfg = {"teacher": {"model": str(teacher)}, "data": {"path": str(data), "seq_len": 32},
+           "student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2},
+           "train": {"steps": 1, "batch_size": 4, "progress": False}, "output_dir": str(tmp_path / "out")}
+    for name, values in sections.items():
+        cfg.setdefault(name, {}).update(values)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("student", [
+    {"init": "fresh", "hidden_size": 32, "num_layers": 2, "num_heads": 2},
+    {"init": "layers", "layers": [0, 2]},
+    {"init": "fresh", "hidden_size": 32, "num_layers": 2, "num_heads": 2, "lora": {"r": 4}},
+])
+def test_sizes_read_without_weights_match_the_built_student(tmp_path, tiny_teacher_dir, text_file, student):
+    from distill.models.loading import load_model
+
+    cfg = load_config(_config(tmp_path, tiny_teacher_dir, text_file, student=student))
+    w = memory.workload(cfg, world=1, device="cpu")
+    teacher = load_model(str(tiny_teacher_dir))
+    built = build_student(cfg, teacher, teacher.tokenizer)
+    unique = {id(p): p for p in built.parameters()}.values()
+    assert w.student.params == sum(p.numel() for p in unique)
+    assert w.student.trainable == sum(p.numel() for p in trainable_parameters(built))
+    assert w.teacher is not None and w.teacher.params == sum({id(p): p.numel()
+                                                              for p in teacher.model.parameters()}.values())
+    assert w.student.layers == (len(student["layers"]) if "layers" in student else student["num_layers"])
+    assert (w.micro_batch, w.seq_len) == (4, 32)
+
+
+def test_fsdp_shards_on_the_first_dimension_padded_to_the_world():
+    # ceil(5/2)*3 + ceil(4/2) + ceil(1/2)*7 = 9 + 2 + 7
+    assert memory.shard_numel(((5, 3), (4,), (1, 7)), 2) == 18
+    assert memory.shard_numel(((5, 3), (4,), (1, 7)), 1) == 15 + 4 + 7
+
+
+def _shape(params: int = 1000, layers: int = 2) -> memory.Shape:
+    block = ((10, 40), (10,), (10, 10))  # 510 per block
+    return memory.Shape(params=params, block_tensors=block * layers, rest_tensors=((params - 510 * layers,),),
+                        largest_block=510, layers=layers, hidden=10, intermediate=40, kv_dim=10, vocab=100,
+                        trainable=params)
+
+
+def test_each_term_against_a_direct_computation():
+    s, t = _shape(), _shape(4000, 6)
+    w = memory.Workload(student=s, teacher=t, teacher_live=True, micro_batch=2, seq_len=8, chunk_size=4,
+                        parallel="ddp", world=1, device="cpu", checkpointing=False)
+    p = memory.plan(w)
+    tokens, per_block = 16, 11 * 10 + 4 * 40 + 4 * 10
+    assert p.parts == {
+        "teacher weights": 4000 * 4, "student weights": 1000 * 4, "student gradients": 1000 * 4,
+        "optimizer state": 1000 * 12, "activations": (tokens * 2 * per_block + tokens * 30) * 4,
+        "teacher forward": tokens * (50 + 120) * 4, "loss chunk": 6 * 4 * 100 * 4 + 2 * tokens * 10 * 4,
+        "runtime": memory.RUNTIME_BYTES["cpu"]}
+    assert p.peak == sum(p.parts.values())
+
+    f = memory.plan(replace(w, parallel="fsdp", world=2))
+    held = memory.shard_numel(s.block_tensors + s.rest_tensors, 2)
+    assert f.parts["student weights"] == held * 4 + (s.rest + 2 * 510) * 4
+    assert f.parts["optimizer state"] == held * 12 < p.parts["optimizer state"]
+    t_held = memory.shard_numel(t.block_tensors, 2) + t.rest + 2 * 510
+    assert f.parts["teacher weights"] == t_held * 4
+    assert memory.plan(replace(w, world=2)).parts["student gradients"] == 2 * 1000 * 4  # DDP's bucket copy
+    c = memory.plan(replace(w, checkpointing=True))
+    assert c.parts["activations"] == (tokens * (2 * 10 + per_block) + tokens * 30) * 4
+    assert memory.plan(replace(w, teacher=None, teacher_live=False)).parts["teacher weights"] == 0
+    # GPU: bf16 teacher and activations, fp32 master weights plus autocast's bf16 copy
+    g = memory.plan(replace(w, device="cuda"))
+    assert g.parts["teacher weights"] == 4000 * 2 and g.parts["student weights"] == 1000 * 6
+    assert memory.plan(replace(w, world=3)).host_total() == 3 * memory.plan(replace(w, world=3)).peak
+    assert g.host_total() == g.peak
+
+
+def test_advice_offers_only_changes_that_fit():
+    w = memory.Workload(student=_shape(10**8, 2), teacher=_shape(10**9, 6), teacher_live=True, micro_batch=8,
+                        seq_len=1024, chunk_size=64, parallel="ddp", world=8, device="cuda", checkpointing=False)
+    ddp = memory.plan(w)
+    limit = math.ceil(ddp.peak / memory.MARGIN) - 1
+    assert not memory.fits(ddp, limit)
+    fixes = memory.advice(w, limit, batch_size=64)
+    assert fixes and fixes[0].change == "train.parallel: fsdp"
+    assert all(memory.fits(a.plan, limit) for a in fixes)
+    assert memory.parse_bytes("80GiB") == 80 * 1024**3 and memory.parse_bytes("24GB") == 24 * 10**9
+    assert memory.parse_bytes("512MiB") == 512 * 1024**2 and memory.parse_bytes("1000") == 1000
+
+
+def test_plan_exits_nonzero_with_the_advice_when_ddp_cannot_fit(tmp_path, tiny_teacher_dir, text_file, capsys):
+    cfg = _config(tmp_path, tiny_teacher_dir, text_file)
+    args = ["plan", str(cfg), "--world", "2", "--device", "cuda"]
+    assert main([*args, "--device-memory", "1TiB", "--json"]) == 0
+    plans = json.loads(capsys.readouterr().out)["plans"]
+    assert plans["fsdp"]["peak"] < plans["ddp"]["peak"]
+    between = int((plans["fsdp"]["peak"] + plans["ddp"]["peak"]) / 2 / memory.MARGIN)
+    assert main([*args, "--device-memory", str(between)]) == 2
+    out = capsys.readouterr().out
+    assert "does NOT fit with train.parallel: ddp" in out and "- train.parallel: fsdp:" in out
+    assert main([*args, "--device-memory", str(between), "--set", "train.parallel=fsdp"]) == 0
+    assert "verdict: fits with train.parallel: fsdp" in capsys.readouterr().out
+    assert main([*args, "--device-memory", "lots"]) == 2
+    assert "cannot read the memory size 'lots'" in capsys.readouterr().err
+
+
+def test_train_refuses_a_run_that_cannot_fit_before_loading_weights(tmp_path, tiny_teacher_dir, text_file, capsys):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher_dir, teacher)
+    (teacher / "model.safetensors").write_bytes(b"not weights")  # loading these would fail
+    huge = {"hidden_size": 8192, "num_layers": 48, "num_heads": 64}  # ~40 B parameters: ~1 TB with AdamW
+    cfg = _config(tmp_path, teacher, text_file, student=huge)
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "this run would need" in err and "optimizer state" in err and "What to do:" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+    # without the check, the same run gets as far as loading the (broken) teacher weights
+    assert main(["train", str(cfg), "--set", "train.memory_check=false"]) == 2
+    assert "could not load the model" in capsys.readouterr().err
+
+
+def test_a_run_logs_its_measured_peak_beside_the_plan(tmp_path, tiny_teacher_dir, text_file, caplog):
+    from distill.training.loop import train
+
+    cfg = load_config(_config(tmp_path, tiny_teacher_dir, text_file))
+    with caplog.at_level("INFO", logger="distill.training.callbacks"):
+        train(cfg)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("memory plan: ") for m in lines)
+    assert any(m.startswith("peak memory (rank 0): ") and "RSS, planned" in m for m in lines)
