@@ -1,71 +1,235 @@
-"""Guard benchmark: fit the scorer and threshold on training traces, report held-out TPR at 1% FPR per campaign
-type, and the scoring overhead per request.
+"""Guard benchmark (issue 17): fit on simulated training traffic, judge on held-out traffic it never saw.
 
-    python benchmarks/bench_guard.py [--print-weights]
+    python benchmarks/bench_guard.py [--print-weights] [--no-server] [--speed 200] [--max-tokens 8]
+
+1. fit: the scorer (capped non-negative weights) and the threshold (99th percentile of the benign per-key
+   maximum score) on the "train" profile, seeds 0 and 1;
+2. held-out, in-process: the "heldout" profile (other settings: pacing, key counts, paraphrase and CoT wordings,
+   answer regimes, benign mix), seeds 11 and 12: per campaign kind, TPR at the fitted threshold and at the
+   operating point where held-out benign FPR <= 1%;
+3. held-out, through the real server: `distill guard simulate --profile heldout --seed 21` written to a trace,
+   `distill serve` started on a tiny random model (hidden 32, 2 layers, the default tokenizer; the real teacher
+   is too slow for tens of thousands of requests on 2 CPU cores) with one API key per account and the fitted
+   scorer's threshold as its throttle rule, and `distill guard replay` sending the trace, time-compressed, each
+   row with its own key. Per kind TPR from the server's guard state; share of a flagged account's requests
+   served after its first block and after its first throttle; scoring overhead per request (observe + gate,
+   timed inside the server process).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
 from distill.protection.guard import FEATURES, Guard, GuardConfig, fit_logistic, simulate
 from distill.protection.guard.scoring import DEFAULT, LogisticScorer
 
+MIN_REQUESTS = 20
 
-def run_trace(events, scorer: LogisticScorer, min_requests: int = 20):
-    """Per key: label and max score after min_requests; plus training rows (features, label)."""
-    g = Guard(GuardConfig(min_requests=min_requests), scorer)
-    best: dict[str, float] = defaultdict(float)
-    labels, rows = {}, []
+
+def run_trace(events, scorer: LogisticScorer, every: int = 3):
+    """Per key: its label and kind, its max score once it has min_requests in the window; and training rows."""
+    g = Guard(GuardConfig(min_requests=MIN_REQUESTS), scorer)
+    best: dict[str, float] = {}
+    kinds, rows = {}, []
     for i, e in enumerate(events):
         g.observe(e.key, e.request, e.response, e.ts)
-        labels[e.key] = e.label
-        best.setdefault(e.key, 0.0)  # keys that never reach min_requests are never flagged
+        kinds[e.key] = e.kind
         st = g.state[e.key]
-        if st["requests_in_window"] >= min_requests:
-            best[e.key] = max(best[e.key], st["score"])
-            if i % 3 == 0:
-                rows.append(([st["features"][f] for f in FEATURES], int(e.label != "benign")))
-    return best, labels, rows
+        best[e.key] = st["max_score"]  # over the requests it had evidence for (keys without any: 0, never flagged)
+        if st["requests_in_window"] >= MIN_REQUESTS or st["max_score"] > 0:
+            if i % every == 0:
+                rows.append(([st["features"][f] for f in FEATURES], int(e.label != "benign"), e.key))
+    return best, kinds, rows
+
+
+def per_key_rows(rows):
+    """Rows with weights that make every key weigh the same (a harvester's 10 000 rows would swamp a person's 30)."""
+    count = defaultdict(int)
+    for _, _, k in rows:
+        count[k] += 1
+    return [r[0] for r in rows], [r[1] for r in rows], [1.0 / count[r[2]] for r in rows]
+
+
+BENIGN_KINDS = ("chat", "developer", "tutorial", "app")
+
+
+def report(best: dict[str, float], kinds: dict[str, str], thr: float, title: str) -> dict:
+    benign = {k: v for k, v in best.items() if kinds[k] in BENIGN_KINDS}
+    vals = np.array(sorted(benign.values()))
+    # the operating point where held-out benign FPR <= 1%: the smallest threshold flagging at most 1% of them
+    allowed = int(math.floor(0.01 * len(vals)))
+    op = float(vals[len(vals) - 1 - allowed]) + 1e-9 if len(vals) else 1.0
+    print(f"\n== {title}")
+    fpr = np.mean([v >= thr for v in benign.values()])
+    print(f"benign keys {len(benign)}: FPR at the fitted threshold {thr:.4f}: {fpr:.4f}; held-out operating point "
+          f"(FPR <= 1%): score > {op:.4f}")
+    for bk in BENIGN_KINDS:
+        b = [v for k, v in benign.items() if kinds[k] == bk]
+        if b:
+            print(f"  benign {bk:<10} keys {len(b):>4}  flagged at fitted thr {sum(v >= thr for v in b):>3}  "
+                  f"at operating point {sum(v >= op for v in b):>3}  max score {max(b):.3f}")
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for k, v in best.items():
+        if kinds[k] not in BENIGN_KINDS:
+            by_kind[kinds[k]].append(v)
+    out = {"threshold": thr, "operating_point": op, "fpr_at_threshold": float(fpr), "kinds": {}}
+    for kind, vals_k in sorted(by_kind.items()):
+        t1, t2 = np.mean([v >= thr for v in vals_k]), np.mean([v >= op for v in vals_k])
+        out["kinds"][kind] = {"keys": len(vals_k), "tpr_fitted": float(t1), "tpr_op": float(t2)}
+        print(f"  {kind:<12} keys {len(vals_k):>3}  TPR at fitted threshold {t1:.3f}  at held-out FPR<=1% {t2:.3f}")
+    return out
+
+
+def fit(args):
+    train = []
+    for seed in (0, 1):
+        train += simulate(seed=seed, n_benign=args.train_benign, repeats=2, profile="train")
+    _, _, rows = run_trace(sorted(train, key=lambda e: e.ts), DEFAULT)
+    x, y, w = per_key_rows(rows)
+    scorer = fit_logistic(x, y, sample_weight=w)
+    r = lambda v: tuple(round(a, 4) for a in v)  # noqa: E731
+    print(f"fitted on {len(x)} rows ({sum(y)} campaign):\nLogisticScorer(mean={r(scorer.mean)}, "
+          f"scale={r(scorer.scale)}, weight={r(scorer.weight)}, bias={round(scorer.bias, 4)})")
+    total = sum(scorer.weight)
+    print("weights: " + ", ".join(f"{f} {w:.2f}" for f, w in zip(FEATURES, scorer.weight, strict=True))
+          + f"; largest share of the summed weights {max(scorer.weight) / total:.2f}")
+    bests, kinds = {}, {}
+    for seed in (0, 1):
+        b, k, _ = run_trace(simulate(seed=seed, n_benign=args.train_benign, repeats=2, profile="train"), scorer)
+        bests.update(b)
+        kinds.update(k)
+    benign = sorted(v for k, v in bests.items() if kinds[k] in BENIGN_KINDS)
+    thr = float(np.quantile(benign, 0.99))
+    print(f"threshold (99th percentile of benign per-key max score on the training traces): {thr:.4f}")
+    report(bests, kinds, thr, "training traces (profile train, seeds 0-1)")
+    return scorer, thr
+
+
+def heldout(args, scorer, thr):
+    bests, kinds = {}, {}
+    for seed in (11, 12):
+        b, k, _ = run_trace(simulate(seed=seed, n_benign=args.heldout_benign, repeats=3, profile="heldout"), scorer)
+        bests.update(b)
+        kinds.update(k)
+    return report(bests, kinds, thr, "held-out traces, in-process (profile heldout, seeds 11-12)")
+
+
+def tiny_model(out: Path) -> Path:
+    from distill.models.loading import load_tokenizer
+    from distill.models.students import fresh_llama
+
+    tok = load_tokenizer("default")
+    fresh_llama(tok, hidden_size=32, num_layers=2, num_heads=2, seed=0).save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny random model (guard benchmark)\n")
+    return out
+
+
+def server(args, scorer, thr):
+    """Replay a held-out trace through `distill serve` and read the figures from its guard state."""
+    work = Path(tempfile.mkdtemp(prefix="bench-guard-"))
+    py = [sys.executable, "-m", "distill.cli"]
+    trace, keys, state = work / "trace.jsonl", work / "keys.txt", work / "state.json"
+    subprocess.run(py + ["guard", "simulate", "--profile", "heldout", "--seed", "21", "--n-benign",
+                         str(args.server_benign), "--days", str(args.days), "--out", str(trace), "--keys-out",
+                         str(keys)], check=True)
+    (work / "scorer.json").write_text(json.dumps(scorer.to_dict()))
+    block = 1 / (1 + math.exp(-(math.log(thr / (1 - thr)) + 2.0)))
+    (work / "guard.yaml").write_text(
+        f"min_requests: {MIN_REQUESTS}\nstate_file: {state}\nscorer: {work / 'scorer.json'}\n"
+        f"time_scale: {args.speed}\ncooldown_seconds: 3600\nthrottle_interval_seconds: 60\npersist_every_seconds: 60\n"
+        f"rules:\n  - {{min_score: {thr:.6f}, action: throttle}}\n  - {{min_score: {block:.6f}, action: block}}\n")
+    model = tiny_model(work / "tiny")
+    port = args.port
+    log = open(work / "serve.log", "w")
+    env = dict(os.environ, DISTILL_GUARD_TIMING="1")
+    srv = subprocess.Popen(py + ["serve", str(model), "--served-name", "m", "--port", str(port), "--api-key-file",
+                                 str(keys), "--guard-config", str(work / "guard.yaml"), "--max-batch", "16",
+                                 "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        t0 = time.time()
+        cmd = py + ["guard", "replay", str(trace), "--url", f"http://127.0.0.1:{port}", "--keys", str(keys),
+                    "--speed", str(args.speed), "--out", str(work / "replayed.jsonl"), "--concurrency", "16",
+                    "--wait-ready", "600"]
+        if args.max_tokens:
+            cmd += ["--max-tokens", str(args.max_tokens)]
+        print("\n$ " + " ".join(cmd[2:]).replace(str(work), "$WORK"), flush=True)
+        subprocess.run(cmd, check=True)
+        print(f"replay took {time.time() - t0:.0f} s", flush=True)
+    finally:
+        srv.terminate()
+        srv.wait(timeout=60)
+        log.close()
+    st = json.loads(state.read_text())
+    rows = [json.loads(line) for line in (work / "replayed.jsonl").read_text().splitlines()]
+    kinds = {r["key"]: r["kind"] for r in rows}
+    best = {k: 0.0 for k in kinds}
+    for name, acc in st["accounts"].items():
+        if name in best:
+            best[name] = acc.get("max_score", 0.0)
+    out = report(best, kinds, thr, f"held-out trace replayed through distill serve (profile heldout, seed 21, "
+                                   f"{len(rows)} requests, time compressed x{args.speed})")
+    # served after the first block / throttle, per flagged account
+    by_key = defaultdict(list)
+    for r in rows:
+        by_key[r["key"]].append(r)
+    after = {"block": [0, 0], "throttle": [0, 0]}
+    excess = 0
+    for _key, rs in by_key.items():
+        for action, code in (("block", 403), ("throttle", 429)):
+            first = next((i for i, r in enumerate(rs) if r["status"] == code), None)
+            if first is None:
+                continue
+            later = rs[first + 1:]
+            after[action][0] += sum(r["status"] == 200 for r in later)
+            after[action][1] += len(later)
+    for action, (served, total) in after.items():
+        share = served / total if total else 0.0
+        print(f"requests served after an account's first {action}: {served} of {total} ({share:.4f})")
+        out[f"served_after_{action}"] = [served, total]
+    print(f"throttle: {excess} requests served within the rate limit's interval of the previous one")
+    timing = [line for line in (work / "serve.log").read_text().splitlines() if "guard timing" in line]
+    if timing:
+        print(timing[-1])
+    print(f"(work folder: {work})")
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--print-weights", action="store_true")
+    ap.add_argument("--no-server", action="store_true", help="skip the replay through distill serve")
+    ap.add_argument("--train-benign", type=int, default=100)
+    ap.add_argument("--heldout-benign", type=int, default=150)
+    ap.add_argument("--server-benign", type=int, default=100)
+    ap.add_argument("--days", type=float, default=2.0)
+    ap.add_argument("--speed", type=float, default=200.0, help="time compression of the replay")
+    ap.add_argument("--max-tokens", type=int, default=8, help="cap on each replayed request's max_tokens")
+    ap.add_argument("--port", type=int, default=8417)
     args = ap.parse_args()
-    train = simulate(seed=0, n_benign=150, repeats=3)
-    _, _, rows = run_trace(train, DEFAULT)
-    scorer = fit_logistic([r[0] for r in rows], [r[1] for r in rows])
-    if args.print_weights:
-        r = lambda v: tuple(round(x, 4) for x in v)  # noqa: E731
-        print(f"LogisticScorer(mean={r(scorer.mean)}, scale={r(scorer.scale)}, weight={r(scorer.weight)}, "
-              f"bias={round(scorer.bias, 4)})")
-    best, labels, _ = run_trace(train, scorer)
-    benign = sorted(v for k, v in best.items() if labels[k] == "benign")
-    thr = float(np.quantile(benign, 0.99))
-    print(f"threshold (99th percentile of benign per-key max score on training traces): {thr:.4f}")
-    test = simulate(seed=1, n_benign=300, repeats=5)
-    best, labels, _ = run_trace(test, scorer)
-    t_benign = [v for k, v in best.items() if labels[k] == "benign"]
-    print(f"held-out benign keys: {len(t_benign)}, FPR at threshold: {np.mean([v >= thr for v in t_benign]):.3f}")
-    by_kind: dict[str, list[float]] = defaultdict(list)
-    for k, v in best.items():
-        if labels[k] != "benign":
-            by_kind[labels[k]].append(v)
-    for kind, vals in sorted(by_kind.items()):
-        print(f"  {kind:<12} keys {len(vals):>3}  TPR {np.mean([v >= thr for v in vals]):.3f}")
-    # scoring overhead per request
+    scorer, thr = fit(args)
+    heldout(args, scorer, thr)
     g = Guard(GuardConfig(), scorer)
+    test = simulate(seed=13, n_benign=args.heldout_benign, profile="heldout")
     t0 = time.perf_counter()
     for e in test:
         g.observe(e.key, e.request, e.response, e.ts)
-        g.decision(e.key)
+        g.gate(e.key, e.ts)
     dt = (time.perf_counter() - t0) / len(test)
-    print(f"scoring overhead: {dt * 1e3:.3f} ms per request (observe + decision, {len(test)} requests)")
+    print(f"\nscoring overhead in-process: {dt * 1e3:.3f} ms per request (observe + gate, {len(test)} requests)")
+    if not args.no_server:
+        server(args, scorer, thr)
 
 
 if __name__ == "__main__":

@@ -9,40 +9,58 @@ import torch
 
 from distill.cli import main
 from distill.errors import DistillError
-from distill.protection.guard import Guard, GuardConfig, load_config, simulate
+from distill.protection.guard import CAMPAIGNS, Guard, GuardConfig, load_config, simulate
+from distill.protection.guard.scoring import DEFAULT_THRESHOLD
 from distill.protection.guard.simulate import Event
-
-THRESHOLD = 0.5  # the default scorer's "log" rule
 
 
 @pytest.fixture(scope="module")
 def held_out():
-    events = simulate(seed=7, n_benign=40, campaigns=("templated",))
+    """A held-out trace (profile and seed the default scorer was not fitted on): per key, its label and the highest
+    score the guard had evidence for."""
+    events = simulate(seed=7, n_benign=150, profile="heldout")
     g = Guard(GuardConfig(min_requests=20))
     labels: dict[str, str] = {}
-    best: dict[str, float] = {}
+    kinds: dict[str, str] = {}
     for e in events:
         g.observe(e.key, e.request, e.response, e.ts)
-        labels[e.key] = e.label
-        if g.state[e.key]["requests_in_window"] >= 20:
-            best[e.key] = max(best.get(e.key, 0.0), g.state[e.key]["score"])
-    return g, labels, best
+        labels[e.key], kinds[e.key] = e.label, e.kind
+    return g, labels, kinds, {k: st["max_score"] for k, st in g.state.items()}
 
 
-def test_simulator_is_seeded():
-    a, b = simulate(seed=3, n_benign=3), simulate(seed=3, n_benign=3)
+def test_simulator_is_seeded_and_has_every_kind():
+    a, b = simulate(seed=3, n_benign=6, days=0.5), simulate(seed=3, n_benign=6, days=0.5)
     assert [(e.key, e.ts, e.request) for e in a] == [(e.key, e.ts, e.request) for e in b]
-    assert {e.label for e in a} == {"benign", "templated", "cot", "distributed", "slow"}
+    assert {e.label for e in a} == {"benign", *CAMPAIGNS}
+    assert {e.kind for e in a if e.label == "benign"} <= {"chat", "developer", "tutorial", "app"}
+    assert {e.kind for e in simulate(seed=3, n_benign=40, days=0.5, campaigns=()) if e.label == "benign"} == {
+        "chat", "developer", "tutorial", "app"}
+    h = simulate(seed=3, n_benign=6, days=0.5, profile="heldout")
+    assert [e.request for e in h] != [e.request for e in a]
+    # the held-out profile: a campaign over 50+ keys, one-token log-probability harvesting, short and long answers
+    assert len({e.key for e in h if e.label == "distributed"}) >= 50
+    harvest = [e.request for e in h if e.label == "lp_harvest"]
+    assert all(r["max_tokens"] == 1 and r["top_logprobs"] >= 5 for r in harvest)
+    prompts = [r["messages"][0]["content"] for r in harvest]
+    assert len(set(prompts)) == len(prompts)
+    mixed = [e for e in h if e.label == "mixed"]
+    assert len({e.key for e in mixed}) == 1 and {e.request.get("max_tokens") for e in mixed} > {None}
 
 
-def test_templated_campaign_flagged_benign_not(held_out):
-    g, labels, best = held_out
-    campaign = [k for k, v in labels.items() if v == "templated"]
+def test_campaigns_flagged_benign_not(held_out):
+    """Deterministic (fixed seed). The benign accounts that come near the threshold are the hard ones by design:
+    a tutorial group sharing one template, developers running an evaluation with top log-probabilities, apps."""
+    g, labels, kinds, best = held_out
+    for kind in ("templated", "paraphrased", "cot", "lp_harvest", "mixed"):
+        keys = [k for k, v in labels.items() if v == kind]
+        assert keys and all(best[k] >= DEFAULT_THRESHOLD for k in keys), kind
+    spread = [k for k, v in labels.items() if v == "distributed"]
+    assert len(spread) >= 50 and sum(best[k] >= DEFAULT_THRESHOLD for k in spread) >= 0.95 * len(spread)
     benign = [k for k, v in labels.items() if v == "benign"]
-    assert campaign and all(best[k] >= THRESHOLD for k in campaign)
-    flagged = [k for k in benign if best.get(k, 0.0) >= THRESHOLD]
-    assert len(flagged) <= 1, flagged  # at most one false alarm among 40 users
-    assert g.decision(campaign[0]) in ("log", "watermark", "block")
+    flagged = [k for k in benign if best[k] >= DEFAULT_THRESHOLD]
+    assert len(benign) >= 150 and len(flagged) <= 0.1 * len(benign), flagged
+    assert not [k for k in flagged if kinds[k] == "chat"]
+    assert g.decision(next(k for k, v in labels.items() if v == "templated")) in ("log", "watermark", "block")
 
 
 def test_actions_hooks_and_report(tmp_path, tokenizer, capsys, fixed_key):

@@ -1,20 +1,26 @@
-"""Guard features against direct computations on small hand-made traces."""
+"""Guard features against values computed by hand on small hand-made traces; the scorer's caps and signs."""
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 
 import pytest
 
-from distill.protection.guard import FEATURES, Guard, GuardConfig
-from distill.protection.guard.features import KeyWindow, make_entry
+from distill.protection.guard import FEATURES, Guard, GuardConfig, fit_logistic
+from distill.protection.guard.features import COT, KeyWindow, logprob_demand, make_entry
+from distill.protection.guard.scoring import CAP, DEFAULT, LogisticScorer
 
 
-def req(text: str, logprobs: bool = False) -> dict:
+def req(text: str, top: int | None = None, max_tokens: int | None = None, logprobs: bool = False) -> dict:
     r = {"model": "m", "messages": [{"role": "user", "content": text}]}
-    if logprobs:
+    if logprobs or top:
         r["logprobs"] = True
+    if top:
+        r["top_logprobs"] = top
+    if max_tokens is not None:
+        r["max_tokens"] = max_tokens
     return r
 
 
@@ -22,57 +28,140 @@ def resp(n_in: int, n_out: int) -> dict:
     return {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": n_in, "completion_tokens": n_out}}
 
 
-TRACE = [  # (ts, prompt, logprobs, tokens in, tokens out)
-    (0.0, "Explain photosynthesis step by step please", False, 10, 100),
-    (10.0, "Explain gravity step by step please", True, 8, 120),
-    (30.0, "what rhymes with orange", False, 5, 20),
-    (31.0, "Explain magnetism step by step please", False, 9, 90),
-    (91.0, "Explain photosynthesis again in detail", True, 7, 50),
+TOPICS = ["quasar", "lichen", "glacier", "tundra", "basalt", "plankton"]
+TRACE = [  # (ts, prompt, top_logprobs, logprobs flag, max_tokens, tokens out)
+    (0.0, "Provide thorough notes on quasar", None, False, None, 512),
+    (10.0, "Provide thorough notes on lichen", None, False, None, 256),
+    (30.0, "Provide thorough notes on glacier step by step", None, False, None, 1024),
+    (31.0, "Provide thorough notes on tundra", None, False, None, 100),
+    (91.0, "Provide thorough notes on basalt", None, True, None, 50),
+    (91.02, "Provide thorough notes on plankton", 20, True, 1, 1),
+    (600.0, "Provide thorough notes on quasar", 20, True, 1, 1),  # the first prompt again
 ]
 
 
-def test_features_match_direct_computation():
+def window() -> KeyWindow:
     w = KeyWindow(1e9, 1000)
-    for ts, text, lp, tin, tout in TRACE:
-        w.add(make_entry(req(text, lp), resp(tin, tout), ts))
-    f = w.features(shared_prefixes=2)
-    assert set(f) == set(FEATURES)
+    for ts, text, top, lp, mt, out in TRACE:
+        w.add(make_entry(req(text, top, mt, lp), resp(6, out), ts))
+    return w
+
+
+def test_features_match_hand_computed_values():
+    f = window().features(cross_keys=3)
+    assert set(f) == set(FEATURES) and all(0.0 <= v <= 1.0 for v in f.values())
     n = len(TRACE)
-    assert f["volume"] == pytest.approx(math.log1p(n))
-    assert f["cot"] == pytest.approx(3 / n)
-    assert f["logprobs"] == pytest.approx(2 / n)
-    assert f["out_in"] == pytest.approx(math.log((380 + 1) / (39 + 1)))
-    gaps = [10.0, 20.0, 1.0, 60.0]
-    assert f["timing_cv"] == pytest.approx(statistics.pstdev(gaps) / statistics.mean(gaps))
-    # prefix skeleton "explain photosynthesis step" x1, "explain gravity step" ...; suffix "step by step please"
-    # -> last 3 words "by step please" shared by 3 requests: (3 - 1) / (5 - 1)
-    assert f["template"] == pytest.approx(2 / 4)
-    # content words: >= 4 letters, not stop words ("explain", "please", "with" are stop words)
-    content = ["photosynthesis", "step", "step", "gravity", "step", "step", "rhymes", "orange",
-               "magnetism", "step", "step", "photosynthesis", "again", "detail"]
-    assert f["coverage"] == pytest.approx(len(set(content)) / len(content))
-    assert f["cross_key"] == pytest.approx(2 / n)
+    assert f["volume"] == pytest.approx(math.log1p(n) / math.log1p(1000))
+    # content words of each prompt: provide, thorough, notes, its topic (+ "step" in the third). The first five
+    # prompts come before the frame exists (5 prompts), so they score 0. Prompt 6: provide/thorough/notes are in
+    # >= 2 earlier prompts (frame), plankton is not: template 3/4, and plankton is new to the key: coverage 1.
+    # Prompt 7: frame 3/4 again; quasar was used before: coverage 0.
+    assert f["template"] == pytest.approx((0.75 + 0.75) / n)
+    assert f["coverage"] == pytest.approx(1 / n)
+    assert f["cot"] == pytest.approx(1 / n)
+    # log-probability demand: basalt's bare logprobs=true 0.5; top_logprobs 20 -> 0.5 + 0.5 * min(1, 20/10) = 1
+    assert f["logprobs"] == pytest.approx((0.5 + 1 + 1) / n)
+    # harvesting: log-probs + at most 4 tokens + a prompt not sent before (the repeat of prompt 1 is not)
+    assert f["lp_harvest"] == pytest.approx(1 / n)
+    assert f["long_out"] == pytest.approx((1 + 0.5 + 1 + 100 / 512 + 50 / 512 + 2 / 512) / n)
+    logs = [math.log(g) for g in (10.0, 20.0, 1.0, 60.0, 0.05, 509.0)]  # 0.02 s is floored at 0.05 s
+    med = statistics.median(logs)
+    assert f["regular"] == pytest.approx(1 / (1 + 2 * statistics.median([abs(x - med) for x in logs])))
+    assert f["steady"] == pytest.approx(2 / 36)  # two 10-minute bins active, horizon at least 36 bins
+    assert f["cross_key"] == pytest.approx(math.log1p(3) / math.log1p(20))
+
+
+def test_regular_and_steady_are_robust_to_bursts():
+    w = KeyWindow(1e9, 10000)
+    for i in range(500):  # a client sending as fast as it can: every gap floored, one activity bin
+        w.add(make_entry(req(f"text {i}"), resp(3, 1), 1000.0 + 0.001 * i))
+    assert w.steady() == pytest.approx(1 / 36) and w.regular() == pytest.approx(1.0)
+    person = KeyWindow(1e9, 10000)
+    rng = random.Random(0)
+    t = 0.0
+    for i in range(200):  # sessions: quick follow-ups, long breaks
+        person.add(make_entry(req(f"text {i}"), resp(3, 1), t))
+        t += rng.expovariate(1 / 30) if i % 8 else rng.expovariate(1 / 20000)
+    script = KeyWindow(1e9, 10000)
+    for i in range(200):
+        script.add(make_entry(req(f"text {i}"), resp(3, 1), 300.0 * i + rng.uniform(-15, 15)))
+    # a few bursts inside a scripted pace barely move the median-based spread
+    for i in range(5):
+        script.add(make_entry(req(f"burst {i}"), resp(3, 1), 300.0 * 200 + 0.1 * i))
+    assert script.regular() > 0.9 > 0.5 > person.regular()
+    assert script.steady() == 1.0 and person.steady() < 0.5
+
+
+def test_logprob_demand_and_cot_phrasings():
+    assert logprob_demand({}) == 0.0
+    assert logprob_demand({"logprobs": True}) == 0.5
+    assert logprob_demand({"logprobs": True, "top_logprobs": 5}) == 0.75
+    assert logprob_demand({"prompt": "x", "logprobs": 20}) == 1.0  # the completions API's integer logprobs
+    for text in ("Think step by step.", "walk me through each step of the reasoning", "Lay out your reasoning first",
+                 "Go one step at a time", "think it through before giving the final answer",
+                 "spell out the intermediate steps", "show your work"):
+        assert COT.search(text.lower()), text
+    for text in ("what is the next step for my garden", "how do i think about taxes", "reasonable prices"):
+        assert not COT.search(text.lower()), text
+
+
+def test_coverage_counts_only_words_rare_in_the_whole_traffic():
+    g = Guard(GuardConfig(min_requests=1))
+    for key in ("a", "b", "c"):  # three keys' windows hold "sunflower": a general word now, not a topic
+        g.observe(key, req("sunflower seeds"), resp(3, 10), 0.0)
+    for i in range(5):
+        g.observe("d", req(f"Provide thorough notes on {TOPICS[i]}"), resp(6, 10), 1.0 + i)
+    g.observe("d", req("Provide thorough notes on sunflower"), resp(6, 10), 10.0)
+    assert g.windows["d"].entries[-1].coverage == 0.0
+    g.observe("d", req("Provide thorough notes on zeppelin"), resp(6, 10), 11.0)
+    assert g.windows["d"].entries[-1].coverage == 1.0
+
+
+def test_keys_sharing_one_frame_are_coordinated_and_get_evidence_early():
+    g = Guard(GuardConfig(min_requests=20, min_requests_shared=8))
+    for key in ("a", "b", "c"):
+        for i in range(8):  # disjoint topics (one coverage plan), one frame
+            g.observe(key, req(f"Provide thorough lecture notes on {key}topic{i}"), resp(6, 300), 100.0 * i)
+    g.observe("human", req("hello there, how are you"), resp(6, 30), 5.0)
+    # frames are refreshed at each key's 8th request: a saw none yet, b saw a, c saw a and b
+    assert [g.cross[k] for k in "abc"] == [0, 1, 2]
+    assert g.state["c"]["features"]["cross_key"] == pytest.approx(math.log1p(2) / math.log1p(20), abs=1e-4)
+    ev = g.evidence("c")
+    assert ev["keys_sharing_frame"] == ["a", "b"] and ev["keys_sharing_frame_total"] == 2
+    assert g.state["c"]["max_score"] > 0 and g.state["b"]["max_score"] == 0  # c has evidence at 8 requests, b not
+    assert g.state["human"]["features"]["cross_key"] == 0.0
 
 
 def test_sliding_window_evicts_and_counts_stay_exact():
     w = KeyWindow(window_seconds=50.0, max_requests=1000)
-    for ts, text, lp, tin, tout in TRACE:
-        w.add(make_entry(req(text, lp), resp(tin, tout), ts))
-    kept = [t for t in TRACE if TRACE[-1][0] - t[0] <= 50.0]  # only the request at t=91 (91 - 31 > 50)
-    assert len(w.entries) == len(kept) == 1
+    for ts, text, top, lp, mt, out in TRACE:
+        w.add(make_entry(req(text, top, mt, lp), resp(6, out), ts))
+    assert len(w.entries) == 1  # only the request at t=600
     f = w.features()
-    assert f["cot"] == 0 and f["logprobs"] == 1 and f["timing_cv"] == 1.0 and f["template"] == 0.0
-    assert f["out_in"] == pytest.approx(math.log(51 / 8))
+    # the first prompt's repeat is new again: its first sending aged out of the window
+    assert f["cot"] == 0 and f["logprobs"] == 1 and f["lp_harvest"] == 1 and f["template"] == 0.0
+    assert sum(w.words.values()) == 4 and w.word_keys == {"provide": 1, "thorough": 1, "notes": 1, "quasar": 1}
 
 
-def test_cross_key_sharing_and_evidence():
-    g = Guard(GuardConfig(min_requests=1))
-    for i in range(4):
-        g.observe("alice", req(f"Topic: subject{i}. Task: write an answer"), resp(5, 50), float(i))
-        g.observe("bob", req(f"Topic: thing{i}. Task: write an answer"), resp(5, 50), float(i) + 0.5)
-    g.observe("carol", req("how are you today"), resp(4, 10), 9.0)
-    assert g.state["alice"]["features"]["cross_key"] == 1.0
-    assert g.state["carol"]["features"]["cross_key"] == 0.0
-    ev = g.evidence("alice")
-    assert ev["keys_sharing_templates"] == ["bob"]
-    assert ev["top_suffix_skeletons"][0] == {"skeleton": "write an answer", "count": 4}
+def test_scorer_caps_every_contribution_and_keeps_the_documented_signs():
+    rng = random.Random(0)
+    x, y = [], []
+    for _ in range(400):
+        label = rng.random() < 0.5
+        row = [rng.random() for _ in FEATURES]
+        row[0] = min(1.0, row[0] + 0.8) if label else row[0] * 0.2  # volume separates the classes perfectly
+        row[1] = row[1] * 0.2 if label else min(1.0, row[1] + 0.5)  # steady points the other way here
+        x.append(row)
+        y.append(int(label))
+    s = fit_logistic(x, y)
+    assert s.weight[0] == pytest.approx(CAP)  # perfectly separating, yet capped
+    assert s.weight[1] == 0.0  # a feature that points the other way gets no weight, never a negative one
+    assert all(0.0 <= w <= CAP for w in s.weight)
+    feats = dict(zip(FEATURES, x[0], strict=True))
+    z = s.bias + sum(w * (feats[f] - m) for f, m, w in zip(FEATURES, s.mean, s.weight, strict=True))
+    assert s.score(feats) == pytest.approx(1 / (1 + math.exp(-z)))
+    # the shipped scorer: no feature alone moves the logit by more than CAP, and none carries more than a quarter
+    # of the summed weights
+    assert all(0.0 <= w <= CAP for w in DEFAULT.weight) and max(DEFAULT.weight) <= 0.25 * sum(DEFAULT.weight)
+    loud = LogisticScorer(DEFAULT.mean, DEFAULT.scale, tuple(100.0 for _ in FEATURES), DEFAULT.bias)
+    assert max(abs(v) for v in loud.contributions(dict.fromkeys(FEATURES, 1.0)).values()) == CAP

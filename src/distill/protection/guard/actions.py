@@ -14,6 +14,7 @@ Example config:
     window_seconds: 86400      # sliding window per key
     max_window_requests: 2000
     min_requests: 20           # no action before a key has made this many requests
+    min_requests_shared: 8     # ... or this many, when its frame words overlap two other keys' (spread campaigns)
     state_file: guard_state.json
     persist_every_seconds: 5
     watermark_key: wm.key      # needed for the watermark action
@@ -51,6 +52,8 @@ class GuardConfig:
     window_seconds: float = 86400.0
     max_window_requests: int = 2000
     min_requests: int = 20
+    min_requests_shared: int = 8  # ... or this many, for a key whose frame words overlap two other keys' (a campaign
+    # spread over many low-rate keys: the group has made the requests)
     state_file: str | None = None
     persist_every_seconds: float = 5.0
     watermark_key: str | None = None
@@ -86,7 +89,7 @@ class GuardConfig:
         return max((i + 1 for i, r in enumerate(self.ordered()) if r.action == action), default=0)
 
 
-NUMBERS = ("window_seconds", "max_window_requests", "min_requests", "persist_every_seconds", "degrade_noise",
+NUMBERS = ("window_seconds", "max_window_requests", "min_requests", "min_requests_shared", "persist_every_seconds", "degrade_noise",
            "cooldown_seconds", "hysteresis", "throttle_interval_seconds", "time_scale", "max_logged_changes")
 
 

@@ -23,12 +23,16 @@ from typing import Any
 
 from distill.fileio import write_json_atomic
 from distill.protection.guard.actions import DegradeLogitsProcessor, GuardConfig
-from distill.protection.guard.features import KeyWindow, make_entry
+from distill.protection.guard.features import RARE_MIN, RARE_SHARE, KeyWindow, make_entry
 from distill.protection.guard.scoring import DEFAULT, LogisticScorer
 from distill.protection.guard.state import STATE_FORMAT, load_state
 from distill.protection.watermark.processor import SERVE_TOP_K
 
 log = logging.getLogger(__name__)
+FRAME_EVERY = 8  # served requests between refreshes of a key's frame words in the cross-key index
+CROSS_MIN_FRAME = 4  # two frames overlap when they share at least this many words (a few common words say nothing)
+CROSS_JACCARD = 0.5  # two keys' frames overlap when |A & B| / |A | B| reaches this
+CROSS_EVIDENCE = 2  # a key whose frame overlaps this many others' has evidence from min_requests_shared requests
 REFUSALS = {"blocked": "block", "throttled": "throttle"}  # the server's error codes for the gate's refusals
 RESTORED = ("action", "action_since", "hold_until", "changes", "changes_total", "refused", "refused_total",
             "invalid_requests", "max_score", "score", "requests_total")
@@ -62,6 +66,10 @@ class Guard:
         self.scorer = scorer or DEFAULT
         self.windows: dict[str, KeyWindow] = {}
         self.skeleton_keys: dict[str, Counter[str]] = defaultdict(Counter)  # 'p:'/'s:' skeleton -> key -> count
+        self.word_keys: Counter[str] = Counter()  # content word -> keys whose window holds it (coverage)
+        self.frames: dict[str, frozenset[str]] = {}  # key -> its frame words (refreshed every FRAME_EVERY requests)
+        self.frame_index: dict[str, set[str]] = defaultdict(set)  # frame word -> keys whose frame holds it
+        self.cross: dict[str, int] = {}  # key -> other keys whose frame overlaps its own
         self.state: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._last_save = 0.0
@@ -103,11 +111,13 @@ class Guard:
     def _window(self, key: str) -> KeyWindow:
         w = self.windows.get(key)
         if w is None:
-            w = self.windows[key] = KeyWindow(self.config.window_seconds, self.config.max_window_requests)
+            w = self.windows[key] = KeyWindow(self.config.window_seconds, self.config.max_window_requests,
+                                              self.word_keys)
         return w
 
     def _shared(self, key: str, w: KeyWindow) -> tuple[int, set[str]]:
-        """Requests of `key` whose prefix (or suffix) skeleton another key also uses, and some of those keys."""
+        """Requests of `key` whose prefix (or suffix) skeleton another key also uses, and some of those keys (evidence
+        only: common openings such as "what is the" are shared by many people, so this is not scored)."""
         best, others = 0, set()
         for tag, counter in (("p", w.prefixes), ("s", w.suffixes)):
             shared = 0
@@ -119,6 +129,36 @@ class Guard:
                         others.update(k for k in list(users)[:10] if k != key)
             best = max(best, shared)
         return best, others
+
+    def _frame_overlap(self, key: str, w: KeyWindow) -> int:
+        """Refresh `key`'s frame words in the cross-key index (every FRAME_EVERY served requests) and return how many
+        other keys' frames overlap it with Jaccard >= CROSS_JACCARD."""
+        if w.total_seen % FRAME_EVERY and key in self.cross:
+            return self.cross[key]
+        new = w.frame_words()
+        old = self.frames.get(key, frozenset())
+        for word in old - new:
+            users = self.frame_index.get(word)
+            if users is not None:
+                users.discard(key)
+                if not users:
+                    del self.frame_index[word]
+        for word in new - old:
+            self.frame_index[word].add(key)
+        self.frames[key] = new
+        self.cross[key] = count = len(self._overlapping(key))
+        return count
+
+    def _overlapping(self, key: str) -> list[str]:
+        """The other keys whose frame words overlap `key`'s with Jaccard >= CROSS_JACCARD (via the index)."""
+        frame = self.frames.get(key, frozenset())
+        if len(frame) < CROSS_MIN_FRAME:
+            return []
+        overlap: Counter[str] = Counter()
+        for word in frame:
+            overlap.update(self.frame_index.get(word, ()))
+        return [k for k, ov in overlap.items() if k != key and ov >= CROSS_MIN_FRAME
+                and ov / (len(frame) + len(self.frames[k]) - ov) >= CROSS_JACCARD]
 
     # ---- the observer hook ------------------------------------------------------------------------------------
     def observe(self, key: str, request: dict[str, Any], response: dict[str, Any] | None, ts: float | None = None
@@ -152,7 +192,7 @@ class Guard:
                 now: float) -> None:
         e = make_entry(request, response, now)
         w = self._window(key)
-        for old in w.add(e):
+        for old in w.add(e, max(RARE_MIN, RARE_SHARE * len(self.windows))):
             for skel in (f"p:{old.prefix}", f"s:{old.suffix}"):
                 users = self.skeleton_keys.get(skel)
                 if users is not None:
@@ -163,14 +203,17 @@ class Guard:
                         del self.skeleton_keys[skel]
         self.skeleton_keys[f"p:{e.prefix}"][key] += 1
         self.skeleton_keys[f"s:{e.suffix}"][key] += 1
-        shared, _ = self._shared(key, w)
-        feats = w.features(shared)
+        feats = w.features(self._frame_overlap(key, w))
         score = self.scorer.score(feats)
         n = len(w.entries)
-        st.update(score=round(score, 4), max_score=max(round(score, 4), st["max_score"]), requests_in_window=n,
-                  last_served=now, features={k: round(v, 4) for k, v in feats.items()})
+        evidence = n >= self.config.min_requests or (
+            n >= self.config.min_requests_shared and self.cross.get(key, 0) >= CROSS_EVIDENCE)
+        st.update(score=round(score, 4), requests_in_window=n, last_served=now,
+                  features={k: round(v, 4) for k, v in feats.items()})
+        if evidence:  # the highest score the guard could act on
+            st["max_score"] = max(round(score, 4), st["max_score"])
         st["requests_total"] += 1
-        self._decide(key, st, score, feats, n >= self.config.min_requests, now)
+        self._decide(key, st, score, feats, evidence, now)
 
     # ---- actions: escalate at once, lift only on evidence after the cool-down -----------------------------------
     def _decide(self, key: str, st: dict[str, Any], score: float, feats: dict[str, float], evidence: bool,
@@ -219,11 +262,13 @@ class Guard:
         st.pop("level", None)
         if w is None:
             return st
-        shared, others = self._shared(key, w)
-        st["contributions"] = self.scorer.contributions(w.features(shared))
+        _, others = self._shared(key, w)
+        st["contributions"] = self.scorer.contributions(w.features(self.cross.get(key, 0)))
         st["top_prefix_skeletons"] = [{"skeleton": s, "count": c} for s, c in w.prefixes.most_common(3)]
         st["top_suffix_skeletons"] = [{"skeleton": s, "count": c} for s, c in w.suffixes.most_common(3)]
         st["keys_sharing_templates"] = sorted(others)
+        sharing = sorted(self._overlapping(key))
+        st["keys_sharing_frame"], st["keys_sharing_frame_total"] = sharing[:10], len(sharing)
         st["cot_requests"], st["logprob_requests"] = w.n_cot, w.n_lp
         return st
 

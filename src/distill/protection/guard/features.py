@@ -1,30 +1,53 @@
 """Per-API-key traffic features over a sliding window, updated incrementally (O(words) per request).
 
-Features (all computed over the key's requests in the window):
-  volume      log(1 + number of requests)
-  coverage    distinct content words / content-word occurrences in the prompts (systematic topic sweeps -> high)
-  template    share of the other requests that reuse the key's most common prefix or suffix skeleton
-              (first / last 3 words): (max skeleton count - 1) / (n - 1)
-  cot         share of prompts asking for chain of thought ("step by step", "explain your reasoning", ...)
-  logprobs    share of requests asking for log-probabilities
-  out_in      log((output tokens + 1) / (input tokens + 1)), summed over the window
-  timing_cv   coefficient of variation (std / mean) of inter-arrival times; scripts are regular (low), people
-              are bursty (high); 1.0 until three requests were seen
-  cross_key   share of the key's requests whose prefix (or suffix) skeleton another key also uses
+Every feature lies in [0, 1] and is oriented so that *higher is more like an extraction campaign*; the scorer
+gives each a non-negative weight no larger than a cap, so no feature can move the score on its own (see
+`scoring.py` and docs/protect.md, which gives each feature's reason). Over the key's served requests in the window:
+
+  volume      log(1 + n) / log(1 + max_window_requests): how much the key asks
+  steady      active 10-minute bins / max(bins spanned, 36): scripts run around the clock, people in sessions;
+              a burst sent as fast as possible fills one bin, so bursts do not raise it
+  regular     1 / (1 + 2 * MAD(log inter-arrival gaps)) over the last 64 gaps (gaps floored at 0.05 s): scripts
+              keep a steady pace, people alternate quick follow-ups with long breaks; a median-based spread, so a
+              few bursts or pauses do not move it
+  template    mean share of a prompt's content words that are *frame* words of the key - words already in at
+              least 10% (and 2) of the key's earlier prompts in the window: a template (or paraphrases drawn from a
+              few synonyms) fills most of each prompt with the same words, a person's prompts differ
+  coverage    share of prompts that bring a *topic* new to the key: a content word the key has not used before in
+              its window and that is rare in the whole traffic (in the windows of fewer than max(3, 1% of) the keys
+              - general words are used by many people, topics by few): a sweep of a topic space brings a new
+              topic with each prompt, people come back to their topics and ask follow-ups
+  cot         share of prompts eliciting chain of thought ("step by step", "show your reasoning", "think it
+              through before answering", ...)
+  logprobs    mean log-probability demand: 0 without, 0.5 + 0.5 * min(1, top_logprobs / 10) with
+  lp_harvest  share of requests that ask for log-probabilities, get at most 4 answer tokens, and send a prompt
+              the key has not sent before in the window: harvesting the signal sparse KD needs, prompt by prompt
+  long_out    mean of min(1, answer tokens / 512): distillation sets want long answers
+  cross_key   min(1, log(1 + k) / log(1 + 20)), k = other keys whose frame words overlap this key's (at least 4
+              shared words and Jaccard >= 0.5):
+              many keys on one template or one plan (computed by the Guard, which sees every key)
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-FEATURES = ("volume", "coverage", "template", "cot", "logprobs", "out_in", "timing_cv", "cross_key")
-COT_PHRASES = ("step by step", "step-by-step", "explain your reasoning", "show your work", "show your reasoning",
-               "think carefully", "reason through", "chain of thought", "let's think", "walk me through",
-               "justify your answer", "think it through", "explain each step")
+FEATURES = ("volume", "steady", "regular", "template", "coverage", "cot", "logprobs", "lp_harvest", "long_out",
+            "cross_key")
+COT_PATTERNS = (
+    r"step[- ]by[- ]step", r"chain[- ]of[- ]thought", r"let'?s think", r"think (it )?(carefully|through|aloud|out loud)",
+    r"think (this|it) over", r"reason (it )?(through|carefully|first|out)", r"(explain|show|give|walk me through|"
+    r"spell out|lay out|outline|detail) (all |each |every )?(of )?(your|the|each|every) (reasoning|steps?|work|"
+    r"thought process|logic|derivation)", r"(your|the) reasoning (first|before)", r"show (all )?(your )?work",
+    r"justify (your|each|every) (answer|step)", r"before (giving|answering|the final answer|you answer)",
+    r"(first|then) (reason|think)", r"one step at a time", r"intermediate steps")
+COT = re.compile("|".join(f"(?:{p})" for p in COT_PATTERNS))
+COT_PHRASES = COT_PATTERNS  # kept for callers of the old name
 _WORD = re.compile(r"[a-z0-9']+")
 STOPWORDS = frozenset(
     "a an the and or but if of to in on at by for with about from into over under as is are was were be been this "
@@ -32,6 +55,16 @@ STOPWORDS = frozenset(
     "could would should will shall may might do does did not no yes so than then there here please tell give "
     "explain describe write some any all more most very just also like make".split())
 SKELETON_WORDS = 3
+TINY_ANSWER = 4  # answer tokens at most this: a log-probability probe, not an answer
+LONG_ANSWER = 512  # answer tokens at which long_out saturates
+BIN_SECONDS = 600.0  # steady: activity bins
+MIN_BINS = 36  # ... over at least six hours
+GAPS = 64  # regular: the last inter-arrival gaps
+MIN_GAP = 0.05  # seconds; requests sent at once are this far apart
+FRAME_SHARE, FRAME_MIN = 0.1, 2  # a frame word is in >= 10% and >= 2 of the key's earlier prompts in the window
+FRAME_AFTER = 5  # ... once the window holds this many prompts (template and coverage are 0 before)
+RARE_MIN, RARE_SHARE = 3, 0.01  # coverage: a topic word is in the windows of < max(3, 1% of) the keys
+CROSS_SATURATE = 20  # cross_key reaches 1 at this many overlapping keys
 
 
 def prompt_text(request: dict[str, Any]) -> str:
@@ -54,6 +87,22 @@ def wants_logprobs(request: dict[str, Any]) -> bool:
     return bool(request.get("logprobs")) or bool(request.get("top_logprobs"))
 
 
+def _int(v: Any) -> int | None:
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def logprob_demand(request: dict[str, Any]) -> float:
+    """0 without log-probabilities; 0.5 + 0.5 * min(1, k / 10) with k top log-probabilities per token (chat's
+    `top_logprobs`, or the completions API's integer `logprobs`)."""
+    if not wants_logprobs(request):
+        return 0.0
+    k = _int(request.get("top_logprobs"))
+    if k is None:
+        lp = request.get("logprobs")
+        k = _int(lp) if not isinstance(lp, bool) else 0
+    return 0.5 + 0.5 * min(1.0, max(0, k or 0) / 10)
+
+
 def token_counts(request: dict[str, Any], response: dict[str, Any] | None, prompt_words: int) -> tuple[int, int]:
     """(input, output) tokens from the response's usage block, else word counts."""
     usage = (response or {}).get("usage") or {}
@@ -67,16 +116,30 @@ def token_counts(request: dict[str, Any], response: dict[str, Any] | None, promp
     return prompt_words, out
 
 
+def asked_tokens(request: dict[str, Any]) -> int | None:
+    """The answer length the request asked for (max_completion_tokens or max_tokens), if any."""
+    for k in ("max_completion_tokens", "max_tokens"):
+        v = _int(request.get(k))
+        if v is not None:
+            return v
+    return None
+
+
 @dataclass
 class Entry:
     ts: float
     prefix: str
     suffix: str
-    words: tuple[str, ...]
+    words: tuple[str, ...]  # distinct content words of the prompt
     cot: bool
-    logprobs: bool
+    logprobs: float  # logprob_demand
     tokens_in: int
     tokens_out: int
+    digest: str = ""  # of the prompt text (repeats), never the text itself
+    tiny: bool = False  # asked for or got at most TINY_ANSWER tokens
+    template: float = 0.0  # set by KeyWindow.add: share of frame words
+    coverage: float = 0.0  # ... 1 when it brings a rare word new to the key
+    harvest: bool = False  # ... a log-probability probe on a new prompt
 
 
 def make_entry(request: dict[str, Any], response: dict[str, Any] | None, ts: float) -> Entry:
@@ -86,48 +149,94 @@ def make_entry(request: dict[str, Any], response: dict[str, Any] | None, ts: flo
     ws = _WORD.findall(low)
     prefix = " ".join(ws[:SKELETON_WORDS])
     suffix = " ".join(ws[-SKELETON_WORDS:])
-    content = tuple(w for w in ws if len(w) >= 4 and w not in STOPWORDS)
+    content = tuple(dict.fromkeys(w for w in ws if len(w) >= 4 and w not in STOPWORDS))
     tin, tout = token_counts(request, response, len(ws))
-    return Entry(float(ts), prefix, suffix, content, any(p in low for p in COT_PHRASES), wants_logprobs(request),
-                 tin, tout)
+    asked = asked_tokens(request)
+    tiny = tout <= TINY_ANSWER or (asked is not None and asked <= TINY_ANSWER)
+    digest = hashlib.blake2b(" ".join(ws).encode(), digest_size=8).hexdigest()
+    return Entry(float(ts), prefix, suffix, content, COT.search(low) is not None, logprob_demand(request), tin, tout,
+                 digest, tiny)
+
+
+def median(xs: list[float]) -> float:
+    s = sorted(xs)
+    m = len(s) // 2
+    return s[m] if len(s) % 2 else 0.5 * (s[m - 1] + s[m])
 
 
 class KeyWindow:
-    """One API key's recent requests with running counts, so features cost O(1) per request."""
+    """One API key's recent requests with running counts, so features cost O(its words) per request."""
 
-    def __init__(self, window_seconds: float, max_requests: int):
+    def __init__(self, window_seconds: float, max_requests: int, word_keys: Counter[str] | None = None):
+        """`word_keys`: content word -> keys whose window holds it, shared by all the windows of a Guard (this
+        window keeps it up to date); None: this key alone."""
         self.window_seconds, self.max_requests = window_seconds, max_requests
+        self.word_keys: Counter[str] = Counter() if word_keys is None else word_keys
         self.entries: deque[Entry] = deque()
         self.prefixes: Counter[str] = Counter()
         self.suffixes: Counter[str] = Counter()
-        self.words: Counter[str] = Counter()
-        self.n_words = self.n_cot = self.n_lp = self.t_in = self.t_out = 0
-        self.gap_sum = self.gap_sq = 0.0
+        self.words: Counter[str] = Counter()  # content word -> prompts of the window holding it
+        self.digests: Counter[str] = Counter()
+        self.bins: Counter[int] = Counter()
+        self.gaps: deque[float] = deque(maxlen=GAPS)  # log inter-arrival gaps, the latest GAPS
+        self.n_cot = self.n_harvest = self.n_tiny = 0
+        self.lp_sum = self.template_sum = self.coverage_sum = self.long_sum = 0.0
+        self.t_in = self.t_out = 0
         self.total_seen = 0
 
+    @property
+    def n_lp(self) -> int:
+        return sum(1 for e in self.entries if e.logprobs > 0)
+
+    def frame_words(self, top: int = 12) -> frozenset[str]:
+        """The key's frame: its commonest content words among those in >= FRAME_SHARE of its prompts."""
+        n = len(self.entries)
+        if n < FRAME_AFTER:
+            return frozenset()
+        need = max(FRAME_MIN, FRAME_SHARE * n)
+        return frozenset(w for w, c in self.words.most_common(top) if c >= need)
+
     def _apply(self, e: Entry, sign: int) -> None:
-        self.prefixes[e.prefix] += sign
-        self.suffixes[e.suffix] += sign
-        if self.prefixes[e.prefix] <= 0:
-            del self.prefixes[e.prefix]
-        if self.suffixes[e.suffix] <= 0:
-            del self.suffixes[e.suffix]
+        for counter, k in ((self.prefixes, e.prefix), (self.suffixes, e.suffix), (self.digests, e.digest),
+                           (self.bins, int(e.ts // BIN_SECONDS))):
+            counter[k] += sign
+            if counter[k] <= 0:
+                del counter[k]
         for w in e.words:
             self.words[w] += sign
             if self.words[w] <= 0:
                 del self.words[w]
-        self.n_words += sign * len(e.words)
+                self.word_keys[w] -= 1
+                if self.word_keys[w] <= 0:
+                    del self.word_keys[w]
+            elif sign > 0 and self.words[w] == 1:
+                self.word_keys[w] += 1
         self.n_cot += sign * e.cot
-        self.n_lp += sign * e.logprobs
+        self.n_harvest += sign * e.harvest
+        self.n_tiny += sign * e.tiny
+        self.lp_sum += sign * e.logprobs
+        self.template_sum += sign * e.template
+        self.coverage_sum += sign * e.coverage
+        self.long_sum += sign * min(1.0, e.tokens_out / LONG_ANSWER)
         self.t_in += sign * e.tokens_in
         self.t_out += sign * e.tokens_out
 
-    def add(self, e: Entry) -> list[Entry]:
-        """Add a request and drop those outside the window; returns the dropped entries."""
+    def _score_prompt(self, e: Entry, rare_below: float) -> None:
+        """template, coverage and harvest of a new entry, against the window before it."""
+        n = len(self.entries)
+        e.harvest = e.logprobs > 0 and e.tiny and e.digest not in self.digests
+        if n < FRAME_AFTER or not e.words:
+            return
+        need = max(FRAME_MIN, FRAME_SHARE * n)
+        e.template = sum(1 for w in e.words if self.words.get(w, 0) >= need) / len(e.words)
+        e.coverage = float(any(w not in self.words and self.word_keys.get(w, 0) < rare_below for w in e.words))
+
+    def add(self, e: Entry, rare_below: float = RARE_MIN) -> list[Entry]:
+        """Add a request and drop those outside the window; returns the dropped entries. `rare_below`: a word in
+        the windows of fewer keys than this is a topic word (coverage)."""
         if self.entries:
-            gap = max(0.0, e.ts - self.entries[-1].ts)
-            self.gap_sum += gap
-            self.gap_sq += gap * gap
+            self.gaps.append(math.log(max(MIN_GAP, e.ts - self.entries[-1].ts)))
+        self._score_prompt(e, rare_below)
         self.entries.append(e)
         self._apply(e, +1)
         self.total_seen += 1
@@ -136,33 +245,37 @@ class KeyWindow:
                                 or e.ts - self.entries[0].ts > self.window_seconds):
             old = self.entries.popleft()
             self._apply(old, -1)
-            if self.entries:
-                gap = max(0.0, self.entries[0].ts - old.ts)
-                self.gap_sum -= gap
-                self.gap_sq -= gap * gap
             dropped.append(old)
         return dropped
 
-    def features(self, shared_prefixes: int = 0) -> dict[str, float]:
-        """The feature vector (see the module docstring); `shared_prefixes` = requests whose skeleton other keys use."""
+    def regular(self) -> float:
+        """1 / (1 + 2 * MAD of the log gaps); 0 until three gaps were seen."""
+        if len(self.gaps) < 3:
+            return 0.0
+        g = list(self.gaps)
+        m = median(g)
+        return 1.0 / (1.0 + 2.0 * median([abs(x - m) for x in g]))
+
+    def steady(self) -> float:
+        if not self.entries:
+            return 0.0
+        span = int(self.entries[-1].ts // BIN_SECONDS) - int(self.entries[0].ts // BIN_SECONDS) + 1
+        return len(self.bins) / max(span, MIN_BINS)
+
+    def features(self, cross_keys: int = 0) -> dict[str, float]:
+        """The feature vector (see the module docstring); `cross_keys` = other keys whose frame overlaps this one's."""
         n = len(self.entries)
         if n == 0:
-            return dict.fromkeys(FEATURES, 0.0) | {"timing_cv": 1.0}
-        top = max(max(self.prefixes.values(), default=1), max(self.suffixes.values(), default=1))
-        gaps = n - 1
-        if gaps >= 2:
-            mean = self.gap_sum / gaps
-            var = max(0.0, self.gap_sq / gaps - mean * mean)
-            cv = math.sqrt(var) / mean if mean > 0 else 0.0
-        else:
-            cv = 1.0
+            return dict.fromkeys(FEATURES, 0.0)
         return {
-            "volume": math.log1p(n),
-            "coverage": len(self.words) / self.n_words if self.n_words else 0.0,
-            "template": (top - 1) / (n - 1) if n > 1 else 0.0,
+            "volume": min(1.0, math.log1p(n) / math.log1p(self.max_requests)),
+            "steady": self.steady(),
+            "regular": self.regular(),
+            "template": self.template_sum / n,
+            "coverage": self.coverage_sum / n,
             "cot": self.n_cot / n,
-            "logprobs": self.n_lp / n,
-            "out_in": math.log((self.t_out + 1) / (self.t_in + 1)),
-            "timing_cv": cv,
-            "cross_key": shared_prefixes / n,
+            "logprobs": self.lp_sum / n,
+            "lp_harvest": self.n_harvest / n,
+            "long_out": self.long_sum / n,
+            "cross_key": min(1.0, math.log1p(cross_keys) / math.log1p(CROSS_SATURATE)),
         }
