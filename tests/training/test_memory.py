@@ -79,10 +79,14 @@ def test_each_term_against_a_direct_computation():
 
     f = memory.plan(replace(w, parallel="fsdp", world=2))
     held = memory.shard_numel(s.block_tensors + s.rest_tensors, 2)
-    assert f.parts["student weights"] == held * 4 + (s.rest + 2 * 510) * 4
+    assert f.parts["student weights"] == held * 4 + 2 * (s.rest + 2 * 510) * 4
     assert f.parts["optimizer state"] == held * 12 < p.parts["optimizer state"]
-    t_held = memory.shard_numel(t.block_tensors, 2) + t.rest + 2 * 510
+    t_held = memory.shard_numel(t.block_tensors, 2) + t.rest + 2 * 2 * 510
     assert f.parts["teacher weights"] == t_held * 4
+    # on CPU every rank first holds the whole teacher and student, before FSDP shards them
+    assert f.load == (4000 + 1000) * 4 + memory.RUNTIME_BYTES["cpu"] and p.load == 0
+    assert f.peak == max(f.load, sum(f.parts.values()))
+    assert memory.plan(replace(w, parallel="fsdp", world=2, device="cuda")).load == 0
     assert memory.plan(replace(w, world=2)).parts["student gradients"] == 2 * 1000 * 4  # DDP's bucket copy
     c = memory.plan(replace(w, checkpointing=True))
     assert c.parts["activations"] == (tokens * (2 * 10 + per_block) + tokens * 30) * 4

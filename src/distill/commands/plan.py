@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'per rank':<20}{'ddp':>12}{'fsdp':>12}")
     for part in chosen.parts:
         print(f"{part:<20}" + "".join(f"{memory.human(plans[m].parts[part]):>12}" for m in ("ddp", "fsdp")))
+    if any(p.load for p in plans.values()):
+        print(f"{'setup (unsharded)':<20}" + "".join(f"{memory.human(plans[m].load):>12}" for m in ("ddp", "fsdp")))
     print(f"{'peak per rank':<20}" + "".join(f"{memory.human(plans[m].peak):>12}" for m in ("ddp", "fsdp")))
     if args.device == "cpu" and args.world > 1:
         print(f"{'all ranks (host)':<20}" + "".join(f"{memory.human(plans[m].host_total()):>12}"

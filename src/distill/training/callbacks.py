@@ -13,7 +13,7 @@ import time
 
 from distill.training.checkpoint import save_checkpoint, save_sharded_checkpoint
 from distill.training.heldout import heldout_eval
-from distill.training.memory import human, measured_peak
+from distill.training.memory import human, measured_peak, mib
 from distill.training.setup import Run
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,8 @@ class MemoryReport(Callback):
 
     def on_train_end(self, run: Run) -> None:
         peak, what = measured_peak(run.world.device)
-        planned = f", planned {human(run.memory_plan.peak)}" if run.memory_plan is not None else ""
-        log.info("peak memory (rank %d): %s %s%s", run.world.rank, human(peak), what, planned)
+        planned = f", planned {mib(run.memory_plan.peak)}" if run.memory_plan is not None else ""
+        log.info("peak memory (rank %d): %s %s%s", run.world.rank, mib(peak), what, planned)
 
 
 def default_callbacks() -> list[Callback]:

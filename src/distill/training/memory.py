@@ -5,14 +5,15 @@ PyTorch's meta device: exact parameter shapes, no weights, no memory) and `plan(
 
 | part | ddp | fsdp (world W) |
 |---|---|---|
-| teacher weights (live teacher or a layer-subset source) | all | blocks / W, embeddings + head whole, two blocks gathered |
-| student weights | all (+ a bf16 copy under GPU autocast) | all / W + the root (embeddings, head) and two blocks gathered |
-| student gradients | trainable (+ DDP's bucket copy when W > 1) | trainable / W + one block's and the root's unsharded |
+| teacher weights (live teacher or a layer-subset source) | all | blocks / W, embeddings + head whole, two blocks gathered (× 2 buffers) |
+| student weights | all (+ a bf16 copy under GPU autocast) | all / W + the root (embeddings, head) and two blocks gathered (× 2 buffers) |
+| student gradients | trainable (+ DDP's bucket copy when W > 1) | trainable / W + one block's and the root's unsharded (× 2 buffers) |
 | optimizer state | AdamW: 2 moments + 1 step temporary × trainable | the same on the rank's shard |
 | activations | tokens × layers × (11 H + 4 I + 4 KV) (with checkpointing: tokens × layers × H + one block) | same |
 | teacher forward | one block's working set + the final hidden states | same |
 | loss chunk | 6 × chunk_size × vocab (fp32), the student's hidden states and their gradient | same |
 | runtime | Python, torch and the tokenizer (CPU) or the CUDA context (GPU) | same |
+| setup (CPU only) | — | the whole teacher and student, read before sharding: peak = max(setup, training) |
 
 Bytes: fp32 everywhere on CPU; on GPU the teacher and activations in bf16, master weights, gradients and
 optimizer state in fp32. FSDP2 shards every tensor on its first dimension, padded to a multiple of W; the plan
@@ -94,9 +95,11 @@ class Plan:
     workload: Workload
     parts: dict[str, int] = field(default_factory=dict)
 
+    load: int = 0  # CPU: what a rank holds while setting up, before sharding (the whole teacher and student)
+
     @property
     def peak(self) -> int:
-        return sum(self.parts.values())
+        return max(sum(self.parts.values()), self.load)
 
     def host_total(self) -> int:
         """What the whole run needs of one machine's memory: on CPU every rank shares the host's RAM."""
@@ -119,17 +122,17 @@ def plan(w: Workload) -> Plan:
 
     if t is None:
         parts["teacher weights"] = 0
-    elif fsdp:
-        parts["teacher weights"] = (shard_numel(t.block_tensors, n) + t.rest + 2 * t.largest_block) * low
+    elif fsdp:  # a gathered block is held twice: FSDP2's all-gather output and the parameters copied out of it
+        parts["teacher weights"] = (shard_numel(t.block_tensors, n) + t.rest + 2 * 2 * t.largest_block) * low
     else:
         parts["teacher weights"] = t.params * low
 
     all_tensors = s.block_tensors + s.rest_tensors
     held = shard_numel(all_tensors, n) if fsdp else s.params
     trained = math.ceil(s.trainable * held / s.params)  # the rank's share of the trainable parameters
-    if fsdp:
-        parts["student weights"] = held * 4 + (s.rest + 2 * s.largest_block) * (2 if gpu else 4)
-        parts["student gradients"] = trained * 4 + (s.rest + s.largest_block) * 4
+    if fsdp:  # gathered units twice (all-gather output + copy-out; unsharded gradients + reduce-scatter input)
+        parts["student weights"] = held * 4 + 2 * (s.rest + 2 * s.largest_block) * (2 if gpu else 4)
+        parts["student gradients"] = trained * 4 + 2 * (s.rest + s.largest_block) * 4
     else:
         parts["student weights"] = held * 4 + (s.params * 2 if gpu else 0)  # autocast's bf16 weight cache
         parts["student gradients"] = trained * 4 * (2 if n > 1 else 1)  # DDP keeps a bucket copy
@@ -149,7 +152,10 @@ def plan(w: Workload) -> Plan:
     vocab = max(s.vocab, t.vocab if t is not None and w.teacher_live else 0)
     parts["loss chunk"] = 6 * w.chunk_size * vocab * 4 + 2 * w.tokens * s.hidden * 4
     parts["runtime"] = RUNTIME_BYTES[w.device]
-    return Plan(w, parts)
+    # every rank reads the whole teacher and builds the whole student before FSDP shards them; on GPU that is host
+    # memory (the blocks then reach the device one shard at a time), on CPU it is the same memory as training's
+    load = ((t.params if t is not None else 0) + s.params) * 4 + parts["runtime"] if fsdp and not gpu else 0
+    return Plan(w, parts, load)
 
 
 def fits(p: Plan, limit: int) -> bool:
@@ -310,6 +316,11 @@ def human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def mib(n: int) -> str:
+    """Bytes as whole MiB (the precision the measured-vs-planned log line keeps)."""
+    return f"{n / 2**20:.0f} MiB"
 
 
 def refusal(p: Plan, limit: int, source: str, batch_size: int) -> DistillError:

@@ -138,8 +138,10 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     verdict = policy_verdict(cfg, info)
     memory_plan = memory.check(cfg, world.size, world.device.type) if t.memory_check else None
     needs_weights = kind.needs_weights or cfg.student.init == "layers"
-    teacher = load_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code) if needs_weights \
-        else None
+    # On GPU a teacher that only scores is read in bf16 (half the host memory); one a student is cut from, in fp32.
+    load_dtype = torch.bfloat16 if world.device.type == "cuda" and cfg.student.init != "layers" else torch.float32
+    teacher = load_model(cfg.teacher.model, dtype=load_dtype, trust_remote_code=cfg.teacher.trust_remote_code) \
+        if needs_weights else None
     teacher_tok = teacher.tokenizer if teacher else load_tokenizer(cfg.teacher.local_spec, cfg.teacher.trust_remote_code)
     tokenizer = student_tokenizer(cfg, teacher_tok)
     corpus = load_corpus(cfg.data, tokenizer)
@@ -148,14 +150,17 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         vocab = len(tokenizer)
     else:
         vocab = check_compatible(teacher_tok, tokenizer, teacher.model if teacher else None, student)
+    fsdp = t.parallel == "fsdp"
     if teacher is not None:
         # fp32 on CPU (bf16 matmuls are ~7x slower on AVX2); bf16 autocast on GPU, the teacher stored in bf16.
-        teacher.model.to(world.device, dtype=torch.bfloat16 if world.device.type == "cuda" else torch.float32)
-    student.to(world.device).train()
+        # Under fsdp the blocks reach the device one at a time as they are sharded: never the whole teacher at once.
+        dtype = torch.bfloat16 if world.device.type == "cuda" else torch.float32
+        teacher.model.to(None if fsdp and kind.needs_weights else world.device, dtype=dtype)
+    student.to(None if fsdp else world.device).train()
     if t.activation_checkpointing:
         student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module = StudentLoss(student, vocab, cfg.loss)
-    if t.parallel == "fsdp":
+    if fsdp:
         sharding.ensure_process_group()
         if teacher is not None and kind.needs_weights:
             sharding.shard_teacher(teacher.model, world.device)

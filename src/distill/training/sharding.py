@@ -48,9 +48,9 @@ def shard_student(module: nn.Module, student: nn.Module, device: torch.device) -
 
     mp = _policy(device)
     for layer in decoder_layers(student):
-        fully_shard(layer, mp_policy=mp)
+        fully_shard(layer, mp_policy=mp)  # each block's shard moves to the device as it is sharded
     fully_shard(module, mp_policy=mp)
-    return module
+    return module.to(device)  # buffers outside the units (rotary tables); the shards are there already
 
 
 def shard_teacher(teacher: nn.Module, device: torch.device) -> nn.Module:
@@ -60,8 +60,8 @@ def shard_teacher(teacher: nn.Module, device: torch.device) -> nn.Module:
     teacher.requires_grad_(False)
     mp = _policy(device)
     for layer in decoder_layers(teacher):
-        fully_shard(layer, mp_policy=mp, reshard_after_forward=True)
-    return teacher
+        fully_shard(layer, mp_policy=mp, reshard_after_forward=True)  # moves the block's shard to the device
+    return teacher.to(device)  # the rest (embeddings, final norm, head, buffers) whole on every rank
 
 
 @contextmanager
