@@ -104,9 +104,15 @@ def test_advice_offers_only_changes_that_fit():
     ddp = memory.plan(w)
     limit = math.ceil(ddp.peak / memory.MARGIN) - 1
     assert not memory.fits(ddp, limit)
-    fixes = memory.advice(w, limit, batch_size=64)
+    fixes = memory.advice(w, limit, grad_accum=1)
     assert fixes and fixes[0].change == "train.parallel: fsdp"
     assert all(memory.fits(a.plan, limit) for a in fixes)
+    # tight enough that only a smaller micro-batch (a divisor of 8 per rank) or no teacher here fits
+    tight = memory.plan(replace(w, parallel="fsdp", checkpointing=True, micro_batch=2))
+    fixes = memory.advice(w, math.ceil(tight.peak / memory.MARGIN), grad_accum=3)
+    smaller = [a for a in fixes if "train.batch_size" in a.change]
+    assert smaller and smaller[0].change.endswith("train.batch_size: 16, train.grad_accum: 12")
+    assert smaller[0].plan.workload.micro_batch * 12 == 8 * 3  # the same tokens per optimizer step
     assert memory.parse_bytes("80GiB") == 80 * 1024**3 and memory.parse_bytes("24GB") == 24 * 10**9
     assert memory.parse_bytes("512MiB") == 512 * 1024**2 and memory.parse_bytes("1000") == 1000
 
@@ -151,3 +157,16 @@ def test_a_run_logs_its_measured_peak_beside_the_plan(tmp_path, tiny_teacher_dir
     lines = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("memory plan: ") for m in lines)
     assert any(m.startswith("peak memory (rank 0): ") and "RSS, planned" in m for m in lines)
+
+
+def test_the_scale_examples_plan_as_docs_scale_says(capsys, monkeypatch):
+    """docs/scale.md's headline rows: 70B → 8B on 8 × 80 GB fits only with fsdp and activation checkpointing."""
+    root = Path(__file__).parents[2]
+    monkeypatch.chdir(root)  # the example's model paths are relative to the repository, as its comment says
+    cfg = str(root / "examples/scale/70b-to-8b.yaml")
+    args = ["plan", cfg, "--world", "8", "--device", "cuda", "--device-memory", "80GiB", "--json"]
+    assert main(args) == 0
+    fits = json.loads(capsys.readouterr().out)
+    assert round(fits["plans"]["fsdp"]["peak"] / 2**30, 1) == 63.8
+    assert main([*args, "--set", "train.activation_checkpointing=false"]) == 2
+    assert main([*args, "--set", "train.parallel=ddp"]) == 2

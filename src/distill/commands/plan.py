@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     plans = {mode: memory.plan(memory.workload(cfg, args.world, args.device, mode)) for mode in ("ddp", "fsdp")}
     chosen = plans[cfg.train.parallel]
     ok = memory.fits(chosen, limit)
-    fixes = [] if ok else memory.advice(chosen.workload, limit, cfg.train.batch_size)
+    fixes = [] if ok else memory.advice(chosen.workload, limit, cfg.train.grad_accum)
     if args.json:
         print(json.dumps({"limit_bytes": limit, "limit_source": source, "parallel": cfg.train.parallel,
                           "world": args.world, "device": args.device, "fits": ok,

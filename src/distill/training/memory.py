@@ -168,36 +168,34 @@ class Advice:
     plan: Plan
 
 
-def advice(w: Workload, limit: int, batch_size: int) -> list[Advice]:
-    """Changes that make `w` fit in `limit`, cheapest first: FSDP, activation checkpointing, a smaller
-    micro-batch (with grad_accum keeping the tokens per step), a teacher outside the process."""
+def advice(w: Workload, limit: int, grad_accum: int = 1) -> list[Advice]:
+    """Changes that make `w` fit in `limit`, cheapest first: FSDP, activation checkpointing, a smaller micro-batch
+    (a divisor of the current one, with grad_accum raised to keep the tokens per step), a teacher outside the
+    process. Each later change includes the earlier ones."""
     out: list[Advice] = []
-    seen: set[Workload] = set()
+    changes: list[str] = []
 
-    def consider(change: str, cand: Workload) -> None:
-        if cand not in seen and fits(p := plan(cand), limit):
-            seen.add(cand)
-            out.append(Advice(change, p))
+    def consider(cand: Workload, *extra: str) -> None:
+        if fits(p := plan(cand), limit) and all(a.plan.workload != cand for a in out):
+            out.append(Advice(", ".join([*changes, *extra]), p))
 
-    base = replace(w, parallel="fsdp") if w.world > 1 else w
-    base_text = "train.parallel: fsdp" if w.world > 1 and w.parallel != "fsdp" else ""
-    if base_text:
-        consider(base_text, base)
-    ckpt = replace(base, checkpointing=True)
-    ckpt_text = ", ".join(x for x in (base_text, "train.activation_checkpointing: true") if x)
+    if w.world > 1 and w.parallel != "fsdp":
+        w = replace(w, parallel="fsdp")
+        changes.append("train.parallel: fsdp")
+        consider(w)
     if not w.checkpointing:
-        consider(ckpt_text, ckpt)
-    for per_rank in range(w.micro_batch - 1, 0, -1):
-        cand = replace(ckpt, micro_batch=per_rank)
+        w = replace(w, checkpointing=True)
+        changes.append("train.activation_checkpointing: true")
+        consider(w)
+    for per_rank in sorted((d for d in range(1, w.micro_batch) if w.micro_batch % d == 0), reverse=True):
+        cand = replace(w, micro_batch=per_rank)
         if fits(plan(cand), limit):
-            new_bs = per_rank * w.world
-            accum = math.ceil(batch_size / new_bs)
-            consider(", ".join(x for x in (ckpt_text, f"train.batch_size: {new_bs}",
-                                           f"train.grad_accum: {accum} (× the current one)") if x), cand)
+            consider(cand, f"train.batch_size: {per_rank * w.world}",
+                     f"train.grad_accum: {grad_accum * w.micro_batch // per_rank}")
             break
     if w.teacher is not None and w.teacher_live:
-        consider("the teacher out of the process: a capture store (`distill capture`, then teacher.store) or a "
-                 "served teacher (teacher.endpoint)", replace(ckpt, teacher=None, teacher_live=False))
+        consider(replace(w, teacher=None, teacher_live=False), "the teacher out of this process (a capture store: "
+                 "`distill capture` then teacher.store; or a served teacher: teacher.endpoint)")
     return out
 
 
@@ -323,10 +321,10 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
-def refusal(p: Plan, limit: int, source: str, batch_size: int) -> DistillError:
+def refusal(p: Plan, limit: int, source: str, grad_accum: int = 1) -> DistillError:
     """The one-paragraph error for a run that cannot fit, with the changes that would make it fit."""
     w = p.workload
-    fixes = advice(w, limit, batch_size)
+    fixes = advice(w, limit, grad_accum)
     where_total = (f"{w.world} rank(s) × {human(p.peak)} on one host" if w.device == "cpu" and w.world > 1
                    else f"{human(p.peak)} per rank")
     fix = ("; or ".join(f"{a.change} (→ {human(a.plan.host_total())})" for a in fixes[:4]) if fixes else
@@ -347,7 +345,7 @@ def check(cfg: DistillConfig, world: int, device: str) -> Plan:
     p = plan(workload(cfg, world, device, host_ranks=host_ranks))
     limit, source = available_memory(device)
     if not fits(p, limit):
-        raise refusal(p, limit, source, cfg.train.batch_size)
+        raise refusal(p, limit, source, cfg.train.grad_accum)
     return p
 
 
