@@ -210,11 +210,6 @@ class DistillConfig(_Section):
             raise ValueError("student.init=pretrained needs student.model")
         if self.student.init == "layers" and not (self.student.layers or self.student.every):
             raise ValueError("student.init=layers needs student.layers or student.every")
-        if self.train.parallel == "fsdp" and self.student.lora is not None:
-            raise DistillError("train.parallel: fsdp does not take a LoRA student yet (the merged export needs the "
-                               "adapters gathered onto an unsharded copy)", where="train.parallel / student.lora",
-                               fix="use train.parallel: ddp with student.lora (only the adapters have gradients and "
-                                   "optimizer state, so DDP's copies are small), or drop student.lora")
         teacher_kind(self)  # every rule about where the teacher signal comes from lives in distill.teachers
         return self
 

@@ -231,3 +231,21 @@ def test_two_process_ddp_lora_matches_one_process(tmp_path, tiny_teacher_dir, te
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-5, msg=k)
+
+
+def test_two_sharded_ranks_train_lora_like_one_process(tmp_path, tiny_teacher_dir, text_file, train_cli):
+    """LoRA under train.parallel: fsdp (frozen base and adapters sharded in the same FSDP2 units): the merged export
+    and the adapter equal a one-process DDP run's with the same global batch."""
+    lora = ["student.init=layers", "student.every=2", "student.lora.r=4", "student.lora.save_adapter=true",
+            "train.grad_accum=2"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    train_cli(_yaml(tmp_path / "one.yaml", _overrides(tiny_teacher_dir, text_file, one) + lora))
+    train_cli(_yaml(tmp_path / "two.yaml", _overrides(tiny_teacher_dir, text_file, two) + lora
+                    + ["train.parallel=fsdp"]), 2)
+    for name in ("model.safetensors", "adapter/adapter_model.safetensors"):
+        a, b = load_file(str(one / name)), load_file(str(two / name))
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-5, msg=f"{name}: {k}")
+    lineage = json.loads((two / "lineage.json").read_text())
+    assert lineage["extra"]["lora"]["merged"] is True and lineage["extra"]["lora"]["adapter"]

@@ -139,7 +139,8 @@ def step_row(step: int, terms: dict, cfg: DistillConfig, lr: float, grad_norm: f
 
 def finish(run: Run, replace: bool) -> TrainResult:
     """Write the student (main process; a sharded one gathered first), leave the process group, return the result."""
-    student = gathered_copy(run.model, run.student) if run.cfg.train.parallel == "fsdp" else run.student
+    student = (gathered_copy(run.model, run.student, run.cfg.student.lora) if run.cfg.train.parallel == "fsdp"
+               else run.student)
     if run.world.main:
         from distill.training.finalize import write_student
 

@@ -18,11 +18,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from distill.models.lora import apply_lora, causal_lm
+
+if TYPE_CHECKING:
+    from distill.config import LoraConfig
 
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
@@ -47,7 +52,7 @@ def shard_student(module: nn.Module, student: nn.Module, device: torch.device) -
     from torch.distributed.fsdp import fully_shard
 
     mp = _policy(device)
-    for layer in decoder_layers(student):
+    for layer in decoder_layers(causal_lm(student)):  # a LoRA block: its frozen base and adapters in one unit
         fully_shard(layer, mp_policy=mp)  # each block's shard moves to the device as it is sharded
     fully_shard(module, mp_policy=mp)
     return module.to(device)  # buffers outside the units (rotary tables); the shards are there already
@@ -80,18 +85,20 @@ def gathered(root: nn.Module) -> Iterator[None]:
         root.reshard()
 
 
-def gathered_copy(root: nn.Module, student: nn.Module, prefix: str = "student.") -> nn.Module | None:
-    """An unsharded copy of `student` (the module `root` holds under `prefix`) on rank 0, for the export; None on
-    the other ranks (collective)."""
+def gathered_copy(root: nn.Module, student: nn.Module, lora: LoraConfig | None = None,
+                  prefix: str = "student.") -> nn.Module | None:
+    """An unsharded copy of `student` (the module `root` holds under `prefix`) on rank 0, for the export — a LoRA
+    student as the same peft model, its adapters unmerged; None on the other ranks (collective)."""
     from transformers import AutoModelForCausalLM
 
     full = full_state_dict(root)
     if dist.get_rank() != 0:
         return None
     state = {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)}
-    plain = AutoModelForCausalLM.from_config(student.config)  # on the CPU: its buffers (rotary tables) are real
-    plain.load_state_dict(state, strict=True)
-    return plain.eval()
+    plain = AutoModelForCausalLM.from_config(causal_lm(student).config)  # on the CPU: its buffers are real
+    copy = apply_lora(plain, lora) if lora is not None else plain
+    copy.load_state_dict(state, strict=True)
+    return copy.eval()
 
 
 def ensure_process_group() -> None:
