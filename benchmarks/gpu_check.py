@@ -1,4 +1,5 @@
-"""A short GPU check of the training path (bf16 autocast, fused chunked loss, real trainer).
+"""A short GPU check of the training path (bf16 autocast, fused chunked loss, real trainer under ddp and fsdp, peak
+GPU memory beside `distill plan`'s).
 
 Run on a CUDA machine (no weights needed: the teacher is a random model with SmolLM2-135M's shape and
 tokenizer, built from a config directory):
@@ -45,21 +46,24 @@ def fused_numerics() -> dict:
     return out
 
 
-def train_run(teacher: Path, text: Path, out: Path, backward: str, steps: int) -> dict:
+def train_run(teacher: Path, text: Path, out: Path, backward: str, steps: int, parallel: str = "ddp") -> dict:
     from distill.config import load_config
+    from distill.training import memory
     from distill.training.loop import train
 
+    name = f"student-{backward}-{parallel}"
     cfg = load_config(None, [f"teacher.model={teacher}", f"data.path={text}", "data.seq_len=512",
                              "train.batch_size=16", f"train.steps={steps}", "train.eval_every=1000",
                              "train.checkpoint_every=1000", "train.progress=false", "loss.chunk_size=2048",
-                             f"loss.backward={backward}", f"output_dir={out / ('student-' + backward)}"])
+                             f"loss.backward={backward}", f"train.parallel={parallel}", f"output_dir={out / name}"])
+    planned = memory.plan(memory.workload(cfg, 1, "cuda")).peak
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     result = train(cfg, overwrite=True)
     wall = time.perf_counter() - t0
     times = [r["time"] for r in result.history]
     per_step = (times[-1] - times[2]) / (len(times) - 3)
-    return {"backward": backward, "steps": steps, "wall_s": wall, "s_per_step_after_warmup": per_step,
+    return {"backward": backward, "parallel": parallel, "planned_peak_gib": planned / 2**30, "steps": steps, "wall_s": wall, "s_per_step_after_warmup": per_step,
             "tokens_per_s": 16 * 512 / per_step, "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
             "final": {k: v for k, v in result.final_eval.items() if k != "time"},
             "first_loss": result.history[0]["loss"], "last_loss": result.history[-1]["loss"]}
@@ -83,7 +87,8 @@ def main() -> None:
     (teacher / "README.md").write_text("---\nlicense: apache-2.0\n---\nrandom SmolLM2-shaped teacher\n")
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
               "fused_numerics": fused_numerics()}
-    report["runs"] = [train_run(teacher, args.text, args.out, mode, args.steps) for mode in ("fused", "recompute")]
+    report["runs"] = [train_run(teacher, args.text, args.out, mode, args.steps, parallel)
+                      for mode, parallel in (("fused", "ddp"), ("recompute", "ddp"), ("fused", "fsdp"))]
     print(json.dumps(report, indent=1))
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1))
 
