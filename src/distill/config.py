@@ -96,10 +96,43 @@ class LoraConfig(_Section):
         return [v] if isinstance(v, str) and v != "all-linear" else v  # `target_modules: q_proj` = [q_proj]
 
 
+class PruneConfig(_Section):
+    layers: int | None = Field(None, ge=1, description="Decoder layers kept: the most important by block influence "
+                               "(1 - cos(layer input, output) on the calibration data), in their order. null = the "
+                               "teacher's (or solved from target_params).")
+    hidden_size: int | None = Field(None, ge=1, description="Hidden (embedding) channels kept, ranked by mean "
+                                    "|RMSNorm output|; head_dim stays the teacher's. null = the teacher's.")
+    intermediate_size: int | None = Field(None, ge=1, description="MLP channels kept in every layer, ranked per "
+                                          "layer by mean |down_proj input|. null = the teacher's (or solved from "
+                                          "target_params).")
+    num_heads: int | None = Field(None, ge=1, description="Query heads kept per layer, ranked by the mean norm of "
+                                  "their output. Grouped-query attention stays valid: a multiple of the teacher's "
+                                  "key/value heads keeps every group (fewer query heads in each); a multiple of the "
+                                  "group size keeps the best whole groups. null = the teacher's.")
+    target_params: float | None = Field(None, gt=0, description="Solve the shape from a size instead: a share of "
+                                        "the teacher's parameters when ≤ 1 (0.5 = half), else a count. Depth and "
+                                        "MLP width shrink together (layers = round(√s·L), s the share of decoder "
+                                        "parameters left after the embeddings; then the intermediate size nearest "
+                                        "the target); hidden_size and num_heads stay as given (else the teacher's); "
+                                        "a given layers or intermediate_size is held.")
+    calibration_sequences: int = Field(64, ge=1, description="Training sequences (the first ones, deterministic) "
+                                       "the teacher runs over to measure importance.")
+
+    @model_validator(mode="after")
+    def _has_target(self) -> PruneConfig:
+        if self.target_params is None and all(getattr(self, k) is None for k in
+                                              ("layers", "hidden_size", "intermediate_size", "num_heads")):
+            raise ValueError("student.prune needs at least one of layers, hidden_size, intermediate_size, "
+                             "num_heads or target_params")
+        return self
+
+
 class StudentConfig(_Section):
-    init: Literal["fresh", "layers", "pretrained"] = Field(
+    init: Literal["fresh", "layers", "pretrained", "prune"] = Field(
         "fresh", description="How to build the student: 'fresh' = a new small Llama on the teacher's tokenizer; "
-        "'layers' = a copy of the teacher keeping some of its layers; 'pretrained' = an existing model (`model`).")
+        "'layers' = a copy of the teacher keeping some of its layers; 'pretrained' = an existing model (`model`); "
+        "'prune' = the teacher's architecture with fewer layers, channels and heads, the most important ones "
+        "kept by activations on the training data (Minitron-style; `prune`).")
     model: str | None = Field(None, description="With init=pretrained: the student model (directory, GGUF or hub id).")
     hidden_size: int = Field(192, ge=8, description="init=fresh: hidden width.")
     num_layers: int = Field(4, ge=1, description="init=fresh: decoder layers.")
@@ -114,6 +147,15 @@ class StudentConfig(_Section):
                                     "weight: only the adapters get gradients and optimizer state; the written "
                                     "student is the merged model. Works with every init (most useful with "
                                     "pretrained and layers). null = train every weight.")
+    prune: PruneConfig | None = Field(None, description="init=prune: the pruned shape (layers, hidden_size, "
+                                      "intermediate_size, num_heads, or target_params) and the calibration data.")
+
+    @model_validator(mode="after")
+    def _prune_target(self) -> StudentConfig:
+        if self.init == "prune" and self.prune is None:
+            raise ValueError("student.init=prune needs student.prune, e.g. {target_params: 0.5} or {layers: 20, "
+                             "intermediate_size: 1024}")
+        return self
 
 
 class DataConfig(_Section):

@@ -275,6 +275,11 @@ def _student_config(cfg: DistillConfig, teacher_config):
         if getattr(config, "layer_types", None):
             config.layer_types = [config.layer_types[i] for i in keep if i < len(config.layer_types)]
         return config
+    if s.init == "prune":
+        from distill.models.prune import pruned_config, target_dims
+
+        teacher_config = teacher_config or model_config(cfg.teacher.model, cfg.teacher.trust_remote_code)
+        return pruned_config(teacher_config, target_dims(s.prune, teacher_config))
     tok = load_tokenizer(s.tokenizer or cfg.teacher.local_spec, cfg.teacher.trust_remote_code)
     return fresh_config(len(tok), hidden_size=s.hidden_size, num_layers=s.num_layers, num_heads=s.num_heads,
                         intermediate_size=s.intermediate_size)

@@ -84,6 +84,16 @@ def base_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> 
         if teacher is None:
             raise DistillError("student.init=layers needs the teacher's weights", where="student.init")
         return layer_subset(teacher.model, layers=s.layers, every=s.every)
+    if s.init == "prune":
+        if teacher is None:
+            raise DistillError("student.init=prune needs the teacher's weights", where="student.init")
+        from distill.models.prune import prune_teacher
+
+        calibration = load_corpus(cfg.data, tokenizer).train  # the run's training sequences (deterministic)
+        res = prune_teacher(teacher.model, s.prune, calibration, tokenizer.pad_token_id)
+        log.info("pruned student: %s, %.1f M of the teacher's %.1f M params", res.dims, res.student_params / 1e6,
+                 res.teacher_params / 1e6)
+        return res.student.train()
     return load_model(s.model).model.train()
 
 
@@ -137,9 +147,10 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     info = describe_model(cfg.teacher.local_spec)
     verdict = policy_verdict(cfg, info)
     memory_plan = memory.check(cfg, world.size, world.device.type) if t.memory_check else None
-    needs_weights = kind.needs_weights or cfg.student.init == "layers"
+    cut = cfg.student.init in ("layers", "prune")  # a student cut from the teacher's weights
+    needs_weights = kind.needs_weights or cut
     # On GPU a teacher that only scores is read in bf16 (half the host memory); one a student is cut from, in fp32.
-    load_dtype = torch.bfloat16 if world.device.type == "cuda" and cfg.student.init != "layers" else torch.float32
+    load_dtype = torch.bfloat16 if world.device.type == "cuda" and not cut else torch.float32
     teacher = load_model(cfg.teacher.model, dtype=load_dtype, trust_remote_code=cfg.teacher.trust_remote_code) \
         if needs_weights else None
     teacher_tok = teacher.tokenizer if teacher else load_tokenizer(cfg.teacher.local_spec, cfg.teacher.trust_remote_code)
