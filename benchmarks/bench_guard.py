@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -111,9 +110,10 @@ def fit(args):
         kinds.update(k)
     benign = sorted(v for k, v in bests.items() if kinds[k] in BENIGN_KINDS)
     thr = float(np.quantile(benign, 0.99))
-    print(f"threshold (99th percentile of benign per-key max score on the training traces): {thr:.4f}")
+    print(f"threshold (99th percentile of benign per-key max score on the training traces): {thr:.4f}; "
+          f"highest benign score there {benign[-1]:.4f}")
     report(bests, kinds, thr, "training traces (profile train, seeds 0-1)")
-    return scorer, thr
+    return scorer, thr, benign[-1]
 
 
 def heldout(args, scorer, thr):
@@ -136,7 +136,7 @@ def tiny_model(out: Path) -> Path:
     return out
 
 
-def server(args, scorer, thr):
+def server(args, scorer, thr, top):
     """Replay a held-out trace through `distill serve` and read the figures from its guard state."""
     work = Path(tempfile.mkdtemp(prefix="bench-guard-"))
     py = [sys.executable, "-m", "distill.cli"]
@@ -145,18 +145,18 @@ def server(args, scorer, thr):
                          str(args.server_benign), "--days", str(args.days), "--out", str(trace), "--keys-out",
                          str(keys)], check=True)
     (work / "scorer.json").write_text(json.dumps(scorer.to_dict()))
-    block = 1 / (1 + math.exp(-(math.log(thr / (1 - thr)) + 2.0)))
+    block = 1 / (1 + math.exp(-(math.log(top / (1 - top)) + 0.25)))  # above every benign key of the training traces
     (work / "guard.yaml").write_text(
         f"min_requests: {MIN_REQUESTS}\nstate_file: {state}\nscorer: {work / 'scorer.json'}\n"
-        f"time_scale: {args.speed}\ncooldown_seconds: 3600\nthrottle_interval_seconds: 60\npersist_every_seconds: 60\n"
+        f"time_scale: {args.speed}\ncooldown_seconds: 3600\nthrottle_interval_seconds: {args.throttle_interval}\n"
+        "persist_every_seconds: 600\n"
         f"rules:\n  - {{min_score: {thr:.6f}, action: throttle}}\n  - {{min_score: {block:.6f}, action: block}}\n")
     model = tiny_model(work / "tiny")
     port = args.port
     log = open(work / "serve.log", "w")
-    env = dict(os.environ, DISTILL_GUARD_TIMING="1")
     srv = subprocess.Popen(py + ["serve", str(model), "--served-name", "m", "--port", str(port), "--api-key-file",
                                  str(keys), "--guard-config", str(work / "guard.yaml"), "--max-batch", "16",
-                                 "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                                 "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
     try:
         t0 = time.time()
         cmd = py + ["guard", "replay", str(trace), "--url", f"http://127.0.0.1:{port}", "--keys", str(keys),
@@ -185,7 +185,7 @@ def server(args, scorer, thr):
     for r in rows:
         by_key[r["key"]].append(r)
     after = {"block": [0, 0], "throttle": [0, 0]}
-    excess = 0
+    excess, gap = 0, args.throttle_interval / args.speed  # wall seconds between served requests under throttle
     for _key, rs in by_key.items():
         for action, code in (("block", 403), ("throttle", 429)):
             first = next((i for i, r in enumerate(rs) if r["status"] == code), None)
@@ -194,14 +194,20 @@ def server(args, scorer, thr):
             later = rs[first + 1:]
             after[action][0] += sum(r["status"] == 200 for r in later)
             after[action][1] += len(later)
+            if action == "throttle":
+                served = [r["sent_s"] for r in later if r["status"] == 200]
+                excess += sum(b - a < 0.5 * gap for a, b in zip(served, served[1:], strict=False))
     for action, (served, total) in after.items():
         share = served / total if total else 0.0
         print(f"requests served after an account's first {action}: {served} of {total} ({share:.4f})")
         out[f"served_after_{action}"] = [served, total]
-    print(f"throttle: {excess} requests served within the rate limit's interval of the previous one")
-    timing = [line for line in (work / "serve.log").read_text().splitlines() if "guard timing" in line]
-    if timing:
-        print(timing[-1])
+    print(f"throttle: {excess} requests served less than half an interval ({args.throttle_interval:g} guard s) after "
+          f"the previous served one of the same account (the rate limit, broken)")
+    out["throttle_excess"] = excess
+    oh = st.get("overhead") or {}
+    print(f"scoring overhead inside the server: {oh.get('ms_per_request')} ms per request (observe + gate, "
+          f"{oh.get('requests')} requests)")
+    out["overhead_ms"] = oh.get("ms_per_request")
     print(f"(work folder: {work})")
     return out
 
@@ -214,11 +220,14 @@ def main() -> None:
     ap.add_argument("--heldout-benign", type=int, default=150)
     ap.add_argument("--server-benign", type=int, default=100)
     ap.add_argument("--days", type=float, default=2.0)
-    ap.add_argument("--speed", type=float, default=200.0, help="time compression of the replay")
-    ap.add_argument("--max-tokens", type=int, default=8, help="cap on each replayed request's max_tokens")
+    ap.add_argument("--speed", type=float, default=300.0, help="time compression of the replay")
+    ap.add_argument("--max-tokens", type=int, default=1,
+                    help="cap on each replayed request's max_tokens (the tiny model's decode steps are slow on 2 "
+                         "cores: 1 token is ~127 requests/s, 8 tokens ~5)")
     ap.add_argument("--port", type=int, default=8417)
+    ap.add_argument("--throttle-interval", type=float, default=600.0, help="guard seconds between served requests")
     args = ap.parse_args()
-    scorer, thr = fit(args)
+    scorer, thr, top = fit(args)
     heldout(args, scorer, thr)
     g = Guard(GuardConfig(), scorer)
     test = simulate(seed=13, n_benign=args.heldout_benign, profile="heldout")
@@ -229,7 +238,7 @@ def main() -> None:
     dt = (time.perf_counter() - t0) / len(test)
     print(f"\nscoring overhead in-process: {dt * 1e3:.3f} ms per request (observe + gate, {len(test)} requests)")
     if not args.no_server:
-        server(args, scorer, thr)
+        server(args, scorer, thr, top)
 
 
 if __name__ == "__main__":

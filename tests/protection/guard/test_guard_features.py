@@ -165,3 +165,19 @@ def test_scorer_caps_every_contribution_and_keeps_the_documented_signs():
     assert all(0.0 <= w <= CAP for w in DEFAULT.weight) and max(DEFAULT.weight) <= 0.25 * sum(DEFAULT.weight)
     loud = LogisticScorer(DEFAULT.mean, DEFAULT.scale, tuple(100.0 for _ in FEATURES), DEFAULT.bias)
     assert max(abs(v) for v in loud.contributions(dict.fromkeys(FEATURES, 1.0)).values()) == CAP
+
+
+def test_a_fitted_scorer_is_read_from_the_config(tmp_path):
+    import json
+
+    from distill.errors import DistillError
+    from distill.protection.guard import load_config
+
+    custom = LogisticScorer(DEFAULT.mean, DEFAULT.scale, tuple(1.0 for _ in FEATURES), -1.0)
+    (tmp_path / "scorer.json").write_text(json.dumps(custom.to_dict()))
+    (tmp_path / "g.yaml").write_text("scorer: scorer.json\nrules:\n  - {min_score: 0.5, action: log}\n")
+    g = Guard(load_config(tmp_path / "g.yaml"))
+    assert g.scorer == custom
+    (tmp_path / "scorer.json").write_text(json.dumps(custom.to_dict() | {"features": ["volume"]}))
+    with pytest.raises(DistillError, match="other features"):
+        load_config(tmp_path / "g.yaml")

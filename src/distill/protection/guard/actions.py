@@ -18,6 +18,7 @@ Example config:
     state_file: guard_state.json
     persist_every_seconds: 5
     watermark_key: wm.key      # needed for the watermark action
+    scorer: scorer.json        # optional: weights fitted on your own traffic (default: the shipped ones)
     allow: [internal-eval]     # never acted on
     cooldown_seconds: 3600     # an action holds at least this long after it was taken
     hysteresis: 0.1            # ... and is lifted only once the score is this far below its rule's min_score
@@ -57,6 +58,7 @@ class GuardConfig:
     state_file: str | None = None
     persist_every_seconds: float = 5.0
     watermark_key: str | None = None
+    scorer: str | None = None  # a fitted scorer's JSON (LogisticScorer.to_dict); None: the shipped DEFAULT
     degrade_noise: float = 1.0
     allow: list[str] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=lambda: [Rule(0.5, "log"), Rule(0.8, "watermark"), Rule(0.97, "block")])
@@ -133,8 +135,14 @@ def load_config(path: str | Path) -> GuardConfig:
     if cfg.watermark_key is None and any(r.action == "watermark" for r in cfg.rules):
         raise DistillError("a rule uses the watermark action but no watermark_key is configured", where=str(path),
                            fix="add `watermark_key: FILE` (from `distill watermark keygen`) or drop that rule")
-    if cfg.watermark_key and not Path(cfg.watermark_key).is_absolute():
-        cfg.watermark_key = str(Path(path).parent / cfg.watermark_key)
+    for k in ("watermark_key", "scorer"):
+        v = getattr(cfg, k)
+        if v and not Path(v).is_absolute():
+            setattr(cfg, k, str(Path(path).parent / v))
+    if cfg.scorer:  # read and check it now, not at the first request
+        from distill.protection.guard.scoring import load_scorer
+
+        load_scorer(cfg.scorer)
     if cfg.state_file and Path(cfg.state_file).is_file():  # the guard restores actions from it: check it now
         from distill.protection.guard.state import load_state
 

@@ -63,7 +63,12 @@ class Guard:
                  watermark_top_k: int | None = SERVE_TOP_K, restore: bool = True):
         self.config = config or GuardConfig()
         self.watermark_top_k = watermark_top_k  # the watermark action's processor: see distill.serve.protection
+        if scorer is None and self.config.scorer:
+            from distill.protection.guard.scoring import load_scorer
+
+            scorer = load_scorer(self.config.scorer)
         self.scorer = scorer or DEFAULT
+        self.overhead_s, self.overhead_n = 0.0, 0  # time spent in observe (without saving) and gate
         self.windows: dict[str, KeyWindow] = {}
         self.skeleton_keys: dict[str, Counter[str]] = defaultdict(Counter)  # 'p:'/'s:' skeleton -> key -> count
         self.word_keys: Counter[str] = Counter()  # content word -> keys whose window holds it (coverage)
@@ -167,6 +172,7 @@ class Guard:
 
         Served requests enter the key's window and may change its action; refused and invalid ones are counted
         as such (see the module docstring) and change nothing else."""
+        t0 = time.perf_counter()
         now = self._now(ts)
         kind = response_kind(response)
         with self._lock:
@@ -181,6 +187,8 @@ class Guard:
                 st["refused_total"] += 1
                 st["last_refused"] = now
             action = st["action"]
+            self.overhead_s += time.perf_counter() - t0
+            self.overhead_n += 1
         if self.config.state_file and now - self._last_save >= self.config.persist_every_seconds:
             self.save()
             self._last_save = now
@@ -279,19 +287,23 @@ class Guard:
     def gate(self, key: str, now: float | None = None) -> str | None:
         """The serve gate hook: "block", "throttle" or None. A throttled key is let through once per
         `throttle_interval_seconds` (`now`: the wall clock when None)."""
+        t0 = time.perf_counter()
         with self._lock:
-            st = self.state.get(key)
-            a = st["action"] if st else "none"
-            if a == "block":
-                return "block"
-            if a != "throttle":
+            try:
+                st = self.state.get(key)
+                a = st["action"] if st else "none"
+                if a == "block":
+                    return "block"
+                if a != "throttle":
+                    return None
+                t = self._now(now)
+                last = max(st.get("last_served") or -math.inf, st.get("last_admitted") or -math.inf)
+                if t - last < self.config.throttle_interval_seconds:
+                    return "throttle"
+                st["last_admitted"] = t
                 return None
-            t = self._now(now)
-            last = max(st.get("last_served") or -math.inf, st.get("last_admitted") or -math.inf)
-            if t - last < self.config.throttle_interval_seconds:
-                return "throttle"
-            st["last_admitted"] = t
-            return None
+            finally:
+                self.overhead_s += time.perf_counter() - t0
 
     def processors_for(self, key: str) -> list:
         """The serve per-request processors: the account's watermark sub-key, or degrading noise."""
@@ -313,6 +325,8 @@ class Guard:
         return {"format": STATE_FORMAT, "saved": time.time(), "scorer": self.scorer.to_dict(),
                 "rules": [{"min_score": r.min_score, "action": r.action} for r in self.config.ordered()],
                 "cooldown_seconds": self.config.cooldown_seconds, "hysteresis": self.config.hysteresis,
+                "overhead": {"requests": self.overhead_n, "ms_per_request":
+                             round(1e3 * self.overhead_s / self.overhead_n, 4) if self.overhead_n else None},
                 "accounts": accounts}
 
     def save(self, path: str | Path | None = None) -> Path | None:

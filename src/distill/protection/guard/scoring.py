@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from distill.errors import DistillError
 from distill.protection.guard.features import FEATURES
 
 CAP = 3.0  # the largest weight a feature may get (features are in [0, 1], so its largest contribution)
@@ -93,3 +95,24 @@ DEFAULT = LogisticScorer(
     bias=-2.9649,
 )
 DEFAULT_THRESHOLD = 0.5121
+
+
+def load_scorer(path: str | Path) -> LogisticScorer:
+    """A scorer saved as `LogisticScorer.to_dict()` JSON; its features must be this guard's, in order."""
+    from distill.fileio import read_json_object
+
+    fix = ('pass the JSON of a fitted scorer: {"features": [...], "mean": [...], "scale": [...], "weight": [...], '
+           '"bias": NUMBER} (benchmarks/bench_guard.py writes one)')
+    raw = read_json_object(path, "guard scorer file", fix)
+    if raw.get("features") != list(FEATURES):
+        raise DistillError("the scorer was fitted on other features", where=str(path),
+                           fix=f"refit it on this guard's features ({', '.join(FEATURES)})")
+    try:
+        vec = {k: tuple(float(v) for v in raw[k]) for k in ("mean", "scale", "weight")}
+        bias, cap = float(raw["bias"]), float(raw.get("cap", CAP))
+    except (KeyError, TypeError, ValueError):
+        raise DistillError("the scorer file lacks mean, scale, weight or bias", where=str(path), fix=fix) from None
+    if any(len(v) != len(FEATURES) for v in vec.values()) or min(vec["scale"]) <= 0 or cap <= 0:
+        raise DistillError("the scorer's vectors do not match its features (or a scale or the cap is not positive)",
+                           where=str(path), fix=fix)
+    return LogisticScorer(vec["mean"], vec["scale"], vec["weight"], bias, cap)
