@@ -1,0 +1,99 @@
+"""`distill provenance`: is a suspect model derived from a candidate parent? (No watermark needed.)"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+NAME = "provenance"
+HELP = ("Test whether a suspect model was distilled or fine-tuned from a candidate parent, without any watermark: "
+        "the suspect's agreement with the parent against its agreement with unrelated reference models, query by "
+        "query, with an exact p-value. Exits 0 when derived at --alpha, 1 when not, 2 on bad input.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suspect", help="the suspect's weights (directory, .gguf or hub id)")
+    p.add_argument("--suspect-endpoint", nargs=2, metavar=("URL", "MODEL"), help="the suspect behind an "
+                   "OpenAI-compatible API (black-box mode)")
+    p.add_argument("--parent", help="the candidate parent's weights")
+    p.add_argument("--parent-endpoint", nargs=2, metavar=("URL", "MODEL"), help="the parent behind an API")
+    p.add_argument("--reference", action="append", default=[], help="an unrelated reference model's weights "
+                   "(repeatable): same domain and size as the suspect, including one trained on the same kind of "
+                   "data, so shared data is not mistaken for distillation")
+    p.add_argument("--reference-endpoint", nargs=2, action="append", default=[], metavar=("URL", "MODEL"),
+                   help="a reference model behind an API (repeatable)")
+    p.add_argument("--mode", choices=["auto", "open", "blackbox"], default="auto", help="open = teacher-forced "
+                   "next-token agreement (every model local, one tokenizer); blackbox = greedy answers compared word "
+                   "by word; auto = open when possible")
+    p.add_argument("--data", default="shakespeare", help="open mode: text whose held-out passages are fed to every "
+                   "model (as data.path in a training config)")
+    p.add_argument("--prompts", help="black-box mode: prompts, one per line or JSONL (default: a built-in list)")
+    p.add_argument("--queries", type=int, default=64, help="passages (open) or prompts (black-box) to use")
+    p.add_argument("--seq-len", type=int, default=64, help="open mode: tokens per passage")
+    p.add_argument("--max-tokens", type=int, default=48, help="black-box mode: answer length asked of every model")
+    p.add_argument("--words", type=int, default=24, help="black-box mode: words of each answer compared")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the verdict (default 0.01)")
+    p.add_argument("--api-key-env", help="environment variable holding the endpoints' API key (never printed)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _candidates(args: argparse.Namespace):
+    from distill.errors import DistillError
+    from distill.protection.provenance import Candidate
+
+    def one(spec, endpoint, label, flag):
+        if bool(spec) == bool(endpoint):
+            raise DistillError(f"give the {label} once: --{flag} PATH or --{flag}-endpoint URL MODEL",
+                               where=f"--{flag}", fix="see `distill provenance --help`")
+        return Candidate(label, spec=spec) if spec else Candidate(label, endpoint=endpoint[0], model=endpoint[1])
+
+    suspect = one(args.suspect, args.suspect_endpoint, "suspect", "suspect")
+    parent = one(args.parent, args.parent_endpoint, "parent", "parent")
+    refs = [Candidate(f"reference {i + 1} ({spec})", spec=spec) for i, spec in enumerate(args.reference)]
+    refs += [Candidate(f"reference {len(refs) + i + 1} ({m}@{u})", endpoint=u, model=m)
+             for i, (u, m) in enumerate(args.reference_endpoint)]
+    return suspect, parent, refs
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill.errors import DistillError
+    from distill.protection import provenance
+
+    suspect, parent, refs = _candidates(args)
+    if args.queries < 1 or args.seq_len < 2 or args.max_tokens < 1 or args.words < 1 or not 0 < args.alpha < 1:
+        raise DistillError("--queries, --max-tokens and --words must be positive, --seq-len at least 2 and --alpha "
+                           "between 0 and 1", where="distill provenance", fix="fix the option values")
+    everything_local = all(c.local for c in (suspect, parent, *refs))
+    mode = args.mode if args.mode != "auto" else ("open" if everything_local else "blackbox")
+    if mode == "open" and not everything_local:
+        raise DistillError("open mode needs every model's weights here", where="--mode open",
+                           fix="use --mode blackbox with endpoints")
+    if mode == "open":
+        report = provenance.provenance_open(suspect, parent, refs, args.data, args.queries, args.seq_len, args.alpha)
+    else:
+        from distill.protection.trace import read_prompts
+
+        prompts = read_prompts(args.prompts)[: args.queries]
+        key = os.environ.get(args.api_key_env) if args.api_key_env else None
+        report = provenance.provenance_blackbox(suspect, parent, refs, prompts, args.max_tokens, args.words,
+                                                args.alpha, api_key=key)
+    report["suspect"], report["parent"] = suspect.label, parent.label
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"provenance test ({report['mode']}): is the suspect derived from the parent?")
+        print(f"unit: {report['unit']}; measure: {report['measure']}; {report['queries']} queries")
+        for name, a in report["agreement"].items():
+            print(f"  agreement with {name}: {a['mean']:.3f} ± {a['se']:.3f}")
+        for name, r in report["references"].items():
+            print(f"  parent vs {name}: parent closer on {r['parent_wins']} of {r['decided']} decided queries, "
+                  f"p = {r['p']:.3g}")
+        lo, hi = report["gap_ci95"]
+        print(f"gap to the closest reference ({report['closest_reference']}): 95% CI [{lo:.3f}, {hi:.3f}]")
+        verdict = "DERIVED" if report["derived"] else "not shown to be derived"
+        print(f"p = {report['p']:.3g} (exact sign test, the largest over the references): {verdict} at alpha "
+              f"{args.alpha:g}. A small p says the suspect agrees with the parent more than with every reference; it "
+              "cannot tell distillation from training on the parent's own data unless a reference was trained on "
+              "that data too.")
+    return 0 if report["derived"] else 1

@@ -1,0 +1,108 @@
+"""`distill provenance` (no watermark): the sign test against a direct binomial sum, the agreement measures by hand, and
+end to end on tiny models — a student distilled from a parent is flagged; a model trained on the same data without
+the parent is not."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill.cli import main
+from distill.config import load_config
+from distill.errors import DistillError
+from distill.protection import provenance
+from distill.training.loop import train
+
+
+def test_sign_test_matches_a_direct_binomial_sum():
+    diffs = [0.2, 0.1, -0.3, 0.0, 0.5, 0.4, 0.1, -0.1, 0.2, 0.3]  # 7 positive, 2 negative, 1 tie (dropped)
+    p, pos, n = provenance.sign_test(diffs)
+    assert (pos, n) == (7, 9)
+    assert p == pytest.approx(sum(math.comb(9, k) for k in range(7, 10)) / 2**9, rel=1e-9)
+    assert provenance.sign_test([0.0, 0.0]) == (1.0, 0, 0)
+    assert provenance.min_queries(0.01) == 7 and 2.0**-7 < 0.01 < 2.0**-6
+
+
+def test_word_agreement_counts_positions_and_missing_words():
+    assert provenance.word_agreement("the cat sat on", "the dog sat", 4) == 0.5  # the, sat; 'on' has no partner
+    assert provenance.word_agreement("", "anything", 3) == 0.0
+    same = torch.tensor([1, 2, 3, 4])
+    assert provenance.open_agreements([same], [torch.tensor([1, 0, 3, 0])]) == [0.5]
+
+
+def test_the_verdict_needs_every_reference_beaten_and_enough_queries():
+    parent = [0.9] * 10
+    rep = provenance.judge({"parent": parent, "a": [0.1] * 10, "b": [0.95] * 10}, "parent")
+    assert rep["references"]["a"]["p"] == pytest.approx(2.0**-10)
+    assert rep["references"]["b"]["p"] == 1.0 and rep["p"] == 1.0 and not rep["derived"]
+    assert rep["closest_reference"] == "b"
+    with pytest.raises(DistillError, match="cannot reach p < 0.01"):
+        provenance.judge({"parent": [1.0] * 5, "a": [0.0] * 5}, "parent")
+    with pytest.raises(DistillError, match="at least one reference"):
+        provenance.judge({"parent": [1.0] * 10}, "parent")
+
+
+def _sharp_parent(root: Path, tokenizer) -> Path:
+    """A random tiny Llama with large output weights, so its next-token choices are sharp and its own."""
+    from distill.models.students import fresh_llama
+
+    model = fresh_llama(tokenizer, hidden_size=48, num_layers=2, num_heads=2, seed=11)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(40)  # tied: the head too
+    out = root / "parent"
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# sharp random parent\n")
+    return out
+
+
+def _train(root: Path, name: str, teacher: Path, data: Path, seed: int, kd: bool, steps: int) -> str:
+    cfg = load_config(None, [f"teacher.model={teacher}", f"data.path={data}", "data.seq_len=32",
+                             "student.hidden_size=64", "student.num_layers=2", "student.num_heads=2",
+                             f"train.steps={steps}", "train.batch_size=4", "train.lr=1e-2", "train.warmup_steps=2",
+                             "train.eval_every=1000", "train.eval_sequences=2", "train.checkpoint_every=1000", "train.progress=false",
+                             f"train.seed={seed}", "loss.chunk_size=32",
+                             f"loss.kd_weight={1.0 if kd else 0.0}", f"loss.ce_weight={0.0 if kd else 1.0}",
+                             f"output_dir={root / name}"])
+    return str(train(cfg).output_dir)
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory, tokenizer, text_file):
+    root = tmp_path_factory.mktemp("provenance")
+    parent = _sharp_parent(root, tokenizer)
+    return {"parent": str(parent),
+            "distilled": _train(root, "distilled", parent, text_file, seed=1, kd=True, steps=100),
+            "same_data": _train(root, "same_data", parent, text_file, seed=2, kd=False, steps=40),
+            "same_data_ref": _train(root, "same_data_ref", parent, text_file, seed=3, kd=False, steps=40),
+            "data": str(text_file)}
+
+
+def _run(capsys, suspect: str, f: dict, *extra: str) -> tuple[int, dict]:
+    code = main(["provenance", "--suspect", suspect, "--parent", f["parent"], "--reference", f["same_data_ref"],
+                 "--data", f["data"], "--queries", "24", "--seq-len", "32", "--json", *extra])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_distilled_student_is_flagged_open_mode(family, capsys):
+    code, rep = _run(capsys, family["distilled"], family)
+    assert code == 0 and rep["derived"] and rep["mode"] == "open"
+    assert rep["p"] < 1e-5  # 24 queries: the best possible p is 2^-24 = 6e-8
+    assert rep["agreement"]["parent"]["mean"] > 0.5 and rep["gap_ci95"][0] > 0
+
+
+def test_a_model_trained_on_the_same_data_is_not_flagged(family, capsys):
+    code, rep = _run(capsys, family["same_data"], family)
+    assert code == 1 and not rep["derived"] and rep["p"] > 0.01
+
+
+def test_too_few_queries_and_a_missing_parent_are_refused(family, capsys):
+    assert main(["provenance", "--suspect", family["distilled"], "--reference", family["same_data_ref"]]) == 2
+    assert "give the parent once" in capsys.readouterr().err
+    code = main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"], "--reference",
+                 family["same_data_ref"], "--data", family["data"], "--queries", "5", "--seq-len", "32"])
+    assert code == 2 and "use at least 7 queries" in capsys.readouterr().err
