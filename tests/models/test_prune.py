@@ -212,3 +212,18 @@ def test_prune_cli_writes_model_and_importance(tmp_path, tiny_teacher_dir, text_
     assert main(argv) == 2  # an existing output is not replaced without --overwrite
     assert main([*argv, "--overwrite", "--layers", "1"]) == 0
     assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 1
+
+
+@pytest.mark.parametrize("kind", ["mistral", "qwen2", "qwen3"])
+def test_other_llama_style_architectures(kind, calib, tokenizer):
+    """Mistral, Qwen2 (q/k/v biases) and Qwen3 (per-head q/k norms): unpruned = the teacher, pruned runs."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(kind, vocab_size=2048, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, head_dim=8)
+    torch.manual_seed(0)
+    teacher = AutoModelForCausalLM.from_config(config).eval()
+    same = _prune(teacher, calib, tokenizer, layers=2)
+    assert torch.equal(_logits(same.student.eval()), _logits(teacher))
+    small = _prune(teacher, calib, tokenizer, layers=1, hidden_size=16, intermediate_size=24, num_heads=2)
+    assert torch.isfinite(_logits(small.student.eval())).all()
