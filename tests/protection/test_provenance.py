@@ -106,3 +106,19 @@ def test_too_few_queries_and_a_missing_parent_are_refused(family, capsys):
     code = main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"], "--reference",
                  family["same_data_ref"], "--data", family["data"], "--queries", "5", "--seq-len", "32"])
     assert code == 2 and "use at least 7 queries" in capsys.readouterr().err
+
+
+def test_blackbox_mode_compares_answers_word_by_word(monkeypatch):
+    """The black-box path on fixed answers (the endpoints' side is `trace.query_suspect`, tested with the trace
+    command): a suspect that copies the parent's phrasing beats a reference that answers otherwise."""
+    prompts = [f"question {i}" for i in range(12)]
+    said = {"suspect": [f"answer {i} is the parent's own way {i}" for i in range(12)],
+            "parent": [f"answer {i} is the parent's usual way" for i in range(12)],
+            "ref": [f"well, answer {i} could be put otherwise" for i in range(12)]}
+    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, api_key=None: said[c.label])
+    rep = provenance.provenance_blackbox(provenance.Candidate("suspect", "s"), provenance.Candidate("parent", "p"),
+                                         [provenance.Candidate("ref", "r")], prompts, max_tokens=16, words=8)
+    assert rep["mode"] == "blackbox"
+    assert rep["agreement"]["parent"]["mean"] == pytest.approx(6 / 8)  # all but the last two words
+    assert rep["agreement"]["ref"]["mean"] == 0.0
+    assert rep["p"] == pytest.approx(2.0**-12) and rep["derived"]
