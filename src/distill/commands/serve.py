@@ -38,6 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guard-config", default=None,
                    help="YAML config of the distillation-traffic guard (features, thresholds, actions; see "
                         "docs/protect.md)")
+    p.add_argument("--antidistill", metavar="PROXY", default=None,
+                   help="antidistillation sampling (Savani et al. 2025): perturb every answer's sampling along the "
+                        "direction that most raises this proxy student's loss (a small model on the served model's "
+                        "tokenizer); see docs/protect.md")
+    p.add_argument("--antidistill-lambda", type=float, default=1.0,
+                   help="strength of the antidistillation bias (0 = plain sampling; default 1)")
+    p.add_argument("--antidistill-eps", type=float, default=1e-3,
+                   help="finite-difference step in parameter space (default 1e-3)")
     p.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning, error)")
 
 
@@ -63,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if args.watermark_top_k is not None and args.watermark_top_k < 0:
         raise DistillError(f"--watermark-top-k must be 0 (whole vocabulary) or a positive count, not "
                            f"{args.watermark_top_k}", where="distill serve", fix="e.g. --watermark-top-k 64")
+    if args.antidistill and (args.antidistill_lambda < 0 or args.antidistill_eps <= 0):
+        raise DistillError("--antidistill-lambda must be at least 0 and --antidistill-eps positive",
+                           where="distill serve", fix="e.g. --antidistill-lambda 1 --antidistill-eps 1e-3")
     keys = load_api_keys(args.api_key_file) if args.api_key_file else None
     if args.guard_config:  # refuse a bad guard config before the (slow) model load, not after
         from distill.protection.guard import load_config as load_guard_config
@@ -79,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
 
     top_k = SERVE_TOP_K if args.watermark_top_k is None else args.watermark_top_k or None  # 0: whole vocabulary
     protection = load_protection(args.watermark_key, args.guard_config, loaded.tokenizer, top_k)
+    if args.antidistill:
+        from distill.protection.antidistill import load_antidistill
+
+        protection.antidistill = load_antidistill(args.antidistill, loaded.tokenizer, args.antidistill_lambda,
+                                                  args.antidistill_eps)
     app = create_app(engine, name, aliases=aliases, api_keys=keys, limits=limits, **protection.hooks())
     log.info("serving %s as '%s' on http://%s:%d (%s)", loaded.info.path, name, args.host, args.port,
              f"{len(keys)} API key(s)" if keys else "no API key required")

@@ -15,11 +15,13 @@ class Protection:
     watermark_key: Any = None  # a distill.protection.watermark WatermarkKey, or None
     guard: Any = None  # a distill.protection.guard.Guard, or None
     watermark_top_k: int | None = SERVE_TOP_K  # bias only the top-k candidates per step (None: the whole vocabulary)
+    antidistill: Any = None  # a distill.protection.antidistill.AntidistillProcessor for every account, or None
     _processors: dict[str, Any] = field(default_factory=dict)
 
     def processors_for(self, account: str) -> list:
-        """The watermark processor for this account (cached), then whatever the guard adds."""
-        out = []
+        """Antidistillation (when on), the watermark processor for this account (cached), then whatever the guard
+        adds. Antidistillation first: the watermark then biases the perturbed scores, so detection is unchanged."""
+        out = [self.antidistill] if self.antidistill is not None else []
         if self.watermark_key is not None:
             if account not in self._processors:
                 from distill.protection.watermark import WatermarkLogitsProcessor
@@ -33,7 +35,7 @@ class Protection:
         return out
 
     def hooks(self) -> dict[str, Any]:
-        active = self.watermark_key is not None or self.guard is not None
+        active = self.watermark_key is not None or self.guard is not None or self.antidistill is not None
         return {
             "processors_for": self.processors_for if active else None,
             "observer": self.guard.observe if self.guard is not None else None,
