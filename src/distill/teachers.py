@@ -61,14 +61,16 @@ def teacher_kind(cfg: DistillConfig) -> TeacherKind:
         raise DistillError("both teacher.store and a generated data set would give the teacher signal",
                            where=f"teacher.store={cfg.teacher.store}, data.path={cfg.data.path}",
                            fix="train from one of them: drop teacher.store, or point data.path at the store's data")
-    if cross and (cfg.teacher.store or generated or cfg.student.init == "layers"):
+    cut = cfg.student.init in ("layers", "prune")  # a student cut from the teacher's own weights
+    if cross and (cfg.teacher.store or generated or cut):
         raise DistillError("loss.cross_tokenizer works with a live teacher and a fresh or pretrained student; it "
-                           "cannot be combined with teacher.store, generated data or student.init=layers",
+                           f"cannot be combined with teacher.store, generated data or student.init={cfg.student.init}",
                            where="loss.cross_tokenizer", fix="drop loss.cross_tokenizer or the conflicting setting")
     served = cfg.teacher.endpoint
-    if served and (cfg.teacher.store or generated or cross or cfg.student.init == "layers"):
+    if served and (cfg.teacher.store or generated or cross or cut):
         raise DistillError("teacher.endpoint scores with a served teacher; it cannot be combined with teacher.store, "
-                           "generated data, loss.cross_tokenizer or student.init=layers (which needs local weights)",
+                           "generated data, loss.cross_tokenizer or student.init=layers / prune (each needs local "
+                           "weights)",
                            where="teacher.endpoint", fix="drop teacher.endpoint or the conflicting setting")
     t = cfg.teacher
     if served and t.endpoint_tail == "server_prior" and t.tail_k <= t.top_k:

@@ -291,7 +291,7 @@ def workload(cfg: DistillConfig, world: int, device: str, parallel: str | None =
     from distill.models.loading import model_config
 
     kind = cfg.teacher_kind
-    loads_teacher = kind.needs_weights or cfg.student.init == "layers"
+    loads_teacher = kind.needs_weights or cfg.student.init in ("layers", "prune")  # a cut student reads it too
     teacher_config = model_config(cfg.teacher.model, cfg.teacher.trust_remote_code) if loads_teacher else None
     if cfg.student.init == "layers" and teacher_config is None:
         raise DistillError("student.init=layers needs the teacher's weights", where="student.init")
