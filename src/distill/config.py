@@ -112,11 +112,11 @@ class PruneConfig(_Section):
     target_params: float | None = Field(None, gt=0, description="Solve the shape from a size instead: a share of "
                                         "the teacher's parameters when ≤ 1 (0.5 = half), else a count. Depth and "
                                         "MLP width shrink together (layers = round(√s·L), s the share of decoder "
-                                        "parameters left after the embeddings; then the intermediate size nearest "
-                                        "the target); hidden_size and num_heads stay as given (else the teacher's); "
+                                        "parameters left after the embeddings; then the largest intermediate size "
+                                        "within the target); hidden_size and num_heads stay as given (else the teacher's); "
                                         "a given layers or intermediate_size is held.")
-    calibration_sequences: int = Field(64, ge=1, description="Training sequences (the first ones, deterministic) "
-                                       "the teacher runs over to measure importance.")
+    calibration_sequences: int = Field(64, ge=1, description="Training sequences the teacher runs over to measure "
+                                       "importance (evenly spaced over the training set: deterministic).")
 
     @model_validator(mode="after")
     def _has_target(self) -> PruneConfig:

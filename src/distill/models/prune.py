@@ -99,7 +99,7 @@ def pruned_config(teacher_config, dims: Dims):
 
 def _solve(teacher_config, t: Dims, target: int, layers: int | None, inter: int | None, hidden: int,
            heads: int, kv: int) -> tuple[int, int]:
-    """(layers, intermediate_size) whose parameter count is nearest `target`; the count is affine in the
+    """(layers, intermediate_size) with the parameter count at or just under `target`; the count is affine in the
     intermediate size for a given depth, and affine in the depth: P(L, f) = P0 + L·(a + m·f)."""
     def count(n: int, f: int) -> int:
         return _param_count(pruned_config(teacher_config, Dims(n, hidden, f, heads, kv, t.head_dim)))
@@ -134,8 +134,8 @@ def target_dims(settings, teacher_config) -> Dims:
 
     Solving `target_params` (a share of the teacher's parameters when ≤ 1, else a count): hidden size and heads
     stay the teacher's unless given; depth and MLP width shrink together — layers = round(√s · L) where s is the
-    share of the teacher's decoder parameters the target leaves after the embeddings, then the intermediate size
-    that brings the total nearest the target (rounded down to a multiple of 8). A given `layers` or
+    share of the teacher's decoder parameters the target leaves after the embeddings, then the largest intermediate
+    size (a multiple of 8) whose total stays within the target. A given `layers` or
     `intermediate_size` is held and only the other is solved.
     """
     _check_architecture(teacher_config)
@@ -181,7 +181,8 @@ class Importance:
 def _batches(sequences: list[dict], n: int, pad_id: int):
     from distill.data.corpus import collate
 
-    chosen = sequences[:n]
+    step = max(1, len(sequences) / n)
+    chosen = [sequences[int(i * step)] for i in range(min(n, len(sequences)))]  # spread over the whole set
     for i in range(0, len(chosen), CALIBRATION_BATCH):
         b = collate(chosen[i:i + CALIBRATION_BATCH], pad_id)
         yield b["input_ids"], b["attention_mask"]
@@ -189,8 +190,8 @@ def _batches(sequences: list[dict], n: int, pad_id: int):
 
 @torch.no_grad()
 def measure_importance(model: torch.nn.Module, sequences: list[dict], pad_id: int, n: int = 64) -> Importance:
-    """Importance of every layer, head, MLP channel and hidden channel of `model` on the first `n` of
-    `sequences` (corpus examples with `input_ids`); deterministic for given inputs and thread count."""
+    """Importance of every layer, head, MLP channel and hidden channel of `model` on `n` of `sequences` (corpus
+    examples with `input_ids`, evenly spaced over them); deterministic for given inputs and thread count."""
     _check_architecture(model.config)
     if not sequences:
         raise DistillError("no calibration sequences for pruning", where="data.path", fix="add training data")
@@ -393,8 +394,8 @@ def importance_report(res: PruneResult) -> dict:
 
 
 def prune_teacher(teacher: torch.nn.Module, settings, sequences: list[dict], pad_id: int) -> PruneResult:
-    """Measure importance on `sequences` (the first `settings.calibration_sequences`), solve the target and cut
-    the student."""
+    """Measure importance on `settings.calibration_sequences` of `sequences` (evenly spaced), solve the target and
+    cut the student."""
     from distill.models.students import param_count
 
     dims = target_dims(settings, teacher.config)
