@@ -24,7 +24,10 @@ def format_table(state: dict[str, Any]) -> str:
         skel = r.get("top_prefix_skeletons") or []
         if skel and skel[0]["count"] > 1:
             ev += f"; template '{skel[0]['skeleton']}' x{skel[0]['count']}"
-        if r.get("keys_sharing_templates"):
+        if r.get("keys_sharing_frame_total"):
+            ev += (f"; frame shared with {r['keys_sharing_frame_total']} keys "
+                   f"({', '.join(r.get('keys_sharing_frame', [])[:3])}, ...)")
+        elif r.get("keys_sharing_templates"):
             ev += f"; shares templates with {', '.join(r['keys_sharing_templates'][:3])}"
         changes = r.get("changes") or []
         if changes:

@@ -47,6 +47,8 @@ ACCOUNT_FIELDS = {
     "top_prefix_skeletons": (_skeletons, 'a list of {"skeleton", "count"}'),
     "keys_sharing_templates": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
                                "a list of strings"),
+    "keys_sharing_frame": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "keys_sharing_frame_total": (_number, "a number"),
 }
 
 
