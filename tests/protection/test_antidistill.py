@@ -65,3 +65,12 @@ def test_the_server_applies_it_to_every_account_before_the_watermark(proxy, cali
     proc = AntidistillProcessor(proxy, calibration, lam=1.0)
     prot = Protection(antidistill=proc)
     assert prot.processors_for("anyone") == [proc] and prot.hooks()["processors_for"] is not None
+
+
+def test_load_antidistill_reads_the_proxy_and_its_calibration_text(tiny_model_dir, text_file, tokenizer):
+    from distill.protection.antidistill import load_antidistill
+
+    proc = load_antidistill(str(tiny_model_dir), tokenizer, lam=0.5, data=str(text_file), sequences=2, seq_len=32)
+    assert proc.lam == 0.5 and proc.vocab == len(tokenizer)
+    x = torch.tensor([[1, 504, 2873]])
+    assert torch.isfinite(proc.delta(x)).all()
