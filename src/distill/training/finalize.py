@@ -115,6 +115,9 @@ def lora_base(cfg: DistillConfig, teacher: ModelInfo) -> tuple[dict, str | None]
     if s.init == "layers":
         return {"init": "layers", "teacher": teacher.name, "teacher_weights_sha256": teacher.weights_sha256 or None,
                 "layers": s.layers, "every": s.every}, None
+    if s.init == "prune" and s.prune is not None:
+        return {"init": "prune", "teacher": teacher.name, "teacher_weights_sha256": teacher.weights_sha256 or None,
+                "prune": s.prune.model_dump(mode="json")}, None
     return {"init": "fresh", "seed": cfg.train.seed, "hidden_size": s.hidden_size, "num_layers": s.num_layers}, None
 
 
