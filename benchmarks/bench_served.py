@@ -5,11 +5,12 @@ the same fresh ≈11.8 M student (seed 0, same batches, same schedule) from: the
 the served teacher's top-k (k = 20, vLLM's default cap) with the rest as one bucket, spread by the data's token
 frequencies, or spread by the teacher's own average tail asked of the server once (k = 200 on 32 sequences). Every student is then scored by `distill.evaluate` against the full live teacher on the same held-out
 sequences (KL(teacher‖student), top-1, perplexity). Timing runs measure seconds per step with and without prefetch,
-with the server as it is (same 2 cores as the trainer) and behind a local proxy that adds a fixed latency to every
-request (a teacher on another machine), through the public `StepTimer` callback.
+behind a local proxy that replays the teacher's recorded answers after a fixed latency (a teacher on another
+machine: its compute no longer competes with the trainer for the same cores), through the public `StepTimer`
+callback.
 
 Usage:  python benchmarks/bench_served.py [--steps 40] [--seq-len 128] [--lr 1e-3] [--timing-steps 8]
-                                          [--latency-ms 50] [--parts quality,timing]
+                                          [--latency-ms 50 500] [--parts quality,timing]
                                           [--json benchmarks/results/served.json]
 
 The quality figures are deterministic (the same on a loaded machine); the timing ones are not: run `--parts timing`
@@ -60,11 +61,19 @@ def start_server(port: int) -> subprocess.Popen:
 
 
 class LatencyProxy:
-    """A stand-in for a teacher on another machine: a local HTTP proxy that forwards every request to `target`
-    after `seconds` (stdlib server, one thread per connection, so concurrent requests overlap as over a network)."""
+    """A stand-in for a teacher on another machine: a local HTTP proxy that answers every request after `seconds`
+    (stdlib server, one thread per connection, so concurrent requests overlap as over a network).
 
-    def __init__(self, target: str, seconds: float):
+    With `answers` (a dict shared between proxies), an answer already seen for the same request (method, path,
+    body) is replayed instead of forwarded: the teacher's compute then happens *elsewhere* - as it does for a remote
+    teacher - instead of on the trainer's own cores, where the server and the trainer would fight for the same two
+    cores and make any overlap look like a loss. Requests seen for the first time are forwarded to `target` and
+    recorded (`misses` counts them)."""
+
+    def __init__(self, target: str, seconds: float, answers: dict | None = None):
         client = httpx.Client(timeout=600)
+        proxy = self
+        self.misses = 0
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -72,13 +81,22 @@ class LatencyProxy:
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 time.sleep(seconds)
-                resp = client.request(self.command, target + self.path, content=body,
-                                      headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-                self.send_response(resp.status_code)
-                self.send_header("Content-Type", resp.headers.get("content-type", "application/json"))
-                self.send_header("Content-Length", str(len(resp.content)))
+                key = (self.command, self.path, body)
+                if answers is not None and key in answers:
+                    status, ctype, content = answers[key]
+                else:
+                    proxy.misses += 1
+                    resp = client.request(self.command, target + self.path, content=body,
+                                          headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                    status, ctype, content = resp.status_code, resp.headers.get("content-type", "application/json"), \
+                        resp.content
+                    if answers is not None and status == 200:
+                        answers[key] = (status, ctype, content)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(resp.content)
+                self.wfile.write(content)
 
             do_GET = do_POST = _forward
 
@@ -102,7 +120,8 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--eval-sequences", type=int, default=32)
     ap.add_argument("--timing-steps", type=int, default=8)
-    ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--latency-ms", type=float, nargs="+", default=[50.0, 500.0],
+                    help="added latency per request, one timing pair per value (besides 0)")
     ap.add_argument("--parts", default="quality,timing", help="comma-separated: quality, timing")
     ap.add_argument("--runs", default="", help="comma-separated quality runs to do (default all): live, "
                     "served_bucket, served_data_prior, served_server_prior")
@@ -138,20 +157,22 @@ def main() -> None:
                 out["quality"].append(row)
                 print(json.dumps(row), flush=True)
             n = a.timing_steps
-            for latency in (0.0, a.latency_ms / 1000) if "timing" in a.parts else ():
-                proxy = LatencyProxy(f"http://127.0.0.1:{port}", latency) if latency else None
-                via = [f"teacher.endpoint={proxy.url}/v1"] if proxy else []
-                for prefetch in (2, 0):
-                    cfg = load_config(None, common + served + via + [
-                        f"teacher.prefetch={prefetch}", f"train.steps={n + 2}", "train.eval_every=100000",
-                        f"output_dir={tmp}/t{latency}-{prefetch}"])
-                    timer = StepTimer()
-                    train(cfg, callbacks=[timer])
-                    row = {"latency_ms": latency * 1000, "prefetch": prefetch, "s_per_step": timer.seconds(1, n + 1) / n}
-                    out["timing"].append(row)
-                    print(json.dumps(row), flush=True)
-                if proxy is not None:
-                    proxy.close()
+            answers: dict = {}  # the teacher's answers, recorded once from the real server, then replayed
+            runs = [(None, 0)] + [(lat, pf) for lat in (0.0, *[x / 1000 for x in a.latency_ms]) for pf in (2, 0)]
+            for latency, prefetch in runs if "timing" in a.parts else ():
+                proxy = LatencyProxy(f"http://127.0.0.1:{port}", latency or 0.0, answers)
+                cfg = load_config(None, common + served + [
+                    f"teacher.endpoint={proxy.url}/v1", f"teacher.prefetch={prefetch}", f"train.steps={n + 2}",
+                    "train.eval_every=100000", f"output_dir={tmp}/t{latency}-{prefetch}"])
+                timer = StepTimer()
+                train(cfg, callbacks=[timer])
+                proxy.close()
+                if latency is None:  # the recording run (the teacher computing on these cores): not timed
+                    continue
+                row = {"latency_ms": latency * 1000, "prefetch": prefetch, "s_per_step": timer.seconds(1, n + 1) / n,
+                       "forwarded": proxy.misses}
+                out["timing"].append(row)
+                print(json.dumps(row), flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
