@@ -172,6 +172,21 @@ class DataConfig(_Section):
     seed: int = Field(0, description="Seed of the train/held-out split.")
 
 
+class HiddenLossConfig(_Section):
+    weight: float = Field(1.0, gt=0, description="Weight of the intermediate-layer term, per scored token like the "
+                          "KD and CE terms (the term is averaged over the layer pairs).")
+    kind: Literal["cosine", "mse"] = Field("cosine", description="'cosine' = 1 − cos(projected student state, "
+                                           "teacher state), scale-free; 'mse' = mean squared error per channel, in "
+                                           "the teacher's units (large where its residual stream is: lower weight).")
+    layers: Literal["auto"] | Annotated[list[Annotated[list[Annotated[int, Field(ge=0)]],
+                                                       Field(min_length=2, max_length=2)]], Field(min_length=1)] \
+        = Field("auto", description="Which decoder-layer outputs are compared, as [[student, teacher], ...] "
+                "(0-based). 'auto' = every student layer, paired with the teacher layer ending the stretch it "
+                "stands for: for a student cut from the teacher (init=prune or layers, or a directory written by "
+                "`distill prune`) the kept teacher layers decide it, else the layers are spread evenly "
+                "(distill.loss.hidden).")
+
+
 class LossConfig(_Section):
     kind: Literal[LOSSES] = Field("forward_kl", description="Divergence between teacher and student: forward_kl, "  # type: ignore[valid-type]
                                   "reverse_kl, jsd (generalized, with beta), skew_forward_kl / skew_reverse_kl "
@@ -196,6 +211,11 @@ class LossConfig(_Section):
     cross_top_k: int = Field(64, ge=1, description="cross_tokenizer: teacher entries kept per aligned position.")
     warn_ratio: float = Field(100.0, gt=1, description="Warn when one weighted loss term is this many times "
                               "larger than the other (the KD term would silently do nothing).")
+    hidden: HiddenLossConfig | None = Field(
+        None, description="Intermediate-layer loss: pull the outputs of mapped student decoder layers towards the "
+        "teacher's (through a learned linear projection when the widths differ: trained with the student, not "
+        "part of the written model). Needs a live teacher in this process (hidden states are not in a store, an "
+        "API answer or a served teacher's log-probabilities). null = off.")
 
 
 class TrainConfig(_Section):

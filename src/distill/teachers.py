@@ -81,6 +81,15 @@ def teacher_kind(cfg: DistillConfig) -> TeacherKind:
     name = ("served" if served else "cross_tokenizer" if cross else "store" if cfg.teacher.store
             else "api" if generated else "live")
     kind = KINDS[name]
+    if cfg.loss.hidden is not None and name != "live":
+        why = {"served": "the server sends log-probabilities only (vLLM's prompt_logprobs carries no hidden states)",
+               "cross_tokenizer": "the teacher's positions are other tokens than the student's",
+               "store": "a capture store holds the teacher's top-k log-probabilities, not its hidden states",
+               "api": "API answers hold tokens and log-probabilities, not hidden states"}[name]
+        raise DistillError(f"loss.hidden compares intermediate hidden states, which need a live teacher in this "
+                           f"process with the student's tokenizer; this run's teacher is {kind.description}: {why}",
+                           where="loss.hidden", fix="drop loss.hidden, or train from a live teacher (teacher.model "
+                           "without teacher.store, teacher.endpoint, loss.cross_tokenizer or generated data)")
     if cfg.train.on_policy_fraction > 0 and not kind.on_policy:
         raise DistillError(f"on-policy distillation needs a teacher that scores the student's samples (a live or a "
                            f"served one); this run's teacher is {kind.description}", where="train.on_policy_fraction",

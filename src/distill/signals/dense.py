@@ -81,6 +81,7 @@ class DenseSignal(DenseDistribution):
     hidden: Tensor  # [N, d_teacher] final hidden states at the scored positions
     head: Tensor  # [V, d_teacher] teacher output embedding (rows beyond the real vocabulary are dropped)
     softcap: float | None = None  # final-logit soft-capping (Gemma-style), if the teacher uses it
+    layers: tuple[Tensor, ...] = ()  # loss.hidden: [N, d_teacher] outputs of the mapped teacher layers, pair order
 
     def logits(self, rows: slice) -> Tensor:
         out = self.hidden[rows] @ self.head.T

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
+from distill.loss.hidden import capture
 from distill.signals.dense import DenseSignal
 from distill.signals.sparse import SparseSignal
 
@@ -12,11 +15,13 @@ from distill.signals.sparse import SparseSignal
 class LiveTeacher:
     """A teacher model run in inference mode on each batch (white-box distillation)."""
 
-    def __init__(self, model: torch.nn.Module, vocab_size: int):
+    def __init__(self, model: torch.nn.Module, vocab_size: int, layers: Sequence[int] = ()):
+        """`layers`: teacher decoder layers whose outputs the signal also carries (`loss.hidden`), in pair order."""
         from torch.distributed.fsdp import FSDPModule
 
         self.model = model.eval().requires_grad_(False)
         self.vocab_size = vocab_size
+        self.layers = tuple(layers)
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
         # FSDP's gathered blocks cannot be inference tensors: a sharded teacher runs under no_grad instead
         sharded = any(isinstance(m, FSDPModule) for m in model.modules())
@@ -28,10 +33,13 @@ class LiveTeacher:
         return out.last_hidden_state  # [B, T, d]
 
     def signal(self, batch: dict[str, Tensor], positions: Tensor) -> DenseSignal:
-        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+        blocks = self.model.base_model.layers
+        with capture([blocks[i] for i in self.layers], positions) as states:
+            hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
         flat = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
         head = self.model.get_output_embeddings().weight[: self.vocab_size].detach()
-        return DenseSignal(hidden=flat.clone(), head=head.to(flat.dtype), softcap=self.softcap)
+        layers = tuple(s.clone() for s in states)  # out of inference mode: autograd may save them
+        return DenseSignal(hidden=flat.clone(), head=head.to(flat.dtype), softcap=self.softcap, layers=layers)
 
 
 class BatchTopK:

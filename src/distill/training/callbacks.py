@@ -14,7 +14,7 @@ import time
 from distill.training.checkpoint import save_checkpoint, save_sharded_checkpoint
 from distill.training.heldout import heldout_eval
 from distill.training.memory import human, measured_peak, mib
-from distill.training.setup import Run
+from distill.training.setup import Run, checkpointed
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Checkpoint(Callback):
         if run.cfg.train.parallel == "fsdp":  # every rank writes its shards
             save_sharded_checkpoint(run.run_dir, step, run.model, run.optimizer, run.scheduler, run.world, extra)
         elif run.world.main:
-            save_checkpoint(run.run_dir, step, run.student, run.optimizer, run.scheduler, extra)
+            save_checkpoint(run.run_dir, step, checkpointed(run.module), run.optimizer, run.scheduler, extra)
         self.saved = step
 
 

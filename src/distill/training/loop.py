@@ -92,7 +92,7 @@ def train_step(run: Run, step: int) -> dict:
     # Every scored token of the step weighs the same, whether it came from the data or from on-policy samples:
     # the loss is the sum over the step's scored tokens (all processes) divided by their number.
     normalizer = run.world.sum(sum(int(b["loss_mask"].sum()) for b in batches))
-    terms = {"kd_sum": 0.0, "ce_sum": 0.0, "kd_tokens": 0, "tokens": 0}
+    terms = {"kd_sum": 0.0, "ce_sum": 0.0, "kd_tokens": 0, "tokens": 0, "hidden_sum": 0.0}
     for m, batch in enumerate(batches):
         positions = scored_positions(batch)
         with autocast(run.world.device):
@@ -101,7 +101,7 @@ def train_step(run: Run, step: int) -> dict:
             loss, stats = run.model(batch, positions, signal, normalizer / run.world.size)
             loss.backward()
         for k in terms:
-            terms[k] += stats[k]
+            terms[k] += stats.get(k, 0)
     terms = run.world.sum_all(terms)  # the logged row is the whole step's, over every process
     grad_norm = torch.nn.utils.clip_grad_norm_(run.student.parameters(), run.cfg.train.max_grad_norm)
     if hasattr(grad_norm, "full_tensor"):  # FSDP: the norm is a replicated DTensor
@@ -129,12 +129,15 @@ def gradient_sync(run: Run, last: bool):
 
 
 def step_row(step: int, terms: dict, cfg: DistillConfig, lr: float, grad_norm: float) -> dict:
-    """The logged figures of one step: loss, KD per teacher-scored token, CE per token."""
+    """The logged figures of one step: loss, KD per teacher-scored token, CE per token (and loss.hidden's term)."""
     kd = terms["kd_sum"] / max(terms["kd_tokens"], 1)
     ce = terms["ce_sum"] / max(terms["tokens"], 1)
     loss = cfg.loss.kd_weight * terms["kd_sum"] / max(terms["tokens"], 1) + cfg.loss.ce_weight * ce
-    return {"step": step, "loss": loss, "kd": kd, "ce": ce, "lr": lr, "grad_norm": grad_norm,
-            "time": time.time()}
+    row = {"step": step, "loss": loss, "kd": kd, "ce": ce, "lr": lr, "grad_norm": grad_norm, "time": time.time()}
+    if cfg.loss.hidden is not None:  # the intermediate-layer term per token, in the loss with its weight
+        row["hidden"] = terms["hidden_sum"] / max(terms["tokens"], 1)
+        row["loss"] += cfg.loss.hidden.weight * row["hidden"]
+    return row
 
 
 def finish(run: Run, replace: bool) -> TrainResult:

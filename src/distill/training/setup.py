@@ -20,6 +20,8 @@ import torch
 from distill.config import DistillConfig
 from distill.data.corpus import Corpus, load_corpus
 from distill.errors import DistillError
+from distill.fileio import read_json_object
+from distill.loss.hidden import Origin
 from distill.models.loading import (
     LoadedModel,
     ModelInfo,
@@ -33,7 +35,7 @@ from distill.models.students import fresh_llama, layer_subset, param_count
 from distill.signals import TeacherSource
 from distill.training import allocator, distributed, memory, sharding
 from distill.training.checkpoint import latest_checkpoint, load_checkpoint
-from distill.training.module import StudentLoss
+from distill.training.module import StudentLoss, hidden_parts
 from distill.training.sampler import BatchSampler
 from distill.training.sources import SourceInputs, make_source, policy_verdict
 
@@ -83,7 +85,10 @@ def base_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> 
     if s.init == "layers":
         if teacher is None:
             raise DistillError("student.init=layers needs the teacher's weights", where="student.init")
-        return layer_subset(teacher.model, layers=s.layers, every=s.every)
+        student = layer_subset(teacher.model, layers=s.layers, every=s.every)
+        n = len(teacher.model.base_model.layers)
+        student.teacher_origin = Origin(tuple(s.layers or range(0, n, s.every or 1)))  # for loss.hidden: auto
+        return student
     if s.init == "prune":
         if teacher is None:
             raise DistillError("student.init=prune needs the teacher's weights", where="student.init")
@@ -93,8 +98,30 @@ def base_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> 
         res = prune_teacher(teacher.model, s.prune, calibration, tokenizer.pad_token_id)
         log.info("pruned student: %s, %.1f M of the teacher's %.1f M params", res.dims, res.student_params / 1e6,
                  res.teacher_params / 1e6)
+        width_cut = res.dims.hidden_size < teacher.model.config.hidden_size
+        res.student.teacher_origin = Origin(tuple(res.selection.layers),
+                                            tuple(res.selection.hidden.tolist()) if width_cut else None)
         return res.student.train()
-    return load_model(s.model).model.train()
+    loaded = load_model(s.model)
+    origin = pruned_origin(loaded.info)
+    if origin is not None:
+        loaded.model.teacher_origin = origin
+    return loaded.model.train()
+
+
+def pruned_origin(info: ModelInfo) -> Origin | None:
+    """What a student written by `distill prune` kept of its teacher (its importance.json), else None."""
+    path = Path(info.local_dir) / "importance.json" if info.local_dir else None
+    if path is None or not path.is_file():
+        return None
+    report = read_json_object(path, "pruning report (importance.json)", "write it again with `distill prune`")
+    try:
+        hidden = report["hidden"]
+        width_cut = hidden["kept"] < hidden["of"]
+        return Origin(tuple(report["layers"]["kept"]), tuple(hidden["kept_indices"]) if width_cut else None)
+    except (KeyError, TypeError):
+        raise DistillError("importance.json next to the student is not a `distill prune` report", where=str(path),
+                           fix="write it again with `distill prune`, or remove it") from None
 
 
 def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> torch.nn.Module:
@@ -110,6 +137,11 @@ def student_tokenizer(cfg: DistillConfig, teacher_tok):
     if cfg.student.tokenizer:
         return load_tokenizer(cfg.student.tokenizer)
     return teacher_tok
+
+
+def checkpointed(module: StudentLoss) -> torch.nn.Module:
+    """What a local checkpoint holds: the student, or the whole module when loss.hidden adds projections to it."""
+    return module if module.projections is not None and len(module.projections.maps) else module.student
 
 
 def lr_lambda(cfg: DistillConfig):
@@ -170,7 +202,12 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     student.to(None if fsdp else world.device).train()
     if t.activation_checkpointing:
         student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    module = StudentLoss(student, vocab, cfg.loss)
+    pairs, projections = hidden_parts(cfg.loss.hidden, student, teacher.model) if cfg.loss.hidden else ([], None)
+    if projections is not None:
+        projections.to(None if fsdp else world.device)
+        log.info("loss.hidden: %s (student, teacher) layer pairs %s, %s", cfg.loss.hidden.kind, pairs,
+                 f"{len(projections.maps)} projections" if len(projections.maps) else "no projection (same width)")
+    module = StudentLoss(student, vocab, cfg.loss, pairs, projections)
     if fsdp:
         sharding.ensure_process_group()
         if teacher is not None and kind.needs_weights:
@@ -178,12 +215,13 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         model = sharding.shard_student(module, student, world.device)
     else:
         model = torch.nn.parallel.DistributedDataParallel(module) if world.size > 1 else module
-    optimizer = torch.optim.AdamW(trainable_parameters(student), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.95))
+    trained = [*trainable_parameters(student), *(module.projections.parameters() if module.projections else [])]
+    optimizer = torch.optim.AdamW(trained, lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
 
     start_step, history = 0, []
     if resume and (ckpt := latest_checkpoint(run_dir)):
-        state = load_checkpoint(ckpt, student, optimizer, scheduler, rank=world.rank,
+        state = load_checkpoint(ckpt, checkpointed(module), optimizer, scheduler, rank=world.rank,
                                 sharded_root=model if t.parallel == "fsdp" else None)
         start_step, history = state["step"], state["extra"].get("history", [])
         log.info("resumed from %s (step %d)", ckpt, start_step)
@@ -192,7 +230,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     world.barrier()
     sampler = BatchSampler.for_config(cfg, len(corpus.train))
     inputs = SourceInputs(cfg, teacher if kind.needs_weights else None, info, tokenizer, corpus, world, sampler,
-                          start_step)
+                          start_step, tuple(t_layer for _, t_layer in pairs))
     source = make_source(cfg, inputs, "train")
     eval_source = make_source(cfg, inputs, "heldout")
     run = Run(cfg, world, out_dir, run_dir, info, verdict, tokenizer, corpus, student, module, model, optimizer,

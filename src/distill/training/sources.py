@@ -24,6 +24,7 @@ class SourceInputs:
     world: Any  # distill.training.distributed.World (rank, size, device)
     sampler: Any = None  # distill.training.sampler.BatchSampler: the coming rows, for sources that prefetch
     start_step: int = 0  # the step training starts (or resumes) at
+    hidden_layers: tuple[int, ...] = ()  # loss.hidden: the teacher layers whose outputs the training signal carries
 
     @property
     def device(self):
@@ -31,7 +32,7 @@ class SourceInputs:
 
 
 def _live(x: SourceInputs, split: str) -> TeacherSource:
-    return LiveTeacher(x.teacher.model, len(x.tokenizer))
+    return LiveTeacher(x.teacher.model, len(x.tokenizer), x.hidden_layers if split == "train" else ())
 
 
 def _store(x: SourceInputs, split: str) -> TeacherSource:
@@ -69,9 +70,9 @@ BUILDERS: dict[str, Callable[[SourceInputs, str], TeacherSource]] = {
 
 
 def make_source(cfg: DistillConfig, inputs: SourceInputs, split: str) -> TeacherSource:
-    """The teacher source for `split`. With no KD term the training steps need none (the data is the signal);
-    the held-out figures still use the teacher."""
-    if split == "train" and cfg.loss.kd_weight == 0:
+    """The teacher source for `split`. With no KD term (and no loss.hidden) the training steps need none (the
+    data is the signal); the held-out figures still use the teacher."""
+    if split == "train" and cfg.loss.kd_weight == 0 and cfg.loss.hidden is None:
         return NoTeacher()
     return BUILDERS[cfg.teacher_kind.name](inputs, split)
 
