@@ -115,10 +115,102 @@ def test_blackbox_mode_compares_answers_word_by_word(monkeypatch):
     said = {"suspect": [f"answer {i} is the parent's own way {i}" for i in range(12)],
             "parent": [f"answer {i} is the parent's usual way" for i in range(12)],
             "ref": [f"well, answer {i} could be put otherwise" for i in range(12)]}
-    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, api_key=None: said[c.label])
+    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
     rep = provenance.provenance_blackbox(provenance.Candidate("suspect", "s"), provenance.Candidate("parent", "p"),
                                          [provenance.Candidate("ref", "r")], prompts, max_tokens=16, words=8)
     assert rep["mode"] == "blackbox"
     assert rep["agreement"]["parent"]["mean"] == pytest.approx(6 / 8)  # all but the last two words
     assert rep["agreement"]["ref"]["mean"] == 0.0
     assert rep["p"] == pytest.approx(2.0**-12) and rep["derived"]
+
+
+class _FakeChat:
+    """An OpenAI-style chat endpoint on 127.0.0.1 with canned answers: `answer(prompt)`; `mode` 'ok', '429' (every
+    request rate-limited, with retry-after-ms) or 'half' (prompts whose number is odd get HTTP 503)."""
+
+    def __init__(self, answer):
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        self.mode, self.requests = "ok", 0
+
+        async def chat(request):
+            self.requests += 1
+            body = await request.json()
+            prompt = body["messages"][-1]["content"]
+            if self.mode == "429":
+                return JSONResponse({"error": "slow down"}, status_code=429, headers={"retry-after-ms": "1"})
+            if self.mode == "half" and int(prompt.split()[-1]) % 2:
+                return JSONResponse({"error": "overloaded"}, status_code=503)
+            text = answer(prompt)
+            return JSONResponse({"id": "x", "model": body["model"],
+                                 "usage": {"prompt_tokens": 5, "completion_tokens": len(text.split())},
+                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                              "finish_reason": "stop"}]})
+
+        self.app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.fixture()
+def fake_endpoint():
+    from distill.serve.background import BackgroundServer
+
+    fake = _FakeChat(lambda p: f"the answer to {p} is plain")
+    with BackgroundServer(fake.app) as srv:
+        fake.url = f"{srv.url}/v1"
+        yield fake
+
+
+def test_endpoints_are_queried_through_the_generate_client_and_resume(fake_endpoint, tmp_path):
+    """Answers go through `distill generate`'s store: a run cut short by failures stops with no p-value, names
+    how many are missing, and the next run asks only for the missing ones."""
+    prompts = [f"question {i}" for i in range(10)]
+    c = provenance.Candidate("suspect", endpoint=fake_endpoint.url, model="their-model")
+    opts = provenance.QueryOptions(out_dir=str(tmp_path / "q"), max_tries=2, backoff=0.0, price_in=1.0,
+                                   price_out=2.0)
+    fake_endpoint.mode = "half"
+    with pytest.raises(DistillError) as e:
+        provenance.endpoint_answers(c, prompts, 16, opts)
+    assert "left 5 of 10 prompts unanswered after 2 tries" in e.value.what and "server error" in e.value.what
+    assert "run the same command again" in e.value.fix and fake_endpoint.requests == 5 + 5 * 2
+    fake_endpoint.mode = "ok"
+    texts, spent = provenance.endpoint_answers(c, prompts, 16, opts)
+    assert texts == [f"the answer to {p} is plain" for p in prompts]
+    assert (spent["skipped"], spent["succeeded"], spent["requests"]) == (5, 5, 5)  # only the missing five
+    assert spent["tokens_out"] == 5 * 7 and spent["cost_usd"] == pytest.approx((5 * 5 * 1.0 + 35 * 2.0) / 1e6)
+    assert spent["total"]["rows"] == 10
+
+
+def test_a_rate_limited_or_dead_suspect_endpoint_is_a_clear_error(fake_endpoint, tmp_path, family, capsys):
+    fake_endpoint.mode = "429"
+    base = ["provenance", "--suspect-endpoint", fake_endpoint.url, "their-model", "--parent", family["parent"],
+            "--reference", family["same_data_ref"], "--mode", "blackbox", "--max-tries", "2", "--backoff", "0",
+            "--queries", "8", "--queries-dir", str(tmp_path / "q")]
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "left 8 of 8 prompts unanswered" in err and "rate limited (429)" in err and "Traceback" not in err
+    import socket
+
+    with socket.socket() as s:  # bound, not listening: every connection is refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+        assert main([*base[:2], dead, *base[3:]]) == 2
+    err = capsys.readouterr().err
+    assert "querying suspect failed: nothing is listening" in err and "Traceback" not in err
+
+
+def test_incomparable_answers_and_too_few_prompts_are_refused(monkeypatch):
+    said = {"suspect": ["un deux trois"] * 10, "parent": ["one two three"] * 10, "ref": ["four five six"] * 10,
+            "mute": [""] * 10}
+    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
+    cand = provenance.Candidate
+    with pytest.raises(DistillError, match="cannot be compared"):
+        provenance.provenance_blackbox(cand("suspect", "s"), cand("parent", "p"), [cand("ref", "r")],
+                                       [f"q{i}" for i in range(10)], words=3)
+    with pytest.raises(DistillError, match="mute answered no prompt"):
+        provenance.provenance_blackbox(cand("suspect", "s"), cand("mute", "p"), [cand("ref", "r")],
+                                       [f"q{i}" for i in range(10)], words=3)
+    with pytest.raises(DistillError, match="use at least 7 queries"):
+        provenance.provenance_blackbox(cand("suspect", "s"), cand("parent", "p"), [cand("ref", "r")],
+                                       ["q1", "q2", "q3"], words=3)

@@ -35,6 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--words", type=int, default=24, help="black-box mode: words of each answer compared")
     p.add_argument("--alpha", type=float, default=0.01, help="significance level of the verdict (default 0.01)")
     p.add_argument("--api-key-env", help="environment variable holding the endpoints' API key (never printed)")
+    q = p.add_argument_group("endpoint queries (black-box mode: `distill generate`'s client)")
+    q.add_argument("--queries-dir", default="runs/provenance-queries", help="where each endpoint's answers are "
+                   "stored, one resumable folder per endpoint model: re-running the same test resumes there")
+    q.add_argument("--concurrency", type=int, default=4, help="requests in flight per endpoint (default 4)")
+    q.add_argument("--rpm", type=float, default=None, help="requests per minute at most (default: unlimited)")
+    q.add_argument("--tpm", type=float, default=None, help="tokens per minute at most (default: unlimited)")
+    q.add_argument("--max-tries", type=int, default=6, help="tries per prompt before the test stops (default 6)")
+    q.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    q.add_argument("--backoff", type=float, default=1.0, help="first backoff step in seconds (default 1)")
+    q.add_argument("--price-in", type=float, default=0.0, help="USD per million prompt tokens, for the cost")
+    q.add_argument("--price-out", type=float, default=0.0, help="USD per million completion tokens, for the cost")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -76,8 +87,17 @@ def run(args: argparse.Namespace) -> int:
 
         prompts = read_prompts(args.prompts)[: args.queries]
         key = os.environ.get(args.api_key_env) if args.api_key_env else None
+        if args.concurrency < 1 or args.max_tries < 1 or args.timeout <= 0 or args.backoff < 0 or any(
+                v is not None and v <= 0 for v in (args.rpm, args.tpm)) or min(args.price_in, args.price_out) < 0:
+            raise DistillError("--concurrency and --max-tries must be at least 1, --timeout, --rpm and --tpm "
+                               "positive, --backoff and the prices not negative", where="distill provenance",
+                               fix="fix the option values")
+        opts = provenance.QueryOptions(out_dir=args.queries_dir, concurrency=args.concurrency, rpm=args.rpm,
+                                       tpm=args.tpm, max_tries=args.max_tries, timeout=args.timeout,
+                                       backoff=args.backoff, price_in=args.price_in, price_out=args.price_out,
+                                       api_key=key)
         report = provenance.provenance_blackbox(suspect, parent, refs, prompts, args.max_tokens, args.words,
-                                                args.alpha, api_key=key)
+                                                args.alpha, opts=opts)
     report["suspect"], report["parent"] = suspect.label, parent.label
     if args.json:
         print(json.dumps(report, indent=1))
@@ -89,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
         for name, r in report["references"].items():
             print(f"  parent vs {name}: parent closer on {r['parent_wins']} of {r['decided']} decided queries, "
                   f"p = {r['p']:.3g}")
+        for name, q in report.get("queried", {}).items():
+            print(f"  queried {name}: {q['succeeded']} new answers, {q['skipped']} resumed from {q['folder']}; "
+                  f"{q['requests']} requests ({q['retries']} retries, {q['rate_limited']} rate-limited); tokens in "
+                  f"{q['tokens_in']}, out {q['tokens_out']}; ${q['cost_usd']:.4f} this run")
         lo, hi = report["gap_ci95"]
         print(f"gap to the closest reference ({report['closest_reference']}): 95% CI [{lo:.3f}, {hi:.3f}]")
         verdict = "DERIVED" if report["derived"] else "not shown to be derived"

@@ -80,8 +80,9 @@ class AntidistillProcessor:
     @torch.inference_mode()
     def delta(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Δ(v) for the next token after each row of `input_ids` ([batch, seq] → [batch, proxy vocab])."""
-        up = torch.log_softmax(self.plus(input_ids=input_ids).logits[:, -1].float(), -1)
-        down = torch.log_softmax(self.minus(input_ids=input_ids).logits[:, -1].float(), -1)
+        # only the last position's logits are needed (the head is most of a small proxy's compute)
+        up = torch.log_softmax(self.plus(input_ids=input_ids, logits_to_keep=1).logits[:, -1].float(), -1)
+        down = torch.log_softmax(self.minus(input_ids=input_ids, logits_to_keep=1).logits[:, -1].float(), -1)
         return (up - down) / (2 * self.eps)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,10 @@ every model gets the same queries and, per query, we measure how often the suspe
 * **black-box** (any model behind an OpenAI-compatible endpoint, or tokenizers that differ): each query is a prompt
   answered greedily (temperature 0) by every model; agreement = the share of the first `words` whitespace-separated
   words of the suspect's answer that equal the other model's at the same position (missing words count as
-  disagreement). Words, not tokens, so models with different tokenizers compare on the same footing.
+  disagreement). Words, not tokens, so models with different tokenizers compare on the same footing. Endpoints are
+  queried through `distill generate`'s client (`distill.generate.client`: rate limits, retries with backoff, a
+  resumable store per endpoint, cost accounting); a prompt still unanswered after its tries stops the test (no
+  p-value from a partial run) and re-running resumes from the stored answers.
 
 The test. For each reference r, H0_r: "the suspect agrees with the parent no more than with r". The unit is the query
 (dependence inside a text does not inflate the evidence): d_i = agreement_i(parent) − agreement_i(r), and the exact
@@ -27,9 +30,12 @@ corpus then agrees with those references as much as with the parent, and is not 
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +59,22 @@ class Candidate:
         return self.endpoint is None
 
 
+@dataclass(frozen=True)
+class QueryOptions:
+    """How endpoints are queried in black-box mode (`distill generate`'s client and store)."""
+
+    out_dir: str = "runs/provenance-queries"  # one resumable answer folder per endpoint model under it
+    concurrency: int = 4  # requests in flight at most, per endpoint
+    rpm: float | None = None  # requests per minute at most (None: unlimited)
+    tpm: float | None = None  # tokens per minute at most, prompt + completion (None: unlimited)
+    max_tries: int = 6  # tries per prompt (429, 5xx, timeouts, dropped connections back off and retry)
+    timeout: float = 120.0  # seconds per request, whole answer
+    backoff: float = 1.0  # first backoff step in seconds, doubled per retry with full jitter
+    price_in: float = 0.0  # USD per million prompt tokens, for the cost in the report
+    price_out: float = 0.0  # USD per million completion tokens
+    api_key: str | None = field(default=None, repr=False)  # never logged, never stored
+
+
 def sign_test(diffs: Sequence[float]) -> tuple[float, int, int]:
     """Exact one-sided sign test that the differences are positive: (p, positives, non-zero)."""
     pos = sum(1 for d in diffs if d > 0)
@@ -73,6 +95,14 @@ def bootstrap_ci(diffs: Sequence[float], seed: int = 0, resamples: int = 10_000)
 def min_queries(alpha: float) -> int:
     """Queries needed before the sign test can reach p ≤ alpha at all (every difference positive: p = 2^-n)."""
     return math.ceil(math.log2(1 / alpha))
+
+
+def check_queries(n: int, alpha: float, where: str = "--queries") -> None:
+    """Refuse a test that could never reach p < alpha with n queries (saying how many it needs)."""
+    if n < min_queries(alpha):
+        raise DistillError(f"{n} queries cannot reach p < {alpha:g} (the best possible p is 2^-{n})", where=where,
+                           fix=f"use at least {min_queries(alpha)} queries (more for real power: see "
+                               "docs/provenance_test.md for how many a distilled suspect needed)")
 
 
 def word_agreement(suspect: str, other: str, words: int) -> float:
@@ -108,12 +138,57 @@ def greedy_answers(spec: str, prompts: Sequence[str], max_tokens: int) -> list[s
     return out
 
 
-def answers(c: Candidate, prompts: Sequence[str], max_tokens: int, api_key: str | None = None) -> list[str]:
-    if c.local:
-        return greedy_answers(c.spec or "default", prompts, max_tokens)
-    from distill.protection.trace import query_suspect
+def query_folder(root: str | Path, c: Candidate) -> Path:
+    """The answer store of one endpoint model under `root` (its name, plus a hash of URL and name)."""
+    digest = hashlib.sha256(f"{c.endpoint}\n{c.model}".encode()).hexdigest()[:10]
+    return Path(root) / f"{re.sub(r'[^A-Za-z0-9._-]+', '-', c.model or 'model')[:40]}-{digest}"
 
-    return query_suspect(c.endpoint or "", c.model or "", prompts, api_key=api_key, max_tokens=max_tokens)
+
+def endpoint_answers(c: Candidate, prompts: Sequence[str], max_tokens: int,
+                     opts: QueryOptions) -> tuple[list[str], dict[str, Any]]:
+    """An endpoint's greedy answers through `distill generate`'s client, and what they cost. Any prompt left
+    unanswered after its tries raises DistillError (the stored answers are kept: the next run resumes)."""
+    from distill.data.formats import RESULTS
+    from distill.fileio import read_appended_jsonl
+    from distill.generate.client import GenerateConfig, run_generation
+    from distill.generate.store import row_key
+    from distill.tokens.openai import chat_url
+
+    url = chat_url(c.endpoint or "", where=f"{c.label}'s endpoint")
+    msgs = [[{"role": "user", "content": p}] for p in prompts]
+    folder = query_folder(opts.out_dir, c)
+    cfg = GenerateConfig(endpoint=c.endpoint or "", model=c.model or "", out_dir=folder, prompts=msgs,
+                         concurrency=opts.concurrency, rpm=opts.rpm, tpm=opts.tpm, max_tokens=max_tokens,
+                         temperature=0.0, top_p=1.0, api_key=opts.api_key, price_in=opts.price_in,
+                         price_out=opts.price_out, max_tries=opts.max_tries, timeout=opts.timeout,
+                         backoff_base=opts.backoff, progress=False)
+    try:
+        acct = run_generation(cfg)
+    except DistillError as e:
+        raise DistillError(f"querying {c.label} failed: {e.what}", where=e.where, fix=e.fix, code=e.code) from e
+    stored = {r.get("key"): r for r in read_appended_jsonl(folder / RESULTS)}
+    rows = [stored.get(row_key(m, cfg.params(), cfg.model)) for m in msgs]
+    missing = sum(r is None for r in rows)
+    if missing:
+        why = "; ".join(f"{k} (x{v})" for k, v in acct.failure_reasons.items()) or "no answer"
+        raise DistillError(f"{c.label} left {missing} of {len(msgs)} prompts unanswered after {opts.max_tries} tries "
+                           f"each ({why}); no p-value is computed from a partial set of answers", where=url,
+                           fix=f"run the same command again: the {len(msgs) - missing} answers stored in {folder} are "
+                               "kept and only the rest are asked again; if the endpoint rate-limits, lower --rpm or "
+                               "--concurrency, or raise --max-tries")
+    texts = [str((r["choices"][0] if r.get("choices") else {}).get("text") or "") for r in rows if r is not None]
+    cost = {k: v for k, v in acct.to_dict().items() if k in ("prompts", "skipped", "succeeded", "requests",
+                                                             "retries", "rate_limited", "tokens_in", "tokens_out",
+                                                             "cost_usd", "wall_s")}
+    return texts, {"folder": str(folder), **cost, "total": acct.store}
+
+
+def answers(c: Candidate, prompts: Sequence[str], max_tokens: int,
+            opts: QueryOptions | None = None) -> tuple[list[str], dict[str, Any] | None]:
+    """Greedy answers of a local model or an endpoint; the endpoint's accounting (None for a local model)."""
+    if c.local:
+        return greedy_answers(c.spec or "default", prompts, max_tokens), None
+    return endpoint_answers(c, prompts, max_tokens, opts or QueryOptions())
 
 
 def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01) -> dict[str, Any]:
@@ -123,9 +198,7 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01) -
     if not refs:
         raise DistillError("the provenance test needs at least one reference model besides the parent",
                            where="--reference", fix="add unrelated models of the same domain and size with --reference")
-    if n < min_queries(alpha):
-        raise DistillError(f"{n} queries cannot reach p < {alpha:g} (the best possible p is 2^-{n})",
-                           where="--queries", fix=f"use at least {min_queries(alpha)} queries (more for real power)")
+    check_queries(n, alpha)
     per_ref = {}
     for r in refs:
         d = [a - b for a, b in zip(agreement[parent], agreement[r], strict=True)]
@@ -141,19 +214,27 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01) -
             "references": per_ref}
 
 
-def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[Candidate], data: str,
-                    queries: int = 64, seq_len: int = 64, alpha: float = 0.01) -> dict[str, Any]:
-    """Open mode: every model local with the suspect's tokenizer, fed the same passages of `data`."""
+def open_passages(tokenizer, data: str, queries: int, seq_len: int) -> list[list[int]]:
+    """The open mode's queries: the first `queries` held-out passages of `seq_len` tokens of `data` (a fixed split)."""
     from distill.config import DataConfig
     from distill.data.corpus import load_corpus
-    from distill.models.loading import load_model, tokenizer_fingerprint
 
-    s = load_model(suspect.spec)
-    corpus = load_corpus(DataConfig(path=data, seq_len=seq_len, heldout_fraction=0.2, seed=0), s.tokenizer)
+    corpus = load_corpus(DataConfig(path=data, seq_len=seq_len, heldout_fraction=0.2, seed=0), tokenizer)
     passages = [ex["input_ids"].tolist() for ex in corpus.heldout[:queries]]
     if len(passages) < queries:
         raise DistillError(f"the data has only {len(passages)} held-out passages of {seq_len} tokens, {queries} asked",
                            where=f"--data {data}", fix="give more text, or fewer --queries / a smaller --seq-len")
+    return passages
+
+
+def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[Candidate], data: str,
+                    queries: int = 64, seq_len: int = 64, alpha: float = 0.01) -> dict[str, Any]:
+    """Open mode: every model local with the suspect's tokenizer, fed the same passages of `data`."""
+    from distill.models.loading import load_model, tokenizer_fingerprint
+
+    check_queries(queries, alpha)
+    s = load_model(suspect.spec)
+    passages = open_passages(s.tokenizer, data, queries, seq_len)
     mine = top1_predictions(s.model, passages)
     want = tokenizer_fingerprint(s.tokenizer)
     agreement = {}
@@ -172,16 +253,28 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
 
 def provenance_blackbox(suspect: Candidate, parent: Candidate, references: Sequence[Candidate],
                         prompts: Sequence[str], max_tokens: int = 48, words: int = 24, alpha: float = 0.01,
-                        api_key: str | None = None) -> dict[str, Any]:
+                        opts: QueryOptions | None = None) -> dict[str, Any]:
     """Black-box mode: greedy answers to the same prompts, compared word by word with the suspect's."""
-    mine = answers(suspect, prompts, max_tokens, api_key)
+    check_queries(len(prompts), alpha, "--prompts / --queries")
+    mine, spent = answers(suspect, prompts, max_tokens, opts)
+    costs = {suspect.label: spent}
     if not any(a.split() for a in mine):
         raise DistillError("the suspect answered no prompt with any words, so there is nothing to compare",
                            where=suspect.label, fix="check the suspect endpoint or model, or raise --max-tokens")
-    agreement = {c.label: [word_agreement(a, b, words) for a, b in zip(mine, answers(c, prompts, max_tokens, api_key),
-                                                                       strict=True)]
-                 for c in (parent, *references)}
+    agreement = {}
+    for c in (parent, *references):
+        theirs, costs[c.label] = answers(c, prompts, max_tokens, opts)
+        if not any(a.split() for a in theirs):
+            raise DistillError(f"{c.label} answered no prompt with any words, so it cannot be compared",
+                               where=c.label, fix="check that model or endpoint, or raise --max-tokens")
+        agreement[c.label] = [word_agreement(a, b, words) for a, b in zip(mine, theirs, strict=True)]
+    if not any(any(v) for v in agreement.values()):
+        raise DistillError(f"the suspect's answers share no word at the same position with any other model's in the "
+                           f"first {words} words of {len(prompts)} prompts: the models cannot be compared (another "
+                           "language or domain?)", where="--prompts",
+                           fix="use prompts of the suspect's domain and language, or more --words / --max-tokens")
     report = judge(agreement, parent.label, alpha)
     report.update(mode="blackbox", unit="a prompt answered greedily",
-                  measure=f"share of the suspect's first {words} words equal to the other answer's at that position")
+                  measure=f"share of the suspect's first {words} words equal to the other answer's at that position",
+                  queried={k: v for k, v in costs.items() if v is not None})
     return report

@@ -1,0 +1,171 @@
+"""Antidistillation sampling: the teacher's own answer quality against how much a student distilled from them learns.
+
+The teacher (SmolLM2-135M-Instruct) is served in process by the `distill serve` app with the server's processors
+(`Protection(antidistill=AntidistillProcessor(...))`, what `distill serve --antidistill PROXY --antidistill-lambda L`
+builds) and asked chatterbot prompts through `distill generate`'s client, once per sampling setting:
+
+* plain temperature sampling at several temperatures (the baseline: a higher temperature also makes the answers
+  worse to learn from, and worse for users);
+* antidistillation at the lowest temperature with several lambdas.
+
+The proxy student is a small student of the teacher (default: the black-box student of bench_provenance.py); its
+loss gradient g is taken on the teacher's greedy answers to calibration prompts. For each setting:
+
+* teacher quality: the mean negative log-likelihood per token of the served answers under the exact teacher (T = 1,
+  no bias): how far the answers are from what the teacher itself would say;
+* the distilled student: `distill train examples/blackbox.yaml` starting from the proxy (student.init=pretrained),
+  CE on the answers, the same steps and seed for every setting; then its KL(teacher || student) and NLL on the
+  teacher's greedy answers to held-out prompts (answer tokens only), against the proxy before training.
+
+    .venv/bin/python benchmarks/bench_antidistill.py --work /tmp/antidistill
+
+Writes benchmarks/results/antidistill.json and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DISTILL = [sys.executable, "-m", "distill.cli"]
+
+
+class Switch:
+    """The server's processors_for hook, switched between settings."""
+
+    def __init__(self) -> None:
+        self.procs: list = []
+
+    def __call__(self, account: str) -> list:
+        return self.procs
+
+
+def collect(url: str, folder: Path, prompts: list[list[dict]], temperature: float, max_tokens: int) -> None:
+    from distill.generate.client import GenerateConfig, run_generation
+
+    acct = run_generation(GenerateConfig(endpoint=url, model="default", out_dir=folder, prompts=prompts,
+                                         concurrency=16, max_tokens=max_tokens, temperature=temperature, seed=7,
+                                         timeout=1200, progress=False))
+    if acct.failed:
+        sys.exit(f"{acct.failed} prompts failed in {folder}")
+
+
+@torch.inference_mode()
+def scores(teacher, student, examples: list[dict]) -> dict[str, float]:
+    """Answer tokens only: the teacher's NLL, and (with a student) its NLL and KL(teacher || student)."""
+    n = t_nll = s_nll = kl = 0.0
+    for ex in examples:
+        ids = torch.tensor([ex["input_ids"]])
+        mask = torch.tensor(ex["loss_mask"][:-1])
+        tgt = ids[0, 1:][mask]
+        lt = torch.log_softmax(teacher(input_ids=ids).logits[0, :-1][mask].float(), -1)
+        t_nll += float(-lt.gather(1, tgt[:, None]).sum())
+        if student is not None:
+            ls = torch.log_softmax(student(input_ids=ids).logits[0, :-1][mask].float(), -1)
+            s_nll += float(-ls.gather(1, tgt[:, None]).sum())
+            kl += float((lt.exp() * (lt - ls)).sum())
+        n += len(tgt)
+    out = {"tokens": int(n), "teacher_nll": t_nll / n}
+    if student is not None:
+        out |= {"student_nll": s_nll / n, "kl_teacher_student": kl / n}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default="/tmp/antidistill")
+    ap.add_argument("--proxy", default="/tmp/provbench/models/bb_student")
+    ap.add_argument("--prompts", type=int, default=96, help="prompts answered per setting (the student's data)")
+    ap.add_argument("--eval-prompts", type=int, default=48)
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--temperatures", default="0.7,1.0,1.3")
+    ap.add_argument("--lambdas", default="0.3,1,3", help="antidistillation strengths, at the lowest temperature")
+    ap.add_argument("--eps", type=float, default=1e-3)
+    ap.add_argument("--steps", type=int, default=30, help="student training steps (batch 8)")
+    ap.add_argument("--lr", type=float, default=5e-4)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    from distill.data.generated import load_generated
+    from distill.generate.prompts import chatterbot_prompts
+    from distill.models.loading import load_model
+    from distill.protection.antidistill import AntidistillProcessor
+    from distill.serve.app import create_app
+    from distill.serve.background import BackgroundServer
+    from distill.serve.engine import Engine
+    from distill.serve.protection import Protection
+
+    chat = chatterbot_prompts()
+    train_p = chat[-args.prompts:]  # the other end from bench_provenance's prompts
+    eval_p = chat[-args.prompts - args.eval_prompts:-args.prompts]
+    calib_p = chat[-args.prompts - args.eval_prompts - 8:-args.prompts - args.eval_prompts]
+    teacher = load_model("default")
+    tmodel, tok = teacher.model.float().eval(), teacher.tokenizer
+    proxy = load_model(args.proxy).model.float().eval()
+    temps = [float(t) for t in args.temperatures.split(",")]
+    settings = [(f"plain T={t:g}", t, 0.0) for t in temps]
+    settings += [(f"antidistill T={min(temps):g} lambda={lam:g}", min(temps), float(lam))
+                 for lam in args.lambdas.split(",")]
+    switch = Switch()
+    engine = Engine(tmodel, tok, max_batch=16)
+    results: dict = {"args": vars(args), "settings": {}}
+    t0 = time.perf_counter()
+    with BackgroundServer(create_app(engine, "default", processors_for=switch)) as srv:
+        url = srv.url + "/v1"
+        collect(url, work / "eval", eval_p, 0.0, args.max_tokens)
+        collect(url, work / "calib", calib_p, 0.0, args.max_tokens)
+        calibration = [ex["input_ids"] for ex in load_generated(work / "calib", tok)]
+        for name, t, lam in settings:
+            folder = work / "sets" / name.replace(" ", "_")
+            if lam:
+                switch.procs = Protection(antidistill=AntidistillProcessor(proxy, calibration, lam, args.eps)
+                                          ).processors_for("anyone")
+            else:
+                switch.procs = []
+            t1 = time.perf_counter()
+            collect(url, folder, train_p, t, args.max_tokens)
+            print(f"# {name}: answers in {time.perf_counter() - t1:.0f}s", flush=True)
+    engine.close()
+    results["generation_s"] = round(time.perf_counter() - t0)
+    evalset = load_generated(work / "eval", tok)
+    results["proxy_before"] = scores(tmodel, proxy, evalset)
+    print(json.dumps({"proxy_before": results["proxy_before"]}), flush=True)
+    for name, t, lam in settings:
+        folder = work / "sets" / name.replace(" ", "_")
+        student = work / "students" / name.replace(" ", "_")
+        if not (student / "model.safetensors").exists():
+            argv = ["train", "examples/blackbox.yaml", "--overwrite"]
+            for kv in [f"data.path={folder}", "student.init=pretrained", f"student.model={args.proxy}",
+                       f"train.steps={args.steps}", f"train.lr={args.lr}", "train.warmup_steps=3",
+                       "train.eval_every=100000", "train.eval_sequences=2", "train.checkpoint_every=100000",
+                       "train.progress=false", "data.heldout_fraction=0.05", f"output_dir={student}"]:
+                argv += ["--set", kv]
+            res = subprocess.run(DISTILL + argv, cwd=ROOT, text=True, capture_output=True)
+            if res.returncode:
+                sys.exit(f"distill train failed:\n{res.stderr[-3000:]}")
+        own = scores(tmodel, None, load_generated(folder, tok))
+        got = scores(tmodel, load_model(str(student)).model.float().eval(), evalset)
+        results["settings"][name] = {"temperature": t, "lambda": lam, "teacher_nll_of_answers": own["teacher_nll"],
+                                     "answer_tokens": own["tokens"], "student_kl": got["kl_teacher_student"],
+                                     "student_nll": got["student_nll"]}
+        print(json.dumps({name: results["settings"][name]}), flush=True)
+    (ROOT / "benchmarks" / "results" / "antidistill.json").write_text(json.dumps(results, indent=1))
+    b = results["proxy_before"]
+    print(f"\nproxy before distillation: KL {b['kl_teacher_student']:.3f}, NLL {b['student_nll']:.3f} on "
+          f"{b['tokens']} held-out answer tokens (teacher's own NLL {b['teacher_nll']:.3f})")
+    print("| setting | teacher NLL of its answers (nats/token) | student KL(teacher‖student) | student NLL |")
+    print("|---|---|---|---|")
+    for name, r in results["settings"].items():
+        print(f"| {name} | {r['teacher_nll_of_answers']:.3f} | {r['student_kl']:.3f} | {r['student_nll']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
