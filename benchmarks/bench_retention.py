@@ -81,6 +81,15 @@ def chatterbot_text(path: Path) -> Path:
     return path
 
 
+def child_cpu() -> float:
+    """CPU seconds used by finished child processes so far (user + system): the work of a run, whatever else
+    shares the cores (wall-clock on this loaded machine is not comparable between runs)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def sh(cmd: list[str], log) -> str:
     print("$", " ".join(cmd), file=log, flush=True)
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -99,16 +108,16 @@ def prune_all(work: Path, needed: set[str], log) -> None:
 
 def train_one(name: str, overrides: list[str], common: list[str], work: Path, log) -> dict:
     out = work / "students" / name
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), child_cpu()
     sh([*DISTILL, "train", "--overwrite", *sum((["--set", s] for s in common + overrides + [f"output_dir={out}"]),
                                               [])], log)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, child_cpu() - c0
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     first, last = rows[0], rows[-1]
-    row = {"run": name, "dir": str(out), "train_wall_s": wall,
+    row = {"run": name, "dir": str(out), "train_wall_s": wall, "train_cpu_s": cpu,
            "step0": {k: first[k] for k in ("kd", "ce", "hidden") if k in first},
            "trainer_heldout": {k: last.get(k) for k in ("heldout_kl", "heldout_ppl", "top1_agreement")}}
-    print(f"{name}: trained in {wall:.0f} s, step-0 {row['step0']}, last {row['trainer_heldout']}", file=log,
+    print(f"{name}: trained in {wall:.0f} s ({cpu:.0f} CPU s), step-0 {row['step0']}, last {row['trainer_heldout']}", file=log,
           flush=True)
     return row
 
@@ -155,6 +164,9 @@ def speeds(dirs: dict[str, str], rounds: int, log) -> dict[str, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--label", default="", help="appended to each run's name in --json (e.g. '@1' for step-0 runs)")
     ap.add_argument("--runs", nargs="+", help="runs to do (default: all); others are kept from --json")
     ap.add_argument("--work", default="/tmp/retention")
     ap.add_argument("--eval-sequences", type=int, default=16)
@@ -177,19 +189,20 @@ def main() -> None:
         chat = chatterbot_text(work / "chatterbot_en.txt")
         models = {o.split("=", 1)[1] for r in todo for o in table[r] if o.startswith("student.model=")}
         prune_all(work, {k for k in PRUNED if str(work / f"pruned-{k}") in models}, log)
-        common = [f"train.steps={a.steps}", "train.batch_size=4", "data.seq_len=256", "train.seed=0",
+        common = [f"train.steps={a.steps}", f"train.batch_size={a.batch_size}", f"data.seq_len={a.seq_len}",
+                  "train.seed=0",
                   f"train.warmup_steps={max(1, a.steps // 8)}", f"train.eval_every={a.steps}",
                   "train.eval_sequences=16", "train.checkpoint_every=100000", "train.progress=false",
                   "train.threads=2", "loss.kind=forward_kl", "loss.temperature=1.0", "loss.chunk_size=64"]
         for name in todo:
-            row = train_one(name, table[name], common, work, log)
+            row = train_one(name + a.label, table[name], common, work, log)
             evaluate_one(row, ["shakespeare", str(chat)], a.eval_sequences, log)
-            row["steps"] = a.steps
-            done["runs"][name] = row
+            row.update(steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len)
+            done["runs"][name + a.label] = row
             out.write_text(json.dumps(done, indent=1))
         if not a.no_speed:
-            dirs = {k: v["dir"] for k, v in done["runs"].items() if Path(v["dir"]).is_dir() and not k.endswith(
-                ("+ce", "+hidden"))}  # a student's speed depends on its shape only
+            dirs = {k: v["dir"] for k, v in done["runs"].items() if Path(v["dir"]).is_dir() and "+" not in k
+                    and "@" not in k}  # a student's speed depends on its shape only
             done["speed"] = speeds(dirs, a.speed_rounds, log)
             done["speed_load"] = os.getloadavg()
         out.write_text(json.dumps(done, indent=1))
@@ -202,7 +215,7 @@ def print_table(done: dict) -> None:
           "tokens/s ratio | train s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in done["runs"].items():
-        base = name.split("+")[0]
+        base = name.split("+")[0].split("@")[0]
         s, c = r["sets"][0], r["sets"][1]
         ratio = sp.get(base, {}).get("ratio")
         print(f"| {name} | {r['params'] / 1e6:.1f} M ({r['params_share']:.1%}) | {r['step0'].get('kd', float('nan')):.2f} "

@@ -54,6 +54,7 @@ def test_trains_logs_checkpoints_and_drops_the_projections(tmp_path, tiny_teache
 
     plain = AutoModelForCausalLM.from_pretrained(result.output_dir)
     assert set(written) <= set(plain.state_dict()) and not any("projection" in k or "maps" in k for k in written)
+    assert "the projections it trained are not part of this model" in (result.output_dir / "README.md").read_text()
     # the checkpoint (step 2) holds the projections (32 → 48, one per pair), and resuming restores them
     ckpt = Path(str(result.output_dir) + ".ckpt") / "step-000002" / "model.safetensors"
     saved = load_file(str(ckpt))
@@ -100,7 +101,7 @@ def test_two_processes_ddp_and_fsdp_match_one(tmp_path, tiny_teacher_dir, text_f
                "student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2},
                "data": {"path": str(text_file), "seq_len": 32},
                "loss": {"chunk_size": 32, "hidden": {"weight": 0.5, "kind": "mse", "layers": [[0, 0], [1, 2]]}},
-               "train": {"steps": 3, "grad_accum": 2, "batch_size": 4, "eval_every": 100, "eval_sequences": 2,
+               "train": {"steps": 2, "grad_accum": 2, "batch_size": 4, "eval_every": 100, "eval_sequences": 2,
                          "checkpoint_every": 100, "progress": False, "warmup_steps": 1, "threads": 1,
                          "parallel": parallel},
                "output_dir": str(tmp_path / name)}

@@ -74,7 +74,7 @@ A {params / 1e6:.1f} M-parameter student distilled with [Distill](https://pypi.o
 - Data: {corpus.description}
 - Loss: {cfg.loss.kind} (T={cfg.loss.temperature}, KD weight {cfg.loss.kd_weight}, CE weight {cfg.loss.ce_weight})
 - Steps: {cfg.train.steps} × {cfg.train.batch_size * cfg.train.grad_accum} sequences of {cfg.data.seq_len} tokens
-{lora_line(cfg)}
+{lora_line(cfg)}{hidden_line(cfg)}
 ## Held-out figures (final step)
 
 | metric | value |
@@ -102,6 +102,17 @@ def lora_line(cfg: DistillConfig) -> str:
     targets = s.target_modules if isinstance(s.target_modules, str) else ", ".join(s.target_modules)
     adapter = "; the adapter alone is in `adapter/`" if s.save_adapter else ""
     return f"- LoRA: r={s.r}, alpha={s.alpha} on {targets}, merged into these weights{adapter}\n"
+
+
+def hidden_line(cfg: DistillConfig) -> str:
+    """The model card's loss.hidden bullet (empty without it). Its projections are not in the written model:
+    they live beside the student in the training module (`StudentLoss`), and only the student is saved."""
+    h = cfg.loss.hidden
+    if h is None:
+        return ""
+    layers = "auto" if h.layers == "auto" else ", ".join(f"{s}→{t}" for s, t in h.layers)
+    return (f"- Intermediate-layer loss: {h.kind} (weight {h.weight}) between student and teacher layers ({layers}); "
+            "the projections it trained are not part of this model\n")
 
 
 def lora_base(cfg: DistillConfig, teacher: ModelInfo) -> tuple[dict, str | None]:
