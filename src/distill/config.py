@@ -64,6 +64,21 @@ class TeacherConfig(_Section):
                                       "from a teacher whose licence or terms the policy gate would refuse.")
     trust_remote_code: bool = Field(False, description="Allow model code from the teacher's repository to run. Off "
                                     "by default: only enable for repositories you trust.")
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        "fp32", description="A live teacher's arithmetic: 'fp32' = exact, as loaded (the default; on GPU the run's "
+        "bf16 autocast as before); 'int8' = decoder Linear weights int8 per output channel, activations quantized "
+        "per tensor at run time (PyTorch dynamic quantization, CPU only; embeddings, final norm and head stay "
+        "fp32); 'bf16' = the teacher in bfloat16 (fast on GPUs and on CPUs with AMX/AVX-512-BF16). A lower "
+        "precision is measured at start: KL(teacher_fp32 ‖ teacher_fast) per token on held-out sequences is "
+        "printed, and the run refused above precision_max_kl (distill.models.precision).")
+    precision_max_kl: float = Field(0.02, gt=0, description="With precision bf16 or int8: the largest "
+                                    "KL(teacher_fp32 ‖ teacher_fast), nats per held-out token, a run accepts.")
+    precision_check_sequences: int = Field(8, ge=1, description="With precision bf16 or int8: held-out sequences "
+                                           "scored by both teachers to measure that KL.")
+    compile: bool = Field(False, description="torch.compile a live teacher's decoder for scoring (fused norms, "
+                          "rotary and activations around the matmuls; the same results up to fp32 rounding). Costs "
+                          "a compile of minutes at start on a small CPU and another for each new batch shape; "
+                          "without a working compiler the teacher runs eagerly (a warning).")
 
 
     @property

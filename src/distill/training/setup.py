@@ -22,6 +22,7 @@ from distill.data.corpus import Corpus, load_corpus
 from distill.errors import DistillError
 from distill.fileio import read_json_object
 from distill.loss.hidden import Origin
+from distill.models.fast import measured_teacher
 from distill.models.loading import (
     LoadedModel,
     ModelInfo,
@@ -66,6 +67,7 @@ class Run:
     history: list[dict] = field(default_factory=list)
     sample_time: float = 0.0  # seconds spent sampling on-policy continuations
     memory_plan: memory.Plan | None = None  # the expected peak per rank (None with train.memory_check: false)
+    teacher_fidelity: dict | None = None  # teacher.precision bf16/int8: KL(fp32 ‖ fast) per held-out token, measured
 
     def close(self) -> None:
         """Release the teacher sources (a served teacher's connections and threads), logging what each did."""
@@ -128,6 +130,24 @@ def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) ->
     """The student as `student.init` says, wrapped with LoRA adapters when `student.lora` is set."""
     student = base_student(cfg, teacher, tokenizer)
     return apply_lora(student, cfg.student.lora) if cfg.student.lora else student
+
+
+def scoring_model(cfg: DistillConfig, model: torch.nn.Module, corpus: Corpus, tokenizer, device: torch.device):
+    """The teacher the sources run (`distill.models.fast`): at teacher.precision, measured on held-out sequences
+    and refused above teacher.precision_max_kl; compiled with teacher.compile. fp32 without compile: `model`."""
+    t = cfg.teacher
+    if t.precision != "fp32" and (cfg.teacher_kind.name != "live" or cfg.train.parallel == "fsdp"
+                                  or device.type != "cpu"):
+        raise DistillError(f"teacher.precision {t.precision} works for a live teacher in one CPU process's memory",
+                           where="teacher.precision",
+                           fix="use teacher.precision fp32 here (on GPU the teacher already runs in bf16 autocast)")
+    fidelity = None
+    if t.precision != "fp32" or t.compile:
+        model, fidelity = measured_teacher(
+            model, precision=t.precision, compile=t.compile, max_kl=t.precision_max_kl,
+            sequences=corpus.heldout[: t.precision_check_sequences], pad_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer), batch_size=cfg.train.batch_size, chunk_size=cfg.loss.chunk_size, device=device)
+    return model, fidelity
 
 
 def student_tokenizer(cfg: DistillConfig, teacher_tok):
@@ -199,6 +219,9 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         # Under fsdp the blocks reach the device one at a time as they are sharded: never the whole teacher at once.
         dtype = torch.bfloat16 if world.device.type == "cuda" else torch.float32
         teacher.model.to(None if fsdp and kind.needs_weights else world.device, dtype=dtype)
+    fidelity = None
+    if teacher is not None and kind.needs_weights:
+        teacher.model, fidelity = scoring_model(cfg, teacher.model, corpus, tokenizer, world.device)
     student.to(None if fsdp else world.device).train()
     if t.activation_checkpointing:
         student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -234,7 +257,8 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     source = make_source(cfg, inputs, "train")
     eval_source = make_source(cfg, inputs, "heldout")
     run = Run(cfg, world, out_dir, run_dir, info, verdict, tokenizer, corpus, student, module, model, optimizer,
-              scheduler, source, eval_source, sampler, start_step, history, memory_plan=memory_plan)
+              scheduler, source, eval_source, sampler, start_step, history, memory_plan=memory_plan,
+              teacher_fidelity=fidelity.to_dict() if fidelity else None)
     if world.main:
         log.info("teacher %s (%s: %s) | student %.1f M params (%.2f M trained) | %s", info.name, kind.name,
                  kind.description, param_count(student) / 1e6, sum(p.numel() for p in trainable_parameters(student))
