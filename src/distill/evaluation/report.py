@@ -13,7 +13,9 @@ from distill.config import DataConfig
 from distill.data.corpus import collate, load_corpus
 from distill.errors import DistillError
 from distill.loss.fused import evaluate_chunks
+from distill.models.fast import scoring_teacher
 from distill.models.loading import check_compatible, load_model
+from distill.models.precision import Fidelity, fidelity
 from distill.models.students import param_count
 from distill.signals import DenseSignal, LiveTeacher, scored_positions
 
@@ -42,8 +44,10 @@ def generation_speed(model, tokenizer, prompts: list[str], new_tokens: int = 32)
 def evaluate(teacher: str = "default", student: str | None = None, data: str | list[str] = "shakespeare",
              seq_len: int = 256, sequences: int = 32, batch_size: int = 4, gen_prompts: int = 3,
              chunk_size: int = 64, teacher_endpoint: str | None = None, teacher_model: str | None = None,
-             top_k: int = 20) -> dict:
-    """The report as a dict: {"teacher": {...}, "student": {...}, "retention": {...}, "data": ..., "sets": [...]}.
+             top_k: int = 20, tasks: str | None = None, task_limit: int | None = None,
+             task_batch_size: int = 8, teacher_precision: str = "fp32") -> dict:
+    """The report as a dict: {"teacher": {...}, "student": {...}, "retention": {...}, "data": ..., "sets": [...]}
+    (and "tasks" with `tasks`).
 
     `data` is one held-out set or several (e.g. in-domain and out-of-domain): each is scored on its own held-out
     split and has its block in `sets` (data, tokens, both perplexities, KL, top-1, perplexity ratio); the top-level
@@ -52,12 +56,32 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
     With `teacher_endpoint` the teacher is a server (vLLM or `distill serve`, serving `teacher_model`) and `teacher`
     is only its tokenizer, as a local spec: KL and top-1 are then against the served top-k (the rest of the
     teacher's mass as one outcome), the teacher's perplexity from its log-probability of each actual token, and its
-    size and speed are not known."""
+    size and speed are not known.
+
+    `tasks` (names, task YAML files or folders, comma-separated: see `distill.evaluation.tasks`) also runs both
+    models through lm-evaluation-harness, at most `task_limit` documents per task: each metric ± its standard error
+    and retention (student / teacher) in "tasks", the first metric's retention per task in "retention".
+
+    `teacher_precision` bf16 / int8 scores with that lower-precision teacher (`distill.models.precision`) and puts its
+    measured KL(teacher_fp32 ‖ teacher_fast) per token on the first set's held-out sequences in teacher.precision."""
     if not student:
         raise DistillError("no student given", fix="pass --student DIR (a directory written by `distill train`)")
     datasets = [data] if isinstance(data, str) else list(data)
     if not datasets:
         raise DistillError("no evaluation data given", where="--data", fix="pass --data (e.g. --data shakespeare)")
+    plan = None
+    if task_limit is not None and task_limit < 1:
+        raise DistillError(f"--task-limit must be at least 1, not {task_limit}", where="--task-limit",
+                           fix="give a positive number of documents per task, or leave it out for all of them")
+    if tasks:  # resolved (lm-eval present, every name known, its data loaded) before any model loads
+        if teacher_endpoint:
+            raise DistillError("--tasks needs the teacher's weights, which --teacher-endpoint does not give",
+                               where="--tasks with --teacher-endpoint",
+                               fix="drop --teacher-endpoint and pass the teacher as --teacher (a directory, GGUF "
+                                   "file or hub id), or run lm-eval's local-completions model against the server")
+        from distill.evaluation.tasks import plan_tasks
+
+        plan = plan_tasks(tasks)
     s = load_model(student)
     if teacher_endpoint:
         from distill.models.loading import load_tokenizer
@@ -74,10 +98,18 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
         t_tok = t.tokenizer
         vocab = check_compatible(t.tokenizer, s.tokenizer, t.model, s.model)
         source = LiveTeacher(t.model, vocab)
+    exact, precision = source, None
+    if teacher_precision != "fp32":
+        if teacher_endpoint:
+            raise DistillError("--teacher-precision applies to a local teacher", where="--teacher-precision",
+                               fix="drop --teacher-precision with --teacher-endpoint")
+        source = LiveTeacher(scoring_teacher(t.model, precision=teacher_precision), vocab)
     sets, prompts = [], []
     for path in datasets:
         corpus = load_corpus(DataConfig(path=path, seq_len=seq_len), t_tok)
         seqs = corpus.heldout[:sequences]
+        if source is not exact and precision is None:
+            precision = fidelity(exact, source, seqs, t_tok.pad_token_id, teacher_precision, batch_size, chunk_size)
         sets.append(_score_set(corpus.description, seqs, s.model, source, vocab, t_tok.pad_token_id, batch_size,
                                chunk_size))
         prompts = prompts or [t_tok.decode(seqs[i]["input_ids"][:48]) for i in range(min(gen_prompts, len(seqs)))]
@@ -86,6 +118,7 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
     report["student"] = _side(s, first["student_ppl"], prompts)
     if t is not None:
         report["teacher"] = _side(t, first["teacher_ppl"], prompts)
+        report["teacher"]["precision"] = precision.to_dict() if precision else {"precision": "fp32"}
     else:
         report["teacher"] = {"model": f"{client.base} {client.model}", "parameters": None, "size_bytes": None,
                              "heldout_ppl": first["teacher_ppl"], "gen_tokens_per_s": None,
@@ -102,6 +135,14 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
         "top1_agreement": S["top1_agreement"],
     }
     report["sets"] = sets
+    if plan is not None:
+        from distill.evaluation.tasks import primary_metric, run_tasks
+
+        report["tasks"] = run_tasks(plan, t.model, t.tokenizer, s.model, s.tokenizer, limit=task_limit,
+                                    batch_size=task_batch_size)
+        report["retention"]["tasks"] = {
+            row["task"]: row["metrics"][m]["retention"] if (m := primary_metric(row)) else None
+            for row in report["tasks"]["results"]}
     return report
 
 
@@ -168,10 +209,34 @@ def format_report(r: dict) -> str:
          _fmt(R["speedup"], "×{:.2f}")),
     ]
     note = f"\nTeacher: {T['model']} ({T['signal']})" if T.get("signal") else ""
+    if T.get("precision", {}).get("precision", "fp32") != "fp32":
+        note += "\n" + Fidelity(**T["precision"]).describe()
     out = f"Data: {r['data']} ({r['tokens_scored']} tokens scored){note}\n" + _table(rows)
     for extra in r.get("sets", [])[1:]:
         out += "\n\n" + _format_set(extra)
+    if r.get("tasks"):
+        out += "\n\n" + _format_tasks(r["tasks"])
     return out
+
+
+def _format_tasks(block: dict) -> str:
+    """The lm-eval block: one row per task and metric, value ± standard error, and retention."""
+    rows = [(f"{row['task']} {name}", "—" if row["docs"] is None else str(row["docs"]),
+             _score(m["teacher"], m["teacher_stderr"]), _score(m["student"], m["student_stderr"]),
+             _fmt(m["retention"], "{:.1%}"))
+            for row in block["results"] for name, m in row["metrics"].items()]
+    limit = f", at most {block['limit']} documents each" if block.get("limit") else ""
+    return (f"Tasks ({block['harness']}{limit}; score ± standard error)\n"
+            + _table(rows, ("task metric", "docs", "teacher", "student", "student/teacher")))
+
+
+def _score(value: float | None, stderr: float | None) -> str:
+    """A share (accuracy, exact match) as a percentage, anything else (a perplexity) as a number; ± its error."""
+    if value is None:
+        return "—"
+    if 0 <= value <= 1:
+        return f"{value:.1%}" + ("" if stderr is None else f" ± {stderr:.1%}")
+    return f"{value:.4g}" + ("" if stderr is None else f" ± {stderr:.2g}")
 
 
 def _format_set(x: dict) -> str:
@@ -182,9 +247,8 @@ def _format_set(x: dict) -> str:
     return f"Data: {x['data']} ({x['tokens_scored']} tokens scored)\n" + _table(rows)
 
 
-def _table(rows: list[tuple]) -> str:
-    head = ("metric", "teacher", "student", "student/teacher")
-    w = [max(len(str(row[i])) for row in [*rows, head]) for i in range(4)]
+def _table(rows: list[tuple], head: tuple = ("metric", "teacher", "student", "student/teacher")) -> str:
+    w = [max(len(str(row[i])) for row in [*rows, head]) for i in range(len(head))]
     lines = [" | ".join(h.ljust(w[i]) for i, h in enumerate(head)), "-+-".join("-" * v for v in w)]
     lines += [" | ".join(str(c).ljust(w[i]) for i, c in enumerate(row)) for row in rows]
     return "\n".join(lines)
