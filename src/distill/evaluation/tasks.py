@@ -59,7 +59,8 @@ def plan_tasks(spec: str) -> TaskPlan:
     items = [x.strip() for x in spec.split(",") if x.strip()]
     if not items:
         raise DistillError("--tasks names no task", where="--tasks",
-                           fix=f"give task names, e.g. --tasks {BUNDLED_TAG} (the bundled tasks), or a task YAML file or folder")
+                           fix=f"give task names, e.g. --tasks {BUNDLED_TAG} (the bundled tasks), or a task YAML "
+                               "file or folder")
     folders: list[Path] = [BUNDLED_DIR]
     wanted: list[tuple[str, Path | None]] = []  # (name, or the file/folder to take names from)
     for item in items:
@@ -112,7 +113,8 @@ def _defined_in(manager, path: Path) -> list[str]:
     """The tasks a YAML file defines (its task or group), or every leaf task of the YAML files in a folder."""
     entries = [(n, e) for n, e in manager.task_index.items() if e.yaml_path is not None]
     if path.is_dir():
-        got = [n for n, e in entries if e.kind.name in _LEAF_KINDS and Path(e.yaml_path).resolve().is_relative_to(path)]
+        got = [n for n, e in entries
+               if e.kind.name in _LEAF_KINDS and Path(e.yaml_path).resolve().is_relative_to(path)]
     else:
         got = [n for n, e in entries if Path(e.yaml_path).resolve() == path]
     if not got:
