@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import betaln, gammaln, logsumexp
 
 
 def binom_log_sf(green: int, total: int, gamma: float) -> float:
@@ -24,6 +24,27 @@ def binom_log_sf(green: int, total: int, gamma: float) -> float:
     k = np.arange(green, total + 1, dtype=np.float64)
     logpmf = (gammaln(total + 1.0) - gammaln(k + 1.0) - gammaln(total - k + 1.0)
               + k * math.log(gamma) + (total - k) * math.log1p(-gamma))
+    return float(min(0.0, logsumexp(logpmf)))
+
+
+def betabinom_log_sf(green: int, total: int, mean: float, rho: float) -> float:
+    """Natural log of P(X >= green) for X ~ BetaBinomial(total, a, b) with mean a/(a+b) = `mean` and intra-text
+    correlation 1/(a+b+1) = `rho` (Var X = total m (1-m) (1 + (total-1) rho)); rho = 0 is Binomial(total, mean).
+
+    Summed exactly in log space like `binom_log_sf`: log pmf(k) = log C(total, k) + betaln(k+a, total-k+b) - betaln(a, b).
+    """
+    if not 0.0 <= rho < 1.0:
+        raise ValueError(f"need 0 <= rho < 1 (got {rho})")
+    if rho == 0.0:
+        return binom_log_sf(green, total, mean)
+    if total < 0 or not 0 <= green <= max(total, 0):
+        raise ValueError(f"need 0 <= green <= total (got green={green}, total={total})")
+    if green == 0:
+        return 0.0
+    a, b = mean * (1 - rho) / rho, (1 - mean) * (1 - rho) / rho
+    k = np.arange(green, total + 1, dtype=np.float64)
+    logpmf = (gammaln(total + 1.0) - gammaln(k + 1.0) - gammaln(total - k + 1.0)
+              + betaln(k + a, total - k + b) - betaln(a, b))
     return float(min(0.0, logsumexp(logpmf)))
 
 
