@@ -112,9 +112,14 @@ def word_agreement(suspect: str, other: str, words: int) -> float:
 
 
 @torch.inference_mode()
+def top_predictions(model: torch.nn.Module, sequences: Sequence[Sequence[int]], k: int = 1) -> list[torch.Tensor]:
+    """The model's k most likely next tokens ([positions, k], best first) at every position of each sequence."""
+    return [model(input_ids=torch.tensor([list(s)])).logits[0].topk(k, -1).indices for s in sequences]
+
+
 def top1_predictions(model: torch.nn.Module, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor]:
     """The model's most likely next token at every position of each sequence (teacher forcing)."""
-    return [model(input_ids=torch.tensor([list(s)])).logits[0].argmax(-1) for s in sequences]
+    return [t[:, 0] for t in top_predictions(model, sequences, 1)]
 
 
 def open_agreements(suspect: list[torch.Tensor], other: list[torch.Tensor]) -> list[float]:
