@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pp.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
     pp.add_argument("--max-tokens", type=int, default=None,
                     help="cap every request's max_tokens (and set it where a row has none)")
+    pp.add_argument("--recorded-lengths", action="store_true",
+                    help="ask each row for the answer length its trace recorded (max_tokens = the row's "
+                         "completion_tokens; --max-tokens still caps it), so the guard sees the trace's answer lengths")
     pp.add_argument("--out", default=None, help="JSONL with each row's HTTP status and error code (no keys)")
     pp.add_argument("--wait-ready", type=float, default=0.0, help="wait up to this many seconds for the server")
 
@@ -109,7 +112,8 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"  {i}/{n} rows sent", file=sys.stderr, flush=True)
 
     summary = replay(rows, args.url, keys, speed=args.speed, model=args.model, concurrency=args.concurrency,
-                     max_tokens=args.max_tokens, out=args.out, progress=progress)
+                     max_tokens=args.max_tokens, recorded_lengths=args.recorded_lengths, out=args.out,
+                     progress=progress)
     print(json.dumps(summary))
     return 0
 

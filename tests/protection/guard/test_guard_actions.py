@@ -129,6 +129,44 @@ def test_throttle_serves_one_request_per_interval(fixed_scorer):
     assert g.gate("k", now=1122.0) is None
 
 
+def test_throttle_is_a_token_bucket_that_counts_admitted_requests(fixed_scorer):
+    g = Guard(GuardConfig(min_requests=1, throttle_interval_seconds=100.0, throttle_burst=2,
+                          rules=[Rule(0.5, "throttle")]), fixed_scorer)
+    fixed_scorer.value = 0.9
+    g.observe("k", cot_request(0), served(), 1000.0)  # throttled at t=1000: the bucket starts empty
+    # t=1150: 1.5 requests gained, one admitted (0.5 left); t=1160: 0.6, refused; t=1400: min(2, 0.6 + 2.4) = 2,
+    # two admitted at once (no observe in between: requests still in flight count), the third refused
+    got = [g.gate("k", now=t) for t in (1050.0, 1150.0, 1160.0, 1400.0, 1400.0, 1400.0)]
+    assert got == ["throttle", None, "throttle", None, None, "throttle"]
+
+
+def test_throttled_keys_on_one_frame_share_one_bucket(fixed_scorer):
+    g = Guard(GuardConfig(min_requests=8, min_requests_shared=8, throttle_interval_seconds=100.0, allow=["crowd"],
+                          rules=[Rule(0.5, "throttle")]), fixed_scorer)
+    fixed_scorer.value = 0.9
+    for i in range(60):  # other traffic (a frame word must be typical of its key: see test_guard_features)
+        g.observe("crowd", {"messages": [{"role": "user", "content": f"weather forecast {i} for village{i}"}]},
+                  served(), 0.5 * i)
+    for key in ("a", "b", "solo"):
+        for i in range(8):  # a and b: one frame, disjoint topics; solo: other words
+            text = (f"Provide thorough lecture notes on {key}topic{i}" if key != "solo"
+                    else f"Compose poetic verses regarding {key}thing{i} tonight")
+            g.observe(key, {"messages": [{"role": "user", "content": text}]}, served(), 10.0 * i)
+    assert [g.decision(k) for k in ("a", "b", "solo")] == ["throttle"] * 3
+    assert g.state["b"]["bucket"] == "a" and g.state["solo"]["bucket"] == "solo"
+    assert g.gate("a", now=170.0) is None  # a's bucket (empty at t=70) gained one request by t=170 ...
+    assert g.gate("b", now=170.0) == "throttle"  # ... which b shares
+    assert g.gate("solo", now=170.0) is None  # solo's own bucket (empty at t=70)
+    alone = Guard(GuardConfig(min_requests=8, throttle_shared=False, throttle_interval_seconds=100.0,
+                              rules=[Rule(0.5, "throttle")]), fixed_scorer)
+    alone.word_prompts.update(g.word_prompts)  # the same other traffic
+    for key in ("a", "b"):
+        for i in range(8):
+            alone.observe(key, {"messages": [{"role": "user", "content": f"Provide thorough lecture notes on "
+                                              f"{key}topic{i}"}]}, served(), 10.0 * i)
+    assert alone.state["b"]["bucket"] == "b"
+
+
 def test_config_fields_are_checked(tmp_path):
     f = tmp_path / "g.yaml"
     rules = "rules:\n  - {min_score: 0.5, action: log}\n"
@@ -136,7 +174,8 @@ def test_config_fields_are_checked(tmp_path):
     cfg = load_config(f)
     assert (cfg.cooldown_seconds, cfg.hysteresis, cfg.throttle_interval_seconds) == (600.0, 0.05, 30.0)
     for bad, needle in (("cooldown_seconds: -1\n", "non-negative"), ("hysteresis: lots\n", "non-negative"),
-                        ("allow: bot\n", "list of API-key names"), ("time_scale: 0\n", "positive")):
+                        ("allow: bot\n", "list of API-key names"), ("time_scale: 0\n", "positive"),
+                        ("throttle_burst: 0.5\n", "at least 1"), ("throttle_shared: 1\n", "true or false")):
         f.write_text(bad + rules)
         with pytest.raises(DistillError, match=needle):
             load_config(f)

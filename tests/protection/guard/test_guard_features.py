@@ -58,11 +58,14 @@ def test_features_match_hand_computed_values():
     # Prompt 7: frame 3/4 again; quasar was used before: coverage 0.
     assert f["template"] == pytest.approx((0.75 + 0.75) / n)
     assert f["coverage"] == pytest.approx(1 / n)
+    # slot: prompt 6 fills the 3-word frame with one new topic; prompt 7's topic is not new
+    assert f["slot"] == pytest.approx(1 / n)
     assert f["cot"] == pytest.approx(1 / n)
     # log-probability demand: basalt's bare logprobs=true 0.5; top_logprobs 20 -> 0.5 + 0.5 * min(1, 20/10) = 1
     assert f["logprobs"] == pytest.approx((0.5 + 1 + 1) / n)
-    # harvesting: log-probs + at most 4 tokens + a prompt not sent before (the repeat of prompt 1 is not)
-    assert f["lp_harvest"] == pytest.approx(1 / n)
+    # harvesting: log-probs + at most 4 tokens + a prompt not sent before (the repeat of prompt 1 is not), 1 of 7,
+    # times min(1, 1 / 300): one probe is no harvest yet
+    assert f["lp_harvest"] == pytest.approx(1 / n * 1 / 300)
     assert f["long_out"] == pytest.approx((1 + 0.5 + 1 + 100 / 512 + 50 / 512 + 2 / 512) / n)
     logs = [math.log(g) for g in (10.0, 20.0, 1.0, 60.0, 0.05, 509.0)]  # 0.02 s is floored at 0.05 s
     med = statistics.median(logs)
@@ -117,8 +120,34 @@ def test_coverage_counts_only_words_rare_in_the_whole_traffic():
     assert g.windows["d"].entries[-1].coverage == 1.0
 
 
+def test_slot_needs_a_frame_few_other_words_and_a_new_topic():
+    w = KeyWindow(1e9, 1000)
+    for i, topic in enumerate(TOPICS[:5]):  # the frame: provide, thorough, notes (in >= 2 earlier prompts each)
+        w.add(make_entry(req(f"Provide thorough notes on {topic}"), resp(6, 10), float(i)))
+    cases = [  # (prompt, slot): 3 frame words + 1 new topic; + 2 new words; + 3 other words (a message, not a slot);
+        # only 2 frame words; 3 frame words but no new word (a word already in the window)
+        ("Provide thorough notes on zeppelin", True),
+        ("Provide thorough notes on walrus migration", True),
+        ("Provide thorough notes: my walrus ate seven oranges", False),
+        ("Provide notes on narwhal", False),
+        ("Provide thorough notes on basalt", False),
+    ]
+    for i, (text, slot) in enumerate(cases):
+        e = make_entry(req(text), resp(6, 10), 10.0 + i)
+        w.add(e)
+        assert e.slot is slot, text
+    assert w.features()["slot"] == pytest.approx(2 / 10)
+
+
+def crowd(g: Guard, n: int = 60) -> None:
+    """Other traffic: a frame word must be typical of a key, in a share of its prompts >= 3 x its share of all."""
+    for i in range(n):
+        g.observe("crowd", req(f"weather forecast number {i} for village{i}"), resp(6, 30), 0.5 * i)
+
+
 def test_keys_sharing_one_frame_are_coordinated_and_get_evidence_early():
     g = Guard(GuardConfig(min_requests=20, min_requests_shared=8))
+    crowd(g)
     for key in ("a", "b", "c"):
         for i in range(8):  # disjoint topics (one coverage plan), one frame
             g.observe(key, req(f"Provide thorough lecture notes on {key}topic{i}"), resp(6, 300), 100.0 * i)
@@ -132,6 +161,17 @@ def test_keys_sharing_one_frame_are_coordinated_and_get_evidence_early():
     assert g.state["human"]["features"]["cross_key"] == 0.0
 
 
+def test_a_frame_for_cross_key_is_typical_of_its_key():
+    g = Guard(GuardConfig(min_requests=20))
+    for key in ("a", "b"):  # "provide", "thorough", "notes" are in every prompt of both keys ...
+        for i in range(8):
+            g.observe(key, req(f"Provide thorough lecture notes on {key}topic{i}"), resp(6, 300), 10.0 * i)
+    # ... and in 16 of the 16 prompts of all traffic: share 1 < 3 x 1, no frame, no overlap
+    assert g.windows["b"].frame_words() == frozenset() and g.cross["b"] == 0
+    crowd(g, 40)  # now 16 of 56 prompts hold them: 1 >= 3 x 16/56
+    assert g.windows["b"].frame_words() == {"provide", "thorough", "lecture", "notes"}
+
+
 def test_sliding_window_evicts_and_counts_stay_exact():
     w = KeyWindow(window_seconds=50.0, max_requests=1000)
     for ts, text, top, lp, mt, out in TRACE:
@@ -139,7 +179,7 @@ def test_sliding_window_evicts_and_counts_stay_exact():
     assert len(w.entries) == 1  # only the request at t=600
     f = w.features()
     # the first prompt's repeat is new again: its first sending aged out of the window
-    assert f["cot"] == 0 and f["logprobs"] == 1 and f["lp_harvest"] == 1 and f["template"] == 0.0
+    assert f["cot"] == 0 and f["logprobs"] == 1 and f["lp_harvest"] == pytest.approx(1 / 300) and f["template"] == 0.0
     assert sum(w.words.values()) == 4 and w.word_keys == {"provide": 1, "thorough": 1, "notes": 1, "quasar": 1}
 
 

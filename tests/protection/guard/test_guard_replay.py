@@ -51,6 +51,12 @@ def test_trace_rows_are_checked(tmp_path):
     assert path == "/v1/completions" and body == {"model": "tiny", "prompt": "hi", "max_tokens": 8}
     path, body = request_body({"request": {"messages": [], "max_tokens": 1}}, "tiny", 8)
     assert path == "/v1/chat/completions" and body["max_tokens"] == 1
+    # the recorded answer length, then the cap; a row without one keeps its own max_tokens
+    row = {"request": {"messages": [], "max_completion_tokens": 900}, "completion_tokens": 700}
+    assert request_body(row, "tiny", None, recorded_lengths=True)[1] == {"messages": [], "model": "tiny",
+                                                                         "max_tokens": 700}
+    assert request_body(row, "tiny", 512, recorded_lengths=True)[1]["max_tokens"] == 512
+    assert request_body({"request": {"messages": [], "max_tokens": 3}}, "tiny", None, True)[1]["max_tokens"] == 3
 
 
 def test_replay_through_the_real_server_keeps_keys_order_and_blocks(tiny, tmp_path, feature_scorer, capsys):

@@ -2,7 +2,10 @@
 
 Actions, mildest first: none, log, degrade, watermark, throttle, block. `watermark` switches the account to
 watermarked sampling with its own sub-key (so leaked outputs name it); `degrade` adds Gumbel noise to its logits;
-`throttle` serves one request per `throttle_interval_seconds` (the others get 429); `block` refuses all (403).
+`throttle` puts the account on a token bucket: one request per `throttle_interval_seconds`, at most
+`throttle_burst` at once, the bucket empty when the throttle starts and a request counted when it is admitted
+(so requests still in flight count); throttled keys whose frame words overlap (one campaign spread over many
+keys) share one bucket when `throttle_shared` is on; the others get 429. `block` refuses all (403).
 
 Actions hold: a rule's action is taken as soon as the score reaches its `min_score` (escalation is immediate),
 but it is lifted only by evidence - at least `cooldown_seconds` after it was taken, on a window of at least
@@ -22,7 +25,9 @@ Example config:
     allow: [internal-eval]     # never acted on
     cooldown_seconds: 3600     # an action holds at least this long after it was taken
     hysteresis: 0.1            # ... and is lifted only once the score is this far below its rule's min_score
-    throttle_interval_seconds: 60   # a throttled account is served one request per interval
+    throttle_interval_seconds: 3600 # a throttled account is served one request per interval ...
+    throttle_burst: 1          # ... at most this many at once
+    throttle_shared: true      # throttled keys whose frames overlap share one bucket
     rules:                     # the highest rule whose min_score is reached applies
       - {min_score: 0.5, action: log}
       - {min_score: 0.8, action: watermark}
@@ -64,7 +69,9 @@ class GuardConfig:
     rules: list[Rule] = field(default_factory=lambda: [Rule(0.5, "log"), Rule(0.8, "watermark"), Rule(0.97, "block")])
     cooldown_seconds: float = 3600.0  # an action holds at least this long after it was taken
     hysteresis: float = 0.1  # an action is lifted only when the score is this far below its rule's min_score
-    throttle_interval_seconds: float = 60.0  # a throttled account is served one request per interval
+    throttle_interval_seconds: float = 3600.0  # a throttled account's bucket gains one request per interval ...
+    throttle_burst: float = 1.0  # ... and holds at most this many (it is empty when the throttle starts)
+    throttle_shared: bool = True  # throttled keys whose frame words overlap draw on one bucket (a spread campaign)
     time_scale: float = 1.0  # replays only: guard time runs this many times faster than the wall clock
     max_logged_changes: int = 20  # action changes kept per account in the state file (all are logged)
 
@@ -91,8 +98,10 @@ class GuardConfig:
         return max((i + 1 for i, r in enumerate(self.ordered()) if r.action == action), default=0)
 
 
-NUMBERS = ("window_seconds", "max_window_requests", "min_requests", "min_requests_shared", "persist_every_seconds", "degrade_noise",
-           "cooldown_seconds", "hysteresis", "throttle_interval_seconds", "time_scale", "max_logged_changes")
+NUMBERS = ("window_seconds", "max_window_requests", "min_requests", "min_requests_shared", "persist_every_seconds",
+           "degrade_noise", "cooldown_seconds", "hysteresis", "throttle_interval_seconds", "throttle_burst",
+           "time_scale", "max_logged_changes")
+FLAGS = ("throttle_shared",)
 
 
 def load_config(path: str | Path) -> GuardConfig:
@@ -122,6 +131,10 @@ def load_config(path: str | Path) -> GuardConfig:
             if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
                 raise DistillError(f"{k} must be a non-negative number (got {v!r})", where=f"{path}: {k}")
             setattr(cfg, k, type(getattr(cfg, k))(v))
+        elif k in FLAGS:
+            if not isinstance(v, bool):
+                raise DistillError(f"{k} must be true or false (got {v!r})", where=f"{path}: {k}")
+            setattr(cfg, k, v)
         elif k == "allow":
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 raise DistillError("allow must be a list of API-key names", where=f"{path}: allow")
@@ -132,6 +145,9 @@ def load_config(path: str | Path) -> GuardConfig:
             setattr(cfg, k, v)
     if cfg.time_scale <= 0:
         raise DistillError("time_scale must be positive", where=f"{path}: time_scale")
+    if cfg.throttle_burst < 1:
+        raise DistillError(f"throttle_burst must be at least 1 (got {cfg.throttle_burst:g})",
+                           where=f"{path}: throttle_burst", fix="1 lets one request through at a time")
     if cfg.watermark_key is None and any(r.action == "watermark" for r in cfg.rules):
         raise DistillError("a rule uses the watermark action but no watermark_key is configured", where=str(path),
                            fix="add `watermark_key: FILE` (from `distill watermark keygen`) or drop that rule")
@@ -166,4 +182,5 @@ def describe(cfg: GuardConfig) -> dict[str, Any]:
     return {"rules": [{"min_score": r.min_score, "action": r.action} for r in cfg.ordered()],
             "window_seconds": cfg.window_seconds, "min_requests": cfg.min_requests,
             "cooldown_seconds": cfg.cooldown_seconds, "hysteresis": cfg.hysteresis,
-            "throttle_interval_seconds": cfg.throttle_interval_seconds}
+            "throttle_interval_seconds": cfg.throttle_interval_seconds, "throttle_burst": cfg.throttle_burst,
+            "throttle_shared": cfg.throttle_shared}

@@ -35,7 +35,7 @@ CROSS_JACCARD = 0.5  # two keys' frames overlap when |A & B| / |A | B| reaches t
 CROSS_EVIDENCE = 2  # a key whose frame overlaps this many others' has evidence from min_requests_shared requests
 REFUSALS = {"blocked": "block", "throttled": "throttle"}  # the server's error codes for the gate's refusals
 RESTORED = ("action", "action_since", "hold_until", "changes", "changes_total", "refused", "refused_total",
-            "invalid_requests", "max_score", "score", "requests_total")
+            "invalid_requests", "max_score", "score", "requests_total", "bucket")
 
 __all__ = ["REFUSALS", "STATE_FORMAT", "Guard", "response_kind"]
 
@@ -53,7 +53,7 @@ def new_account() -> dict[str, Any]:
     return {"score": 0.0, "max_score": 0.0, "action": "none", "level": 0, "action_since": None,
             "hold_until": 0.0, "requests_in_window": 0, "requests_total": 0, "refused": {}, "refused_total": 0,
             "invalid_requests": 0, "last_seen": None, "last_served": None, "features": {}, "changes": [],
-            "changes_total": 0}
+            "changes_total": 0, "bucket": None}
 
 
 class Guard:
@@ -72,9 +72,11 @@ class Guard:
         self.windows: dict[str, KeyWindow] = {}
         self.skeleton_keys: dict[str, Counter[str]] = defaultdict(Counter)  # 'p:'/'s:' skeleton -> key -> count
         self.word_keys: Counter[str] = Counter()  # content word -> keys whose window holds it (coverage)
+        self.word_prompts: Counter[str] = Counter()  # content word -> prompts of all windows holding it (frames)
         self.frames: dict[str, frozenset[str]] = {}  # key -> its frame words (refreshed every FRAME_EVERY requests)
         self.frame_index: dict[str, set[str]] = defaultdict(set)  # frame word -> keys whose frame holds it
         self.cross: dict[str, int] = {}  # key -> other keys whose frame overlaps its own
+        self.buckets: dict[str, list[float]] = {}  # throttle bucket name -> [requests it holds, guard time of that]
         self.state: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._last_save = 0.0
@@ -117,7 +119,7 @@ class Guard:
         w = self.windows.get(key)
         if w is None:
             w = self.windows[key] = KeyWindow(self.config.window_seconds, self.config.max_window_requests,
-                                              self.word_keys)
+                                              self.word_keys, self.word_prompts)
         return w
 
     def _shared(self, key: str, w: KeyWindow) -> tuple[int, set[str]]:
@@ -257,6 +259,9 @@ class Guard:
         st["changes"] = (st["changes"] + [change])[-max(1, self.config.max_logged_changes):]
         st["changes_total"] += 1
         st.update(action=after, level=level, action_since=now, hold_until=now + self.config.cooldown_seconds)
+        if after == "throttle":
+            st["bucket"] = self._bucket_for(key, now)
+            change["bucket"] = st["bucket"]
         ev = ", ".join(f"{k} {v:+.2f}" for k, v in top.items()) or "none"
         log.info("guard: account %s: %s -> %s (%s; %d served in window, %d refused; evidence: %s)", key, before,
                  after, reason, st["requests_in_window"], st["refused_total"], ev)
@@ -285,8 +290,10 @@ class Guard:
         return self.state.get(key, {}).get("action", "none")
 
     def gate(self, key: str, now: float | None = None) -> str | None:
-        """The serve gate hook: "block", "throttle" or None. A throttled key is let through once per
-        `throttle_interval_seconds` (`now`: the wall clock when None)."""
+        """The serve gate hook: "block", "throttle" or None. A throttled key draws on its token bucket (shared with
+        the throttled keys whose frames overlap its own when `throttle_shared`): one request per
+        `throttle_interval_seconds`, at most `throttle_burst` at once, taken when the request is admitted - so
+        requests still being answered count (`now`: the wall clock when None)."""
         t0 = time.perf_counter()
         with self._lock:
             try:
@@ -297,13 +304,31 @@ class Guard:
                 if a != "throttle":
                     return None
                 t = self._now(now)
-                last = max(st.get("last_served") or -math.inf, st.get("last_admitted") or -math.inf)
-                if t - last < self.config.throttle_interval_seconds:
+                bucket = self.buckets.setdefault(st.get("bucket") or key, [0.0, t])  # [requests in it, as of]
+                cfg = self.config
+                interval = cfg.throttle_interval_seconds
+                gained = (t - bucket[1]) / interval if interval > 0 else math.inf
+                bucket[0], bucket[1] = min(cfg.throttle_burst, bucket[0] + max(0.0, gained)), max(bucket[1], t)
+                if bucket[0] < 1.0:
                     return "throttle"
-                st["last_admitted"] = t
+                bucket[0] -= 1.0
                 return None
             finally:
                 self.overhead_s += time.perf_counter() - t0
+
+    def _bucket_for(self, key: str, now: float) -> str:
+        """The bucket a newly throttled key draws on: that of a throttled key whose frame overlaps its own (one
+        campaign over many keys is throttled as one), else its own, which starts empty."""
+        group = key
+        if self.config.throttle_shared:
+            for other in sorted(self._overlapping(key)):
+                ost = self.state.get(other)
+                if ost and ost["action"] == "throttle" and ost.get("bucket"):
+                    group = ost["bucket"]
+                    break
+        if group == key:
+            self.buckets[key] = [0.0, now]
+        return group
 
     def processors_for(self, key: str) -> list:
         """The serve per-request processors: the account's watermark sub-key, or degrading noise."""

@@ -17,15 +17,25 @@ gives each a non-negative weight no larger than a cap, so no feature can move th
               its window and that is rare in the whole traffic (in the windows of fewer than max(3, 1% of) the keys
               - general words are used by many people, topics by few): a sweep of a topic space brings a new
               topic with each prompt, people come back to their topics and ask follow-ups
+  slot        share of prompts that fill a one-slot template with a new topic: at least 3 frame words (here words
+              in >= 5% and 2 of the key's earlier prompts), at most 2 other content words, and one of those a
+              topic word new to the key (see coverage): a sweep script
+              changes one slot of a fixed (or paraphrased) frame per request; an app wrapping its users' messages
+              changes a whole message, a tutorial's users write sentences after its frame; it does not depend on
+              the answer, so it holds when answers are short
   cot         share of prompts eliciting chain of thought ("step by step", "show your reasoning", "think it
               through before answering", ...)
   logprobs    mean log-probability demand: 0 without, 0.5 + 0.5 * min(1, top_logprobs / 10) with
   lp_harvest  share of requests that ask for log-probabilities, get at most 4 answer tokens, and send a prompt
-              the key has not sent before in the window: harvesting the signal sparse KD needs, prompt by prompt
+              the key has not sent before in the window (harvesting the signal sparse KD needs, prompt by prompt),
+              times min(1, such requests / 300): a harvest is worth something at scale, a developer's one-off
+              evaluation of a hundred prompts with top log-probabilities is not
   long_out    mean of min(1, answer tokens / 512): distillation sets want long answers
   cross_key   min(1, log(1 + k) / log(1 + 20)), k = other keys whose frame words overlap this key's (at least 4
-              shared words and Jaccard >= 0.5):
-              many keys on one template or one plan (computed by the Guard, which sees every key)
+              shared words and Jaccard >= 0.5): many keys on one template or one plan (computed by the Guard,
+              which sees every key). Here a frame word must also be typical of the key - in a share of its
+              prompts at least 3 times its share of all prompts in the traffic - so the language's commonest
+              words, frequent in everyone's prompts, never make two keys look coordinated
 """
 
 from __future__ import annotations
@@ -37,8 +47,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-FEATURES = ("volume", "steady", "regular", "template", "coverage", "cot", "logprobs", "lp_harvest", "long_out",
-            "cross_key")
+FEATURES = ("volume", "steady", "regular", "template", "coverage", "slot", "cot", "logprobs", "lp_harvest",
+            "long_out", "cross_key")
 COT_PATTERNS = (
     r"step[- ]by[- ]step", r"chain[- ]of[- ]thought", r"let'?s think", r"think (it )?(carefully|through|aloud|out loud)",
     r"think (this|it) over", r"reason (it )?(through|carefully|first|out)", r"(explain|show|give|walk me through|"
@@ -56,6 +66,7 @@ STOPWORDS = frozenset(
     "explain describe write some any all more most very just also like make".split())
 SKELETON_WORDS = 3
 TINY_ANSWER = 4  # answer tokens at most this: a log-probability probe, not an answer
+HARVEST_SCALE = 300  # lp_harvest counts in full once the window holds this many probes
 LONG_ANSWER = 512  # answer tokens at which long_out saturates
 BIN_SECONDS = 600.0  # steady: activity bins
 MIN_BINS = 36  # ... over at least six hours
@@ -63,8 +74,13 @@ GAPS = 64  # regular: the last inter-arrival gaps
 MIN_GAP = 0.05  # seconds; requests sent at once are this far apart
 FRAME_SHARE, FRAME_MIN = 0.1, 2  # a frame word is in >= 10% and >= 2 of the key's earlier prompts in the window
 FRAME_AFTER = 5  # ... once the window holds this many prompts (template and coverage are 0 before)
+SLOT_FRAME, SLOT_OTHER = 3, 2  # slot: at least this many frame words, at most this many other content words
+SLOT_SHARE = 0.05  # ... a slot's frame word is in >= 5% (and FRAME_MIN) of the key's earlier prompts: a sweep
+# that is half of a key's traffic, in a paraphrase family of five synonyms per slot, still has its frame
 RARE_MIN, RARE_SHARE = 3, 0.01  # coverage: a topic word is in the windows of < max(3, 1% of) the keys
 CROSS_SATURATE = 20  # cross_key reaches 1 at this many overlapping keys
+CROSS_LIFT = 3.0  # a cross-key frame word is in a share of the key's prompts >= this times its share in all prompts
+ALL_PROMPTS = ""  # the key of `word_prompts` that counts the prompts of all windows (no content word is empty)
 
 
 def prompt_text(request: dict[str, Any]) -> str:
@@ -139,6 +155,7 @@ class Entry:
     tiny: bool = False  # asked for or got at most TINY_ANSWER tokens
     template: float = 0.0  # set by KeyWindow.add: share of frame words
     coverage: float = 0.0  # ... 1 when it brings a rare word new to the key
+    slot: bool = False  # ... a one-slot template filled with such a word
     harvest: bool = False  # ... a log-probability probe on a new prompt
 
 
@@ -167,11 +184,14 @@ def median(xs: list[float]) -> float:
 class KeyWindow:
     """One API key's recent requests with running counts, so features cost O(its words) per request."""
 
-    def __init__(self, window_seconds: float, max_requests: int, word_keys: Counter[str] | None = None):
-        """`word_keys`: content word -> keys whose window holds it, shared by all the windows of a Guard (this
-        window keeps it up to date); None: this key alone."""
+    def __init__(self, window_seconds: float, max_requests: int, word_keys: Counter[str] | None = None,
+                 word_prompts: Counter[str] | None = None):
+        """`word_keys`: content word -> keys whose window holds it; `word_prompts`: content word -> prompts of all
+        windows holding it, and ALL_PROMPTS -> prompts of all windows. Both are shared by all the windows of a
+        Guard (each window keeps them up to date); None: this key alone."""
         self.window_seconds, self.max_requests = window_seconds, max_requests
         self.word_keys: Counter[str] = Counter() if word_keys is None else word_keys
+        self.word_prompts: Counter[str] = Counter() if word_prompts is None else word_prompts
         self.entries: deque[Entry] = deque()
         self.prefixes: Counter[str] = Counter()
         self.suffixes: Counter[str] = Counter()
@@ -179,7 +199,7 @@ class KeyWindow:
         self.digests: Counter[str] = Counter()
         self.bins: Counter[int] = Counter()
         self.gaps: deque[float] = deque(maxlen=GAPS)  # log inter-arrival gaps, the latest GAPS
-        self.n_cot = self.n_harvest = self.n_tiny = 0
+        self.n_cot = self.n_harvest = self.n_tiny = self.n_slot = 0
         self.lp_sum = self.template_sum = self.coverage_sum = self.long_sum = 0.0
         self.t_in = self.t_out = 0
         self.total_seen = 0
@@ -189,12 +209,15 @@ class KeyWindow:
         return sum(1 for e in self.entries if e.logprobs > 0)
 
     def frame_words(self, top: int = 12) -> frozenset[str]:
-        """The key's frame: its commonest content words among those in >= FRAME_SHARE of its prompts."""
+        """The key's frame for cross-key overlap: its commonest content words among those in >= FRAME_SHARE of its
+        prompts and typical of it (a share of its prompts >= CROSS_LIFT times the word's share in all prompts)."""
         n = len(self.entries)
         if n < FRAME_AFTER:
             return frozenset()
         need = max(FRAME_MIN, FRAME_SHARE * n)
-        return frozenset(w for w, c in self.words.most_common(top) if c >= need)
+        total = self.word_prompts[ALL_PROMPTS]
+        return frozenset(w for w, c in self.words.most_common(top)
+                         if c >= need and c * total >= CROSS_LIFT * n * self.word_prompts[w])
 
     def _apply(self, e: Entry, sign: int) -> None:
         for counter, k in ((self.prefixes, e.prefix), (self.suffixes, e.suffix), (self.digests, e.digest),
@@ -202,7 +225,11 @@ class KeyWindow:
             counter[k] += sign
             if counter[k] <= 0:
                 del counter[k]
+        self.word_prompts[ALL_PROMPTS] += sign
         for w in e.words:
+            self.word_prompts[w] += sign
+            if self.word_prompts[w] <= 0:
+                del self.word_prompts[w]
             self.words[w] += sign
             if self.words[w] <= 0:
                 del self.words[w]
@@ -213,6 +240,7 @@ class KeyWindow:
                 self.word_keys[w] += 1
         self.n_cot += sign * e.cot
         self.n_harvest += sign * e.harvest
+        self.n_slot += sign * e.slot
         self.n_tiny += sign * e.tiny
         self.lp_sum += sign * e.logprobs
         self.template_sum += sign * e.template
@@ -222,14 +250,19 @@ class KeyWindow:
         self.t_out += sign * e.tokens_out
 
     def _score_prompt(self, e: Entry, rare_below: float) -> None:
-        """template, coverage and harvest of a new entry, against the window before it."""
+        """template, coverage, slot and harvest of a new entry, against the window before it."""
         n = len(self.entries)
         e.harvest = e.logprobs > 0 and e.tiny and e.digest not in self.digests
         if n < FRAME_AFTER or not e.words:
             return
         need = max(FRAME_MIN, FRAME_SHARE * n)
-        e.template = sum(1 for w in e.words if self.words.get(w, 0) >= need) / len(e.words)
-        e.coverage = float(any(w not in self.words and self.word_keys.get(w, 0) < rare_below for w in e.words))
+        frame = sum(1 for w in e.words if self.words.get(w, 0) >= need)
+        e.template = frame / len(e.words)
+        new_topic = any(w not in self.words and self.word_keys.get(w, 0) < rare_below for w in e.words)
+        e.coverage = float(new_topic)
+        slot_need = max(FRAME_MIN, SLOT_SHARE * n)
+        slot_frame = sum(1 for w in e.words if self.words.get(w, 0) >= slot_need)
+        e.slot = new_topic and slot_frame >= SLOT_FRAME and len(e.words) - slot_frame <= SLOT_OTHER
 
     def add(self, e: Entry, rare_below: float = RARE_MIN) -> list[Entry]:
         """Add a request and drop those outside the window; returns the dropped entries. `rare_below`: a word in
@@ -273,9 +306,10 @@ class KeyWindow:
             "regular": self.regular(),
             "template": self.template_sum / n,
             "coverage": self.coverage_sum / n,
+            "slot": self.n_slot / n,
             "cot": self.n_cot / n,
             "logprobs": self.lp_sum / n,
-            "lp_harvest": self.n_harvest / n,
+            "lp_harvest": self.n_harvest / n * min(1.0, self.n_harvest / HARVEST_SCALE),
             "long_out": self.long_sum / n,
             "cross_key": min(1.0, math.log1p(cross_keys) / math.log1p(CROSS_SATURATE)),
         }

@@ -72,10 +72,17 @@ def read_trace(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def request_body(row: dict[str, Any], model: str, max_tokens: int | None) -> tuple[str, dict[str, Any]]:
-    """(endpoint path, JSON body) for one row: the served model's name, max_tokens capped when asked."""
+def request_body(row: dict[str, Any], model: str, max_tokens: int | None, recorded_lengths: bool = False
+                 ) -> tuple[str, dict[str, Any]]:
+    """(endpoint path, JSON body) for one row: the served model's name; with `recorded_lengths`, max_tokens set to
+    the answer length the trace recorded for the row (`completion_tokens`, when it has one); then max_tokens capped
+    when asked."""
     body = dict(row["request"])
     body["model"] = model
+    recorded = row.get("completion_tokens")
+    if recorded_lengths and isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
+        body["max_tokens"] = recorded
+        body.pop("max_completion_tokens", None)
     if max_tokens is not None:
         asked = body.get("max_tokens")
         body["max_tokens"] = min(asked, max_tokens) if isinstance(asked, int) and asked > 0 else max_tokens
@@ -83,9 +90,10 @@ def request_body(row: dict[str, Any], model: str, max_tokens: int | None) -> tup
 
 
 def replay(rows: list[dict[str, Any]], url: str, keys: dict[str, str], *, speed: float = 1.0, model: str = "m",
-           concurrency: int = 8, max_tokens: int | None = None, timeout: float = 120.0, out: str | Path | None = None,
-           progress=None) -> dict[str, Any]:
-    """Send `rows` to the server at `url` (keys: account name -> API key); returns a summary. With `out`, one
+           concurrency: int = 8, max_tokens: int | None = None, recorded_lengths: bool = False, timeout: float = 120.0,
+           out: str | Path | None = None, progress=None) -> dict[str, Any]:
+    """Send `rows` to the server at `url` (keys: account name -> API key); returns a summary (`max_tokens`,
+    `recorded_lengths`: see `request_body`). With `out`, one
     JSONL line per row: its index, account name, label, kind, HTTP status, error code, when it was sent (seconds
     after the start), how late that was against the compressed schedule, and its latency."""
     import logging
@@ -110,7 +118,7 @@ def replay(rows: list[dict[str, Any]], url: str, keys: dict[str, str], *, speed:
             while (item := work.get()) is not None:
                 i, due = item
                 row = rows[i]
-                path, body = request_body(row, model, max_tokens)
+                path, body = request_body(row, model, max_tokens, recorded_lengths)
                 sent = time.monotonic()
                 status, code = 0, "connect_error"
                 try:

@@ -89,12 +89,12 @@ def fit_logistic(x: Sequence[Sequence[float]], y: Sequence[int], cap: float = CA
 # Fitted by `python benchmarks/bench_guard.py --print-weights` on the training traces (profile "train", seeds 0-1,
 # 100 benign accounts each); DEFAULT_THRESHOLD is the 99th percentile of the benign per-key maximum score there.
 DEFAULT = LogisticScorer(
-    mean=(0.4607, 0.0916, 0.4178, 0.3037, 0.1556, 0.0431, 0.1411, 0.0341, 0.193, 0.1316),
-    scale=(1.0,) * 10,
-    weight=(0.0, 0.7812, 1.5111, 0.8301, 3.0, 1.2408, 0.1747, 0.6627, 3.0, 3.0),
-    bias=-2.9649,
+    mean=(0.4617, 0.0919, 0.4192, 0.3047, 0.1555, 0.0024, 0.0434, 0.1421, 0.0086, 0.1922, 0.0899),
+    scale=(1.0,) * 11,
+    weight=(0.1468, 0.2466, 0.9422, 0.0, 3.0, 3.0, 0.6491, 1.1337, 2.0236, 3.0, 3.0),
+    bias=-3.2189,
 )
-DEFAULT_THRESHOLD = 0.5121
+DEFAULT_THRESHOLD = 0.3469
 
 
 def load_scorer(path: str | Path) -> LogisticScorer:

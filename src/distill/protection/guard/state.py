@@ -49,6 +49,7 @@ ACCOUNT_FIELDS = {
                                "a list of strings"),
     "keys_sharing_frame": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
     "keys_sharing_frame_total": (_number, "a number"),
+    "bucket": (lambda v: v is None or isinstance(v, str), "an account name or null"),
 }
 
 
