@@ -140,6 +140,19 @@ def test_throttle_is_a_token_bucket_that_counts_admitted_requests(fixed_scorer):
     assert got == ["throttle", None, "throttle", None, None, "throttle"]
 
 
+def test_a_restart_gives_a_throttled_key_no_fresh_tokens(tmp_path, fixed_scorer):
+    cfg = dict(min_requests=1, throttle_interval_seconds=100.0, state_file=str(tmp_path / "state.json"),
+               rules=[Rule(0.5, "throttle")])
+    g = Guard(GuardConfig(**cfg), fixed_scorer)
+    fixed_scorer.value = 0.9
+    g.observe("k", cot_request(0), served(), 1000.0)
+    g.save()
+    again = Guard(GuardConfig(**cfg), fixed_scorer)
+    assert again.decision("k") == "throttle" and again.state["k"]["bucket"] == "k"
+    assert again.gate("k", now=5000.0) == "throttle"  # the restored bucket starts empty at its first gate ...
+    assert again.gate("k", now=5100.0) is None  # ... and gains one request per interval
+
+
 def test_throttled_keys_on_one_frame_share_one_bucket(fixed_scorer):
     g = Guard(GuardConfig(min_requests=8, min_requests_shared=8, throttle_interval_seconds=100.0, allow=["crowd"],
                           rules=[Rule(0.5, "throttle")]), fixed_scorer)

@@ -120,6 +120,15 @@ def test_coverage_counts_only_words_rare_in_the_whole_traffic():
     assert g.windows["d"].entries[-1].coverage == 1.0
 
 
+def test_lp_harvest_counts_in_full_only_at_scale():
+    w = KeyWindow(1e9, 1000)
+    for i in range(400):  # unique prompts, top_logprobs 20, one-token answers: every request is a probe
+        w.add(make_entry(req(f"probe text number {i}", top=20, max_tokens=1), resp(5, 1), float(i)))
+        if i + 1 == 100:  # a developer's one-off evaluation of 100 prompts: share 1, scale 100 / 300
+            assert w.features()["lp_harvest"] == pytest.approx(100 / 300)
+    assert w.features()["lp_harvest"] == 1.0
+
+
 def test_slot_needs_a_frame_few_other_words_and_a_new_topic():
     w = KeyWindow(1e9, 1000)
     for i, topic in enumerate(TOPICS[:5]):  # the frame: provide, thorough, notes (in >= 2 earlier prompts each)
