@@ -6,27 +6,204 @@ and the share of step time spent sampling.
 The off-policy run is given twice the steps and evaluated every `--eval-every` steps, so its held-out KL can
 be read both at the on-policy run's step count and at the step where its elapsed time matches the on-policy
 run's total time.
+
+On-policy steps/s against TRL's `GKDTrainer` (`--vs-trl`, run with a Python that has trl, e.g. /tmp/benchvenv):
+
+    python benchmarks/bench_onpolicy.py --vs-trl [--warmup 2] [--timed 6] [--threads 2] [--allocators jemalloc]
+                                        [--sample-fast true false]
+
+Both sides: the default teacher (fp32), the same fresh ≈11.8 M student (seed 0), the same 4 × 256-token
+Shakespeare rows per step, JSD β=0.5, temperature 1, λ = 0.5 with the *same* steps on-policy on both sides (TRL's
+per-step `random.random() <= lmbda` is replaced by Distill's deterministic draw for that step), the prompt = the
+first 256 − 64 tokens and 64 sampled tokens (Distill `train.sample_max_new_tokens=64`, TRL `max_new_tokens=64`;
+TRL stops a row at EOS, which a fresh student all but never samples). Each side runs in a fresh subprocess; seconds
+per step from step timestamps (warm-up steps excluded); peak RSS of the child.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from distill.config import load_config
 from distill.training.loop import train
 
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+JEMALLOC_CONF = "retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
+BATCH, SEQ_LEN, NEW, LAMBDA = 4, 256, 64, 0.5
+
+
+def distill_overrides(steps: int, threads: int, sample_fast: bool, tmp: str) -> list[str]:
+    return ["loss.kind=jsd", "loss.beta=0.5", "loss.temperature=1.0", "loss.kd_weight=1", "loss.ce_weight=0",
+            f"train.steps={steps}", f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}", "train.seed=0",
+            f"train.threads={threads}", "train.progress=false", "train.eval_every=100000",
+            "train.checkpoint_every=100000", "train.eval_sequences=4", f"train.on_policy_fraction={LAMBDA}",
+            f"train.sample_max_new_tokens={NEW}", f"train.sample_fast={str(sample_fast).lower()}",
+            f"output_dir={tmp}/student"]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def on_policy_steps(n: int) -> list[bool]:
+    from distill.training.onpolicy import is_on_policy
+
+    return [is_on_policy(0, s, 0, LAMBDA) for s in range(n)]
+
+
+def child_distill(warmup: int, timed: int, threads: int, sample_fast: bool) -> dict:
+    import torch
+
+    from distill.training.callbacks import StepTimer
+
+    torch.set_num_threads(threads)
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(load_config(None, distill_overrides(warmup + timed + 1, threads, sample_fast, tmp)),
+                       callbacks=[timer])
+    span = timer.seconds(warmup, warmup + timed)
+    last = result.history[warmup + timed - 1]
+    return {"framework": "distill", "sample_fast": sample_fast, "s_per_step": span / timed,
+            "cpu_s_per_step": timer.seconds(warmup, warmup + timed, cpu=True) / timed, "peak_rss_mb": peak_rss_mb(),
+            "sampling_share": last.get("sampling_share"), "sample_tokens_per_s": last.get("sample_tokens_per_s"),
+            "on_policy_timed": sum(on_policy_steps(warmup + timed)[warmup:])}
+
+
+def child_trl(warmup: int, timed: int, threads: int) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+    from distill.data.corpus import load_corpus
+    from distill.models.loading import load_model
+    from distill.models.students import fresh_llama
+    from distill.training.sampler import BatchSampler
+
+    torch.set_num_threads(threads)
+    steps = warmup + timed
+    teacher = load_model("default")
+    tok = teacher.tokenizer
+    student = fresh_llama(tok, seed=0)
+    cfg = load_config(None, [f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}"])
+    corpus = load_corpus(cfg.data, tok)
+    sampler = BatchSampler.for_config(cfg, len(corpus.train))
+    ids = [corpus.train[i]["input_ids"].tolist() for s in range(steps) for i in sampler.rows(s, 0)]
+    plan = on_policy_steps(steps)
+
+    def collate(examples):
+        x = torch.tensor([e["input_ids"] for e in examples], dtype=torch.long)
+        prompts = x[:, : SEQ_LEN - NEW]
+        return {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": x.clone(), "prompts": prompts,
+                "prompt_attention_mask": torch.ones_like(prompts)}
+
+    stamps: list[float] = []
+    cpu: list[float] = []
+
+    class Stamps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.time())
+            cpu.append(time.process_time())
+
+    class SameSteps(GKDTrainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            self.lmbda = 1.0 if plan[self.state.global_step] else 0.0  # Distill's draw for this step
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = GKDConfig(
+            output_dir=tmp, max_steps=steps, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
+            lmbda=LAMBDA, beta=0.5, temperature=1.0, max_new_tokens=NEW, seq_kd=False, learning_rate=1e-3,
+            weight_decay=0.01, adam_beta2=0.95, max_grad_norm=1.0, warmup_steps=0, seed=0, use_cpu=True, bf16=False,
+            fp16=False, train_sampling_strategy="sequential", dataloader_num_workers=0,
+            dataloader_pin_memory=False, eval_strategy="no", save_strategy="no", logging_strategy="no",
+            report_to="none", disable_tqdm=True, max_length=SEQ_LEN, gradient_checkpointing=False)
+        trainer = SameSteps(model=student, teacher_model=teacher.model, args=args,
+                            train_dataset=Dataset.from_dict({"input_ids": ids}), processing_class=tok,
+                            data_collator=collate, callbacks=[Stamps()])
+        trainer.train()
+    span = stamps[steps - 1] - stamps[warmup - 1]
+    return {"framework": "trl", "s_per_step": span / timed, "cpu_s_per_step": (cpu[steps - 1] - cpu[warmup - 1])
+            / timed, "peak_rss_mb": peak_rss_mb(), "on_policy_timed": sum(plan[warmup:])}
+
+
+def run_child(args: list[str], allocator: str, threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error")
+    env.pop("LD_PRELOAD", None)
+    env.pop("MALLOC_CONF", None)
+    if allocator == "jemalloc":
+        env.update(LD_PRELOAD=JEMALLOC, MALLOC_CONF=JEMALLOC_CONF)
+    proc = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"child failed: {args}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["allocator"] = allocator
+    print(f"  {out['framework']:7s} {allocator:8s} {out['s_per_step']:.3f} s/step (cpu {out['cpu_s_per_step']:.3f}) "
+          f"peak RSS {out['peak_rss_mb']:.0f} MB", flush=True)
+    return out
+
+
+def vs_trl(a: argparse.Namespace) -> None:
+    common = ["--warmup", str(a.warmup), "--timed", str(a.timed), "--threads", str(a.threads)]
+    runs = []
+    for allocator in a.allocators:
+        order = [["--child", "trl"]] + [["--child", "distill", "--fast", f] for f in a.sample_fast]
+        for args in order if len(runs) % 2 == 0 else order[::-1]:
+            runs.append(run_child(args + common, allocator, a.threads))
+    print(f"\non-policy λ={LAMBDA}, {BATCH} × {SEQ_LEN} tokens, {NEW} new tokens, {a.threads} threads, "
+          f"{runs[0]['on_policy_timed']} of {a.timed} timed steps on-policy on both sides; load {os.getloadavg()}")
+    print("| allocator | side | s/step | CPU s/step | steps/s vs TRL | sampling share | sampled tokens/s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for allocator in a.allocators:
+        mine = [r for r in runs if r["allocator"] == allocator]
+        trl = next(r for r in mine if r["framework"] == "trl")
+        for r in mine:
+            side = "TRL GKDTrainer" if r["framework"] == "trl" else f"Distill (sample_fast {r['sample_fast']})"
+            share = f"{r['sampling_share']:.1%}" if r.get("sampling_share") is not None else "—"
+            tps = f"{r['sample_tokens_per_s']:.0f}" if r.get("sample_tokens_per_s") else "—"
+            print(f"| {allocator} | {side} | {r['s_per_step']:.2f} | {r['cpu_s_per_step']:.2f} | "
+                  f"{trl['s_per_step'] / r['s_per_step']:.2f}× | {share} | {tps} | {r['peak_rss_mb']:.0f} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"runs": runs, "threads": a.threads, "warmup": a.warmup,
+                                            "timed": a.timed}, indent=1) + "\n")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--vs-trl", action="store_true", help="on-policy steps/s against TRL's GKDTrainer")
+    ap.add_argument("--child", choices=["distill", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--fast", default="true", help=argparse.SUPPRESS)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--timed", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--allocators", nargs="+", default=["jemalloc"])
+    ap.add_argument("--sample-fast", nargs="+", default=["true", "false"])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--fraction", type=float, default=0.5)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--json", default="benchmarks/results/onpolicy.json")
     a = ap.parse_args()
+    if a.child == "distill":
+        print(json.dumps(child_distill(a.warmup, a.timed, a.threads, a.fast == "true")))
+        return
+    if a.child == "trl":
+        print(json.dumps(child_trl(a.warmup, a.timed, a.threads)))
+        return
+    if a.vs_trl:
+        a.json = a.json if a.json != "benchmarks/results/onpolicy.json" else "benchmarks/results/onpolicy_vs_trl.json"
+        vs_trl(a)
+        return
     common = ["train.batch_size=4", "data.seq_len=128", "train.progress=false", f"train.eval_every={a.eval_every}",
               "train.eval_sequences=16", "train.lr=2e-3", "train.checkpoint_every=100000", "train.threads=2",
               "loss.kind=forward_kl"]

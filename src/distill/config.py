@@ -252,6 +252,9 @@ class TrainConfig(_Section):
                                       "samples its own continuations and the teacher scores them.")
     sample_temperature: float = Field(1.0, gt=0, description="On-policy sampling temperature.")
     sample_max_new_tokens: int = Field(64, ge=1, description="On-policy: new tokens per sampled continuation.")
+    sample_fast: bool = Field(True, description="On-policy: sample with a static KV cache and a minimal decode "
+                              "loop (the same samples as transformers' `generate` for the same seed, less work per "
+                              "token); false = `generate` itself.")
     progress: bool = Field(True, description="Show a progress bar.")
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp", description="Under torchrun: 'ddp' = every rank holds the whole student, its gradients and optimizer "

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from distill.config import DistillConfig
+from distill.models.lora import causal_lm
 
 
 def is_on_policy(seed: int, step: int, micro: int, fraction: float) -> bool:
@@ -30,6 +31,41 @@ def sample_continuations(student: torch.nn.Module, prompt_ids: Tensor, max_new_t
     return out
 
 
+@torch.no_grad()
+def sample_static(student: torch.nn.Module, prompt_ids: Tensor, max_new_tokens: int, temperature: float,
+                  seed: int) -> Tensor:
+    """The same samples as `sample_continuations` for the same seed, with less work per token.
+
+    A static KV cache allocated once for P + new positions (no per-token concatenation of the cache), the output
+    head run on the last position only, and the sampling step reduced to what `generate` does here (float32
+    logits / temperature → softmax → `torch.multinomial`, the same random draws in the same order) without its
+    logits processors and stopping checks (nothing stops early: every row gets `max_new_tokens`).
+    Returns [B, P + new] ids."""
+    from transformers import StaticCache
+
+    model = causal_lm(student)
+    was_training = model.training
+    model.eval()
+    B, P = prompt_ids.shape
+    cache = StaticCache(config=model.config, max_cache_len=P + max_new_tokens)
+    out = torch.empty((B, P + max_new_tokens), dtype=prompt_ids.dtype, device=prompt_ids.device)
+    out[:, :P] = prompt_ids
+    torch.manual_seed(seed)
+    logits = model(input_ids=prompt_ids, cache=cache, use_cache=True, logits_to_keep=1).logits
+    for i in range(max_new_tokens):
+        scores = logits[:, -1, :].float()
+        if temperature != 1.0:
+            scores = scores / temperature
+        token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
+        out[:, P + i] = token[:, 0]
+        if i + 1 < max_new_tokens:
+            position = torch.full((B, 1), P + i, dtype=torch.long, device=prompt_ids.device)
+            logits = model(input_ids=token, position_ids=position, cache=cache, use_cache=True,
+                           logits_to_keep=1).logits
+    model.train(was_training)
+    return out
+
+
 def maybe_on_policy(batch: dict[str, Tensor], student: torch.nn.Module, cfg: DistillConfig, step: int,
                     micro: int, tokenizer) -> dict[str, Tensor]:
     """Replace the batch with prompt + student samples on a λ share of micro-batches; else return it as is.
@@ -44,8 +80,9 @@ def maybe_on_policy(batch: dict[str, Tensor], student: torch.nn.Module, cfg: Dis
     new = min(t.sample_max_new_tokens, T - 1)
     prompt = batch["input_ids"][:, : T - new]
     base = getattr(student, "module", student)
-    seq = sample_continuations(base, prompt, new, t.sample_temperature, tokenizer.eos_token_id,
-                               seed=t.seed * 1000 + step * 10 + micro)
+    seed = t.seed * 1000 + step * 10 + micro
+    seq = sample_static(base, prompt, new, t.sample_temperature, seed) if t.sample_fast else \
+        sample_continuations(base, prompt, new, t.sample_temperature, tokenizer.eos_token_id, seed=seed)
     B, L = seq.shape
     loss_mask = torch.zeros((B, L), dtype=torch.bool, device=seq.device)
     loss_mask[:, prompt.shape[1] - 1: L - 1] = True  # positions predicting the sampled tokens

@@ -66,6 +66,7 @@ class Run:
     start_step: int = 0
     history: list[dict] = field(default_factory=list)
     sample_time: float = 0.0  # seconds spent sampling on-policy continuations
+    sample_tokens: int = 0  # ... and the tokens sampled in them (this process)
     memory_plan: memory.Plan | None = None  # the expected peak per rank (None with train.memory_check: false)
     teacher_fidelity: dict | None = None  # teacher.precision bf16/int8: KL(fp32 ‖ fast) per held-out token, measured
 
