@@ -226,7 +226,9 @@ def _format_tasks(block: dict) -> str:
              _fmt(m["retention"], "{:.1%}"))
             for row in block["results"] for name, m in row["metrics"].items()]
     limit = f", at most {block['limit']} documents each" if block.get("limit") else ""
-    return (f"Tasks ({block['harness']}{limit}; score ± standard error)\n"
+    sec = block.get("seconds") or {}
+    took = f"; {sec['teacher']:.0f} s teacher, {sec['student']:.0f} s student" if sec else ""
+    return (f"Tasks ({block['harness']}{limit}{took}; score ± standard error)\n"
             + _table(rows, ("task metric", "docs", "teacher", "student", "student/teacher")))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,11 +186,15 @@ def compare(teacher: dict, student: dict) -> list[dict]:
 
 def run_tasks(plan: TaskPlan, teacher, teacher_tokenizer, student, student_tokenizer, *, limit: int | None = None,
               batch_size: int = 8) -> dict:
-    """The report's `tasks` block: lm-eval's version, the limit, and `compare`'s rows."""
+    """The report's `tasks` block: lm-eval's version, the limit, each model's wall-clock seconds, and `compare`'s
+    rows."""
+    t0 = time.perf_counter()
     t = evaluate_model(plan, teacher, teacher_tokenizer, limit=limit, batch_size=batch_size)
+    t1 = time.perf_counter()
     s = evaluate_model(plan, student, student_tokenizer, limit=limit, batch_size=batch_size)
+    seconds = {"teacher": t1 - t0, "student": time.perf_counter() - t1}
     return {"harness": f"lm-eval {t.get('lm_eval_version') or LM_EVAL_VERSION}", "limit": limit,
-            "n_shot": t.get("n-shot", {}), "results": compare(t, s)}
+            "n_shot": t.get("n-shot", {}), "seconds": seconds, "results": compare(t, s)}
 
 
 def primary_metric(row: dict) -> str | None:
