@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench_wm_robustness import CACHE, RESULTS, bench_key, summarize
 from scipy.stats import binom, kstest
+from scipy.stats import chi2 as chi2_dist
 
 from distill.data.corpus import read_text, shakespeare_files
 from distill.models.loading import load_tokenizer
@@ -77,15 +78,43 @@ def fmt(row: dict) -> str:
                       for a in LEVELS) + f" | {row['ks_d']:.3f}"
 
 
+def summarize_keys(scheme: str, rows: list[dict], bonf: float) -> None:
+    """Per calibration: the spread of the FPR over keys, the worst key's binomial tail, and a chi-square test of
+    whether the keys differ by more than sampling (key-to-key spread the calibration should remove)."""
+    names = [k for k in rows[0] if k == "before" or k.startswith("after_")] if rows else []
+    for name in names:
+        for a in LEVELS:
+            fps = [r[name][f"fp@{a:g}"] for r in rows]
+            n = rows[0][name]["n"]
+            rates = [f / n for f in fps]
+            worst = min(r[name][f"tail@{a:g}"] for r in rows)
+            pbar = sum(fps) / (n * len(fps))
+            chi2 = sum((f - n * pbar) ** 2 for f in fps) / max(1e-12, n * pbar * (1 - pbar))
+            print(f"{scheme} {name} p0={a:g}: FPR min {100 * min(rates):.2f}% mean {100 * statistics.mean(rates):.2f}% "
+                  f"max {100 * max(rates):.2f}%; smallest binomial tail {worst:.2g} -> "
+                  f"{'within' if worst >= bonf else 'NOT within'} sampling error (Bonferroni {bonf:.4f}); spread over "
+                  f"keys chi2 = {chi2:.1f} on {len(fps) - 1} df (p = {chi2_dist.sf(chi2, len(fps) - 1):.2g})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--keys", type=int, default=10)
+    ap.add_argument("--keys", type=int, default=10, help="fixed keys per scheme for the FPR table (0: power only)")
     ap.add_argument("--schemes", default="selfhash,lefthash")
     ap.add_argument("--shares", type=lambda v: [float(x) for x in v.split(",")], default=[MAX_UNIT_SHARE],
                     help="max_unit_share values to calibrate with (the first is the reported 'after')")
     ap.add_argument("--passage-tokens", type=int, default=PASSAGE_TOKENS)
     ap.add_argument("--out", default=str(RESULTS / "wm_calibration.json"))
+    ap.add_argument("--from-json", help="only re-print the per-key summaries of a saved run")
     args = ap.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        for scheme, rows in saved["keys"].items():
+            summarize_keys(scheme, rows, 0.05 / (len(rows) * len(LEVELS)))
+        for scheme, power in saved["power"].items():
+            for name, s in power.items():
+                print(f"{scheme} power {name}: {s['detected']}/{s['n']} at p < 1e-5, median units needed "
+                      f"{s['median_tokens_needed']}")
+        return
     tok = load_tokenizer("default")
     files = shakespeare_files()
     ref_files, test_files = files[0::2], files[1::2]
@@ -119,13 +148,7 @@ def main() -> None:
             entry["seconds"] = time.perf_counter() - t0
             rows.append(entry)
         report["keys"][scheme] = rows
-        for name in ["before"] + [f"after_{s:g}" for s in args.shares]:
-            for a in LEVELS:
-                rates = [r[name][f"fp@{a:g}"] / r[name]["n"] for r in rows]
-                worst = min(r[name][f"tail@{a:g}"] for r in rows)
-                print(f"{scheme} {name} p0={a:g}: FPR min {100 * min(rates):.2f}% mean {100 * statistics.mean(rates):.2f}% "
-                      f"max {100 * max(rates):.2f}%; smallest binomial tail {worst:.2g} -> "
-                      f"{'within' if worst >= bonf else 'NOT within'} sampling error (Bonferroni {bonf:.4f})")
+        summarize_keys(scheme, rows, bonf)
         if CACHE.exists():
             cache = json.loads(CACHE.read_text())
             key = bench_key(tok, scheme)

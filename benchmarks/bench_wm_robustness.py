@@ -13,7 +13,7 @@ rewrite the answer in its own words (sampling at temperature 0.7). Reported per 
 answers whose whole-text p-value is below 1e-5, the median number of scored units needed to reach 1e-5 (the
 running p over the answer; infinite for answers that never reach it), and the median p.
 
-    python benchmarks/bench_wm_robustness.py [--answers 48] [--max-new-tokens 150]
+    python benchmarks/bench_wm_robustness.py [--answers 32] [--max-new-tokens 150]
 
 Keys are fixed (derived from public labels) so runs repeat; they are never printed.
 """
@@ -84,37 +84,41 @@ def generate(model, tok, prompts: list[str], procs: list, max_new: int, seed: in
     return answers
 
 
-def load_answers(n: int = 48, max_new: int = 150, batch: int = 8) -> dict:
-    """The cached watermarked answers and paraphrases (generated on first use): {"meta", scheme: {...}}."""
-    from distill.models.loading import load_model
-
+def load_answers(n: int = 32, max_new: int = 150, batch: int = 8) -> dict:
+    """The cached watermarked answers and paraphrases, per scheme (generated on first use and saved after each
+    scheme): {"meta", scheme: {"key_id", "answers", "texts", "paraphrases", "paraphrase_texts"}}."""
     prompts = (DEFAULT_PROMPTS + EXTRA_PROMPTS)[:n]
     meta = {"prompts": prompts, "max_new_tokens": max_new, "delta": 2.0, "gamma": 0.25, "top_k": SERVE_TOP_K,
             "temperature": 1.0, "paraphrase_temperature": 0.7, "paraphrase_prompt": PARAPHRASE}
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
-    if cache.get("meta") == meta and all(s in cache for s in SCHEMES):
+    if cache.get("meta") != meta:
+        cache = {"meta": meta}
+    todo = [s for s in SCHEMES if s not in cache]
+    if not todo:
         return cache
-    torch.set_num_threads(2)
+    from distill.models.loading import load_model
+
+    torch.set_num_threads(1)  # 2 shared cores: two spinning threads lose more than they gain under load
     lm = load_model("default")
     model, tok = lm.model, lm.tokenizer
-    cache = {"meta": meta}
-    for scheme in SCHEMES:
+    for scheme in todo:
         key = bench_key(tok, scheme)
         t0 = time.perf_counter()
         ids: list[list[int]] = []
         proc = [WatermarkLogitsProcessor(key, top_k=SERVE_TOP_K)]
         for b in range(0, n, batch):
             ids += generate(model, tok, prompts[b:b + batch], proc, max_new, seed=1000 + b, temperature=1.0)
+            print(f"{scheme}: {len(ids)}/{n} answers, {time.perf_counter() - t0:.0f} s", flush=True)
         texts = [tok.decode(a, skip_special_tokens=True) for a in ids]
         para: list[list[int]] = []
         for b in range(0, n, batch):
             asks = [PARAPHRASE.format(text=t) for t in texts[b:b + batch]]
-            para += generate(model, tok, asks, [], max_new + 50, seed=2000 + b, temperature=0.7)
+            para += generate(model, tok, asks, [], max_new, seed=2000 + b, temperature=0.7)
+            print(f"{scheme}: {len(para)}/{n} paraphrases, {time.perf_counter() - t0:.0f} s", flush=True)
         cache[scheme] = {"key_id": key.key_id, "answers": ids, "texts": texts, "paraphrases": para,
                          "paraphrase_texts": [tok.decode(a, skip_special_tokens=True) for a in para]}
-        print(f"generated {n} answers + paraphrases for {scheme} in {time.perf_counter() - t0:.0f} s", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    CACHE.write_text(json.dumps(cache))
+        RESULTS.mkdir(exist_ok=True)
+        CACHE.write_text(json.dumps(cache))
     return cache
 
 
@@ -160,7 +164,7 @@ def ngram_overlap(a: list[int], b: list[int], n: int = 4) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--answers", type=int, default=48)
+    ap.add_argument("--answers", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=150)
     ap.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",")], default=[0.1, 0.2, 0.3])
     ap.add_argument("--out", default=str(RESULTS / "wm_robustness.json"))
