@@ -40,13 +40,13 @@ JEMALLOC_CONF = "retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
 BATCH, SEQ_LEN, NEW, LAMBDA = 4, 256, 64, 0.5
 
 
-def distill_overrides(steps: int, threads: int, sample_fast: bool, tmp: str) -> list[str]:
+def distill_overrides(steps: int, threads: int, sample_fast: bool, tmp: str, precision: str = "fp32") -> list[str]:
     return ["loss.kind=jsd", "loss.beta=0.5", "loss.temperature=1.0", "loss.kd_weight=1", "loss.ce_weight=0",
             f"train.steps={steps}", f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}", "train.seed=0",
             f"train.threads={threads}", "train.progress=false", "train.eval_every=100000",
             "train.checkpoint_every=100000", "train.eval_sequences=4", f"train.on_policy_fraction={LAMBDA}",
             f"train.sample_max_new_tokens={NEW}", f"train.sample_fast={str(sample_fast).lower()}",
-            f"output_dir={tmp}/student"]
+            f"teacher.precision={precision}", f"output_dir={tmp}/student"]
 
 
 def peak_rss_mb() -> float:
@@ -59,7 +59,7 @@ def on_policy_steps(n: int) -> list[bool]:
     return [is_on_policy(0, s, 0, LAMBDA) for s in range(n)]
 
 
-def child_distill(warmup: int, timed: int, threads: int, sample_fast: bool) -> dict:
+def child_distill(warmup: int, timed: int, threads: int, sample_fast: bool, precision: str = "fp32") -> dict:
     import torch
 
     from distill.training.callbacks import StepTimer
@@ -67,11 +67,11 @@ def child_distill(warmup: int, timed: int, threads: int, sample_fast: bool) -> d
     torch.set_num_threads(threads)
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(load_config(None, distill_overrides(warmup + timed + 1, threads, sample_fast, tmp)),
-                       callbacks=[timer])
+        result = train(load_config(None, distill_overrides(warmup + timed + 1, threads, sample_fast, tmp,
+                                                           precision)), callbacks=[timer])
     span = timer.seconds(warmup, warmup + timed)
     last = result.history[warmup + timed - 1]
-    return {"framework": "distill", "sample_fast": sample_fast, "s_per_step": span / timed,
+    return {"framework": "distill", "sample_fast": sample_fast, "precision": precision, "s_per_step": span / timed,
             "cpu_s_per_step": timer.seconds(warmup, warmup + timed, cpu=True) / timed, "peak_rss_mb": peak_rss_mb(),
             "sampling_share": last.get("sampling_share"), "sample_tokens_per_s": last.get("sample_tokens_per_s"),
             "on_policy_timed": sum(on_policy_steps(warmup + timed)[warmup:])}
@@ -157,7 +157,8 @@ def vs_trl(a: argparse.Namespace) -> None:
     common = ["--warmup", str(a.warmup), "--timed", str(a.timed), "--threads", str(a.threads)]
     runs = []
     for allocator in a.allocators:
-        order = [["--child", "trl"]] + [["--child", "distill", "--fast", f] for f in a.sample_fast]
+        order = [["--child", "trl"]] + [["--child", "distill", "--fast", f, "--teacher-precision", p]
+                                        for p in a.teacher_precision for f in a.sample_fast]
         for args in order if len(runs) % 2 == 0 else order[::-1]:
             runs.append(run_child(args + common, allocator, a.threads))
     print(f"\non-policy λ={LAMBDA}, {BATCH} × {SEQ_LEN} tokens, {NEW} new tokens, {a.threads} threads, "
@@ -168,7 +169,8 @@ def vs_trl(a: argparse.Namespace) -> None:
         mine = [r for r in runs if r["allocator"] == allocator]
         trl = next(r for r in mine if r["framework"] == "trl")
         for r in mine:
-            side = "TRL GKDTrainer" if r["framework"] == "trl" else f"Distill (sample_fast {r['sample_fast']})"
+            side = "TRL GKDTrainer" if r["framework"] == "trl" else \
+                f"Distill (sample_fast {r['sample_fast']}, teacher {r.get('precision', 'fp32')})"
             share = f"{r['sampling_share']:.1%}" if r.get("sampling_share") is not None else "—"
             tps = f"{r['sample_tokens_per_s']:.0f}" if r.get("sample_tokens_per_s") else "—"
             print(f"| {allocator} | {side} | {r['s_per_step']:.2f} | {r['cpu_s_per_step']:.2f} | "
@@ -188,6 +190,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--allocators", nargs="+", default=["jemalloc"])
     ap.add_argument("--sample-fast", nargs="+", default=["true", "false"])
+    ap.add_argument("--teacher-precision", nargs="+", default=["fp32"], help="Distill's teacher.precision "
+                    "(one child each; lower-precision rows are not the exact teacher)")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--fraction", type=float, default=0.5)
@@ -195,7 +199,7 @@ def main() -> None:
     ap.add_argument("--json", default="benchmarks/results/onpolicy.json")
     a = ap.parse_args()
     if a.child == "distill":
-        print(json.dumps(child_distill(a.warmup, a.timed, a.threads, a.fast == "true")))
+        print(json.dumps(child_distill(a.warmup, a.timed, a.threads, a.fast == "true", a.teacher_precision[0])))
         return
     if a.child == "trl":
         print(json.dumps(child_trl(a.warmup, a.timed, a.threads)))

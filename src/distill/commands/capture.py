@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher weights dtype (default float32)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda:$LOCAL_RANK if "
                         "available, else cpu)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the teacher's decoder (as "
+                        "teacher.compile; the same results up to fp32 rounding, minutes of compiling first)")
     parser.add_argument("--verify", action="store_true", help="after capturing, re-hash every file of the store")
     served = parser.add_argument_group("a served teacher (see docs/served_teacher.md)")
     served.add_argument("--teacher-endpoint", help="score through a teacher server at this URL (e.g. "
@@ -51,12 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from distill.models.loading import DEFAULT_TEACHER
     from distill.store import CaptureSettings, run_capture, verify_store
 
-    teacher, trust, served = args.teacher, False, {}
+    teacher, trust, served, compiled = args.teacher, False, {}, args.compile
     if args.config:
         cfg = load_config(args.config)
         data = cfg.data.model_dump()
         teacher = teacher or cfg.teacher.model
         trust = cfg.teacher.trust_remote_code
+        compiled = compiled or cfg.teacher.compile
         t = cfg.teacher
         if t.endpoint:
             served = {"endpoint": t.endpoint, "tokenizer": t.local_spec, "top_k": t.top_k, "key_env": t.api_key_env,
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                                top_k=args.top_k if args.top_k is not None else served.get("top_k", 32),
                                shard_size=args.shard_size,
                                batch_size=args.batch_size, chunk_size=args.chunk_size, dtype=args.dtype,
-                               device=args.device, trust_remote_code=trust)
+                               device=args.device, trust_remote_code=trust, compile=compiled)
     if args.teacher_endpoint or served:
         _serve_settings(settings, args, served, given_top_k=args.top_k)
     try:

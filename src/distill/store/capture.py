@@ -34,6 +34,7 @@ from distill.config import DataConfig
 from distill.data.corpus import Corpus, load_corpus
 from distill.errors import DistillError
 from distill.fileio import write_json_atomic
+from distill.models.fast import scoring_teacher
 from distill.models.loading import (
     DEFAULT_TEACHER,
     LoadedModel,
@@ -66,6 +67,7 @@ class CaptureSettings:
     dtype: str = "float32"  # teacher weights dtype
     device: str = "auto"  # "auto": cuda:$LOCAL_RANK when available, else cpu
     trust_remote_code: bool = False
+    compile: bool = False  # torch.compile the teacher's decoder (teacher.compile; distill.models.fast)
     # a served teacher (then `teacher` is the served model's name and nothing is loaded but the tokenizer)
     endpoint: str | None = None  # the scoring server's URL (vLLM or `distill serve`)
     tokenizer: str | None = None  # with endpoint: the served model's tokenizer, a local spec (default 'default')
@@ -265,7 +267,8 @@ def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) ->
         scorer: LiveScorer | ServedScorer = ServedScorer(client, batch_size=settings.batch_size,
                                                          concurrency=settings.concurrency, floor_nats=codec.MAX_SPAN)
     else:
-        scorer = LiveScorer(LiveTeacher(loaded.model.to(device), vocab), vocab, batch_size=settings.batch_size,
+        model = scoring_teacher(loaded.model.to(device), compile=settings.compile, device=device)
+        scorer = LiveScorer(LiveTeacher(model, vocab), vocab, batch_size=settings.batch_size,
                             chunk_size=settings.chunk_size, pad_id=pad_id, device=device)
     n_shards = plan["settings"]["n_shards"]
     try:
