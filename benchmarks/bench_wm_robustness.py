@@ -84,7 +84,7 @@ def generate(model, tok, prompts: list[str], procs: list, max_new: int, seed: in
     return answers
 
 
-def load_answers(n: int = 32, max_new: int = 150, batch: int = 8) -> dict:
+def load_answers(n: int = 32, max_new: int = 150, batch: int = 8, schemes: tuple[str, ...] = tuple(SCHEMES)) -> dict:
     """The cached watermarked answers and paraphrases, per scheme (generated on first use and saved after each
     scheme): {"meta", scheme: {"key_id", "answers", "texts", "paraphrases", "paraphrase_texts"}}."""
     prompts = (DEFAULT_PROMPTS + EXTRA_PROMPTS)[:n]
@@ -93,7 +93,7 @@ def load_answers(n: int = 32, max_new: int = 150, batch: int = 8) -> dict:
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     if cache.get("meta") != meta:
         cache = {"meta": meta}
-    todo = [s for s in SCHEMES if s not in cache]
+    todo = [s for s in schemes if s not in cache]
     if not todo:
         return cache
     from distill.models.loading import load_model
@@ -167,16 +167,18 @@ def main() -> None:
     ap.add_argument("--answers", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=150)
     ap.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",")], default=[0.1, 0.2, 0.3])
+    ap.add_argument("--schemes", default=",".join(SCHEMES), help="key schemes to measure (selfhash, lefthash)")
     ap.add_argument("--out", default=str(RESULTS / "wm_robustness.json"))
     args = ap.parse_args()
+    schemes = tuple(args.schemes.split(","))
     from distill.models.loading import load_tokenizer
 
-    cache = load_answers(args.answers, args.max_new_tokens)
+    cache = load_answers(args.answers, args.max_new_tokens, schemes=schemes)
     tok = load_tokenizer("default")
     rows = []
     print("| scheme | edit | answers at p < 1e-5 | median scored units to 1e-5 | median p | median units scored |")
     print("|---|---|---|---|---|---|")
-    for scheme in SCHEMES:
+    for scheme in schemes:
         key = bench_key(tok, scheme)
         assert cache[scheme]["key_id"] == key.key_id, "cached answers were made with another key"
         answers = cache[scheme]["answers"]
@@ -200,10 +202,11 @@ def main() -> None:
         rows.append({"scheme": scheme, "edit": "paraphrase_stats", "median_4gram_copied": overlap,
                      "mean_answer_tokens": statistics.mean(map(len, answers)),
                      "mean_paraphrase_tokens": statistics.mean(map(len, para))})
-    plain = UnitCounter(bench_key(tok, "selfhash", "bench-wm-unrelated"))
-    for a in cache["selfhash"]["answers"]:
-        plain.add_sequence(a)
-    print(f"control: all self-hash answers pooled, scored with an unrelated key: p = {plain.result().p_value:.3g}")
+    for scheme in schemes:
+        plain = UnitCounter(bench_key(tok, scheme, "bench-wm-unrelated"))
+        for a in cache[scheme]["answers"]:
+            plain.add_sequence(a)
+        print(f"control: all {scheme} answers pooled, scored with an unrelated key: p = {plain.result().p_value:.3g}")
     Path(args.out).write_text(json.dumps({"meta": cache["meta"], "rows": rows}, indent=1))
 
 
