@@ -40,7 +40,9 @@ MIN_REQUESTS = 20
 
 
 def run_trace(events, scorer: LogisticScorer, every: int = 3):
-    """Per key: its label and kind, its max score once it has min_requests in the window; and training rows."""
+    """Per key: its label and kind, its max score once it has min_requests in the window; and training rows. Every
+    request is served; the guard's default rules apply, so an account reaching watermark or block leaves the
+    shared word counts, as it would in a server (KeyWindow.detach)."""
     g = Guard(GuardConfig(min_requests=MIN_REQUESTS), scorer)
     best: dict[str, float] = {}
     kinds, rows = {}, []

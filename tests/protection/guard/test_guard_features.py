@@ -8,8 +8,8 @@ import statistics
 
 import pytest
 
-from distill.protection.guard import FEATURES, Guard, GuardConfig, fit_logistic
-from distill.protection.guard.features import COT, KeyWindow, logprob_demand, make_entry
+from distill.protection.guard import FEATURES, Guard, GuardConfig, Rule, fit_logistic
+from distill.protection.guard.features import ALL_PROMPTS, COT, KeyWindow, logprob_demand, make_entry
 from distill.protection.guard.scoring import CAP, DEFAULT, LogisticScorer
 
 
@@ -149,13 +149,14 @@ def test_slot_needs_a_frame_few_other_words_and_a_new_topic():
 
 
 def crowd(g: Guard, n: int = 60) -> None:
-    """Other traffic: a frame word must be typical of a key, in a share of its prompts >= 3 x its share of all."""
+    """Other traffic (allow-listed: never acted on, so it always counts): a frame word must be typical of a key, in
+    a share of its prompts >= 3 x its share of all."""
     for i in range(n):
         g.observe("crowd", req(f"weather forecast number {i} for village{i}"), resp(6, 30), 0.5 * i)
 
 
 def test_keys_sharing_one_frame_are_coordinated_and_get_evidence_early():
-    g = Guard(GuardConfig(min_requests=20, min_requests_shared=8))
+    g = Guard(GuardConfig(min_requests=20, min_requests_shared=8, allow=["crowd"]))
     crowd(g)
     for key in ("a", "b", "c"):
         for i in range(8):  # disjoint topics (one coverage plan), one frame
@@ -171,7 +172,7 @@ def test_keys_sharing_one_frame_are_coordinated_and_get_evidence_early():
 
 
 def test_a_frame_for_cross_key_is_typical_of_its_key():
-    g = Guard(GuardConfig(min_requests=20))
+    g = Guard(GuardConfig(min_requests=20, allow=["crowd"]))
     for key in ("a", "b"):  # "provide", "thorough", "notes" are in every prompt of both keys ...
         for i in range(8):
             g.observe(key, req(f"Provide thorough lecture notes on {key}topic{i}"), resp(6, 300), 10.0 * i)
@@ -179,6 +180,22 @@ def test_a_frame_for_cross_key_is_typical_of_its_key():
     assert g.windows["b"].frame_words() == frozenset() and g.cross["b"] == 0
     crowd(g, 40)  # now 16 of 56 prompts hold them: 1 >= 3 x 16/56
     assert g.windows["b"].frame_words() == {"provide", "thorough", "lecture", "notes"}
+
+
+def test_acted_on_windows_leave_the_shared_word_counts(fixed_scorer):
+    fixed_scorer.value = 0.9
+    g = Guard(GuardConfig(min_requests=2, rules=[Rule(0.5, "throttle")]), fixed_scorer)
+    g.observe("human", req("sunflower seeds please"), resp(3, 10), 0.0)
+    g.observe("bot", req("sunflower oil"), resp(3, 10), 1.0)
+    assert g.word_keys["sunflower"] == 2 and g.word_prompts[ALL_PROMPTS] == 2
+    g.observe("bot", req("sunflower butter"), resp(3, 10), 2.0)  # evidence: bot is throttled, its window detached
+    assert g.decision("bot") == "throttle" and not g.windows["bot"].attached
+    assert g.word_keys == {"sunflower": 1, "seeds": 1} and g.word_prompts == {ALL_PROMPTS: 1, "sunflower": 1,
+                                                                              "seeds": 1}
+    g.observe("bot", req("sunflower honey"), resp(3, 10), 3.0)  # its own window still counts its requests
+    assert g.windows["bot"].words["sunflower"] == 3 and g.word_prompts["sunflower"] == 1
+    g.windows["bot"].detach(attach=True)  # put back: everything it holds now
+    assert g.word_keys["sunflower"] == 2 and g.word_prompts["sunflower"] == 4 and g.word_prompts[ALL_PROMPTS] == 4
 
 
 def test_sliding_window_evicts_and_counts_stay_exact():

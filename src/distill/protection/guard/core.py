@@ -33,6 +33,7 @@ FRAME_EVERY = 8  # served requests between refreshes of a key's frame words in t
 CROSS_MIN_FRAME = 4  # two frames overlap when they share at least this many words (a few common words say nothing)
 CROSS_JACCARD = 0.5  # two keys' frames overlap when |A & B| / |A | B| reaches this
 CROSS_EVIDENCE = 2  # a key whose frame overlaps this many others' has evidence from min_requests_shared requests
+UNACTED = ("none", "log")  # an account with another action is served differently (or not at all)
 REFUSALS = {"blocked": "block", "throttled": "throttle"}  # the server's error codes for the gate's refusals
 RESTORED = ("action", "action_since", "hold_until", "changes", "changes_total", "refused", "refused_total",
             "invalid_requests", "max_score", "score", "requests_total", "bucket")
@@ -53,7 +54,7 @@ def new_account() -> dict[str, Any]:
     return {"score": 0.0, "max_score": 0.0, "action": "none", "level": 0, "action_since": None,
             "hold_until": 0.0, "requests_in_window": 0, "requests_total": 0, "refused": {}, "refused_total": 0,
             "invalid_requests": 0, "last_seen": None, "last_served": None, "features": {}, "changes": [],
-            "changes_total": 0, "bucket": None}
+            "changes_total": 0, "bucket": None, "served_since_change": 0}
 
 
 class Guard:
@@ -120,6 +121,8 @@ class Guard:
         if w is None:
             w = self.windows[key] = KeyWindow(self.config.window_seconds, self.config.max_window_requests,
                                               self.word_keys, self.word_prompts)
+            if self._account(key)["action"] not in UNACTED:  # restored with an action
+                w.detach()
         return w
 
     def _shared(self, key: str, w: KeyWindow) -> tuple[int, set[str]]:
@@ -223,6 +226,7 @@ class Guard:
         if evidence:  # the highest score the guard could act on
             st["max_score"] = max(round(score, 4), st["max_score"])
         st["requests_total"] += 1
+        st["served_since_change"] = st.get("served_since_change", 0) + 1
         self._decide(key, st, score, feats, evidence, now)
 
     # ---- actions: escalate at once, lift only on evidence after the cool-down -----------------------------------
@@ -240,7 +244,9 @@ class Guard:
         if up > cur:
             rule = cfg.ordered()[up - 1]
             self._change(key, st, up, f"score {score:.3f} >= {rule.min_score:g}", score, feats, now)
-        elif up < cur and now >= st["hold_until"]:
+        elif up < cur and now >= st["hold_until"] and st.get("served_since_change", 0) >= cfg.min_requests:
+            # lifted only on evidence gathered since the action: min_requests served requests scoring low (a
+            # throttled window that merely thinned out as old requests aged says nothing new)
             down = cfg.level_for(score, cfg.hysteresis)
             if down < cur:
                 rule = cfg.ordered()[cur - 1]
@@ -258,7 +264,11 @@ class Guard:
                   "evidence": top}
         st["changes"] = (st["changes"] + [change])[-max(1, self.config.max_logged_changes):]
         st["changes_total"] += 1
-        st.update(action=after, level=level, action_since=now, hold_until=now + self.config.cooldown_seconds)
+        st.update(action=after, level=level, action_since=now, hold_until=now + self.config.cooldown_seconds,
+                  served_since_change=0)
+        w = self.windows.get(key)
+        if w is not None:  # acted-on accounts leave the traffic others are compared to (KeyWindow.detach)
+            w.detach(attach=after in UNACTED)
         if after == "throttle":
             st["bucket"] = self._bucket_for(key, now)
             change["bucket"] = st["bucket"]

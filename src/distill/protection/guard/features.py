@@ -175,6 +175,13 @@ def make_entry(request: dict[str, Any], response: dict[str, Any] | None, ts: flo
                  digest, tiny)
 
 
+def _bump(counter: Counter[str], key: str, by: int) -> None:
+    """counter[key] += by, dropping the key at zero."""
+    counter[key] += by
+    if counter[key] <= 0:
+        del counter[key]
+
+
 def median(xs: list[float]) -> float:
     s = sorted(xs)
     m = len(s) // 2
@@ -192,6 +199,7 @@ class KeyWindow:
         self.window_seconds, self.max_requests = window_seconds, max_requests
         self.word_keys: Counter[str] = Counter() if word_keys is None else word_keys
         self.word_prompts: Counter[str] = Counter() if word_prompts is None else word_prompts
+        self.attached = True  # this window counts in word_keys and word_prompts (see detach)
         self.entries: deque[Entry] = deque()
         self.prefixes: Counter[str] = Counter()
         self.suffixes: Counter[str] = Counter()
@@ -225,18 +233,18 @@ class KeyWindow:
             counter[k] += sign
             if counter[k] <= 0:
                 del counter[k]
-        self.word_prompts[ALL_PROMPTS] += sign
+        shared = self.attached
+        if shared:
+            _bump(self.word_prompts, ALL_PROMPTS, sign)
         for w in e.words:
-            self.word_prompts[w] += sign
-            if self.word_prompts[w] <= 0:
-                del self.word_prompts[w]
             self.words[w] += sign
+            if shared:
+                _bump(self.word_prompts, w, sign)
             if self.words[w] <= 0:
                 del self.words[w]
-                self.word_keys[w] -= 1
-                if self.word_keys[w] <= 0:
-                    del self.word_keys[w]
-            elif sign > 0 and self.words[w] == 1:
+                if shared:
+                    _bump(self.word_keys, w, -1)
+            elif shared and sign > 0 and self.words[w] == 1:
                 self.word_keys[w] += 1
         self.n_cot += sign * e.cot
         self.n_harvest += sign * e.harvest
@@ -248,6 +256,19 @@ class KeyWindow:
         self.long_sum += sign * min(1.0, e.tokens_out / LONG_ANSWER)
         self.t_in += sign * e.tokens_in
         self.t_out += sign * e.tokens_out
+
+    def detach(self, attach: bool = False) -> None:
+        """Take this window out of the shared word counts (`attach`: put it back). The Guard detaches the windows
+        of accounts it acts on: what other keys are compared to is the traffic of accounts in good standing, so a
+        throttled harvester's frozen window does not make everyone's topics look common."""
+        if self.attached == attach:
+            return
+        sign = 1 if attach else -1
+        _bump(self.word_prompts, ALL_PROMPTS, sign * len(self.entries))
+        for w, c in self.words.items():
+            _bump(self.word_prompts, w, sign * c)
+            _bump(self.word_keys, w, sign)
+        self.attached = attach
 
     def _score_prompt(self, e: Entry, rare_below: float) -> None:
         """template, coverage, slot and harvest of a new entry, against the window before it."""

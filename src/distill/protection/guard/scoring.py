@@ -86,15 +86,15 @@ def fit_logistic(x: Sequence[Sequence[float]], y: Sequence[int], cap: float = CA
                           round(float(b), 4), cap)
 
 
-# Fitted by `python benchmarks/bench_guard.py --print-weights` on the training traces (profile "train", seeds 0-1,
+# Fitted by `python benchmarks/bench_guard.py` on the training traces (profile "train", seeds 0-1,
 # 100 benign accounts each); DEFAULT_THRESHOLD is the 99th percentile of the benign per-key maximum score there.
 DEFAULT = LogisticScorer(
-    mean=(0.4617, 0.0919, 0.4192, 0.3047, 0.1555, 0.0024, 0.0434, 0.1421, 0.0086, 0.1922, 0.0899),
+    mean=(0.4617, 0.0919, 0.4192, 0.3047, 0.33, 0.0055, 0.0434, 0.1421, 0.0086, 0.1922, 0.0898),
     scale=(1.0,) * 11,
-    weight=(0.1468, 0.2466, 0.9422, 0.0, 3.0, 3.0, 0.6491, 1.1337, 2.0236, 3.0, 3.0),
-    bias=-3.2189,
+    weight=(0.0, 0.4783, 1.1637, 0.0, 2.703, 3.0, 0.5469, 1.2197, 2.1394, 3.0, 3.0),
+    bias=-3.1924,
 )
-DEFAULT_THRESHOLD = 0.3469
+DEFAULT_THRESHOLD = 0.2498
 
 
 def load_scorer(path: str | Path) -> LogisticScorer:
