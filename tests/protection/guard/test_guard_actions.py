@@ -117,6 +117,20 @@ def test_actions_survive_a_restart_and_allow_lifts_them(tmp_path, fixed_scorer):
     assert allowed.gate("bot") is None
 
 
+def test_an_action_is_lifted_only_on_requests_served_since_it(fixed_scorer):
+    g = Guard(GuardConfig(min_requests=3, cooldown_seconds=10.0, rules=[Rule(0.5, "watermark")]), fixed_scorer)
+    fixed_scorer.value = 0.9
+    for i in range(3):
+        g.observe("k", cot_request(i), served(), float(i))
+    assert g.decision("k") == "watermark"  # taken at t=2
+    fixed_scorer.value = 0.1
+    for i, t in enumerate((100.0, 101.0)):  # cool-down over, score low, window of 4-5: but 1, then 2 served since
+        g.observe("k", cot_request(10 + i), served(), t)
+        assert g.decision("k") == "watermark"
+    g.observe("k", cot_request(12), served(), 102.0)  # the third served since the action: lifted
+    assert g.decision("k") == "none" and g.state["k"]["changes"][-1]["from"] == "watermark"
+
+
 def test_throttle_serves_one_request_per_interval(fixed_scorer):
     g = Guard(GuardConfig(min_requests=1, throttle_interval_seconds=60.0, rules=[Rule(0.5, "throttle")]),
               fixed_scorer)
