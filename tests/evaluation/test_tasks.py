@@ -109,7 +109,7 @@ def test_report_has_tasks_and_every_set_in_json_and_table(tiny_task, tiny_teache
                                                               f"1 text file(s) from {other}"]
     (row,) = rep["tasks"]["results"]
     assert row["task"] == "tiny_next_words" and row["docs"] == 4 and rep["tasks"]["limit"] == 4
-    assert rep["retention"]["tasks"] == {"tiny_next_words": row["metrics"]["acc"]["retention"]}
+    assert rep["retention"]["tasks"] == {"tiny_next_words": row["metrics"]["acc_norm"]["retention"]}
     table = format_report(rep)  # one block per held-out set, then the tasks
     assert table.count("Data: ") == 2 and "Tasks (lm-eval 0.4.13, at most 4 documents each" in table
     assert "tiny_next_words acc " in table and "tiny_next_words acc_norm" in table

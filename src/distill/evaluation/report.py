@@ -60,7 +60,8 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
 
     `tasks` (names, task YAML files or folders, comma-separated: see `distill.evaluation.tasks`) also runs both
     models through lm-evaluation-harness, at most `task_limit` documents per task: each metric ± its standard error
-    and retention (student / teacher) in "tasks", the first metric's retention per task in "retention".
+    and retention (student / teacher) in "tasks", the headline metric's retention per task in "retention"
+    (acc_norm where reported, else acc).
 
     `teacher_precision` bf16 / int8 scores with that lower-precision teacher (`distill.models.precision`) and puts its
     measured KL(teacher_fp32 ‖ teacher_fast) per token on the first set's held-out sequences in teacher.precision."""

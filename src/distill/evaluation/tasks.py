@@ -198,6 +198,8 @@ def run_tasks(plan: TaskPlan, teacher, teacher_tokenizer, student, student_token
 
 
 def primary_metric(row: dict) -> str | None:
-    """The metric a task is summed up by: acc, else the first one lm-eval reported."""
+    """The metric a task is summed up by: acc_norm where lm-eval reports it (the length-normalized choice, the
+    headline figure of hellaswag, arc and the bundled tasks, whose wrong answers differ in length), else acc, else
+    the first one reported."""
     names = list(row["metrics"])
-    return "acc" if "acc" in names else (names[0] if names else None)
+    return next((m for m in ("acc_norm", "acc") if m in names), names[0] if names else None)
