@@ -122,7 +122,7 @@ def main() -> None:
     test, _ = reference_passages(tok, [read_text(f) for f in test_files], args.passage_tokens)
     print(f"reference: {len(ref)} passages of {args.passage_tokens} tokens from {len(ref_files)} plays; held-out "
           f"test: {len(test)} passages from {len(test_files)} other plays", flush=True)
-    bonf = 0.05 / (args.keys * len(LEVELS))
+    bonf = 0.05 / (max(1, args.keys) * len(LEVELS))
     report: dict = {"reference_plays": [f.name for f in ref_files], "test_plays": [f.name for f in test_files],
                     "reference_passages": len(ref), "test_passages": len(test), "keys": {}, "power": {}}
     for scheme in args.schemes.split(","):
@@ -160,7 +160,8 @@ def main() -> None:
                 report["power"][scheme] = power
                 for name, s in power.items():
                     print(f"{scheme} power {name}: {s['detected']}/{s['n']} answers at p < 1e-5, median scored units "
-                          f"needed {s['median_tokens_needed']}, median p {s['median_p']:.2g}, median units scored "
+                          f"needed {s['median_tokens_needed']} (over the answers reaching it: "
+                          f"{s['median_needed_when_reached']}), median p {s['median_p']:.2g}, median units scored "
                           f"{s['median_units_scored']}")
     Path(args.out).write_text(json.dumps(report, indent=1))
 

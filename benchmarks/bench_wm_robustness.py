@@ -150,8 +150,10 @@ def summarize(key: WatermarkKey, texts: list[list[int]], calibration=None) -> di
         scored.append(det.tokens_scored)
         need.append(tokens_needed(key, ids, ALPHA, calibration=calibration))
     med = statistics.median(math.inf if n is None else n for n in need)
+    reached = [n for n in need if n is not None]
     return {"share": sum(p < ALPHA for p in pvals) / len(pvals), "detected": sum(p < ALPHA for p in pvals),
             "n": len(pvals), "median_tokens_needed": med, "median_p": statistics.median(pvals),
+            "median_needed_when_reached": statistics.median(reached) if reached else None,
             "median_units_scored": statistics.median(scored)}
 
 
@@ -176,7 +178,8 @@ def main() -> None:
     cache = load_answers(args.answers, args.max_new_tokens, schemes=schemes)
     tok = load_tokenizer("default")
     rows = []
-    print("| scheme | edit | answers at p < 1e-5 | median scored units to 1e-5 | median p | median units scored |")
+    print("| scheme | edit | answers at p < 1e-5 | median scored units to 1e-5 (all; those reaching it) | median p | "
+          "median units scored |")
     print("|---|---|---|---|---|---|")
     for scheme in schemes:
         key = bench_key(tok, scheme)
@@ -193,7 +196,8 @@ def main() -> None:
             name = kind if r is None or kind == "none" else f"{kind} {int(round(100 * r))}%"
             rows.append({"scheme": scheme, "edit": kind, "rate": r, **s})
             print(f"| {scheme} | {name} | {s['detected']}/{s['n']} ({100 * s['share']:.0f}%) | "
-                  f"{s['median_tokens_needed']} | {s['median_p']:.2g} | {s['median_units_scored']} |", flush=True)
+                  f"{s['median_tokens_needed']}; {s['median_needed_when_reached']} | {s['median_p']:.2g} | "
+                  f"{s['median_units_scored']} |", flush=True)
         para = cache[scheme]["paraphrases"]
         overlap = statistics.median(ngram_overlap(a, p) for a, p in zip(answers, para, strict=True))
         print(f"  {scheme}: mean answer {statistics.mean(map(len, answers)):.0f} tokens, mean paraphrase "
