@@ -60,6 +60,7 @@ def runs(work: Path) -> dict[str, list[str]]:
     for name, key in (("prune_depth", "depth10"), ("prune_wd", "wd50"), ("prune_wd14", "wd50_l14")):
         out[name] = pruned(key)
         out[name + "+hidden"] = pruned(key) + [HIDDEN]
+        out[name + "+hidden4"] = pruned(key) + ["loss.hidden={kind: cosine, weight: 4.0}"]
         out[name + "+ce"] = pruned(key) + ["loss.kd_weight=0", "loss.ce_weight=1"]
     return out
 
@@ -90,9 +91,12 @@ def child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def sh(cmd: list[str], log) -> str:
+def sh(cmd: list[str], log, threads: int | None = None) -> str:
     print("$", " ".join(cmd), file=log, flush=True)
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    if threads:  # torch's intra-op threads (on a loaded machine 2 OpenMP threads can be 5x slower than 1)
+        env["OMP_NUM_THREADS"] = str(threads)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode:
         print(p.stdout[-4000:], p.stderr[-4000:], file=log, flush=True)
         raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}")
@@ -106,11 +110,14 @@ def prune_all(work: Path, needed: set[str], log) -> None:
             sh([*DISTILL, "prune", "--out", str(out), "--overwrite", *PRUNED[name]], log)
 
 
-def train_one(name: str, overrides: list[str], common: list[str], work: Path, log) -> dict:
+def train_one(name: str, overrides: list[str], common: list[str], work: Path, log, reuse: bool) -> dict:
     out = work / "students" / name
     t0, c0 = time.perf_counter(), child_cpu()
-    sh([*DISTILL, "train", "--overwrite", *sum((["--set", s] for s in common + overrides + [f"output_dir={out}"]),
-                                              [])], log)
+    if reuse and (out / "metrics.jsonl").is_file():  # trained by an earlier invocation with the same settings
+        print(f"{name}: reusing {out}", file=log, flush=True)
+    else:
+        sh([*DISTILL, "train", "--overwrite", *sum((["--set", s] for s in common + overrides +
+                                                    [f"output_dir={out}"]), [])], log)
     wall, cpu = time.perf_counter() - t0, child_cpu() - c0
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     first, last = rows[0], rows[-1]
@@ -122,11 +129,11 @@ def train_one(name: str, overrides: list[str], common: list[str], work: Path, lo
     return row
 
 
-def evaluate_one(row: dict, data: list[str], sequences: int, log) -> None:
+def evaluate_one(row: dict, data: list[str], sequences: int, log, threads: int) -> None:
     args = [*DISTILL, "eval", "--student", row["dir"], "--sequences", str(sequences), "--json"]
     for d in data:
         args += ["--data", d]
-    report = json.loads(sh(args, log))
+    report = json.loads(sh(args, log, threads))
     row["params"] = report["student"]["parameters"]
     row["params_share"] = report["retention"]["parameters"]
     row["sets"] = [{k: s[k] for k in ("data", "tokens_scored", "teacher_ppl", "student_ppl", "ppl_ratio",
@@ -142,7 +149,7 @@ def speeds(dirs: dict[str, str], rounds: int, log) -> dict[str, dict]:
     from distill.evaluation.report import generation_speed
     from distill.models.loading import load_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # on a loaded machine one thread per model gives the steadier ratio
     teacher = load_model("default")
     models = {"teacher": teacher.model.eval()}
     for name, d in dirs.items():
@@ -170,8 +177,10 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", help="runs to do (default: all); others are kept from --json")
     ap.add_argument("--work", default="/tmp/retention")
     ap.add_argument("--eval-sequences", type=int, default=16)
-    ap.add_argument("--speed-rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of each training run")
+    ap.add_argument("--speed-rounds", type=int, default=5)
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="skip training a run whose student is already there")
     ap.add_argument("--json", default="benchmarks/results/retention.json")
     ap.add_argument("--log", default="benchmarks/results/retention_run.txt")
     a = ap.parse_args()
@@ -192,17 +201,19 @@ def main() -> None:
         common = [f"train.steps={a.steps}", f"train.batch_size={a.batch_size}", f"data.seq_len={a.seq_len}",
                   "train.seed=0",
                   f"train.warmup_steps={max(1, a.steps // 8)}", f"train.eval_every={a.steps}",
-                  "train.eval_sequences=16", "train.checkpoint_every=100000", "train.progress=false",
-                  "train.threads=2", "loss.kind=forward_kl", "loss.temperature=1.0", "loss.chunk_size=64"]
+                  "train.eval_sequences=4", "train.checkpoint_every=100000", "train.progress=false",
+                  f"train.threads={a.threads}", "loss.kind=forward_kl", "loss.temperature=1.0", "loss.chunk_size=64"]
         for name in todo:
-            row = train_one(name + a.label, table[name], common, work, log)
-            evaluate_one(row, ["shakespeare", str(chat)], a.eval_sequences, log)
+            row = train_one(name + a.label, table[name], common, work, log, a.reuse)
+            evaluate_one(row, ["shakespeare", str(chat)], a.eval_sequences, log, a.threads)
             row.update(steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len)
             done["runs"][name + a.label] = row
             out.write_text(json.dumps(done, indent=1))
         if not a.no_speed:
-            dirs = {k: v["dir"] for k, v in done["runs"].items() if Path(v["dir"]).is_dir() and "+" not in k
-                    and "@" not in k}  # a student's speed depends on its shape only
+            dirs: dict[str, str] = {}  # a student's speed depends on its shape only: one per construction
+            for k, v in done["runs"].items():
+                if "+" not in k and Path(v["dir"]).is_dir():
+                    dirs.setdefault(k.split("@")[0], v["dir"])
             done["speed"] = speeds(dirs, a.speed_rounds, log)
             done["speed_load"] = os.getloadavg()
         out.write_text(json.dumps(done, indent=1))
