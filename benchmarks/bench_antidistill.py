@@ -82,13 +82,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/antidistill")
     ap.add_argument("--proxy", default="/tmp/provbench/models/bb_student")
-    ap.add_argument("--prompts", type=int, default=96, help="prompts answered per setting (the student's data)")
-    ap.add_argument("--eval-prompts", type=int, default=48)
-    ap.add_argument("--max-tokens", type=int, default=48)
-    ap.add_argument("--temperatures", default="0.7,1.0,1.3")
-    ap.add_argument("--lambdas", default="0.3,1,3", help="antidistillation strengths, at the lowest temperature")
+    ap.add_argument("--prompts", type=int, default=48, help="prompts answered per setting (the student's data)")
+    ap.add_argument("--eval-prompts", type=int, default=24)
+    ap.add_argument("--max-tokens", type=int, default=24)
+    ap.add_argument("--temperatures", default="0.7,1.2")
+    ap.add_argument("--lambdas", default="1,4", help="antidistillation strengths, at the lowest temperature")
+    ap.add_argument("--bias-std", default=None, help="instead of --lambdas: the bias's standard deviation in "
+                    "logits, e.g. '1,2' (lambda = value / std of delta, measured on the calibration prefixes)")
     ap.add_argument("--eps", type=float, default=1e-3)
-    ap.add_argument("--steps", type=int, default=30, help="student training steps (batch 8)")
+    ap.add_argument("--steps", type=int, default=20, help="student training steps (batch 8)")
     ap.add_argument("--lr", type=float, default=5e-4)
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -112,8 +114,6 @@ def main() -> None:
     proxy = load_model(args.proxy).model.float().eval()
     temps = [float(t) for t in args.temperatures.split(",")]
     settings = [(f"plain T={t:g}", t, 0.0) for t in temps]
-    settings += [(f"antidistill T={min(temps):g} lambda={lam:g}", min(temps), float(lam))
-                 for lam in args.lambdas.split(",")]
     switch = Switch()
     engine = Engine(tmodel, tok, max_batch=16)
     results: dict = {"args": vars(args), "settings": {}}
@@ -123,6 +123,13 @@ def main() -> None:
         collect(url, work / "eval", eval_p, 0.0, args.max_tokens)
         collect(url, work / "calib", calib_p, 0.0, args.max_tokens)
         calibration = [ex["input_ids"] for ex in load_generated(work / "calib", tok)]
+        probe = AntidistillProcessor(proxy, calibration, 1.0, args.eps)
+        d = torch.cat([probe.delta(torch.tensor([c[: len(c) // 2]]))[0] for c in calibration[:4]])
+        results["delta_std"] = float(d.std())  # the bias in logits per unit lambda, for choosing --lambdas
+        print(f"# delta: std {results['delta_std']:.3g} over the vocabulary at 4 prefixes", flush=True)
+        lams = ([float(c) / results["delta_std"] for c in args.bias_std.split(",")] if args.bias_std
+                else [float(lam) for lam in args.lambdas.split(",")])
+        settings += [(f"antidistill T={min(temps):g} lambda={lam:.3g}", min(temps), lam) for lam in lams]
         for name, t, lam in settings:
             folder = work / "sets" / name.replace(" ", "_")
             if lam:

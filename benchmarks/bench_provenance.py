@@ -8,7 +8,7 @@ Models (each trained once with `distill train`, cached under --work; short runs,
 * not derived: `ce_same` (cross-entropy only on the same Shakespeare data: same data, no teacher), `other_text`
   (cross-entropy on chatterbot-corpus text), `random` (an untrained Llama). The Gemma 3 270M teacher is not
   installed here, so it is not among them;
-* references and null pool (never a suspect of the main table): CE students on Shakespeare with seeds 11-13 and on
+* references and null pool (never a suspect of the main table): CE students on Shakespeare with seeds 11-12 and on
   chatterbot text with seed 21. The main test uses ce_s11, ce_s12 and oth_s21 as references.
 
 Queries: open mode feeds the same held-out Shakespeare passages (`provenance.open_passages`, 32 tokens) to every
@@ -50,8 +50,18 @@ CE = ["loss.kd_weight=0", "loss.ce_weight=1"]  # with teacher.model = the random
 DERIVED = ["kd_fresh", "kd_layers", "kd_prune", "bb_student", "lora_copy"]
 UNDERIVED = ["ce_same", "other_text", "random"]
 REFS = ["ce_s11", "ce_s12", "oth_s21"]
-POOL_SAME = [f"ce_s{s}" for s in range(11, 14)]
+POOL_SAME = ["ce_s11", "ce_s12"]
 POOL_OTHER = ["oth_s21"]
+
+
+# The small fresh student (the demo's before it became a pruned one), written into the work folder.
+FRESH_YAML = """teacher: {model: default}
+student: {init: fresh, hidden_size: 192, num_layers: 4, num_heads: 4, name: provenance-fresh-student}
+data: {path: shakespeare, seq_len: 256}
+loss: {kind: forward_kl, temperature: 1.0, kd_weight: 1.0, ce_weight: 0.0, chunk_size: 64}
+train: {steps: 120, batch_size: 4, lr: 2.0e-3, warmup_steps: 10, eval_every: 40, checkpoint_every: 40}
+output_dir: runs/provenance-fresh
+"""
 
 
 def sh(args: list[str]) -> None:
@@ -110,7 +120,7 @@ def teacher_answers(work: Path, prompts: list[list[dict]], max_tokens: int) -> P
     out = work / "answers"
     pfile = work / "bb_train_prompts.jsonl"
     pfile.write_text("".join(json.dumps({"messages": m}) + "\n" for m in prompts))
-    if not (out / "source.json").exists():
+    if not (out / "results.jsonl").exists():  # a stored set is reused as it is (even if cut short)
         with Server("default") as srv:
             sh(["generate", "--endpoint", srv.url, "--model", "default", "--prompts", str(pfile), "--out", str(out),
                 "--max-tokens", str(max_tokens), "--top-logprobs", "5", "--tokenizer", "default", "--seed", "7",
@@ -118,12 +128,15 @@ def teacher_answers(work: Path, prompts: list[list[dict]], max_tokens: int) -> P
     return out
 
 
-def build_models(work: Path, steps: int, big_steps: int, bb_prompts: list[list[dict]]) -> dict[str, str]:
+def build_models(work: Path, steps: int, big_steps: int, bb_prompts: list[list[dict]],
+                 ce_steps: int | None = None) -> dict[str, str]:
     txt = str(other_text(work))
+    fresh = work / "fresh.yaml"
+    fresh.write_text(FRESH_YAML)
     s = [f"train.steps={steps}"]
     b = [f"train.steps={big_steps}"]
     m = {"teacher": "default"}
-    m["kd_fresh"] = train(work, "kd_fresh", "examples/demo.yaml", [*s, "train.seed=1"])
+    m["kd_fresh"] = train(work, "kd_fresh", str(fresh), [*s, "train.seed=1"])
     m["kd_layers"] = train(work, "kd_layers", "examples/layers_student.yaml", [*b, "student.every=3"])
     m["kd_prune"] = train(work, "kd_prune", "examples/prune.yaml",
                           [*b, "student.prune={target_params: 0.5, calibration_sequences: 16}"])
@@ -133,13 +146,13 @@ def build_models(work: Path, steps: int, big_steps: int, bb_prompts: list[list[d
     m["bb_student"] = train(work, "bb_student", "examples/blackbox.yaml",
                             [*s, f"data.path={answers}", "train.batch_size=8", "data.heldout_fraction=0.05"])
     m["random"] = random_model(work)
-    s = [*s, *CE, f"teacher.model={m['random']}"]
-    m["ce_same"] = train(work, "ce_same", "examples/demo.yaml", [*s, "train.seed=2"])
-    m["other_text"] = train(work, "other_text", "examples/demo.yaml", [*s, "train.seed=3", f"data.path={txt}"])
+    s = [f"train.steps={ce_steps or steps}", *CE, f"teacher.model={m['random']}"]
+    m["ce_same"] = train(work, "ce_same", str(fresh), [*s, "train.seed=2"])
+    m["other_text"] = train(work, "other_text", str(fresh), [*s, "train.seed=3", f"data.path={txt}"])
     for name in POOL_SAME:
-        m[name] = train(work, name, "examples/demo.yaml", [*s, f"train.seed={name[4:]}"])
+        m[name] = train(work, name, str(fresh), [*s, f"train.seed={name[4:]}"])
     for name in POOL_OTHER:
-        m[name] = train(work, name, "examples/demo.yaml", [*s, f"train.seed={name[5:]}", f"data.path={txt}"])
+        m[name] = train(work, name, str(fresh), [*s, f"train.seed={name[5:]}", f"data.path={txt}"])
     return m
 
 
@@ -219,11 +232,11 @@ def queries_needed(ag: dict, suspect: str, parent: str, refs: list[str], target:
     return None
 
 
-def main_table(ag: dict, alpha: float = 0.01) -> dict:
+def main_table(ag: dict, suspects: list[str] | None = None, alpha: float = 0.01) -> dict:
     from distill.protection.provenance import judge
 
     rows = {}
-    for s in DERIVED + UNDERIVED:
+    for s in suspects or DERIVED + UNDERIVED:
         rep = judge({"teacher": list(ag[s, "teacher"]), **{r: list(ag[s, r]) for r in REFS}}, "teacher", alpha)
         rows[s] = {"derived_truth": s in DERIVED, "p": rep["p"], "flagged": rep["p"] < alpha,
                    "agreement": {k: round(v["mean"], 4) for k, v in rep["agreement"].items()},
@@ -231,17 +244,21 @@ def main_table(ag: dict, alpha: float = 0.01) -> dict:
                    "queries_for_1e-5": queries_needed(ag, s, "teacher", REFS)}
     tp = sum(r["flagged"] and r["derived_truth"] for r in rows.values())
     fp = sum(r["flagged"] and not r["derived_truth"] for r in rows.values())
-    return {"rows": rows, "precision": tp / (tp + fp) if tp + fp else None, "recall": tp / len(DERIVED),
+    derived = sum(r["derived_truth"] for r in rows.values())
+    return {"rows": rows, "precision": tp / (tp + fp) if tp + fp else None, "recall": tp / derived if derived else None,
             "queries": len(next(iter(ag.values())))}
 
 
-def soundness(ag: dict, block: int) -> dict:
-    """Null tests: suspect not derived from the parent; parent and references from one exchangeable pool."""
+def soundness(ag: dict, block: int, models: set[str] | None = None) -> dict:
+    """Null tests: suspect not derived from the parent; parent and references from one exchangeable pool (the CE
+    students on the same data, ce_same included: same recipe, other seeds)."""
     n = len(next(iter(ag.values())))
+    have = models or {a for a, _ in ag}
     blocks = [(i, i + block) for i in range(0, n - block + 1, block)]
-    suspects = DERIVED + UNDERIVED + POOL_SAME + POOL_OTHER + ["teacher"]  # none derived from a pool model
+    suspects = [m for m in DERIVED + UNDERIVED + POOL_OTHER + ["teacher"] + POOL_SAME if m in have]
     ps = {"one_reference": [], "all_references": []}
-    for pool in (POOL_SAME, POOL_OTHER):
+    for pool in (["ce_same", *POOL_SAME], POOL_OTHER):
+        pool = [m for m in pool if m in have]
         for s in suspects:
             cand = [m for m in pool if m != s]
             for parent in cand:
@@ -285,6 +302,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/provbench")
     ap.add_argument("--steps", type=int, default=30, help="training steps of the small students")
+    ap.add_argument("--ce-steps", type=int, default=None, help="steps of the CE-only students (default --steps)")
     ap.add_argument("--big-steps", type=int, default=4, help="steps of the teacher-sized ones (layers, prune, LoRA)")
     ap.add_argument("--open-queries", type=int, default=96)
     ap.add_argument("--seq-len", type=int, default=32)
@@ -294,6 +312,8 @@ def main() -> None:
     ap.add_argument("--words", type=int, default=10)
     ap.add_argument("--block", type=int, default=24, help="queries per null test (disjoint blocks)")
     ap.add_argument("--skip-blackbox", action="store_true")
+    ap.add_argument("--bb-models", default=None, help="black-box: only these models (comma-separated; the teacher "
+                    "and the references are always queried)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     torch.set_num_threads(2)
@@ -304,7 +324,7 @@ def main() -> None:
     chat = chatterbot_prompts()
     bb_train, bb_test = chat[: args.bb_train_prompts], chat[args.bb_train_prompts:][: args.bb_queries]
     t0 = time.perf_counter()
-    models = build_models(work, args.steps, args.big_steps, bb_train)
+    models = build_models(work, args.steps, args.big_steps, bb_train, args.ce_steps)
     results: dict = {"args": vars(args), "models": models, "train_s": round(time.perf_counter() - t0),
                      "gemma": "not installed here: not among the suspects"}
     ag = agreements(open_outputs(work, models, args.open_queries, args.seq_len), "open", args.words)
@@ -314,9 +334,11 @@ def main() -> None:
     print(json.dumps(results["open"]["soundness"], indent=1), flush=True)
     if not args.skip_blackbox:
         prompts = [m[-1]["content"] for m in bb_test]
-        ag = agreements(blackbox_outputs(work, models, prompts, args.max_tokens), "blackbox", args.words)
-        results["blackbox"] = main_table(ag)
-        results["blackbox"]["soundness"] = soundness(ag, args.block)
+        keep = set(args.bb_models.split(",")) | {"teacher", *REFS} if args.bb_models else set(models)
+        ag = agreements(blackbox_outputs(work, {k: v for k, v in models.items() if k in keep}, prompts,
+                                         args.max_tokens), "blackbox", args.words)
+        results["blackbox"] = main_table(ag, [s for s in DERIVED + UNDERIVED if s in keep])
+        results["blackbox"]["soundness"] = soundness(ag, args.block, keep)
         show("blackbox", results["blackbox"])
         print(json.dumps(results["blackbox"]["soundness"], indent=1), flush=True)
     (ROOT / "benchmarks" / "results" / "provenance.json").write_text(json.dumps(results, indent=1, default=str))
