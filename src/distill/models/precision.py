@@ -6,8 +6,9 @@
 - `int8`: the decoder layers' Linear weights are quantized to int8 per output channel and their activations per
   tensor at run time (PyTorch's dynamic quantization, `torch.ao.quantization.quantize_dynamic`, the fbgemm / x86
   kernel); the embeddings, the final norm and the output head stay fp32. CPU only.
-- `bf16`: the whole teacher in bfloat16 (on CPU this is fast only where oneDNN has AMX or AVX-512-BF16 kernels);
-  its final hidden states are returned in fp32, so the loss computes the teacher's logits in fp32 from them.
+- `bf16`: the teacher's body in bfloat16 (on CPU this is fast only where oneDNN has AMX or AVX-512-BF16 kernels);
+  its final hidden states are returned in fp32 and its output head kept in fp32, so the loss computes the
+  teacher's logits in fp32.
 
 A lower-precision teacher says something slightly different from the exact one, so it never runs unmeasured:
 `fidelity` scores the first held-out sequences with both and returns KL(teacher_fp32 ‖ teacher_fast) per scored
@@ -81,7 +82,9 @@ def _bf16(model: torch.nn.Module) -> torch.nn.Module:
     if norm is not None:  # the loss forms the teacher's logits from these hidden states: hand them over in fp32
         norm.register_forward_hook(lambda _m, _i, out: out.float())
         head = fast.get_output_embeddings()
-        if head is not None:  # a full forward (generation, other callers) still runs the head in bf16
+        if head is not None:  # the head stays fp32 (untied from the bf16 embeddings): the loss reads its weight
+            head.weight = torch.nn.Parameter(model.get_output_embeddings().weight.detach().float().clone(),
+                                             requires_grad=False)
             head.register_forward_pre_hook(lambda m, args: (args[0].to(m.weight.dtype), *args[1:]))
     return fast
 
