@@ -190,7 +190,7 @@ def _detect(args: argparse.Namespace) -> int:
         n = res["keys_tested"]
         from distill.protection.watermark.detect import Detection
 
-        best_key = next(k for k in account_keys(key, names) if k.account == best["account"])
+        shown = best_key = next(k for k in account_keys(key, names) if k.account == best["account"])
         require_enough(Detection(**best), args.alpha, n, cals[best_key.key_id] if cals else None)
         out = {"tokens_scored": best["tokens_scored"], "green": best["green"], "z": best["z"],
                "p_value": res["p_value_corrected"], "log10_p_value": res["log10_p_value_corrected"],
@@ -200,7 +200,7 @@ def _detect(args: argparse.Namespace) -> int:
                "per_key": [{"account": r["account"] or "(master key)", "tokens_scored": r["tokens_scored"],
                             "green": r["green"], "z": r["z"], "p_value": r["p_value"]} for r in res["results"]]}
     else:
-        cal = cals[key.key_id] if cals else None
+        shown, cal = key, cals[key.key_id] if cals else None
         det = detect_text(key, tok, text, prompt, cal)
         require_enough(det, args.alpha, 1, cal)
         out = {"tokens_scored": det.tokens_scored, "green": det.green, "z": det.z, "p_value": det.p_value,
@@ -211,7 +211,7 @@ def _detect(args: argparse.Namespace) -> int:
     n_keys = out.get("keys_tested", 1)
     out["calibrated"] = cals is not None
     out["calibration_file"] = cal_file
-    out["min_tokens_for_alpha"] = (cals[key.key_id].min_tokens(args.alpha, n_keys) if cals
+    out["min_tokens_for_alpha"] = (cals[shown.key_id].min_tokens(args.alpha, n_keys) if cals
                                    else min_tokens_needed(args.alpha, out["gamma"], n_keys))
     out["meaning"] = _meaning(out["p_value"], args.alpha)
     if args.json:
@@ -219,7 +219,7 @@ def _detect(args: argparse.Namespace) -> int:
     else:
         print(f"tokens scored {out['tokens_scored']}, green {out['green']} (expected {out['gamma']:.2f} of them "
               f"without the watermark), z = {out['z']:.2f}, p = {out['p_value']:.3g} "
-              f"(log10 p = {out['log10_p_value']:.2f}; {_null_words(cals, key)})")
+              f"(log10 p = {out['log10_p_value']:.2f}; {_null_words(cals, shown)})")
         if "best_account" in out:
             print(f"best match: account {out['best_account']} (Bonferroni-corrected over {out['keys_tested']} keys)")
         print(out["meaning"])
