@@ -18,7 +18,11 @@ Held-out figures come from `distill eval --json` on two held-out sets: the Shake
 English chatterbot-corpus conversations (PyPI `chatterbot-corpus`, a domain no run trains on). "step 0" is the
 first step's loss on its first batch, before any update (metrics.jsonl row 1). Greedy tokens/s of every student
 and of the teacher are measured in this process, interleaved round by round (`distill.evaluation.report.
-generation_speed`, batch 1, 32 new tokens, the same prompts), and reported as student/teacher ratios.
+generation_speed`, batch 1, 32 new tokens, the same prompts, one torch thread), and reported as student/teacher
+ratios (the median of --speed-rounds rounds). `--threads` sets each training and evaluation subprocess's torch
+threads: on a machine shared with other work, 2 OpenMP threads per process were measured 5x slower per step than 1.
+`--label @N` keeps a second set of runs (e.g. at another number of steps) next to the first in --json; `--reuse`
+skips training a run whose student is already in --work.
 
 Usage:  python benchmarks/bench_retention.py [--steps 40] [--runs fresh every3 ...] [--work /tmp/retention]
                                              [--json benchmarks/results/retention.json]
