@@ -1,19 +1,21 @@
 """Guard benchmark (issue 17): fit on simulated training traffic, judge on held-out traffic it never saw.
 
-    python benchmarks/bench_guard.py [--print-weights] [--no-server] [--speed 200] [--max-tokens 8]
+    python benchmarks/bench_guard.py [--no-server] [--speed 150] [--engine recorded|tiny] [--server-repeats 3]
 
-1. fit: the scorer (capped non-negative weights) and the threshold (99th percentile of the benign per-key
-   maximum score) on the "train" profile, seeds 0 and 1;
+1. fit, on the "train" profile, seeds 0 and 1 only: the scorer (capped non-negative weights), the reading
+   threshold (99th percentile of the benign per-key maximum score), and the server's rules (throttle half a logit,
+   block one logit above the highest benign score, with and without the actions applied in-process);
 2. held-out, in-process: the "heldout" profile (other settings: pacing, key counts, paraphrase and CoT wordings,
    answer regimes, benign mix), seeds 11 and 12: per campaign kind, TPR at the fitted threshold and at the
-   operating point where held-out benign FPR <= 1%;
-3. held-out, through the real server: `distill guard simulate --profile heldout --seed 21` written to a trace,
-   `distill serve` started on a tiny random model (hidden 32, 2 layers, the default tokenizer; the real teacher
-   is too slow for tens of thousands of requests on 2 CPU cores) with one API key per account and the fitted
-   scorer's threshold as its throttle rule, and `distill guard replay` sending the trace, time-compressed, each
-   row with its own key. Per kind TPR from the server's guard state; share of a flagged account's requests
-   served after its first block and after its first throttle; scoring overhead per request (observe + gate,
-   timed inside the server process).
+   operating point where held-out benign FPR <= 1%; again with every answer cut to 1 token; and with the rules
+   applied (gate, then observe, per request: served after the first block/throttle, benign accounts acted on);
+3. held-out, through the real server: `distill guard simulate --profile heldout --seed 21 --repeats 3` written to
+   a trace, `distill serve`'s app on RecordedLengthEngine (answers of the recorded length, no decoding; `--engine
+   tiny`: `distill serve` on a tiny random model, answers capped at --max-tokens) with one API key per account and
+   the rules, and `distill guard replay --recorded-lengths` sending the trace, time-compressed, each row with its
+   own key. Per kind TPR from the server's guard state; share of a flagged account's requests served after its
+   first block and after its first throttle; benign accounts acted on; scoring overhead per request (observe +
+   gate, timed inside the server process).
 """
 
 from __future__ import annotations
@@ -346,7 +348,6 @@ def enforce(events, scorer: LogisticScorer, thr: float, top: float, interval: fl
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--print-weights", action="store_true")
     ap.add_argument("--no-server", action="store_true", help="skip the replay through distill serve")
     ap.add_argument("--train-benign", type=int, default=100)
     ap.add_argument("--heldout-benign", type=int, default=150)
