@@ -216,7 +216,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         vocab = check_compatible(teacher_tok, tokenizer, teacher.model if teacher else None, student)
     fsdp = t.parallel == "fsdp"
     if teacher is not None:
-        # fp32 on CPU (bf16 matmuls are ~7x slower on AVX2); bf16 autocast on GPU, the teacher stored in bf16.
+        # fp32 on CPU (exact; teacher.precision chooses a faster copy); bf16 autocast on GPU, the teacher stored in bf16.
         # Under fsdp the blocks reach the device one at a time as they are sharded: never the whole teacher at once.
         dtype = torch.bfloat16 if world.device.type == "cuda" else torch.float32
         teacher.model.to(None if fsdp and kind.needs_weights else world.device, dtype=dtype)
