@@ -212,10 +212,12 @@ class LossConfig(_Section):
     kd_weight: float = Field(1.0, ge=0, description="Weight of the distillation term.")
     ce_weight: float = Field(0.0, ge=0, description="Weight of cross-entropy on the data tokens (sequence-level KD "
                              "on generated answers uses this term).")
-    chunk_size: int = Field(64, ge=1, description="Tokens per loss chunk: peak loss memory grows with "
-                            "chunk_size × vocabulary, never with batch × sequence. Keep chunk_size × vocab × 4 "
-                            "bytes well under 32 MB on CPU so glibc reuses the buffers (64 measured fastest "
-                            "for a 49k vocabulary).")
+    chunk_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="Tokens per loss chunk: peak loss memory grows with chunk_size × vocabulary, never with "
+        "batch × sequence. 'auto' = the most rows whose [chunk, vocab] fp32 buffer fits 26 MiB on CPU (under "
+        "glibc's pinned 32 MB mmap threshold, so buffers are reused, not faulted in: 128 rows for a 49k "
+        "vocabulary, 48 for 128k) or 128 MiB on GPU, in multiples of 16 (distill.loss.fused.chunk_rows). "
+        "An integer fixes it.")
     backward: Literal["fused", "recompute"] = Field(
         "fused", description="'fused' computes each chunk's gradient during the forward pass (Liger-style, "
         "fastest); 'recompute' recomputes chunk logits in backward (less code in the hot path, slower).")

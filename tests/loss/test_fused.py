@@ -8,7 +8,7 @@ import torch
 
 from distill.config import LossConfig
 from distill.loss.divergences import LOSSES, divergence, sparse_buckets, student_buckets
-from distill.loss.fused import distill_loss, evaluate_chunks
+from distill.loss.fused import CHUNK_BYTES, chunk_rows, distill_loss, evaluate_chunks
 from distill.signals import DenseSignal, SparseSignal
 
 
@@ -98,3 +98,44 @@ def test_a_frozen_head_gets_no_gradient_and_the_hidden_states_the_same_one(mode)
     loss.backward()
     assert frozen.grad is None
     torch.testing.assert_close(h.grad, ref, rtol=0, atol=1e-12)
+
+
+def test_auto_chunk_rows_fit_the_allocator_budget():
+    """'auto' = the most rows (multiple of 16) whose [rows, V] fp32 buffer fits 26 MiB on CPU / 128 MiB on GPU."""
+    assert chunk_rows(64, 49152) == 64  # an integer is taken as given
+    for vocab, device in [(49152, "cpu"), (128256, "cpu"), (262144, "cpu"), (49152, "cuda"), (128256, "cuda")]:
+        rows = chunk_rows("auto", vocab, device)
+        budget = CHUNK_BYTES[device]
+        assert rows % 16 == 0 and rows * vocab * 4 <= budget < (rows + 16) * vocab * 4
+    assert chunk_rows("auto", 49152) == 128 and chunk_rows("auto", 128256) == 48
+    assert chunk_rows("auto", 50) == 4096  # a tiny vocabulary: capped
+
+
+def test_auto_chunking_gives_the_loss_of_any_fixed_chunking():
+    h, W, th, tW, targets = _inputs(seed=13)
+    ref, _ = distill_loss(h, W, DenseSignal(th, tW), targets, LossConfig(kind="jsd", ce_weight=0.2, chunk_size=5))
+    auto, _ = distill_loss(h, W, DenseSignal(th, tW), targets, LossConfig(kind="jsd", ce_weight=0.2))
+    torch.testing.assert_close(auto, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])
+def test_closed_form_stays_finite_where_probabilities_underflow(kind):
+    """float32 with logits 300 nats apart: p and q underflow to 0 in places (m = βp + (1-β)q is clamped, never
+    log 0); the loss and gradients match a float64 autograd reference."""
+    g = torch.Generator().manual_seed(21)
+    h = torch.randn(24, 8, generator=g) * 12
+    W = torch.randn(60, 8, generator=g) * 3
+    th, tW = torch.randn(24, 6, generator=g) * 10, torch.randn(60, 6, generator=g) * 5
+    targets = torch.randint(0, 60, (24,), generator=g)
+    spec = LossConfig(kind=kind, chunk_size=8)
+    hh, WW = h.clone().requires_grad_(True), W.clone().requires_grad_(True)
+    loss, _ = distill_loss(hh, WW, DenseSignal(th, tW), targets, spec)
+    grads = torch.autograd.grad(loss, [hh, WW])
+    assert (th @ tW.T).softmax(-1).eq(0).any() and (h @ W.T).softmax(-1).eq(0).any()  # underflow does happen
+    h64, W64 = h.double().requires_grad_(True), W.double().requires_grad_(True)
+    kd = divergence(kind)(torch.log_softmax((th @ tW.T).double(), -1), torch.log_softmax(h64 @ W64.T, -1))
+    ref_grads = torch.autograd.grad(kd.sum() / 24, [h64, W64])
+    assert torch.isfinite(loss) and all(torch.isfinite(x).all() for x in grads)
+    torch.testing.assert_close(loss.double(), kd.sum() / 24, rtol=1e-4, atol=1e-4)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-3)

@@ -24,6 +24,21 @@ from distill.config import LossConfig
 from distill.loss.divergences import cross_entropy
 from distill.signals.base import Signal, upcast
 
+CHUNK_BYTES = {"cpu": 26 * 2**20, "cuda": 128 * 2**20}  # one [C, V] fp32 buffer; see LossConfig.chunk_size
+
+
+def chunk_rows(chunk_size: int | str, vocab: int, device: torch.device | str = "cpu") -> int:
+    """Rows per loss chunk: `chunk_size` itself, or for 'auto' the most rows (a multiple of 16, at least 16 and at
+    most 4096) whose [rows, vocab] fp32 buffer fits the device's budget. On CPU the budget keeps every chunk buffer
+    under glibc's pinned mmap threshold (`distill.training.allocator`), where larger chunks would be faulted in
+    afresh each time; within it, more rows make the chunk's GEMMs faster (measured: 128 rows ≈ 10% less loss time
+    than 64 for a 49k vocabulary, `docs/benchmarks.md`)."""
+    if chunk_size != "auto":
+        return int(chunk_size)
+    kind = torch.device(device).type
+    budget = CHUNK_BYTES.get(kind, CHUNK_BYTES["cuda"])
+    return max(16, min(4096, budget // (4 * max(vocab, 1)) // 16 * 16))
+
 
 def chunk_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tensor, loss: LossConfig
                 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -80,8 +95,9 @@ class _FusedChunkedLoss(torch.autograd.Function):
         grad_h = torch.empty_like(hidden)
         grad_w = torch.zeros_like(weight) if weight.requires_grad else None  # a frozen head (LoRA): no V·d gradient
         total = hidden.new_zeros((), dtype=torch.float32)
-        for start in range(0, hidden.shape[0], loss.chunk_size):
-            rows = slice(start, start + loss.chunk_size)
+        size = chunk_rows(loss.chunk_size, weight.shape[0], hidden.device)
+        for start in range(0, hidden.shape[0], size):
+            rows = slice(start, start + size)
             h = hidden[rows]
             logits = h @ w.T
             closed = closed_terms(logits, signal, rows, targets[rows], loss)
@@ -127,8 +143,9 @@ def _recompute_loss(hidden: Tensor, weight: Tensor, signal: Signal, targets: Ten
         return (loss.kd_weight * kd + loss.ce_weight * ce).sum() / normalizer
 
     total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, hidden.shape[0], loss.chunk_size):
-        rows = slice(start, start + loss.chunk_size)
+    size = chunk_rows(loss.chunk_size, weight.shape[0], hidden.device)
+    for start in range(0, hidden.shape[0], size):
+        rows = slice(start, start + size)
         total = total + checkpoint(one_chunk, hidden[rows], weight, rows, targets[rows], use_reentrant=False)
     stats["_in_backward"] = True
     return total
@@ -161,11 +178,13 @@ EVAL_LOSS = LossConfig(kind="forward_kl")  # held-out figures: KL(teacher‖stud
 
 
 @torch.no_grad()
-def evaluate_chunks(hidden: Tensor, weight: Tensor, signal: Signal, targets: Tensor, chunk_size: int = 64) -> dict:
+def evaluate_chunks(hidden: Tensor, weight: Tensor, signal: Signal, targets: Tensor,
+                    chunk_size: int | str = "auto") -> dict:
     """Held-out figures at T=1: sums of KL(teacher‖student), student NLL and top-1 agreement."""
     out = {"kl_sum": 0.0, "nll_sum": 0.0, "agree": 0, "tokens": 0, "kl_tokens": 0}
-    for start in range(0, hidden.shape[0], chunk_size):
-        rows = slice(start, start + chunk_size)
+    size = chunk_rows(chunk_size, weight.shape[0], hidden.device)
+    for start in range(0, hidden.shape[0], size):
+        rows = slice(start, start + size)
         s_logits = upcast(hidden[rows] @ weight.T)
         kd, ce, has = chunk_terms(s_logits, signal, rows, targets[rows], EVAL_LOSS)
         out["kl_sum"] += float(kd.sum())

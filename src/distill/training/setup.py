@@ -21,6 +21,7 @@ from distill.config import DistillConfig
 from distill.data.corpus import Corpus, load_corpus
 from distill.errors import DistillError
 from distill.fileio import read_json_object
+from distill.loss.fused import chunk_rows
 from distill.loss.hidden import Origin
 from distill.models.fast import measured_teacher
 from distill.models.loading import (
@@ -147,7 +148,8 @@ def scoring_model(cfg: DistillConfig, model: torch.nn.Module, corpus: Corpus, to
         model, fidelity = measured_teacher(
             model, precision=t.precision, compile=t.compile, max_kl=t.precision_max_kl,
             sequences=corpus.heldout[: t.precision_check_sequences], pad_id=tokenizer.pad_token_id,
-            vocab_size=len(tokenizer), batch_size=cfg.train.batch_size, chunk_size=cfg.loss.chunk_size, device=device)
+            vocab_size=len(tokenizer), batch_size=cfg.train.batch_size,
+            chunk_size=chunk_rows(cfg.loss.chunk_size, len(tokenizer), device), device=device)
     return model, fidelity
 
 

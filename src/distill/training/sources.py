@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import DistillConfig
+from distill.loss.fused import chunk_rows
 from distill.signals import BatchTopK, LiveTeacher, NoTeacher, TeacherSource
 
 
@@ -60,7 +61,8 @@ def _cross_tokenizer(x: SourceInputs, split: str) -> TeacherSource:
 
     loss = x.cfg.loss
     return CrossTokenizerTeacher(x.teacher.model, x.teacher.tokenizer, x.tokenizer, method=loss.cross_tokenizer,
-                                 top_k=loss.cross_top_k, chunk_size=loss.chunk_size)
+                                 top_k=loss.cross_top_k,
+                                 chunk_size=chunk_rows(loss.chunk_size, len(x.teacher.tokenizer), x.world.device))
 
 
 # teacher kind name -> (inputs, split 'train' | 'heldout') -> source; one entry per `distill.teachers.KINDS` entry
