@@ -61,7 +61,7 @@ def _rows_per_step(n_steps: int, tokenizer):
     return [sampler.rows(s, 0) for s in range(n_steps)], corpus
 
 
-def child_distill(beta: float, warmup: int, timed: int) -> dict:
+def child_distill(beta: float, warmup: int, timed: int, extra: list[str]) -> dict:
     import torch
 
     from distill.config import load_config
@@ -74,10 +74,10 @@ def child_distill(beta: float, warmup: int, timed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(None, [
             "loss.kind=jsd", f"loss.beta={beta}", "loss.temperature=1.0", "loss.kd_weight=1", "loss.ce_weight=0",
-            f"loss.chunk_size={os.environ.get('DISTILL_BENCH_CHUNK', '64')}",
+            f"loss.chunk_size={os.environ.get('DISTILL_BENCH_CHUNK', 'auto')}",
             f"train.steps={steps}", f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}", "train.seed=0",
             f"train.threads={THREADS}", "train.progress=false", "train.eval_every=100000",
-            "train.checkpoint_every=100000", "train.eval_sequences=4", f"output_dir={tmp}/student",
+            "train.checkpoint_every=100000", "train.eval_sequences=4", f"output_dir={tmp}/student", *extra,
         ])
         t0 = time.perf_counter()
         result = train(cfg, callbacks=[timer])
@@ -89,7 +89,7 @@ def child_distill(beta: float, warmup: int, timed: int) -> dict:
             "loss_first": result.history[0]["loss"], "loss_last": result.history[-1]["loss"]}
 
 
-def child_trl(beta: float, warmup: int, timed: int) -> dict:
+def child_trl(beta: float, warmup: int, timed: int, extra: list[str]) -> dict:
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -140,7 +140,7 @@ def child_trl(beta: float, warmup: int, timed: int) -> dict:
             "train_loss": float(out.training_loss)}
 
 
-def run_child(framework: str, beta: float, allocator: str, warmup: int, timed: int) -> dict:
+def run_child(framework: str, beta: float, allocator: str, warmup: int, timed: int, extra: list[str]) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS),
                TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error")
     env.pop("LD_PRELOAD", None)
@@ -149,7 +149,7 @@ def run_child(framework: str, beta: float, allocator: str, warmup: int, timed: i
         env["LD_PRELOAD"] = JEMALLOC
         env["MALLOC_CONF"] = JEMALLOC_CONF
     cmd = [sys.executable, __file__, "--child", framework, "--beta", str(beta), "--warmup", str(warmup),
-           "--timed", str(timed)]
+           "--timed", str(timed)] + [x for kv in extra for x in ("--set", kv)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
@@ -171,10 +171,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--timed", type=int, default=8)
     ap.add_argument("--json", default="benchmarks/results/vs_trl.json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra Distill config overrides (e.g. teacher.precision=bf16): such rows are reported "
+                         "apart from the exact ones; TRL is unchanged")
     a = ap.parse_args()
     if a.child:
         fn = child_distill if a.child == "distill" else child_trl
-        print(json.dumps(fn(a.beta, a.warmup, a.timed)))
+        print(json.dumps(fn(a.beta, a.warmup, a.timed, a.set)))
         return
     if "jemalloc" in a.allocators and not Path(JEMALLOC).is_file():
         raise SystemExit(f"{JEMALLOC} not found: `apt-get install -y libjemalloc2`, or pass --allocators glibc")
@@ -184,7 +187,7 @@ def main() -> None:
         for beta in a.betas:
             order = ["trl", "distill"] if flip else ["distill", "trl"]
             flip = not flip
-            pair = {fw: run_child(fw, beta, allocator, a.warmup, a.timed) for fw in order}
+            pair = {fw: run_child(fw, beta, allocator, a.warmup, a.timed, a.set) for fw in order}
             runs.append({"allocator": allocator, "beta": beta, **pair,
                          "speedup": pair["distill"]["steps_per_s"] / pair["trl"]["steps_per_s"],
                          "rss_ratio": pair["distill"]["peak_rss_mb"] / pair["trl"]["peak_rss_mb"]})
@@ -194,7 +197,7 @@ def main() -> None:
 
     meta = {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
             "threads": THREADS, "batch": BATCH, "seq_len": SEQ_LEN, "warmup": a.warmup, "timed": a.timed,
-            "jemalloc_conf": JEMALLOC_CONF, "cpus": os.cpu_count()}
+            "jemalloc_conf": JEMALLOC_CONF, "cpus": os.cpu_count(), "distill_overrides": a.set}
     print("\n| beta | allocator | Distill s/step | TRL s/step | steps/s Distill/TRL | Distill RSS MB | TRL RSS MB "
           "| peak RSS Distill/TRL |")
     print("|---|---|---|---|---|---|---|---|")
