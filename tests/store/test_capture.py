@@ -177,3 +177,10 @@ def test_cli_capture_with_config_and_errors(tmp_path, data_file, sharp_teacher_d
                  "--top-k", "0", "--out", str(tmp_path / "z")]) == 2
     err = capsys.readouterr().err
     assert "--top-k must be between 1" in err and "Traceback" not in err
+    assert main(["capture", "--teacher", str(sharp_teacher_dir), "--data", str(data_file), "--seq-len", "16",
+                 "--chunk-size", "0", "--out", str(tmp_path / "c0")]) == 2
+    assert "--chunk-size must be 'auto' or at least 1 (got 0)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse: not a number
+        main(["capture", "--data", str(data_file), "--chunk-size", "big", "--out", str(tmp_path / "c1")])
+    assert e.value.code == 2 and "expected 'auto' or a whole number, got 'big'" in capsys.readouterr().err
+    assert not (tmp_path / "c0").exists() or not any((tmp_path / "c0").glob("shard*"))

@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "--teacher-endpoint, the config's teacher.top_k or 20, vLLM's usual --max-logprobs)")
     parser.add_argument("--shard-size", type=int, default=1024, help="sequences per shard (default 1024)")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per teacher forward pass (default 8)")
-    parser.add_argument("--chunk-size", type=int, default=256, help="positions per head matmul and top-k "
-                        "(bounds memory: chunk × vocabulary floats; default 256)")
+    parser.add_argument("--chunk-size", type=_chunk_size, default="auto", help="positions per head matmul and "
+                        "top-k (bounds memory: chunk × vocabulary floats; default auto: as loss.chunk_size, 128 for "
+                        "a 49k vocabulary on CPU)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="teacher weights dtype (default float32)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda:$LOCAL_RANK if "
@@ -43,6 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     served.add_argument("--api-key-env", help="with --teacher-endpoint: environment variable holding the API key")
     served.add_argument("--api-key-file", help="with --teacher-endpoint: file holding the API key")
     served.add_argument("--concurrency", type=int, help="with --teacher-endpoint: requests in flight (default 2)")
+
+
+def _chunk_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, got {value!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

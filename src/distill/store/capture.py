@@ -34,6 +34,7 @@ from distill.config import DataConfig
 from distill.data.corpus import Corpus, load_corpus
 from distill.errors import DistillError
 from distill.fileio import write_json_atomic
+from distill.loss.fused import chunk_rows
 from distill.models.fast import scoring_teacher
 from distill.models.loading import (
     DEFAULT_TEACHER,
@@ -47,6 +48,7 @@ from distill.store import codec
 from distill.store.manifest import MANIFEST, PLAN, read_json
 from distill.store.scorers import LiveScorer, ServedScorer
 from distill.store.writer import SPLITS, ShardWriter, finalize, finished_shard
+from distill.training import allocator
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class CaptureSettings:
     top_k: int = 32
     shard_size: int = 1024  # sequences per shard (the unit of resumption and of parallel work)
     batch_size: int = 8  # sequences per teacher forward pass
-    chunk_size: int = 256  # positions per head matmul + top-k
+    chunk_size: int | str = "auto"  # positions per head matmul + top-k; 'auto' as loss.chunk_size (chunk_rows)
     dtype: str = "float32"  # teacher weights dtype
     device: str = "auto"  # "auto": cuda:$LOCAL_RANK when available, else cpu
     trust_remote_code: bool = False
@@ -114,7 +116,9 @@ def _validate(settings: CaptureSettings, vocab: int) -> None:
         problems.append(f"--concurrency must be at least 1 (got {settings.concurrency})")
     if not 1 <= settings.top_k <= vocab:
         problems.append(f"--top-k must be between 1 and the vocabulary size {vocab} (got {settings.top_k})")
-    for name in ("shard_size", "batch_size", "chunk_size"):
+    if settings.chunk_size != "auto" and not (isinstance(settings.chunk_size, int) and settings.chunk_size >= 1):
+        problems.append(f"--chunk-size must be 'auto' or at least 1 (got {settings.chunk_size})")
+    for name in ("shard_size", "batch_size"):
         if getattr(settings, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(settings, name)})")
     if settings.dtype not in DTYPES:
@@ -267,9 +271,10 @@ def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) ->
         scorer: LiveScorer | ServedScorer = ServedScorer(client, batch_size=settings.batch_size,
                                                          concurrency=settings.concurrency, floor_nats=codec.MAX_SPAN)
     else:
+        allocator.tune_glibc_malloc()  # chunk buffers are reused, not faulted in afresh (as in training)
         model = scoring_teacher(loaded.model.to(device), compile=settings.compile, device=device)
         scorer = LiveScorer(LiveTeacher(model, vocab), vocab, batch_size=settings.batch_size,
-                            chunk_size=settings.chunk_size, pad_id=pad_id, device=device)
+                            chunk_size=chunk_rows(settings.chunk_size, vocab, device), pad_id=pad_id, device=device)
     n_shards = plan["settings"]["n_shards"]
     try:
         for s in range(rank, n_shards, world):
@@ -296,6 +301,7 @@ def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) ->
     if (rank == 0 or not distributed) and all(finished_shard(store, s) for s in range(n_shards)):
         sizes = {SPLITS[0]: len(corpus.train), SPLITS[1]: len(corpus.heldout)}
         how = {"batch_size": settings.batch_size, "world_size": world}
-        how.update({"concurrency": settings.concurrency} if settings.endpoint else {"chunk_size": settings.chunk_size})
+        how.update({"concurrency": settings.concurrency} if settings.endpoint
+                   else {"chunk_size": chunk_rows(settings.chunk_size, vocab, device)})
         result.manifest = finalize(store, plan, sizes, {"capture": how})
     return result
