@@ -25,19 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from trl_side import BATCH, SEQ_LEN, StepClock, distill_rows, gkd_args, peak_rss_mb, run_child
 
 from distill.config import load_config
 from distill.training.loop import train
 
-JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
-JEMALLOC_CONF = "retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
-BATCH, SEQ_LEN, NEW, LAMBDA = 4, 256, 64, 0.5
+NEW, LAMBDA = 64, 0.5
 
 
 def distill_overrides(steps: int, threads: int, sample_fast: bool, tmp: str, precision: str = "fp32") -> list[str]:
@@ -47,10 +43,6 @@ def distill_overrides(steps: int, threads: int, sample_fast: bool, tmp: str, pre
             "train.checkpoint_every=100000", "train.eval_sequences=4", f"train.on_policy_fraction={LAMBDA}",
             f"train.sample_max_new_tokens={NEW}", f"train.sample_fast={str(sample_fast).lower()}",
             f"teacher.precision={precision}", f"output_dir={tmp}/student"]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def on_policy_steps(n: int) -> list[bool]:
@@ -80,23 +72,16 @@ def child_distill(warmup: int, timed: int, threads: int, sample_fast: bool, prec
 def child_trl(warmup: int, timed: int, threads: int) -> dict:
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl.experimental.gkd import GKDConfig, GKDTrainer
+    from trl.experimental.gkd import GKDTrainer
 
-    from distill.data.corpus import load_corpus
     from distill.models.loading import load_model
     from distill.models.students import fresh_llama
-    from distill.training.sampler import BatchSampler
 
     torch.set_num_threads(threads)
     steps = warmup + timed
     teacher = load_model("default")
     tok = teacher.tokenizer
     student = fresh_llama(tok, seed=0)
-    cfg = load_config(None, [f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}"])
-    corpus = load_corpus(cfg.data, tok)
-    sampler = BatchSampler.for_config(cfg, len(corpus.train))
-    ids = [corpus.train[i]["input_ids"].tolist() for s in range(steps) for i in sampler.rows(s, 0)]
     plan = on_policy_steps(steps)
 
     def collate(examples):
@@ -105,49 +90,25 @@ def child_trl(warmup: int, timed: int, threads: int) -> dict:
         return {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": x.clone(), "prompts": prompts,
                 "prompt_attention_mask": torch.ones_like(prompts)}
 
-    stamps: list[float] = []
-    cpu: list[float] = []
-
-    class Stamps(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            stamps.append(time.time())
-            cpu.append(time.process_time())
-
     class SameSteps(GKDTrainer):
         def training_step(self, model, inputs, num_items_in_batch=None):
             self.lmbda = 1.0 if plan[self.state.global_step] else 0.0  # Distill's draw for this step
             return super().training_step(model, inputs, num_items_in_batch)
 
+    clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
-        args = GKDConfig(
-            output_dir=tmp, max_steps=steps, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
-            lmbda=LAMBDA, beta=0.5, temperature=1.0, max_new_tokens=NEW, seq_kd=False, learning_rate=1e-3,
-            weight_decay=0.01, adam_beta2=0.95, max_grad_norm=1.0, warmup_steps=0, seed=0, use_cpu=True, bf16=False,
-            fp16=False, train_sampling_strategy="sequential", dataloader_num_workers=0,
-            dataloader_pin_memory=False, eval_strategy="no", save_strategy="no", logging_strategy="no",
-            report_to="none", disable_tqdm=True, max_length=SEQ_LEN, gradient_checkpointing=False)
-        trainer = SameSteps(model=student, teacher_model=teacher.model, args=args,
-                            train_dataset=Dataset.from_dict({"input_ids": ids}), processing_class=tok,
-                            data_collator=collate, callbacks=[Stamps()])
+        trainer = SameSteps(model=student, teacher_model=teacher.model,
+                            args=gkd_args(tmp, steps, lmbda=LAMBDA, beta=0.5, temperature=1.0, max_new_tokens=NEW),
+                            train_dataset=Dataset.from_dict({"input_ids": distill_rows(steps, tok)}),
+                            processing_class=tok, data_collator=collate, callbacks=[clock.callback()])
         trainer.train()
-    span = stamps[steps - 1] - stamps[warmup - 1]
-    return {"framework": "trl", "s_per_step": span / timed, "cpu_s_per_step": (cpu[steps - 1] - cpu[warmup - 1])
-            / timed, "peak_rss_mb": peak_rss_mb(), "on_policy_timed": sum(plan[warmup:])}
+    s_per_step, cpu_per_step = clock.per_step(warmup, timed)
+    return {"framework": "trl", "s_per_step": s_per_step, "cpu_s_per_step": cpu_per_step,
+            "peak_rss_mb": peak_rss_mb(), "on_policy_timed": sum(plan[warmup:])}
 
 
-def run_child(args: list[str], allocator: str, threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error")
-    env.pop("LD_PRELOAD", None)
-    env.pop("MALLOC_CONF", None)
-    if allocator == "jemalloc":
-        env.update(LD_PRELOAD=JEMALLOC, MALLOC_CONF=JEMALLOC_CONF)
-    proc = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"child failed: {args}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["allocator"] = allocator
+def run_side(args: list[str], allocator: str, threads: int) -> dict:
+    out = run_child(__file__, args, allocator, threads)
     print(f"  {out['framework']:7s} {allocator:8s} {out['s_per_step']:.3f} s/step (cpu {out['cpu_s_per_step']:.3f}) "
           f"peak RSS {out['peak_rss_mb']:.0f} MB", flush=True)
     return out
@@ -160,7 +121,7 @@ def vs_trl(a: argparse.Namespace) -> None:
         order = [["--child", "trl"]] + [["--child", "distill", "--fast", f, "--teacher-precision", p]
                                         for p in a.teacher_precision for f in a.sample_fast]
         for args in order if len(runs) % 2 == 0 else order[::-1]:
-            runs.append(run_child(args + common, allocator, a.threads))
+            runs.append(run_side(args + common, allocator, a.threads))
     print(f"\non-policy λ={LAMBDA}, {BATCH} × {SEQ_LEN} tokens, {NEW} new tokens, {a.threads} threads, "
           f"{runs[0]['on_policy_timed']} of {a.timed} timed steps on-policy on both sides; load {os.getloadavg()}")
     print("| allocator | side | s/step | CPU s/step | steps/s vs TRL | sampling share | sampled tokens/s | peak RSS MB |")

@@ -28,37 +28,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
-JEMALLOC_CONF = "retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
-BATCH, SEQ_LEN, THREADS = 4, 256, 2
+from trl_side import (
+    BATCH,
+    JEMALLOC_CONF,
+    SEQ_LEN,
+    StepClock,
+    allocator_in_use,
+    distill_rows,
+    gkd_args,
+    peak_rss_mb,
+)
+from trl_side import run_child as run_script
 
-
-def _allocator_in_use() -> str:
-    maps = Path("/proc/self/maps").read_text()
-    return "jemalloc" if "jemalloc" in maps else "glibc"
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _rows_per_step(n_steps: int, tokenizer):
-    """The corpus and the train-set rows Distill's loop draws at steps 0..n-1 (seed 0, batch 4, no accumulation)."""
-    from distill.config import load_config
-    from distill.data.corpus import load_corpus
-    from distill.training.sampler import BatchSampler
-
-    cfg = load_config(None, [f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}"])
-    corpus = load_corpus(cfg.data, tokenizer)
-    sampler = BatchSampler.for_config(cfg, len(corpus.train))
-    return [sampler.rows(s, 0) for s in range(n_steps)], corpus
+THREADS = 2
 
 
 def child_distill(beta: float, warmup: int, timed: int, extra: list[str]) -> dict:
@@ -85,15 +71,14 @@ def child_distill(beta: float, warmup: int, timed: int, extra: list[str]) -> dic
     span = timer.seconds(warmup, warmup + timed)  # steps warmup … warmup+timed−1, with their callbacks
     return {"framework": "distill", "beta": beta, "steps_per_s": timed / span, "s_per_step": span / timed,
             "cpu_s_per_step": timer.seconds(warmup, warmup + timed, cpu=True) / timed,
-            "peak_rss_mb": _peak_rss_mb(), "allocator": _allocator_in_use(), "wall_s": wall,
+            "peak_rss_mb": peak_rss_mb(), "allocator": allocator_in_use(), "wall_s": wall,
             "loss_first": result.history[0]["loss"], "loss_last": result.history[-1]["loss"]}
 
 
 def child_trl(beta: float, warmup: int, timed: int, extra: list[str]) -> dict:
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl.experimental.gkd import GKDConfig, GKDTrainer
+    from trl.experimental.gkd import GKDTrainer
 
     from distill.models.loading import load_model
     from distill.models.students import fresh_llama
@@ -103,60 +88,30 @@ def child_trl(beta: float, warmup: int, timed: int, extra: list[str]) -> dict:
     teacher = load_model("default")
     tok = teacher.tokenizer
     student = fresh_llama(tok, seed=0)
-    per_step, corpus = _rows_per_step(steps, tok)
-    ids = [corpus.train[i]["input_ids"].tolist() for rows in per_step for i in rows]
-    dataset = Dataset.from_dict({"input_ids": ids})
+    dataset = Dataset.from_dict({"input_ids": distill_rows(steps, tok)})
 
     def collate(examples):
         x = torch.tensor([e["input_ids"] for e in examples], dtype=torch.long)
         return {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": x.clone()}
 
-    stamps: list[float] = []
-    cpu: list[float] = []
-
-    class Stamps(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            stamps.append(time.time())
-            cpu.append(time.process_time())
-
+    clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
-        args = GKDConfig(
-            output_dir=tmp, max_steps=steps, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
-            lmbda=0.0, beta=beta, temperature=1.0, seq_kd=False, learning_rate=1e-3, weight_decay=0.01,
-            adam_beta2=0.95, max_grad_norm=1.0, warmup_steps=0, seed=0, use_cpu=True, bf16=False, fp16=False,
-            train_sampling_strategy="sequential", dataloader_num_workers=0, dataloader_pin_memory=False,
-            eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
-            max_length=SEQ_LEN, gradient_checkpointing=False,  # SFTConfig's default True only slows TRL here
-        )
-        trainer = GKDTrainer(model=student, teacher_model=teacher.model, args=args, train_dataset=dataset,
-                             processing_class=tok, data_collator=collate, callbacks=[Stamps()])
+        trainer = GKDTrainer(model=student, teacher_model=teacher.model,
+                             args=gkd_args(tmp, steps, lmbda=0.0, beta=beta, temperature=1.0),
+                             train_dataset=dataset, processing_class=tok, data_collator=collate,
+                             callbacks=[clock.callback()])
         t0 = time.perf_counter()
         out = trainer.train()
         wall = time.perf_counter() - t0
-    span = stamps[steps - 1] - stamps[warmup - 1]
-    return {"framework": "trl", "beta": beta, "steps_per_s": timed / span, "s_per_step": span / timed,
-            "cpu_s_per_step": (cpu[steps - 1] - cpu[warmup - 1]) / timed,
-            "peak_rss_mb": _peak_rss_mb(), "allocator": _allocator_in_use(), "wall_s": wall,
-            "train_loss": float(out.training_loss)}
+    s_per_step, cpu_per_step = clock.per_step(warmup, timed)
+    return {"framework": "trl", "beta": beta, "steps_per_s": 1 / s_per_step, "s_per_step": s_per_step,
+            "cpu_s_per_step": cpu_per_step, "peak_rss_mb": peak_rss_mb(), "allocator": allocator_in_use(),
+            "wall_s": wall, "train_loss": float(out.training_loss)}
 
 
 def run_child(framework: str, beta: float, allocator: str, warmup: int, timed: int, extra: list[str]) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS),
-               TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error")
-    env.pop("LD_PRELOAD", None)
-    env.pop("MALLOC_CONF", None)
-    if allocator == "jemalloc":
-        env["LD_PRELOAD"] = JEMALLOC
-        env["MALLOC_CONF"] = JEMALLOC_CONF
-    cmd = [sys.executable, __file__, "--child", framework, "--beta", str(beta), "--warmup", str(warmup),
-           "--timed", str(timed)] + [x for kv in extra for x in ("--set", kv)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"{framework} child failed (beta={beta}, {allocator})")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["allocator"] != allocator:
-        raise SystemExit(f"expected {allocator} in the child, found {result['allocator']}")
+    args = ["--child", framework, "--beta", str(beta), "--warmup", str(warmup), "--timed", str(timed)]
+    result = run_script(__file__, args + [x for kv in extra for x in ("--set", kv)], allocator, THREADS)
     print(f"  {framework:7s} beta={beta:<4} {allocator:8s} {result['s_per_step']:.3f} s/step "
           f"peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
     return result
@@ -179,8 +134,6 @@ def main() -> None:
         fn = child_distill if a.child == "distill" else child_trl
         print(json.dumps(fn(a.beta, a.warmup, a.timed, a.set)))
         return
-    if "jemalloc" in a.allocators and not Path(JEMALLOC).is_file():
-        raise SystemExit(f"{JEMALLOC} not found: `apt-get install -y libjemalloc2`, or pass --allocators glibc")
     runs = []
     flip = False
     for allocator in a.allocators:
