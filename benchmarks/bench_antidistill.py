@@ -6,16 +6,20 @@ builds) and asked chatterbot prompts through `distill generate`'s client, once p
 
 * plain temperature sampling at several temperatures (the baseline: a higher temperature also makes the answers
   worse to learn from, and worse for users);
-* antidistillation at the lowest temperature with several lambdas.
+* antidistillation at one temperature (`--antidistill-temperature`, inside the plain range) with several lambdas.
 
 The proxy student is a small student of the teacher (default: the black-box student of bench_provenance.py); its
 loss gradient g is taken on the teacher's greedy answers to calibration prompts. For each setting:
 
 * teacher quality: the mean negative log-likelihood per token of the served answers under the exact teacher (T = 1,
   no bias): how far the answers are from what the teacher itself would say;
-* the distilled student: `distill train examples/blackbox.yaml` starting from the proxy (student.init=pretrained),
-  CE on the answers, the same steps and seed for every setting; then its KL(teacher || student) and NLL on the
-  teacher's greedy answers to held-out prompts (answer tokens only), against the proxy before training.
+* the distilled students (`--students`): `distill train examples/blackbox.yaml` on the answers, the same steps and
+  seed for every setting, starting from the proxy itself (`proxy`, student.init=pretrained: the most favourable
+  case for the method, the proxy *is* the student) and/or from a fresh random init with another seed (`fresh`: a
+  student unlike the proxy); then each one's KL(teacher || student) and NLL on the teacher's greedy answers to
+  held-out prompts (answer tokens only), against the same model before training;
+* at equal teacher quality: for each antidistillation setting, the student's KL after plain temperature sampling
+  at the same teacher NLL, read off the plain-temperature curve by linear interpolation (None outside its range).
 
     .venv/bin/python benchmarks/bench_antidistill.py --work /tmp/antidistill
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,6 +62,32 @@ def collect(url: str, folder: Path, prompts: list[list[dict]], temperature: floa
         sys.exit(f"{acct.failed} prompts failed in {folder}")
 
 
+def at_equal_quality(plain: list[tuple[float, float]], nll: float) -> float | None:
+    """The student KL of plain sampling at teacher NLL `nll`: linear interpolation on the (teacher NLL, student KL)
+    points of the plain-temperature curve; None outside its range (no extrapolation)."""
+    pts = sorted(plain)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
+        if x0 <= nll <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (nll - x0) / (x1 - x0)
+    return None
+
+
+def train_student(kind: str, data: Path, out: Path, args: argparse.Namespace) -> None:
+    """`distill train examples/blackbox.yaml` on one answer set: from the proxy, or from a fresh init."""
+    init = (["student.init=pretrained", f"student.model={args.proxy}", f"train.lr={args.lr}"] if kind == "proxy"
+            else ["student.init=fresh", f"train.seed={args.fresh_seed}", f"train.lr={args.fresh_lr}"])
+    argv = ["train", "examples/blackbox.yaml", "--overwrite"]
+    for kv in [f"data.path={data}", *init, f"train.steps={args.steps}", "train.warmup_steps=3",
+               "train.eval_every=100000", "train.eval_sequences=2", "train.checkpoint_every=100000",
+               "train.progress=false", "data.heldout_fraction=0.05", f"train.threads={args.threads}",
+               f"output_dir={out}"]:
+        argv += ["--set", kv]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    res = subprocess.run(DISTILL + argv, cwd=ROOT, text=True, capture_output=True, env=env)
+    if res.returncode:
+        sys.exit(f"distill train failed:\n{res.stderr[-3000:]}")
+
+
 @torch.inference_mode()
 def scores(teacher, student, examples: list[dict]) -> dict[str, float]:
     """Answer tokens only: the teacher's NLL, and (with a student) its NLL and KL(teacher || student)."""
@@ -85,15 +116,26 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=48, help="prompts answered per setting (the student's data)")
     ap.add_argument("--eval-prompts", type=int, default=24)
     ap.add_argument("--max-tokens", type=int, default=24)
-    ap.add_argument("--temperatures", default="0.7,1.2")
-    ap.add_argument("--lambdas", default="1,4", help="antidistillation strengths, at the lowest temperature")
+    ap.add_argument("--temperatures", default="0.5,0.7,1.0,1.2,1.5", help="plain sampling temperatures")
+    ap.add_argument("--antidistill-temperature", type=float, default=0.7,
+                    help="the temperature of every antidistillation setting (inside the plain range, so that the "
+                    "equal-quality comparison interpolates)")
+    ap.add_argument("--lambdas", default="1,4", help="antidistillation strengths, at --antidistill-temperature")
     ap.add_argument("--bias-std", default=None, help="instead of --lambdas: the bias's standard deviation in "
                     "logits, e.g. '1,2' (lambda = value / std of delta, measured on the calibration prefixes)")
     ap.add_argument("--eps", type=float, default=1e-3)
     ap.add_argument("--steps", type=int, default=20, help="student training steps (batch 8)")
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=5e-4, help="learning rate of the student started from the proxy")
+    ap.add_argument("--students", default="proxy,fresh", help="which students are distilled from every answer set: "
+                    "proxy (started from the proxy itself), fresh (a fresh random init, --fresh-seed)")
+    ap.add_argument("--fresh-seed", type=int, default=99)
+    ap.add_argument("--fresh-lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (here and in each distill train)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    kinds = args.students.split(",")
+    if not kinds or any(k not in ("proxy", "fresh") for k in kinds):
+        sys.exit(f"--students takes proxy and/or fresh (comma-separated), not {args.students!r}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     from distill.data.generated import load_generated
@@ -129,7 +171,9 @@ def main() -> None:
         print(f"# delta: std {results['delta_std']:.3g} over the vocabulary at 4 prefixes", flush=True)
         lams = ([float(c) / results["delta_std"] for c in args.bias_std.split(",")] if args.bias_std
                 else [float(lam) for lam in args.lambdas.split(",")])
-        settings += [(f"antidistill T={min(temps):g} lambda={lam:.3g}", min(temps), lam) for lam in lams]
+        lams = [lam for lam in lams if lam > 0]  # lambda 0 is plain sampling: among the temperatures
+        ta = args.antidistill_temperature
+        settings += [(f"antidistill T={ta:g} lambda={lam:.3g}", ta, lam) for lam in lams]
         for name, t, lam in settings:
             folder = work / "sets" / name.replace(" ", "_")
             if lam:
@@ -143,35 +187,48 @@ def main() -> None:
     engine.close()
     results["generation_s"] = round(time.perf_counter() - t0)
     evalset = load_generated(work / "eval", tok)
-    results["proxy_before"] = scores(tmodel, proxy, evalset)
-    print(json.dumps({"proxy_before": results["proxy_before"]}), flush=True)
+    from distill.models.students import fresh_llama
+
+    results["before"] = {"proxy": scores(tmodel, proxy, evalset)}
+    if "fresh" in kinds:  # a random init (the default fresh shape) before any training
+        results["before"]["fresh"] = scores(tmodel, fresh_llama(tok, seed=args.fresh_seed).eval(), evalset)
+    print(json.dumps({"before": results["before"]}), flush=True)
     for name, t, lam in settings:
         folder = work / "sets" / name.replace(" ", "_")
-        student = work / "students" / name.replace(" ", "_")
-        if not (student / "model.safetensors").exists():
-            argv = ["train", "examples/blackbox.yaml", "--overwrite"]
-            for kv in [f"data.path={folder}", "student.init=pretrained", f"student.model={args.proxy}",
-                       f"train.steps={args.steps}", f"train.lr={args.lr}", "train.warmup_steps=3",
-                       "train.eval_every=100000", "train.eval_sequences=2", "train.checkpoint_every=100000",
-                       "train.progress=false", "data.heldout_fraction=0.05", f"output_dir={student}"]:
-                argv += ["--set", kv]
-            res = subprocess.run(DISTILL + argv, cwd=ROOT, text=True, capture_output=True)
-            if res.returncode:
-                sys.exit(f"distill train failed:\n{res.stderr[-3000:]}")
         own = scores(tmodel, None, load_generated(folder, tok))
-        got = scores(tmodel, load_model(str(student)).model.float().eval(), evalset)
-        results["settings"][name] = {"temperature": t, "lambda": lam, "teacher_nll_of_answers": own["teacher_nll"],
-                                     "answer_tokens": own["tokens"], "student_kl": got["kl_teacher_student"],
-                                     "student_nll": got["student_nll"]}
-        print(json.dumps({name: results["settings"][name]}), flush=True)
+        row = {"temperature": t, "lambda": lam, "teacher_nll_of_answers": own["teacher_nll"],
+               "answer_tokens": own["tokens"], "students": {}}
+        for kind in kinds:
+            student = work / "students" / kind / name.replace(" ", "_")
+            if not (student / "model.safetensors").exists():
+                t1 = time.perf_counter()
+                train_student(kind, folder, student, args)
+                print(f"# train {kind} on {name}: {time.perf_counter() - t1:.0f}s", flush=True)
+            got = scores(tmodel, load_model(str(student)).model.float().eval(), evalset)
+            row["students"][kind] = {"kl": got["kl_teacher_student"], "nll": got["student_nll"]}
+        results["settings"][name] = row
+        print(json.dumps({name: row}), flush=True)
+    plain = {k: [(r["teacher_nll_of_answers"], r["students"][k]["kl"]) for r in results["settings"].values()
+                 if not r["lambda"]] for k in kinds}
+    for r in results["settings"].values():
+        for k in kinds:
+            ref = at_equal_quality(plain[k], r["teacher_nll_of_answers"]) if r["lambda"] else None
+            r["students"][k]["plain_kl_at_equal_quality"] = ref
+            r["students"][k]["kl_gain_over_plain"] = None if ref is None else r["students"][k]["kl"] - ref
     (ROOT / "benchmarks" / "results" / "antidistill.json").write_text(json.dumps(results, indent=1))
-    b = results["proxy_before"]
-    print(f"\nproxy before distillation: KL {b['kl_teacher_student']:.3f}, NLL {b['student_nll']:.3f} on "
-          f"{b['tokens']} held-out answer tokens (teacher's own NLL {b['teacher_nll']:.3f})")
-    print("| setting | teacher NLL of its answers (nats/token) | student KL(teacher‖student) | student NLL |")
-    print("|---|---|---|---|")
+    for k, b in results["before"].items():
+        print(f"\n{k} before distillation: KL {b['kl_teacher_student']:.3f}, NLL {b['student_nll']:.3f} on "
+              f"{b['tokens']} held-out answer tokens (teacher's own NLL {b['teacher_nll']:.3f})")
+    head = " | ".join(f"{k}: KL / NLL / KL of plain at equal teacher NLL" for k in kinds)
+    print(f"\n| setting | teacher NLL of its answers (nats/token) | {head} |")
+    print("|---|---|" + "---|" * len(kinds))
     for name, r in results["settings"].items():
-        print(f"| {name} | {r['teacher_nll_of_answers']:.3f} | {r['student_kl']:.3f} | {r['student_nll']:.3f} |")
+        cells = []
+        for k in kinds:
+            v = r["students"][k]
+            ref = "-" if v["plain_kl_at_equal_quality"] is None else f"{v['plain_kl_at_equal_quality']:.3f}"
+            cells.append(f"{v['kl']:.3f} / {v['nll']:.3f} / {ref}")
+        print(f"| {name} | {r['teacher_nll_of_answers']:.3f} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

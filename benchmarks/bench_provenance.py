@@ -34,6 +34,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTILL = [sys.executable, "-m", "distill.cli"]
+THREADS = 1  # torch threads of every job (main() sets it from --threads; also passed to each `distill train`)
 COMMON = ["data.seq_len=64", "train.batch_size=4", "train.eval_every=100000", "train.eval_sequences=2",
           "train.checkpoint_every=100000", "train.progress=false", "train.warmup_steps=5"]
 CE = ["loss.kd_weight=0", "loss.ce_weight=1"]  # with teacher.model = the random model (cheap; the loss never uses it)
@@ -66,7 +68,8 @@ output_dir: runs/provenance-fresh
 
 def sh(args: list[str]) -> None:
     t0 = time.perf_counter()
-    res = subprocess.run(DISTILL + args, cwd=ROOT, text=True, capture_output=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
+    res = subprocess.run(DISTILL + args, cwd=ROOT, text=True, capture_output=True, env=env)
     if res.returncode != 0:
         sys.exit(f"command failed ({res.returncode}): distill {' '.join(args)}\n{res.stderr[-3000:]}")
     print(f"# distill {' '.join(args[:2])} -> {args[-1] if args else ''}: {time.perf_counter() - t0:.0f}s", flush=True)
@@ -76,7 +79,7 @@ def train(work: Path, name: str, config: str, sets: list[str]) -> str:
     out = work / "models" / name
     if not (out / "model.safetensors").exists():
         argv = ["train", config, "--overwrite"]
-        for kv in [*COMMON, *sets, f"output_dir={out}"]:
+        for kv in [*COMMON, f"train.threads={THREADS}", *sets, f"output_dir={out}"]:
             argv += ["--set", kv]
         sh(argv)
     return str(out)
@@ -129,7 +132,10 @@ def teacher_answers(work: Path, prompts: list[list[dict]], max_tokens: int) -> P
 
 
 def build_models(work: Path, steps: int, big_steps: int, bb_prompts: list[list[dict]],
-                 ce_steps: int | None = None) -> dict[str, str]:
+                 ce_steps: int | None = None, bb_steps: int | None = None,
+                 layers_steps: int | None = None) -> dict[str, str]:
+    """Train (or reuse) every model. The fresh KD student and every CE-only model (suspects and references) get
+    the same number of steps by default, so that no side of the comparison is merely less trained."""
     txt = str(other_text(work))
     fresh = work / "fresh.yaml"
     fresh.write_text(FRESH_YAML)
@@ -137,43 +143,49 @@ def build_models(work: Path, steps: int, big_steps: int, bb_prompts: list[list[d
     b = [f"train.steps={big_steps}"]
     m = {"teacher": "default"}
     m["kd_fresh"] = train(work, "kd_fresh", str(fresh), [*s, "train.seed=1"])
-    m["kd_layers"] = train(work, "kd_layers", "examples/layers_student.yaml", [*b, "student.every=3"])
+    m["random"] = random_model(work)
+    c = [f"train.steps={ce_steps or steps}", *CE, f"teacher.model={m['random']}"]
+    m["ce_same"] = train(work, "ce_same", str(fresh), [*c, "train.seed=2"])
+    m["other_text"] = train(work, "other_text", str(fresh), [*c, "train.seed=3", f"data.path={txt}"])
+    for name in POOL_SAME:
+        m[name] = train(work, name, str(fresh), [*c, f"train.seed={name[4:]}"])
+    for name in POOL_OTHER:
+        m[name] = train(work, name, str(fresh), [*c, f"train.seed={name[5:]}", f"data.path={txt}"])
+    answers = teacher_answers(work, bb_prompts, 24)
+    m["bb_student"] = train(work, "bb_student", "examples/blackbox.yaml",
+                            [f"train.steps={bb_steps or steps}", f"data.path={answers}", "train.batch_size=8",
+                             "data.heldout_fraction=0.05"])
+    m["kd_layers"] = train(work, "kd_layers", "examples/layers_student.yaml",
+                           [f"train.steps={layers_steps or big_steps}", "student.every=3"])
     m["kd_prune"] = train(work, "kd_prune", "examples/prune.yaml",
                           [*b, "student.prune={target_params: 0.5, calibration_sequences: 16}"])
     m["lora_copy"] = train(work, "lora_copy", "examples/lora.yaml",
                            [*b, *CE, "student.every=1", f"data.path={txt}", "train.lr=1e-3"])
-    answers = teacher_answers(work, bb_prompts, 24)
-    m["bb_student"] = train(work, "bb_student", "examples/blackbox.yaml",
-                            [*s, f"data.path={answers}", "train.batch_size=8", "data.heldout_fraction=0.05"])
-    m["random"] = random_model(work)
-    s = [f"train.steps={ce_steps or steps}", *CE, f"teacher.model={m['random']}"]
-    m["ce_same"] = train(work, "ce_same", str(fresh), [*s, "train.seed=2"])
-    m["other_text"] = train(work, "other_text", str(fresh), [*s, "train.seed=3", f"data.path={txt}"])
-    for name in POOL_SAME:
-        m[name] = train(work, name, str(fresh), [*s, f"train.seed={name[4:]}"])
-    for name in POOL_OTHER:
-        m[name] = train(work, name, str(fresh), [*s, f"train.seed={name[5:]}", f"data.path={txt}"])
     return m
 
 
-def open_outputs(work: Path, models: dict[str, str], queries: int, seq_len: int) -> dict[str, list[torch.Tensor]]:
+def open_outputs(work: Path, models: dict[str, str], queries: int, seq_len: int,
+                 accuracy: dict[str, float] | None = None) -> dict[str, list[torch.Tensor]]:
     """Each model's 8 most likely next tokens at every position of the same held-out passages (cached); the test
-    uses the first (top-1)."""
+    uses the first (top-1). `accuracy` receives each model's top-1 accuracy on the passages' own next tokens (how
+    much it learned: a diagnostic, not part of the test)."""
     from distill.models.loading import load_model, load_tokenizer
     from distill.protection.provenance import open_passages, top_predictions
 
-    passages = None
+    passages = open_passages(load_tokenizer("default"), "shakespeare", queries, seq_len)
     out = {}
     for name, spec in models.items():
         f = work / "open" / f"{name}-{queries}x{seq_len}.pt"
         if not f.exists():
-            passages = passages or open_passages(load_tokenizer("default"), "shakespeare", queries, seq_len)
             t0 = time.perf_counter()
             preds = top_predictions(load_model(spec).model.float().eval(), passages, 8)
             f.parent.mkdir(parents=True, exist_ok=True)
             torch.save(preds, f)
             print(f"# open: {name} {time.perf_counter() - t0:.0f}s", flush=True)
         out[name] = [t[:, 0] for t in torch.load(f)]
+        if accuracy is not None:
+            hit = sum(int((t[:-1] == torch.tensor(p[1:])).sum()) for t, p in zip(out[name], passages, strict=True))
+            accuracy[name] = round(hit / sum(len(p) - 1 for p in passages), 4)
     return out
 
 
@@ -303,6 +315,9 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/provbench")
     ap.add_argument("--steps", type=int, default=30, help="training steps of the small students")
     ap.add_argument("--ce-steps", type=int, default=None, help="steps of the CE-only students (default --steps)")
+    ap.add_argument("--bb-steps", type=int, default=None, help="steps of the black-box student (default --steps)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of every job (and of each distill train)")
+    ap.add_argument("--layers-steps", type=int, default=None, help="steps of kd_layers (default --big-steps)")
     ap.add_argument("--big-steps", type=int, default=4, help="steps of the teacher-sized ones (layers, prune, LoRA)")
     ap.add_argument("--open-queries", type=int, default=96)
     ap.add_argument("--seq-len", type=int, default=32)
@@ -316,7 +331,9 @@ def main() -> None:
                     "and the references are always queried)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    torch.set_num_threads(2)
+    global THREADS
+    THREADS = args.threads
+    torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     from distill.generate.prompts import chatterbot_prompts
@@ -324,11 +341,15 @@ def main() -> None:
     chat = chatterbot_prompts()
     bb_train, bb_test = chat[: args.bb_train_prompts], chat[args.bb_train_prompts:][: args.bb_queries]
     t0 = time.perf_counter()
-    models = build_models(work, args.steps, args.big_steps, bb_train, args.ce_steps)
+    models = build_models(work, args.steps, args.big_steps, bb_train, args.ce_steps, args.bb_steps,
+                          args.layers_steps)
     results: dict = {"args": vars(args), "models": models, "train_s": round(time.perf_counter() - t0),
                      "gemma": "not installed here: not among the suspects"}
-    ag = agreements(open_outputs(work, models, args.open_queries, args.seq_len), "open", args.words)
+    acc: dict[str, float] = {}
+    ag = agreements(open_outputs(work, models, args.open_queries, args.seq_len, acc), "open", args.words)
     results["open"] = main_table(ag)
+    results["open"]["data_top1_accuracy"] = acc
+    print("# top-1 accuracy on the passages' own next tokens:", json.dumps(acc), flush=True)
     results["open"]["soundness"] = soundness(ag, args.block)
     show("open", results["open"])
     print(json.dumps(results["open"]["soundness"], indent=1), flush=True)

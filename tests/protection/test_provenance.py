@@ -46,6 +46,24 @@ def test_the_verdict_needs_every_reference_beaten_and_enough_queries():
         provenance.judge({"parent": [1.0] * 10}, "parent")
 
 
+def test_the_parent_centred_statistic_matches_a_direct_computation():
+    # suspect-parent agreement against each reference's own agreement with the parent, query by query
+    s_parent = [0.6, 0.5, 0.7, 0.4, 0.6, 0.5, 0.6, 0.8, 0.5, 0.6]
+    s_ref = [0.9] * 10  # the suspect is closer to the reference: the suspect-centred test says nothing
+    r_parent = [0.5, 0.5, 0.6, 0.5, 0.4, 0.3, 0.5, 0.6, 0.5, 0.4]  # 7 queries below, 1 above, 2 ties
+    rep = provenance.judge({"parent": s_parent, "r": s_ref}, "parent", parent_agreement={"r": r_parent},
+                           statistic="parent")
+    pos, n = 7, 8
+    assert rep["references"]["r"]["parent_wins"] == pos and rep["references"]["r"]["decided"] == n
+    assert rep["p"] == pytest.approx(sum(math.comb(n, k) for k in range(pos, n + 1)) / 2**n, rel=1e-9)
+    assert rep["p_by_statistic"]["suspect"] == 1.0 and rep["statistic"] == "parent"
+    assert rep["reference_agreement_with_parent"]["r"] == pytest.approx(0.48)
+    with pytest.raises(DistillError, match="needs every reference's agreement with the parent"):
+        provenance.judge({"parent": s_parent, "r": s_ref}, "parent", statistic="parent")
+    with pytest.raises(DistillError, match="unknown provenance statistic"):
+        provenance.judge({"parent": s_parent, "r": s_ref}, "parent", statistic="both")
+
+
 def _sharp_parent(root: Path, tokenizer) -> Path:
     """A random tiny Llama with large output weights, so its next-token choices are sharp and its own."""
     from distill.models.students import fresh_llama
@@ -97,6 +115,14 @@ def test_a_distilled_student_is_flagged_open_mode(family, capsys):
 
 def test_a_model_trained_on_the_same_data_is_not_flagged(family, capsys):
     code, rep = _run(capsys, family["same_data"], family)
+    assert code == 1 and not rep["derived"] and rep["p"] > 0.01
+
+
+def test_the_parent_centred_statistic_flags_the_student_and_not_the_same_data_model(family, capsys):
+    code, rep = _run(capsys, family["distilled"], family, "--statistic", "parent")
+    assert code == 0 and rep["statistic"] == "parent" and rep["p"] < 1e-5
+    assert set(rep["p_by_statistic"]) == {"suspect", "parent"}
+    code, rep = _run(capsys, family["same_data"], family, "--statistic", "parent")
     assert code == 1 and not rep["derived"] and rep["p"] > 0.01
 
 

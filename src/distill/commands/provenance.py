@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, default=64, help="open mode: tokens per passage")
     p.add_argument("--max-tokens", type=int, default=48, help="black-box mode: answer length asked of every model")
     p.add_argument("--words", type=int, default=24, help="black-box mode: words of each answer compared")
+    p.add_argument("--statistic", choices=["suspect", "parent"], default="suspect", help="suspect = does the "
+                   "suspect agree with the parent more than with each reference (Nikolić et al.); parent = does the "
+                   "suspect agree with the parent more than each reference does (references as control suspects: "
+                   "the better test for a small student against small references of the same data; see "
+                   "docs/provenance_test.md). Both p-values are reported; this one decides")
     p.add_argument("--alpha", type=float, default=0.01, help="significance level of the verdict (default 0.01)")
     p.add_argument("--api-key-env", help="environment variable holding the endpoints' API key (never printed)")
     q = p.add_argument_group("endpoint queries (black-box mode: `distill generate`'s client)")
@@ -81,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise DistillError("open mode needs every model's weights here", where="--mode open",
                            fix="use --mode blackbox with endpoints")
     if mode == "open":
-        report = provenance.provenance_open(suspect, parent, refs, args.data, args.queries, args.seq_len, args.alpha)
+        report = provenance.provenance_open(suspect, parent, refs, args.data, args.queries, args.seq_len, args.alpha,
+                                            args.statistic)
     else:
         from distill.protection.trace import read_prompts
 
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                                        backoff=args.backoff, price_in=args.price_in, price_out=args.price_out,
                                        api_key=key)
         report = provenance.provenance_blackbox(suspect, parent, refs, prompts, args.max_tokens, args.words,
-                                                args.alpha, opts=opts)
+                                                args.alpha, opts=opts, statistic=args.statistic)
     report["suspect"], report["parent"] = suspect.label, parent.label
     if args.json:
         print(json.dumps(report, indent=1))
@@ -106,9 +112,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"unit: {report['unit']}; measure: {report['measure']}; {report['queries']} queries")
         for name, a in report["agreement"].items():
             print(f"  agreement with {name}: {a['mean']:.3f} ± {a['se']:.3f}")
+        for name, a in report.get("reference_agreement_with_parent", {}).items():
+            print(f"  {name}'s own agreement with the parent: {a:.3f}")
         for name, r in report["references"].items():
-            print(f"  parent vs {name}: parent closer on {r['parent_wins']} of {r['decided']} decided queries, "
-                  f"p = {r['p']:.3g}")
+            what = ("the suspect agrees with the parent more than with it" if report["statistic"] == "suspect" else
+                    "the suspect agrees with the parent more than it does")
+            print(f"  vs {name}: {what} on {r['parent_wins']} of {r['decided']} decided queries, p = {r['p']:.3g}")
         for name, q in report.get("queried", {}).items():
             print(f"  queried {name}: {q['succeeded']} new answers, {q['skipped']} resumed from {q['folder']}; "
                   f"{q['requests']} requests ({q['retries']} retries, {q['rate_limited']} rate-limited); tokens in "
@@ -116,8 +125,12 @@ def run(args: argparse.Namespace) -> int:
         lo, hi = report["gap_ci95"]
         print(f"gap to the closest reference ({report['closest_reference']}): 95% CI [{lo:.3f}, {hi:.3f}]")
         verdict = "DERIVED" if report["derived"] else "not shown to be derived"
-        print(f"p = {report['p']:.3g} (exact sign test, the largest over the references): {verdict} at alpha "
-              f"{args.alpha:g}. A small p says the suspect agrees with the parent more than with every reference; it "
-              "cannot tell distillation from training on the parent's own data unless a reference was trained on "
-              "that data too.")
+        others = ", ".join(f"{k}-centred {v:.3g}" for k, v in report["p_by_statistic"].items())
+        said = ("the suspect agrees with the parent more than with every reference" if report["statistic"] ==
+                "suspect" else "the suspect agrees with the parent more than every reference does")
+        print(f"p = {report['p']:.3g} ({report['statistic']}-centred exact sign test, the largest over the "
+              f"references; both: {others}): {verdict} at alpha {args.alpha:g}. A small p says {said}; it cannot "
+              "tell distillation from training on the parent's own data unless a reference was trained on that data "
+              "too, and it speaks about these models on these queries: a reference that is merely another seed "
+              "differs from the suspect by chance of training, which no number of queries averages out.")
     return 0 if report["derived"] else 1

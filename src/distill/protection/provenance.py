@@ -15,13 +15,23 @@ every model gets the same queries and, per query, we measure how often the suspe
   resumable store per endpoint, cost accounting); a prompt still unanswered after its tries stops the test (no
   p-value from a partial run) and re-running resumes from the stored answers.
 
-The test. For each reference r, H0_r: "the suspect agrees with the parent no more than with r". The unit is the query
-(dependence inside a text does not inflate the evidence): d_i = agreement_i(parent) − agreement_i(r), and the exact
-one-sided sign test gives p_r = P(Binomial(n, 1/2) ≥ #{d_i > 0}) over the n queries with d_i ≠ 0 (exact under H0
-whenever, per query, a positive and a negative difference are equally likely; conservative otherwise). The suspect
-is called derived only if it beats *every* reference, so the reported p is max_r p_r (an intersection-union test:
-no multiplicity correction needed). A 95% bootstrap interval (queries resampled, fixed seed) is given for the mean gap
-to the closest reference.
+The test. Two statistics (`statistic=`), both per reference r and per query i:
+
+* ``suspect`` (suspect-centred, after Nikolić et al.): H0_r "the suspect agrees with the parent no more than with r",
+  d_i = agree_i(suspect, parent) − agree_i(suspect, r);
+* ``parent`` (parent-centred, a control-suspect test): H0_r "the suspect agrees with the parent no more than r —
+  a model known not to be derived from the parent — does", d_i = agree_i(suspect, parent) − agree_i(r, parent).
+  Small students agree with each other through their size and data more than with any large parent, so the
+  suspect-centred test misses a distilled small student when the references are small models of the same data;
+  the parent-centred one asks instead whether the suspect is closer to the parent than comparable independent
+  models are (benchmarks/provenance_statistics.py measures both).
+
+The unit is the query (dependence inside a text does not inflate the evidence), and the exact one-sided sign test
+gives p_r = P(Binomial(n, 1/2) ≥ #{d_i > 0}) over the n queries with d_i ≠ 0 (exact under H0 whenever, per query, a
+positive and a negative difference are equally likely; conservative otherwise). The suspect is called derived only
+if it beats *every* reference, so the reported p is max_r p_r (an intersection-union test: no multiplicity
+correction needed). A 95% bootstrap interval (queries resampled, fixed seed) is given for the mean gap to the
+closest reference.
 
 What it does not say: agreement comes from shared *training data* as well as from distillation, so references must
 include models trained on the same kind of data (same domain, similar size): a model that only learned the same
@@ -196,24 +206,46 @@ def answers(c: Candidate, prompts: Sequence[str], max_tokens: int,
     return endpoint_answers(c, prompts, max_tokens, opts or QueryOptions())
 
 
-def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01) -> dict[str, Any]:
-    """The provenance test on per-query agreements of the suspect with the parent and each reference."""
+STATISTICS = ("suspect", "parent")
+
+
+def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
+          parent_agreement: dict[str, list[float]] | None = None, statistic: str = "suspect") -> dict[str, Any]:
+    """The provenance test on per-query agreements of the suspect with the parent and each reference
+    (`agreement`), and, for the parent-centred statistic, of each reference with the parent (`parent_agreement`,
+    same keys as the references). The verdict uses `statistic`; the other one's p is reported when computable."""
+    if statistic not in STATISTICS:
+        raise DistillError(f"unknown provenance statistic {statistic!r}", where="--statistic",
+                           fix="use 'suspect' (suspect-centred) or 'parent' (parent-centred)")
     n = len(agreement[parent])
     refs = [r for r in agreement if r != parent]
     if not refs:
         raise DistillError("the provenance test needs at least one reference model besides the parent",
                            where="--reference", fix="add unrelated models of the same domain and size with --reference")
+    if statistic == "parent" and (parent_agreement is None or any(r not in parent_agreement for r in refs)):
+        raise DistillError("the parent-centred statistic needs every reference's agreement with the parent",
+                           where="statistic=parent", fix="pass parent_agreement for each reference")
     check_queries(n, alpha)
-    per_ref = {}
-    for r in refs:
-        d = [a - b for a, b in zip(agreement[parent], agreement[r], strict=True)]
-        p, pos, nonzero = sign_test(d)
-        per_ref[r] = {"p": p, "parent_wins": pos, "decided": nonzero, "mean_gap": float(np.mean(d))}
-    closest = max(refs, key=lambda r: float(np.mean(agreement[r])))
-    gaps = [a - b for a, b in zip(agreement[parent], agreement[closest], strict=True)]
-    p = max(v["p"] for v in per_ref.values())
-    return {"queries": n, "p": p, "alpha": alpha, "derived": p < alpha, "closest_reference": closest,
-            "gap_ci95": bootstrap_ci(gaps),
+    other = {"suspect": agreement, "parent": parent_agreement or {}}
+    p_of, per_ref = {}, {}
+    for stat in STATISTICS:
+        if stat == "parent" and parent_agreement is None:
+            continue
+        rows = {}
+        for r in refs:
+            d = [a - b for a, b in zip(agreement[parent], other[stat][r], strict=True)]
+            p, pos, nonzero = sign_test(d)
+            rows[r] = {"p": p, "parent_wins": pos, "decided": nonzero, "mean_gap": float(np.mean(d))}
+        p_of[stat] = max(v["p"] for v in rows.values())
+        if stat == statistic:
+            per_ref = rows
+    closest = max(refs, key=lambda r: float(np.mean(other[statistic][r])))
+    gaps = [a - b for a, b in zip(agreement[parent], other[statistic][closest], strict=True)]
+    p = p_of[statistic]
+    return {"queries": n, "p": p, "alpha": alpha, "derived": p < alpha, "statistic": statistic,
+            "p_by_statistic": p_of, "closest_reference": closest, "gap_ci95": bootstrap_ci(gaps),
+            **({"reference_agreement_with_parent": {r: float(np.mean(v)) for r, v in parent_agreement.items()}}
+               if parent_agreement is not None else {}),
             "agreement": {k: {"mean": float(np.mean(v)), "se": float(np.std(v, ddof=1) / math.sqrt(n)) if n > 1
                               else 0.0} for k, v in agreement.items()},
             "references": per_ref}
@@ -233,7 +265,8 @@ def open_passages(tokenizer, data: str, queries: int, seq_len: int) -> list[list
 
 
 def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[Candidate], data: str,
-                    queries: int = 64, seq_len: int = 64, alpha: float = 0.01) -> dict[str, Any]:
+                    queries: int = 64, seq_len: int = 64, alpha: float = 0.01,
+                    statistic: str = "suspect") -> dict[str, Any]:
     """Open mode: every model local with the suspect's tokenizer, fed the same passages of `data`."""
     from distill.models.loading import load_model, tokenizer_fingerprint
 
@@ -242,15 +275,17 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
     passages = open_passages(s.tokenizer, data, queries, seq_len)
     mine = top1_predictions(s.model, passages)
     want = tokenizer_fingerprint(s.tokenizer)
-    agreement = {}
+    agreement, preds = {}, {}
     for c in (parent, *references):
         other = load_model(c.spec)
         if tokenizer_fingerprint(other.tokenizer) != want:
             raise DistillError(f"{c.label} has another tokenizer than the suspect, so next tokens cannot be compared "
                                "position by position", where=c.spec, fix="use --mode blackbox (answers compared word "
                                "by word) for models with other tokenizers")
-        agreement[c.label] = open_agreements(mine, top1_predictions(other.model, passages))
-    report = judge(agreement, parent.label, alpha)
+        preds[c.label] = top1_predictions(other.model, passages)
+        agreement[c.label] = open_agreements(mine, preds[c.label])
+    with_parent = {c.label: open_agreements(preds[c.label], preds[parent.label]) for c in references}
+    report = judge(agreement, parent.label, alpha, with_parent, statistic)
     report.update(mode="open", unit=f"a held-out passage of {seq_len} tokens of {data}",
                   measure="share of positions with the same most likely next token")
     return report
@@ -258,7 +293,7 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
 
 def provenance_blackbox(suspect: Candidate, parent: Candidate, references: Sequence[Candidate],
                         prompts: Sequence[str], max_tokens: int = 48, words: int = 24, alpha: float = 0.01,
-                        opts: QueryOptions | None = None) -> dict[str, Any]:
+                        opts: QueryOptions | None = None, statistic: str = "suspect") -> dict[str, Any]:
     """Black-box mode: greedy answers to the same prompts, compared word by word with the suspect's."""
     check_queries(len(prompts), alpha, "--prompts / --queries")
     mine, spent = answers(suspect, prompts, max_tokens, opts)
@@ -266,19 +301,22 @@ def provenance_blackbox(suspect: Candidate, parent: Candidate, references: Seque
     if not any(a.split() for a in mine):
         raise DistillError("the suspect answered no prompt with any words, so there is nothing to compare",
                            where=suspect.label, fix="check the suspect endpoint or model, or raise --max-tokens")
-    agreement = {}
+    agreement, texts = {}, {}
     for c in (parent, *references):
         theirs, costs[c.label] = answers(c, prompts, max_tokens, opts)
         if not any(a.split() for a in theirs):
             raise DistillError(f"{c.label} answered no prompt with any words, so it cannot be compared",
                                where=c.label, fix="check that model or endpoint, or raise --max-tokens")
+        texts[c.label] = theirs
         agreement[c.label] = [word_agreement(a, b, words) for a, b in zip(mine, theirs, strict=True)]
+    with_parent = {c.label: [word_agreement(a, b, words) for a, b in zip(texts[c.label], texts[parent.label],
+                                                                          strict=True)] for c in references}
     if not any(any(v) for v in agreement.values()):
         raise DistillError(f"the suspect's answers share no word at the same position with any other model's in the "
                            f"first {words} words of {len(prompts)} prompts: the models cannot be compared (another "
                            "language or domain?)", where="--prompts",
                            fix="use prompts of the suspect's domain and language, or more --words / --max-tokens")
-    report = judge(agreement, parent.label, alpha)
+    report = judge(agreement, parent.label, alpha, with_parent, statistic)
     report.update(mode="blackbox", unit="a prompt answered greedily",
                   measure=f"share of the suspect's first {words} words equal to the other answer's at that position",
                   queried={k: v for k, v in costs.items() if v is not None})
