@@ -170,3 +170,65 @@ def test_the_scale_examples_plan_as_docs_scale_says(capsys, monkeypatch):
     assert round(fits["plans"]["fsdp"]["peak"] / 2**30, 1) == 63.8
     assert main([*args, "--set", "train.activation_checkpointing=false"]) == 2
     assert main([*args, "--set", "train.parallel=ddp"]) == 2
+
+
+@pytest.mark.parametrize("kind", ["cosine", "mse"])
+def test_hidden_loss_memory_against_a_direct_count(tmp_path, tiny_teacher_dir, text_file, kind):
+    """loss.hidden's part of the plan against what the real code holds: the teacher's layer outputs in the signal,
+    the student's hooked outputs, the projected states and what the loss saves for backward (storages counted once),
+    and the projections' parameters (weights, gradients, AdamW state)."""
+    import torch
+
+    from distill.loss.hidden import capture, hidden_terms
+    from distill.models.loading import load_model
+    from distill.signals.sources import LiveTeacher
+    from distill.training.module import hidden_parts
+
+    cfg = load_config(_config(tmp_path, tiny_teacher_dir, text_file, loss={"hidden": {"kind": kind}}))
+    w = memory.workload(cfg, world=1, device="cpu")
+    assert w.hidden_pairs == 2  # auto: one pair per student layer
+    teacher = load_model(str(tiny_teacher_dir))
+    student = build_student(cfg, teacher, teacher.tokenizer)
+    pairs, projections = hidden_parts(cfg.loss.hidden, student, teacher.model)
+    assert len(pairs) == 2 and w.student.hidden == 32 != w.teacher.hidden == 48  # widths differ: projections
+
+    ids = torch.randint(0, 1000, (4, 32), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    positions = torch.arange(ids.numel())  # every token scored: the plan's upper bound
+    signal = LiveTeacher(teacher.model, 1000, [t for _, t in pairs]).signal(batch, positions)
+    saved: list[torch.Tensor] = []
+    params = {p.untyped_storage().data_ptr() for p in projections.parameters()}
+    with capture([student.model.layers[s] for s, _ in pairs], positions) as states:
+        student.model(**batch)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        projected = projections(states)
+        hidden_terms(projected, signal.layers, kind).sum().backward()
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+            for t in [*signal.layers, *states, *projected, *saved] if t.untyped_storage().data_ptr() not in params}
+    direct = sum(held.values())
+    planned = memory.plan(w).parts["hidden states"]
+    assert planned == memory.hidden_states_bytes(2, 4 * 32, 32, 48)
+    # cosine saves one [N, 48] product and two [N] norms per pair; mse saves only its difference
+    assert planned == direct + (0 if kind == "cosine" else 2 * 4 * 32 * 2 * 4)
+
+    numel = sum(p.numel() for p in projections.parameters())
+    assert numel == 2 * 32 * 48
+    assert memory.plan(w).parts["hidden projections"] == numel * (4 + 4 + 12)
+    f = memory.plan(replace(w, parallel="fsdp", world=2))
+    assert f.parts["hidden projections"] == numel // 2 * (4 + 4 + 12) + 2 * numel * (4 + 4)
+    explicit = load_config(_config(tmp_path, tiny_teacher_dir, text_file, loss={"hidden": {"layers": [[1, 2]]}}))
+    assert memory.workload(explicit, world=1, device="cpu").hidden_pairs == 1
+    # no loss.hidden, or a teacher outside the process (a store carries no hidden states): no such parts
+    assert "hidden states" not in memory.plan(replace(w, hidden_pairs=0)).parts
+    assert "hidden projections" not in memory.plan(replace(w, teacher_live=False)).parts
+    same = replace(w, student=replace(w.student, hidden=48))
+    assert memory.plan(same).parts["hidden projections"] == 0
+
+
+def test_advice_drops_loss_hidden_with_the_teacher():
+    w = memory.Workload(student=_shape(10**8, 2), teacher=_shape(10**9, 6), teacher_live=True, micro_batch=1,
+                        seq_len=1024, chunk_size=64, parallel="ddp", world=1, device="cuda", checkpointing=True,
+                        hidden_pairs=2)
+    without = memory.plan(replace(w, teacher=None, teacher_live=False, hidden_pairs=0))
+    fixes = memory.advice(w, math.ceil(without.peak / memory.MARGIN))
+    assert [a.change.split(" (")[0] for a in fixes] == ["loss.hidden: null, the teacher out of this process"]

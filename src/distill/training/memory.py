@@ -12,6 +12,8 @@ PyTorch's meta device: exact parameter shapes, no weights, no memory) and `plan(
 | activations | tokens × layers × (11 H + 4 I + 4 KV) (with checkpointing: tokens × layers × H + one block) | same |
 | teacher forward | one block's working set + the final hidden states | same |
 | loss chunk | 6 × chunk_size × vocab (fp32), the student's hidden states and their gradient | same |
+| hidden states (`loss.hidden`, P pairs) | P × tokens × (teacher layer output + student layer output + the projected state + the loss's saved term), see `hidden_states_bytes` | same |
+| hidden projections (`loss.hidden`, widths differ) | P × d_s × d_t: weights, gradients, AdamW state, as the student's | sharded with the root (`StudentLoss`), gathered twice |
 | runtime | Python, torch and the tokenizer (CPU) or the CUDA context (GPU) | same |
 | setup (CPU only) | — | the whole teacher and student, read before sharding: peak = max(setup, training) |
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from distill.errors import DistillError
+from distill.loss.fused import chunk_rows
 
 if TYPE_CHECKING:
     import torch
@@ -82,6 +85,7 @@ class Workload:
     checkpointing: bool
     sample_tokens: int = 0  # on-policy: new tokens sampled per sequence (its KV cache), 0 when off
     host_ranks: int | None = None  # CPU: ranks sharing one host's RAM (default: all of them)
+    hidden_pairs: int = 0  # loss.hidden: (student, teacher) layer pairs compared, 0 when off
 
     @property
     def tokens(self) -> int:
@@ -110,6 +114,18 @@ class Plan:
 def shard_numel(tensors: tuple[tuple[int, ...], ...], world: int) -> int:
     """Elements one rank holds when each tensor is sharded on dim 0 and padded to a multiple of `world` (FSDP2)."""
     return sum(math.ceil(s[0] / world) * math.prod(s[1:]) if s else 1 for s in tensors)
+
+
+def hidden_states_bytes(pairs: int, tokens: int, student_width: int, teacher_width: int,
+                        teacher_bytes: int = 4) -> int:
+    """What `loss.hidden` holds at the end of a forward, per rank: for each of `pairs` pairs and each scored token
+    (at most `tokens`), the teacher layer's output (`teacher_bytes` per value: the teacher's dtype, plus the fp32
+    copy `layer_terms` makes of a bf16 one), the student layer's output kept by the hook, the projected state when
+    the widths differ, and what the loss saves for backward (mse: the difference; cosine: one [N, d_t] product
+    and two [N] norms). All fp32 but the teacher's. See `distill.loss.hidden`."""
+    teacher = teacher_width * (teacher_bytes + (4 if teacher_bytes < 4 else 0))
+    projected = teacher_width * 4 if student_width != teacher_width else 0
+    return pairs * tokens * (teacher + student_width * 4 + projected + (teacher_width + 2) * 4)
 
 
 def plan(w: Workload) -> Plan:
@@ -151,6 +167,15 @@ def plan(w: Workload) -> Plan:
                                 if t is not None and w.teacher_live else 0)
     vocab = max(s.vocab, t.vocab if t is not None and w.teacher_live else 0)
     parts["loss chunk"] = 6 * w.chunk_size * vocab * 4 + 2 * w.tokens * s.hidden * 4
+    if w.hidden_pairs and t is not None and w.teacher_live:
+        parts["hidden states"] = hidden_states_bytes(w.hidden_pairs, w.tokens, s.hidden, t.hidden, low)
+        maps = ((t.hidden, s.hidden),) * w.hidden_pairs if s.hidden != t.hidden else ()
+        whole = sum(math.prod(m) for m in maps)  # the projections (none when the widths are equal)
+        if fsdp:  # sharded with the root unit (StudentLoss), gathered and reduced like the student's root
+            mine = shard_numel(maps, n)
+            parts["hidden projections"] = mine * (4 + 4 + 12) + 2 * whole * ((2 if gpu else 4) + 4)
+        else:  # weights, gradients (+ DDP's bucket copy), AdamW's state
+            parts["hidden projections"] = whole * (4 + 4 * (2 if n > 1 else 1) + 12)
     parts["runtime"] = RUNTIME_BYTES[w.device]
     # every rank reads the whole teacher and builds the whole student before FSDP shards them; on GPU that is host
     # memory (the blocks then reach the device one shard at a time), on CPU it is the same memory as training's
@@ -193,9 +218,10 @@ def advice(w: Workload, limit: int, grad_accum: int = 1) -> list[Advice]:
             consider(cand, f"train.batch_size: {per_rank * w.world}",
                      f"train.grad_accum: {grad_accum * w.micro_batch // per_rank}")
             break
-    if w.teacher is not None and w.teacher_live:
-        consider(replace(w, teacher=None, teacher_live=False), "the teacher out of this process (a capture store: "
-                 "`distill capture` then teacher.store; or a served teacher: teacher.endpoint)")
+    if w.teacher is not None and w.teacher_live:  # hidden states exist only from a live teacher
+        consider(replace(w, teacher=None, teacher_live=False, hidden_pairs=0),
+                 *(["loss.hidden: null"] if w.hidden_pairs else []), "the teacher out of this process (a capture "
+                 "store: `distill capture` then teacher.store; or a served teacher: teacher.endpoint)")
     return out
 
 
@@ -306,11 +332,15 @@ def workload(cfg: DistillConfig, world: int, device: str, parallel: str | None =
         student = replace(student, params=student.params + trainable)
     teacher = shape_of(_meta_model(teacher_config)) if teacher_config is not None else None
     t = cfg.train
+    hidden = cfg.loss.hidden
+    pairs = (student.layers if hidden.layers == "auto" else len(hidden.layers)) if hidden and kind.needs_weights else 0
     return Workload(student=student, teacher=teacher, teacher_live=kind.needs_weights,
                     micro_batch=math.ceil(t.batch_size / world), seq_len=cfg.data.seq_len,
-                    chunk_size=cfg.loss.chunk_size, parallel=parallel or t.parallel, world=world, device=device,
+                    chunk_size=chunk_rows(cfg.loss.chunk_size, student.vocab, device),
+                    parallel=parallel or t.parallel, world=world, device=device,
                     checkpointing=t.activation_checkpointing,
-                    sample_tokens=t.sample_max_new_tokens if t.on_policy_fraction > 0 else 0, host_ranks=host_ranks)
+                    sample_tokens=t.sample_max_new_tokens if t.on_policy_fraction > 0 else 0, host_ranks=host_ranks,
+                    hidden_pairs=pairs)
 
 
 def human(n: float) -> str:
