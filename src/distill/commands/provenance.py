@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"p = {report['p']:.3g} ({report['statistic']}-centred exact sign test, the largest over the "
               f"references; both: {others}): {verdict} at alpha {args.alpha:g}. A small p says {said}; it cannot "
               "tell distillation from training on the parent's own data unless a reference was trained on that data "
-              "too, and it speaks about these models on these queries: a reference that is merely another seed "
-              "differs from the suspect by chance of training, which no number of queries averages out.")
+              "too, and it speaks about these models on these queries: a parent that is merely the nearest of "
+              "several models of one recipe looks like a real one, which no number of queries averages out (use "
+              "several references).")
     return 0 if report["derived"] else 1
