@@ -119,11 +119,20 @@ def test_a_model_trained_on_the_same_data_is_not_flagged(family, capsys):
 
 
 def test_the_parent_centred_statistic_flags_the_student_and_not_the_same_data_model(family, capsys):
-    code, rep = _run(capsys, family["distilled"], family, "--statistic", "parent")
+    code, rep = _run(capsys, family["distilled"], family)  # the default statistic
     assert code == 0 and rep["statistic"] == "parent" and rep["p"] < 1e-5
     assert set(rep["p_by_statistic"]) == {"suspect", "parent"}
+    assert len(rep["cautions"]) == 1 and "only 1 reference model" in rep["cautions"][0]  # fewer than 3
     code, rep = _run(capsys, family["same_data"], family, "--statistic", "parent")
     assert code == 1 and not rep["derived"] and rep["p"] > 0.01
+    code, rep = _run(capsys, family["distilled"], family, "--statistic", "suspect")
+    assert rep["statistic"] == "suspect" and rep["p"] == rep["p_by_statistic"]["suspect"]
+
+
+def test_three_references_carry_no_caution():
+    parent = [1.0] * 12
+    rep = provenance.judge({"parent": parent, "a": [0.0] * 12, "b": [0.0] * 12, "c": [0.0] * 12}, "parent")
+    assert rep["cautions"] == [] and rep["p"] == pytest.approx(2.0**-12)
 
 
 def test_too_few_queries_and_a_missing_parent_are_refused(family, capsys):
