@@ -144,3 +144,14 @@ def test_compiled_teacher_falls_back_to_eager(teacher, monkeypatch, caplog):
         again = model.base_model(input_ids=ids).last_hidden_state
     assert torch.equal(got, want) and torch.equal(again, want)
     assert caplog.text.count("runs eagerly") == 1
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_warns_on_a_cpu_without_bf16_kernels(teacher, monkeypatch, caplog, fast):
+    import distill.models.precision as precision
+
+    monkeypatch.setattr(precision, "bf16_kernels", lambda: fast)
+    with caplog.at_level("WARNING", logger="distill.models.precision"):
+        lower_precision(teacher.model, "bf16", CPU)
+    warned = [r for r in caplog.records if "no bfloat16 matmul kernels" in r.getMessage()]
+    assert bool(warned) is (not fast)
