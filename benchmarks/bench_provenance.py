@@ -189,17 +189,23 @@ def open_outputs(work: Path, models: dict[str, str], queries: int, seq_len: int,
     return out
 
 
-def blackbox_outputs(work: Path, models: dict[str, str], prompts: list[str], max_tokens: int) -> dict:
-    """Each model served in process and asked the prompts through `distill generate`'s client (resumable)."""
+def blackbox_outputs(work: Path, models: dict[str, str], prompts: list[str], max_tokens: int,
+                     store: str = "blackbox") -> dict:
+    """Each model served in process and asked the prompts through `distill generate`'s client; a model's complete
+    set of answers is kept in `work/store/NAME.json` and reused for the same prompts and length."""
     from distill.models.loading import load_model
     from distill.protection.provenance import Candidate, QueryOptions, endpoint_answers
     from distill.serve.app import create_app
     from distill.serve.background import BackgroundServer
     from distill.serve.engine import Engine
 
-    opts = QueryOptions(out_dir=str(work / "blackbox"), concurrency=16, timeout=600)
+    opts = QueryOptions(out_dir=str(work / store), concurrency=16, timeout=600)
     out = {}
     for name, spec in models.items():
+        cache = work / store / f"{name}.json"
+        if cache.exists() and json.loads(cache.read_text())["key"] == [prompts, max_tokens]:
+            out[name] = json.loads(cache.read_text())["texts"]
+            continue
         t0 = time.perf_counter()
         loaded = load_model(spec)
         engine = Engine(loaded.model.float().eval(), loaded.tokenizer, max_batch=16)
@@ -210,6 +216,7 @@ def blackbox_outputs(work: Path, models: dict[str, str], prompts: list[str], max
         finally:
             engine.close()
         out[name] = texts
+        cache.write_text(json.dumps({"key": [prompts, max_tokens], "texts": texts}))
         print(f"# blackbox: {name} {acct['succeeded']} new, {acct['skipped']} stored, {acct['tokens_out']} tokens, "
               f"{time.perf_counter() - t0:.0f}s", flush=True)
     return out

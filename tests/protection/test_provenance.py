@@ -129,6 +129,46 @@ def test_the_parent_centred_statistic_flags_the_student_and_not_the_same_data_mo
     assert rep["statistic"] == "suspect" and rep["p"] == rep["p_by_statistic"]["suspect"]
 
 
+def _answers_folder(root: Path, n: int) -> Path:
+    """A `distill generate` output folder (the parent's API answers, say) of n one-turn conversations."""
+    folder = root / "answers"
+    folder.mkdir(exist_ok=True)
+    rows = [{"key": f"k{i:02d}", "messages": [{"role": "user", "content": f"Tell me about thing number {i}."}],
+             "choices": [{"text": f"Thing {i} is a thing of many parts, and every part of it has a name."}]}
+            for i in range(n)]
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_open_mode_on_conversations_compares_the_answer_tokens_only(family, tokenizer, tmp_path, capsys):
+    from distill.models.loading import load_model
+
+    folder = _answers_folder(tmp_path, 12)
+    queries = provenance.open_queries(tokenizer, str(folder), 10, 96)
+    assert len(queries) == 10
+    for q in queries:  # the compared positions predict exactly the answer's tokens and its end
+        picked = [q.ids[t + 1] for t, on in enumerate(q.compared) if on]
+        text = tokenizer.decode(picked[:-1])
+        assert text.startswith("Thing ") and text.endswith("has a name.") and picked[-1] == tokenizer.eos_token_id
+    code, rep = _run(capsys, family["distilled"], {**family, "data": str(folder)}, "--queries", "10",
+                     "--seq-len", "96")
+    assert rep["mode"] == "open" and "answer tokens only" in rep["unit"] and rep["queries"] == 10
+
+    def top1(spec):  # a direct computation: argmax at every answer position
+        model = load_model(spec).model
+        out = []
+        for q in queries:
+            pos = [t for t, on in enumerate(q.compared) if on]
+            out.append(model(input_ids=torch.tensor([q.ids])).logits[0, pos].argmax(-1))
+        return out
+
+    mine, theirs = top1(family["distilled"]), top1(family["parent"])
+    direct = sum(float((a == b).float().mean()) for a, b in zip(mine, theirs, strict=True)) / len(queries)
+    assert rep["agreement"]["parent"]["mean"] == pytest.approx(direct, abs=1e-6)
+    with pytest.raises(DistillError, match="only 12 conversations with an answer, 20 asked"):
+        provenance.open_queries(tokenizer, str(folder), 20, 96)
+
+
 def test_three_references_carry_no_caution():
     parent = [1.0] * 12
     rep = provenance.judge({"parent": parent, "a": [0.0] * 12, "b": [0.0] * 12, "c": [0.0] * 12}, "parent")

@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "next-token agreement (every model local, one tokenizer); blackbox = greedy answers compared word "
                    "by word; auto = open when possible")
     p.add_argument("--data", default="shakespeare", help="open mode: text whose held-out passages are fed to every "
-                   "model (as data.path in a training config)")
+                   "model (as data.path in a training config), or conversations (a `distill generate` folder such as "
+                   "the parent's API answers, or chat JSONL), compared on the answer tokens only: use text or "
+                   "answers of the suspect's domain")
     p.add_argument("--prompts", help="black-box mode: prompts, one per line or JSONL (default: a built-in list)")
     p.add_argument("--queries", type=int, default=64, help="passages (open) or prompts (black-box) to use")
     p.add_argument("--seq-len", type=int, default=64, help="open mode: tokens per passage")

@@ -6,7 +6,9 @@ every model gets the same queries and, per query, we measure how often the suspe
 
 * **open** (the suspect's and every other model's weights here, one tokenizer): each query is a passage of text fed
   to every model (teacher forcing); agreement = the share of positions where the suspect's most likely next token is
-  the other model's most likely next token.
+  the other model's most likely next token. Given conversations instead (a `distill generate` folder, e.g. the
+  parent's own API answers, or chat JSONL), only the answer positions are compared: the chat template is the
+  tokenizer's, not the parent's signal.
 * **black-box** (any model behind an OpenAI-compatible endpoint, or tokenizers that differ): each query is a prompt
   answered greedily (temperature 0) by every model; agreement = the share of the first `words` whitespace-separated
   words of the suspect's answer that equal the other model's at the same position (missing words count as
@@ -256,17 +258,48 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
             "references": per_ref}
 
 
-def open_passages(tokenizer, data: str, queries: int, seq_len: int) -> list[list[int]]:
-    """The open mode's queries: the first `queries` held-out passages of `seq_len` tokens of `data` (a fixed split)."""
+@dataclass(frozen=True)
+class OpenQuery:
+    """One open-mode query: token ids fed to every model, and the positions whose next-token choices are compared
+    (all of them for a text passage; the answer tokens only for a conversation, whose template is not a signal)."""
+
+    ids: list[int]
+    compared: list[bool] | None = None  # per position: is its next-token prediction compared (None: every one)
+
+    def select(self, predictions: torch.Tensor) -> torch.Tensor:
+        return predictions if self.compared is None else predictions[torch.tensor(self.compared[: len(predictions)])]
+
+
+def open_queries(tokenizer, data: str, queries: int, seq_len: int) -> list[OpenQuery]:
+    """The open mode's queries from `data` (as data.path in a training config). Text: the first `queries` held-out
+    passages of `seq_len` tokens (a fixed 20% split). Conversations (a `distill generate` folder, e.g. the parent's
+    own API answers, or chat JSONL): the first `queries` of them (held-out ones first), cut at `seq_len` tokens and
+    compared on the answer tokens only."""
     from distill.config import DataConfig
     from distill.data.corpus import load_corpus
 
     corpus = load_corpus(DataConfig(path=data, seq_len=seq_len, heldout_fraction=0.2, seed=0), tokenizer)
-    passages = [ex["input_ids"].tolist() for ex in corpus.heldout[:queries]]
-    if len(passages) < queries:
-        raise DistillError(f"the data has only {len(passages)} held-out passages of {seq_len} tokens, {queries} asked",
-                           where=f"--data {data}", fix="give more text, or fewer --queries / a smaller --seq-len")
-    return passages
+    chat = "loss_mask" in corpus.heldout[0]
+    pool = corpus.heldout + corpus.train if chat else corpus.heldout
+    out = [OpenQuery(ex["input_ids"].tolist(), ex["loss_mask"].tolist() if chat else None) for ex in pool
+           if not chat or bool(ex["loss_mask"].any())][:queries]
+    if len(out) < queries:
+        what = "conversations with an answer" if chat else f"held-out passages of {seq_len} tokens"
+        raise DistillError(f"the data has only {len(out)} {what}, {queries} asked", where=f"--data {data}",
+                           fix="give more data, or fewer --queries" + (
+                               ", or a larger --seq-len (a conversation is cut at --seq-len tokens, and one whose "
+                               "answer starts after that has nothing to compare)" if chat else " / a smaller --seq-len"))
+    return out
+
+
+def open_passages(tokenizer, data: str, queries: int, seq_len: int) -> list[list[int]]:
+    """The token ids of the open mode's queries (see `open_queries`)."""
+    return [q.ids for q in open_queries(tokenizer, data, queries, seq_len)]
+
+
+def compared_predictions(model: torch.nn.Module, queries: Sequence[OpenQuery]) -> list[torch.Tensor]:
+    """The model's most likely next token at each compared position of each query."""
+    return [q.select(t) for q, t in zip(queries, top1_predictions(model, [q.ids for q in queries]), strict=True)]
 
 
 def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[Candidate], data: str,
@@ -277,8 +310,8 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
 
     check_queries(queries, alpha)
     s = load_model(suspect.spec)
-    passages = open_passages(s.tokenizer, data, queries, seq_len)
-    mine = top1_predictions(s.model, passages)
+    asked = open_queries(s.tokenizer, data, queries, seq_len)
+    mine = compared_predictions(s.model, asked)
     want = tokenizer_fingerprint(s.tokenizer)
     agreement, preds = {}, {}
     for c in (parent, *references):
@@ -287,12 +320,14 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
             raise DistillError(f"{c.label} has another tokenizer than the suspect, so next tokens cannot be compared "
                                "position by position", where=c.spec, fix="use --mode blackbox (answers compared word "
                                "by word) for models with other tokenizers")
-        preds[c.label] = top1_predictions(other.model, passages)
+        preds[c.label] = compared_predictions(other.model, asked)
         agreement[c.label] = open_agreements(mine, preds[c.label])
     with_parent = {c.label: open_agreements(preds[c.label], preds[parent.label]) for c in references}
     report = judge(agreement, parent.label, alpha, with_parent, statistic)
-    report.update(mode="open", unit=f"a held-out passage of {seq_len} tokens of {data}",
-                  measure="share of positions with the same most likely next token")
+    chat = asked[0].compared is not None
+    report.update(mode="open", unit=(f"a conversation of {data} (answer tokens only, at most {seq_len} tokens)" if chat
+                                     else f"a held-out passage of {seq_len} tokens of {data}"),
+                  measure="share of " + ("answer " if chat else "") + "positions with the same most likely next token")
     return report
 
 
