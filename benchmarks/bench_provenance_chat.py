@@ -6,20 +6,23 @@ students of the same recipe trained on the answers of *another* chat model to th
 
 * Prompts: the 748 English chatterbot-corpus first turns; the first `--train-prompts` are training prompts, the rest
   are the queries (no model saw them).
-* Answer sets (`distill serve` + `distill generate`, T = 0.7, seed 7, `--samples` per prompt, `--max-tokens`): the
-  default teacher (SmolLM2-135M-Instruct, with top-5 log-probabilities) and Gemma 3 270M (text only).
+* Answer sets: the default teacher's (SmolLM2-135M-Instruct; `distill serve` + `distill generate`, T = 0.7, seed 7,
+  `--samples` per prompt, `--max-tokens`, top-5 log-probabilities) and people's: the corpus conversations' own
+  second turns to the same prompts (no teacher). (Gemma 3 270M, the other model here, is a base model without a
+  chat template: its "answers" are continuations of `user: ...` transcripts, and it generates at ~1 answer/s on two
+  cores, so it is a suspect, not a source of training answers.)
 * Students, all the same fresh 11.8 M Llama on SmolLM2's tokenizer, the same steps, batch, lr and data rules:
   derived from the teacher: `bb_kd` (examples/blackbox.yaml: CE on the answers + sparse KD on the top-5) and
-  `bb_text` (CE on the answers only: an API that returns no log-probabilities); not derived: `gem_s1`..`gem_s4`
-  (CE on Gemma's answers, seeds 11-14). `gem_s1`..`gem_s3` are the references, `gem_s4` is an underived suspect,
-  and so is Gemma 3 270M itself (black-box mode only: another tokenizer).
+  `bb_text` (CE on the answers only: an API that returns no log-probabilities); not derived: `hum_s1`..`hum_s4`
+  (CE on the people's answers, seeds 11-14). `hum_s1`..`hum_s3` are the references, `hum_s4` is an underived
+  suspect, and so is Gemma 3 270M (black-box mode only: another tokenizer).
 * Queries, both modes of `distill provenance`: **black-box**, every model served in process (the `distill serve`
   app) and asked the query prompts greedily through `distill generate`'s client, the first `--words` words compared;
   **open** (SmolLM2-tokenizer models only), the teacher's greedy answers to the query prompts fed to every model,
   agreement on the answer tokens only.
 * The test: `judge` (parent-centred, the default of `distill provenance`; the suspect-centred p is reported too) with
-  parent = the teacher and references gem_s1..gem_s3; soundness: null tests with the parent and the references drawn
-  from the exchangeable pool gem_s1..gem_s4, every model outside the parent as the suspect, on disjoint blocks of
+  parent = the teacher and references hum_s1..hum_s3; soundness: null tests with the parent and the references drawn
+  from the exchangeable pool hum_s1..hum_s4, every model outside the parent as the suspect, on disjoint blocks of
   queries and on all of them.
 
     .venv/bin/python benchmarks/bench_provenance_chat.py --work /tmp/provbench --threads 1
@@ -45,9 +48,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_provenance as bp  # noqa: E402
 
 DERIVED = ["bb_kd", "bb_text"]
-POOL = ["gem_s1", "gem_s2", "gem_s3", "gem_s4"]
+POOL = ["hum_s1", "hum_s2", "hum_s3", "hum_s4"]
 REFS = POOL[:3]
-UNDERIVED = ["gem_s4", "gemma"]
+UNDERIVED = ["hum_s4", "gemma"]
 CE_ONLY = ["loss.kd_weight=0", "loss.ce_weight=1"]
 
 
@@ -76,6 +79,25 @@ def answer_set(work: Path, name: str, spec: str, prompts: Path, samples: int, ma
     return out
 
 
+def human_answer_set(work: Path, prompts: list[list[dict]]) -> Path:
+    """The chatterbot-corpus conversations' own second turns (people's answers) to the training prompts, as a
+    `distill generate` folder: the same prompts, answered by someone other than the teacher."""
+    import yaml
+
+    folder = Path(list(importlib.util.find_spec("chatterbot_corpus").submodule_search_locations)[0])
+    replies: dict[str, list[str]] = {}
+    for f in sorted((folder / "data" / "english").glob("*.yml")):
+        for conv in yaml.safe_load(f.read_text(encoding="utf-8")).get("conversations") or []:
+            if isinstance(conv, list) and len(conv) > 1 and all(isinstance(t, str | int | float) for t in conv[:2]):
+                replies.setdefault(str(conv[0]).strip(), []).append(str(conv[1]).strip())
+    out = work / "answers_human"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"key": f"h{i:04d}", "messages": m, "choices": [{"text": t} for t in replies[m[-1]["content"]]]}
+            for i, m in enumerate(prompts) if replies.get(m[-1]["content"])]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
 def build(work: Path, args) -> dict[str, str]:
     from distill.generate.prompts import chatterbot_prompts
 
@@ -84,7 +106,7 @@ def build(work: Path, args) -> dict[str, str]:
     train_file.write_text("".join(json.dumps({"messages": m}) + "\n" for m in chat[: args.train_prompts]))
     gemma = gemma_spec()
     teacher_set = answer_set(work, "answers", "default", train_file, args.samples, args.max_tokens, 5)
-    gemma_set = answer_set(work, "answers_gemma", gemma, train_file, args.samples, args.max_tokens, 0)
+    human_set = human_answer_set(work, chat[: args.train_prompts])
     common = [f"train.steps={args.steps}", "train.batch_size=8", f"data.seq_len={args.seq_len}",
               "data.heldout_fraction=0.05", "train.lr=2e-3"]
     m = {"teacher": "default", "gemma": gemma}
@@ -94,7 +116,7 @@ def build(work: Path, args) -> dict[str, str]:
                             [*common, *CE_ONLY, f"data.path={teacher_set}", "train.seed=1"])
     for i, name in enumerate(POOL):
         m[name] = bp.train(work, f"chat_{name}", "examples/blackbox.yaml",
-                           [*common, *CE_ONLY, f"data.path={gemma_set}", f"train.seed={11 + i}"])
+                           [*common, *CE_ONLY, f"data.path={human_set}", f"train.seed={11 + i}"])
     return m
 
 
@@ -154,7 +176,7 @@ def table(ag: dict, suspects: list[str]) -> dict:
 
 
 def soundness(ag: dict, block: int) -> dict:
-    """Null tests: parent and references from the exchangeable pool (Gemma-answer students, four seeds)."""
+    """Null tests: parent and references from the exchangeable pool (students of the people's answers, four seeds)."""
     have = sorted({a for a, _ in ag})
     n = len(next(iter(ag.values())))
     spans = {"blocks": [(i, i + block) for i in range(0, n - block + 1, block)], "whole": [(0, n)]}

@@ -9,7 +9,9 @@ later runs (and `bench_wm_calibration.py`) reuse them.
 Edits act on the answer's token ids, each position independently with probability r (fixed seeds):
 substitution (the token is replaced by a uniformly random vocabulary id), deletion, and insertion (a uniformly
 random id is inserted after the token). The paraphrase is the same teacher, without the watermark, asked to
-rewrite the answer in its own words (sampling at temperature 0.7). Reported per scheme and edit: the share of
+rewrite the answer in its own words (sampling at temperature 0.7), and, when the Gemma package is installed, so is
+Gemma 3 270M (another model and tokenizer; a base model, prompted as a `user: ... assistant:` transcript; its text
+is re-tokenized with the teacher's tokenizer for detection; cached in `wm_paraphrases_gemma.json`). Reported per scheme and edit: the share of
 answers whose whole-text p-value is below 1e-5, the median number of scored units needed to reach 1e-5 (the
 running p over the answer; infinite for answers that never reach it), and the median p.
 
@@ -38,6 +40,7 @@ from distill.protection.trace import DEFAULT_PROMPTS
 from distill.protection.watermark.detect import UnitCounter, detect_ids, tokens_needed
 from distill.protection.watermark.keys import WatermarkKey, new_key
 from distill.protection.watermark.processor import SERVE_TOP_K, WatermarkLogitsProcessor
+from distill.tokens.chat import render_chat
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = RESULTS / "wm_answers.json"
@@ -66,11 +69,12 @@ def bench_key(tok, scheme: str, label: str = "bench-wm") -> WatermarkKey:
     return replace(new_key(tok, **SCHEMES[scheme]), secret=secret)
 
 
-def _encode_chat(tok, texts: list[str]):
-    rendered = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
-                for t in texts]
-    tok.padding_side = "left"
-    return tok(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
+def _encode_chat(tok, texts: list[str]) -> dict[str, torch.Tensor]:
+    """One-turn chat prompts, left-padded: the model's chat template, or `user: ... assistant:` lines without one."""
+    rows = [render_chat(tok, [{"role": "user", "content": t}]) for t in texts]
+    width = max(map(len, rows))
+    return {"input_ids": torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows]),
+            "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])}
 
 
 @torch.no_grad()
@@ -112,7 +116,8 @@ def gemma_paraphrases(cache: dict, schemes: tuple[str, ...], max_new: int, batch
             for b in range(0, len(texts), batch):
                 asks = [PARAPHRASE.format(text=t) for t in texts[b:b + batch]]
                 ids = generate(lm.model, gtok, asks, [], max_new, seed=3000 + b, temperature=0.7, stop=stop)
-                out += [gtok.decode(a, skip_special_tokens=True).strip() for a in ids]
+                # a base model without a chat template: its answer ends where it starts the next transcript turn
+                out += [gtok.decode(a, skip_special_tokens=True).split("\nuser:")[0].strip() for a in ids]
                 print(f"{scheme}: {len(out)}/{len(texts)} Gemma paraphrases, {time.perf_counter() - t0:.0f} s",
                       flush=True)
             stored[scheme] = {"key_id": cache[scheme]["key_id"], "texts": out}
