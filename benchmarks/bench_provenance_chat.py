@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_provenance as bp  # noqa: E402
 
-DERIVED = ["bb_kd", "bb_text"]
+SIBLINGS = ["bb_text", "bb_text_s2", "bb_text_s3", "bb_text_s4"]  # bb_text's recipe, seeds 1-4
+DERIVED = ["bb_kd", *SIBLINGS]
 POOL = ["hum_s1", "hum_s2", "hum_s3", "hum_s4"]
 REFS = POOL[:3]
 UNDERIVED = ["hum_s4", "gemma"]
@@ -114,6 +115,9 @@ def build(work: Path, args) -> dict[str, str]:
                           [*common, f"data.path={teacher_set}", "train.seed=1"])
     m["bb_text"] = bp.train(work, "chat_bb_text", "examples/blackbox.yaml",
                             [*common, *CE_ONLY, f"data.path={teacher_set}", "train.seed=1"])
+    for seed, name in enumerate(SIBLINGS[1:], start=2):
+        m[name] = bp.train(work, f"chat_{name}", "examples/blackbox.yaml",
+                           [*common, *CE_ONLY, f"data.path={teacher_set}", f"train.seed={seed}"])
     for i, name in enumerate(POOL):
         m[name] = bp.train(work, f"chat_{name}", "examples/blackbox.yaml",
                            [*common, *CE_ONLY, f"data.path={human_set}", f"train.seed={11 + i}"])
@@ -175,24 +179,33 @@ def table(ag: dict, suspects: list[str]) -> dict:
             "recall": tp / sum(s in DERIVED for s in suspects)}
 
 
-def soundness(ag: dict, block: int) -> dict:
-    """Null tests: parent and references from the exchangeable pool (students of the people's answers, four seeds)."""
-    have = sorted({a for a, _ in ag})
+RELATED = {"bb_kd": {"bb_text"}}  # same initial weights (train.seed 1) and data order: not a null pair
+
+
+def soundness(ag: dict, block: int, pool: list[str]) -> dict:
+    """Null tests: parent and references from an exchangeable pool (one recipe, four seeds), every other model as
+    the suspect (for SIBLINGS: is a student of the teacher "derived" from its sibling? It must not look so). A
+    suspect that shares its initial weights with a pool member (RELATED) is not tested against that pool."""
+    have = sorted(m for m in {a for a, _ in ag} if not RELATED.get(m, set()) & set(pool))
     n = len(next(iter(ag.values())))
     spans = {"blocks": [(i, i + block) for i in range(0, n - block + 1, block)], "whole": [(0, n)]}
     out: dict = {}
     for span, ranges in spans.items():
         for kind in ("one_reference", "all_references"):
-            ps = []
+            ps, flagged = [], []
             for s in have:
-                for parent in [m for m in POOL if m != s]:
-                    others = [r for r in POOL if r not in (s, parent)]
-                    groups = [[r] for r in others] if kind == "one_reference" else [others]
-                    ps += [test(ag, s, parent, refs, lo, hi)["p"] for refs in groups for lo, hi in ranges]
+                for parent in [m for m in pool if m != s]:
+                    others = [r for r in pool if r not in (s, parent)]
+                    for refs in [[r] for r in others] if kind == "one_reference" else [others]:
+                        for lo, hi in ranges:
+                            ps.append(test(ag, s, parent, refs, lo, hi)["p"])
+                            if ps[-1] <= 0.01 and span == "whole":
+                                flagged.append(f"{s} | {parent} | {','.join(refs)}: p = {ps[-1]:.2g}")
             v = np.array(ps)
             out[f"{kind}, {span}"] = {"tests": len(v), **{f"fpr@{p0:g}": float((v <= p0).mean())
                                                           for p0 in (0.05, 0.01, 0.001)},
-                                      "ci95@0.01": bp.wilson(int((v <= 0.01).sum()), len(v))}
+                                      "ci95@0.01": bp.wilson(int((v <= 0.01).sum()), len(v)),
+                                      **({"flagged (suspect | parent | references)": flagged} if flagged else {})}
     return out
 
 
@@ -231,20 +244,21 @@ def main() -> None:
     models = build(work, args)
     prompts = query_prompts(args)
     res: dict = {"args": vars(args), "models": models, "build_s": round(time.perf_counter() - t0)}
-    t1 = time.perf_counter()
     texts = bp.blackbox_outputs(work, models, prompts, args.query_tokens, store="chat_queries")
-    ag = pairwise(texts, "blackbox", args.words)
-    res["blackbox"] = {**table(ag, DERIVED + UNDERIVED), "soundness": soundness(ag, args.block),
-                       "wall_s": round(time.perf_counter() - t1)}
-    show("black-box (greedy answers, word by word)", res["blackbox"])
-    print(json.dumps(res["blackbox"]["soundness"], indent=1), flush=True)
-    t1 = time.perf_counter()
     local = {k: v for k, v in models.items() if k != "gemma"}
-    ag = pairwise(open_chat_outputs(work, local, prompts, texts["teacher"]), "open", args.words)
-    res["open_chat"] = {**table(ag, [s for s in DERIVED + UNDERIVED if s in local]),
-                        "soundness": soundness(ag, args.block), "wall_s": round(time.perf_counter() - t1)}
-    show("open (the teacher's greedy answers, answer tokens)", res["open_chat"])
-    print(json.dumps(res["open_chat"]["soundness"], indent=1), flush=True)
+    modes = {"blackbox": ("black-box (greedy answers, word by word)", lambda: pairwise(texts, "blackbox", args.words),
+                          DERIVED + UNDERIVED),
+             "open_chat": ("open (the teacher's greedy answers, answer tokens)",
+                           lambda: pairwise(open_chat_outputs(work, local, prompts, texts["teacher"]), "open",
+                                            args.words), [s for s in DERIVED + UNDERIVED if s in local])}
+    for mode, (title, agreements, suspects) in modes.items():
+        t1 = time.perf_counter()
+        ag = agreements()
+        res[mode] = {**table(ag, suspects), "soundness": {"people's answers": soundness(ag, args.block, POOL),
+                                                          "siblings": soundness(ag, args.block, SIBLINGS)},
+                     "wall_s": round(time.perf_counter() - t1)}
+        show(title, res[mode])
+        print(json.dumps(res[mode]["soundness"], indent=1), flush=True)
     (ROOT / "benchmarks" / "results" / "provenance_chat.json").write_text(json.dumps(res, indent=1, default=str))
 
 

@@ -197,6 +197,21 @@ def test_blackbox_mode_compares_answers_word_by_word(monkeypatch):
     assert rep["agreement"]["parent"]["mean"] == pytest.approx(6 / 8)  # all but the last two words
     assert rep["agreement"]["ref"]["mean"] == 0.0
     assert rep["p"] == pytest.approx(2.0**-12) and rep["derived"]
+    assert not any("distinct answers" in c for c in rep["cautions"])
+
+
+def test_a_reference_that_gives_the_same_few_answers_carries_a_caution(monkeypatch):
+    prompts = [f"question {i}" for i in range(12)]
+    said = {"suspect": [f"answer {i} is the parent's own way {i}" for i in range(12)],
+            "parent": [f"answer {i} is the parent's usual way" for i in range(12)],
+            "ref": ["I am a lot." if i % 3 else "The resources." for i in range(12)]}  # 2 distinct of 12
+    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
+    rep = provenance.provenance_blackbox(provenance.Candidate("suspect", "s"), provenance.Candidate("parent", "p"),
+                                         [provenance.Candidate("ref", "r")], prompts, max_tokens=16, words=8)
+    degenerate = [c for c in rep["cautions"] if "distinct answers" in c]
+    assert len(degenerate) == 1 and degenerate[0].startswith("ref gave only 2 distinct answers (first 8 words) to 12")
+    assert provenance.degenerate_answers({"m": ["a b"] * 5 + ["c"] * 5 + [str(i) for i in range(10)]}, 4) == []
+    assert len(provenance.degenerate_answers({"m": ["a b"] * 12 + [str(i) for i in range(8)]}, 4)) == 1  # 9 of 20
 
 
 class _FakeChat:
