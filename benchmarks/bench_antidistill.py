@@ -74,7 +74,8 @@ def at_equal_quality(plain: list[tuple[float, float]], nll: float) -> float | No
 
 def train_student(kind: str, data: Path, out: Path, args: argparse.Namespace) -> None:
     """`distill train examples/blackbox.yaml` on one answer set: from the proxy, or from a fresh init."""
-    init = (["student.init=pretrained", f"student.model={args.proxy}", f"train.lr={args.lr}"] if kind == "proxy"
+    start = {"proxy": args.proxy, "sibling": args.sibling}.get(kind)
+    init = (["student.init=pretrained", f"student.model={start}", f"train.lr={args.lr}"] if start
             else ["student.init=fresh", f"train.seed={args.fresh_seed}", f"train.lr={args.fresh_lr}"])
     argv = ["train", "examples/blackbox.yaml", "--overwrite"]
     for kv in [f"data.path={data}", *init, f"train.steps={args.steps}", "train.warmup_steps=3",
@@ -127,15 +128,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="student training steps (batch 8)")
     ap.add_argument("--lr", type=float, default=5e-4, help="learning rate of the student started from the proxy")
     ap.add_argument("--students", default="proxy,fresh", help="which students are distilled from every answer set: "
-                    "proxy (started from the proxy itself), fresh (a fresh random init, --fresh-seed)")
+                    "proxy (started from the proxy itself), sibling (started from --sibling: a model like the proxy "
+                    "but not it), fresh (a fresh random init, --fresh-seed)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "antidistill.json"))
+    ap.add_argument("--sibling", default=None, help="the sibling student's starting model (e.g. another seed of the "
+                    "proxy's recipe)")
     ap.add_argument("--fresh-seed", type=int, default=99)
     ap.add_argument("--fresh-lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (here and in each distill train)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     kinds = args.students.split(",")
-    if not kinds or any(k not in ("proxy", "fresh") for k in kinds):
-        sys.exit(f"--students takes proxy and/or fresh (comma-separated), not {args.students!r}")
+    if not kinds or any(k not in ("proxy", "sibling", "fresh") for k in kinds):
+        sys.exit(f"--students takes proxy, sibling and/or fresh (comma-separated), not {args.students!r}")
+    if "sibling" in kinds and not args.sibling:
+        sys.exit("--students sibling needs --sibling PATH (the sibling's starting model)")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     from distill.data.generated import load_generated
@@ -190,6 +197,8 @@ def main() -> None:
     from distill.models.students import fresh_llama
 
     results["before"] = {"proxy": scores(tmodel, proxy, evalset)}
+    if "sibling" in kinds:
+        results["before"]["sibling"] = scores(tmodel, load_model(args.sibling).model.float().eval(), evalset)
     if "fresh" in kinds:  # a random init (the default fresh shape) before any training
         results["before"]["fresh"] = scores(tmodel, fresh_llama(tok, seed=args.fresh_seed).eval(), evalset)
     print(json.dumps({"before": results["before"]}), flush=True)
@@ -215,7 +224,7 @@ def main() -> None:
             ref = at_equal_quality(plain[k], r["teacher_nll_of_answers"]) if r["lambda"] else None
             r["students"][k]["plain_kl_at_equal_quality"] = ref
             r["students"][k]["kl_gain_over_plain"] = None if ref is None else r["students"][k]["kl"] - ref
-    (ROOT / "benchmarks" / "results" / "antidistill.json").write_text(json.dumps(results, indent=1))
+    Path(args.out).write_text(json.dumps(results, indent=1))
     for k, b in results["before"].items():
         print(f"\n{k} before distillation: KL {b['kl_teacher_student']:.3f}, NLL {b['student_nll']:.3f} on "
               f"{b['tokens']} held-out answer tokens (teacher's own NLL {b['teacher_nll']:.3f})")
