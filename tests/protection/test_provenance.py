@@ -113,6 +113,25 @@ def test_a_distilled_student_is_flagged_open_mode(family, capsys):
     assert rep["agreement"]["parent"]["mean"] > 0.5 and rep["gap_ci95"][0] > 0
 
 
+def test_the_report_records_the_models_and_queries_it_compared(family, capsys):
+    from distill.models.loading import weights_sha256
+
+    _, rep = _run(capsys, family["distilled"], family)
+    ev = rep["evidence"]
+    assert ev["models"]["parent"]["weights_sha256"] == weights_sha256(family["parent"])
+    assert ev["models"]["suspect"]["weights_sha256"] == weights_sha256(family["distilled"])
+    assert ev["settings"] == {"mode": "open", "data": family["data"], "queries": 24, "seq_len": 32, "alpha": 0.01,
+                              "statistic": "parent"}
+    _, again = _run(capsys, family["distilled"], family)
+    _, fewer = _run(capsys, family["distilled"], family, "--queries", "20")
+    assert again["evidence"]["queries_sha256"] == ev["queries_sha256"] != fewer["evidence"]["queries_sha256"]
+    main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"], "--reference",
+          family["same_data_ref"], "--data", family["data"], "--queries", "24", "--seq-len", "32"])
+    text = capsys.readouterr().out
+    assert f"parent: weights sha256 {ev['models']['parent']['weights_sha256']}" in text
+    assert f"queries and settings sha256 {ev['queries_sha256']}" in text
+
+
 def test_a_model_trained_on_the_same_data_is_not_flagged(family, capsys):
     code, rep = _run(capsys, family["same_data"], family)
     assert code == 1 and not rep["derived"] and rep["p"] > 0.01
@@ -198,6 +217,11 @@ def test_blackbox_mode_compares_answers_word_by_word(monkeypatch):
     assert rep["agreement"]["ref"]["mean"] == 0.0
     assert rep["p"] == pytest.approx(2.0**-12) and rep["derived"]
     assert not any("distinct answers" in c for c in rep["cautions"])
+    import hashlib
+
+    assert rep["evidence"]["answers_sha256"]["parent"] == hashlib.sha256("\n\x00".join(said["parent"]).encode()
+                                                                         ).hexdigest()
+    assert set(rep["evidence"]["answers_sha256"]) == {"suspect", "parent", "ref"}
 
 
 def test_a_reference_that_gives_the_same_few_answers_carries_a_caution(monkeypatch):

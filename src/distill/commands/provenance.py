@@ -126,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"  queried {name}: {q['succeeded']} new answers, {q['skipped']} resumed from {q['folder']}; "
                   f"{q['requests']} requests ({q['retries']} retries, {q['rate_limited']} rate-limited); tokens in "
                   f"{q['tokens_in']}, out {q['tokens_out']}; ${q['cost_usd']:.4f} this run")
+        ev = report["evidence"]
+        for name, m in ev["models"].items():
+            what = f"weights sha256 {m['weights_sha256']}" if m.get("weights_sha256") else (
+                f"{m['model']} at {m['endpoint']}" if "endpoint" in m else f"{m['spec']} (no local weights to hash)")
+            print(f"  {name}: {what}")
+        print(f"  queries and settings sha256 {ev['queries_sha256']} (distill {ev['distill_version']})")
         lo, hi = report["gap_ci95"]
         print(f"gap to the closest reference ({report['closest_reference']}): 95% CI [{lo:.3f}, {hi:.3f}]")
         verdict = "DERIVED" if report["derived"] else "not shown to be derived"

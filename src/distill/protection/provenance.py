@@ -208,6 +208,29 @@ def answers(c: Candidate, prompts: Sequence[str], max_tokens: int,
     return endpoint_answers(c, prompts, max_tokens, opts or QueryOptions())
 
 
+def identity(c: Candidate) -> dict[str, Any]:
+    """What the report names as the model tested: a local model's content hash (GGUF file or safetensors), or the
+    endpoint and model name (an API model has no hash to show: the stored answers are the record)."""
+    if not c.local:
+        return {"endpoint": c.endpoint, "model": c.model}
+    from distill.models.loading import describe_model
+
+    info = describe_model(c.spec)
+    return {"spec": c.spec, "name": info.name, "weights_sha256": info.weights_sha256}
+
+
+def evidence(models: Sequence[Candidate], queries: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The report's record of what was compared: each model's identity, and a SHA-256 of the exact queries and
+    settings, so a re-run (or the other side's expert) can show it tested the same models on the same queries."""
+    import json
+
+    from distill import __version__
+
+    blob = json.dumps({"queries": queries, "settings": settings}, sort_keys=True, ensure_ascii=False)
+    return {"models": {c.label: identity(c) for c in models}, "settings": settings,
+            "queries_sha256": hashlib.sha256(blob.encode()).hexdigest(), "distill_version": __version__}
+
+
 STATISTICS = ("suspect", "parent")
 MIN_REFERENCES = 3  # below this the report carries a caution (docs/provenance_test.md: the soundness measurements)
 MIN_DISTINCT_ANSWERS = 0.5  # black-box: a model with fewer distinct answers per prompt than this is degenerate
@@ -343,7 +366,10 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
     chat = asked[0].compared is not None
     report.update(mode="open", unit=(f"a conversation of {data} (answer tokens only, at most {seq_len} tokens)" if chat
                                      else f"a held-out passage of {seq_len} tokens of {data}"),
-                  measure="share of " + ("answer " if chat else "") + "positions with the same most likely next token")
+                  measure="share of " + ("answer " if chat else "") + "positions with the same most likely next token",
+                  evidence=evidence([suspect, parent, *references], [[q.ids, q.compared] for q in asked],
+                                    {"mode": "open", "data": data, "queries": queries, "seq_len": seq_len,
+                                     "alpha": alpha, "statistic": statistic}))
     return report
 
 
@@ -376,5 +402,10 @@ def provenance_blackbox(suspect: Candidate, parent: Candidate, references: Seque
     report["cautions"] += degenerate_answers({suspect.label: mine, **texts}, words)
     report.update(mode="blackbox", unit="a prompt answered greedily",
                   measure=f"share of the suspect's first {words} words equal to the other answer's at that position",
-                  queried={k: v for k, v in costs.items() if v is not None})
+                  queried={k: v for k, v in costs.items() if v is not None},
+                  evidence=evidence([suspect, parent, *references], list(prompts),
+                                    {"mode": "blackbox", "max_tokens": max_tokens, "words": words, "alpha": alpha,
+                                     "statistic": statistic}))
+    report["evidence"]["answers_sha256"] = {label: hashlib.sha256("\n\x00".join(t).encode()).hexdigest()
+                                            for label, t in {suspect.label: mine, **texts}.items()}
     return report
