@@ -52,7 +52,6 @@ DERIVED = ["bb_kd", *SIBLINGS]
 POOL = ["hum_s1", "hum_s2", "hum_s3", "hum_s4"]
 REFS = POOL[:3]
 UNDERIVED = ["hum_s4", "gemma"]
-CE_ONLY = ["loss.kd_weight=0", "loss.ce_weight=1"]
 
 
 def gemma_spec() -> str:
@@ -114,13 +113,13 @@ def build(work: Path, args) -> dict[str, str]:
     m["bb_kd"] = bp.train(work, "chat_bb_kd", "examples/blackbox.yaml",
                           [*common, f"data.path={teacher_set}", "train.seed=1"])
     m["bb_text"] = bp.train(work, "chat_bb_text", "examples/blackbox.yaml",
-                            [*common, *CE_ONLY, f"data.path={teacher_set}", "train.seed=1"])
+                            [*common, *bp.CE, f"data.path={teacher_set}", "train.seed=1"])
     for seed, name in enumerate(SIBLINGS[1:], start=2):
         m[name] = bp.train(work, f"chat_{name}", "examples/blackbox.yaml",
-                           [*common, *CE_ONLY, f"data.path={teacher_set}", f"train.seed={seed}"])
+                           [*common, *bp.CE, f"data.path={teacher_set}", f"train.seed={seed}"])
     for i, name in enumerate(POOL):
         m[name] = bp.train(work, f"chat_{name}", "examples/blackbox.yaml",
-                           [*common, *CE_ONLY, f"data.path={human_set}", f"train.seed={11 + i}"])
+                           [*common, *bp.CE, f"data.path={human_set}", f"train.seed={11 + i}"])
     return m
 
 
@@ -144,10 +143,6 @@ def open_chat_outputs(work: Path, models: dict[str, str], prompts: list[str], te
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     queries = open_queries(load_tokenizer("default"), str(folder), len(rows), 256)
     return {name: compared_predictions(load_model(spec).model.float().eval(), queries) for name, spec in models.items()}
-
-
-def pairwise(outputs: dict, mode: str, words: int) -> dict[tuple[str, str], np.ndarray]:
-    return bp.agreements(outputs, mode, words)
 
 
 def test(ag: dict, suspect: str, parent: str, refs: list[str], lo: int = 0, hi: int | None = None,
@@ -246,11 +241,11 @@ def main() -> None:
     res: dict = {"args": vars(args), "models": models, "build_s": round(time.perf_counter() - t0)}
     texts = bp.blackbox_outputs(work, models, prompts, args.query_tokens, store="chat_queries")
     local = {k: v for k, v in models.items() if k != "gemma"}
-    modes = {"blackbox": ("black-box (greedy answers, word by word)", lambda: pairwise(texts, "blackbox", args.words),
+    modes = {"blackbox": ("black-box (greedy answers, word by word)", lambda: bp.agreements(texts, "blackbox", args.words),
                           DERIVED + UNDERIVED),
              "open_chat": ("open (the teacher's greedy answers, answer tokens)",
-                           lambda: pairwise(open_chat_outputs(work, local, prompts, texts["teacher"]), "open",
-                                            args.words), [s for s in DERIVED + UNDERIVED if s in local])}
+                           lambda: bp.agreements(open_chat_outputs(work, local, prompts, texts["teacher"]), "open",
+                                                args.words), [s for s in DERIVED + UNDERIVED if s in local])}
     for mode, (title, agreements, suspects) in modes.items():
         t1 = time.perf_counter()
         ag = agreements()

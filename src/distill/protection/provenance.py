@@ -43,6 +43,7 @@ corpus then agrees with those references as much as with the parent, and is not 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -208,26 +209,28 @@ def answers(c: Candidate, prompts: Sequence[str], max_tokens: int,
     return endpoint_answers(c, prompts, max_tokens, opts or QueryOptions())
 
 
-def identity(c: Candidate) -> dict[str, Any]:
-    """What the report names as the model tested: a local model's content hash (GGUF file or safetensors), or the
-    endpoint and model name (an API model has no hash to show: the stored answers are the record)."""
+def identity(c: Candidate, info: Any = None) -> dict[str, Any]:
+    """What the report names as the model tested: a local model's content hash (GGUF file or safetensors; from
+    `info`, its ModelInfo, when it is already loaded), or the endpoint and model name (an API model has no hash to
+    show: the stored answers are the record)."""
     if not c.local:
         return {"endpoint": c.endpoint, "model": c.model}
-    from distill.models.loading import describe_model
+    if info is None:
+        from distill.models.loading import describe_model
 
-    info = describe_model(c.spec)
+        info = describe_model(c.spec)
     return {"spec": c.spec, "name": info.name, "weights_sha256": info.weights_sha256}
 
 
-def evidence(models: Sequence[Candidate], queries: Any, settings: dict[str, Any]) -> dict[str, Any]:
-    """The report's record of what was compared: each model's identity, and a SHA-256 of the exact queries and
-    settings, so a re-run (or the other side's expert) can show it tested the same models on the same queries."""
-    import json
-
+def evidence(models: Sequence[Candidate], queries: Any, settings: dict[str, Any],
+             infos: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report's record of what was compared: each model's identity (`infos`: the ModelInfo of models already
+    loaded, by label, so their weights are not hashed twice), and a SHA-256 of the exact queries and settings, so a
+    re-run (or the other side's expert) can show it tested the same models on the same queries."""
     from distill import __version__
 
     blob = json.dumps({"queries": queries, "settings": settings}, sort_keys=True, ensure_ascii=False)
-    return {"models": {c.label: identity(c) for c in models}, "settings": settings,
+    return {"models": {c.label: identity(c, (infos or {}).get(c.label)) for c in models}, "settings": settings,
             "queries_sha256": hashlib.sha256(blob.encode()).hexdigest(), "distill_version": __version__}
 
 
@@ -241,10 +244,10 @@ def degenerate_answers(texts: dict[str, Sequence[str]], words: int) -> list[str]
     to a few fixed replies) agrees with another through which replies it happened to learn, not through descent:
     measured, references of that kind gave 17% false positives at 0.01 in null tests (docs/provenance_test.md)."""
     out = []
-    for label, answers in texts.items():
-        distinct = len({" ".join(a.split()[:words]) for a in answers})
-        if answers and distinct / len(answers) < MIN_DISTINCT_ANSWERS:
-            out.append(f"{label} gave only {distinct} distinct answers (first {words} words) to {len(answers)} prompts: "
+    for label, said in texts.items():
+        distinct = len({" ".join(a.split()[:words]) for a in said})
+        if said and distinct / len(said) < MIN_DISTINCT_ANSWERS:
+            out.append(f"{label} gave only {distinct} distinct answers (first {words} words) to {len(said)} prompts: "
                        "a model collapsed to a few fixed replies makes agreement a matter of which replies it learned, "
                        "not of descent (measured: 17% false positives at 0.01 with such references). Use models that "
                        "really answer the prompts, of the suspect's domain")
@@ -352,9 +355,10 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
     asked = open_queries(s.tokenizer, data, queries, seq_len)
     mine = compared_predictions(s.model, asked)
     want = tokenizer_fingerprint(s.tokenizer)
-    agreement, preds = {}, {}
+    agreement, preds, infos = {}, {}, {suspect.label: s.info}
     for c in (parent, *references):
         other = load_model(c.spec)
+        infos[c.label] = other.info
         if tokenizer_fingerprint(other.tokenizer) != want:
             raise DistillError(f"{c.label} has another tokenizer than the suspect, so next tokens cannot be compared "
                                "position by position", where=c.spec, fix="use --mode blackbox (answers compared word "
@@ -369,7 +373,7 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
                   measure="share of " + ("answer " if chat else "") + "positions with the same most likely next token",
                   evidence=evidence([suspect, parent, *references], [[q.ids, q.compared] for q in asked],
                                     {"mode": "open", "data": data, "queries": queries, "seq_len": seq_len,
-                                     "alpha": alpha, "statistic": statistic}))
+                                     "alpha": alpha, "statistic": statistic}, infos))
     return report
 
 
@@ -399,7 +403,8 @@ def provenance_blackbox(suspect: Candidate, parent: Candidate, references: Seque
                            "language or domain?)", where="--prompts",
                            fix="use prompts of the suspect's domain and language, or more --words / --max-tokens")
     report = judge(agreement, parent.label, alpha, with_parent, statistic)
-    report["cautions"] += degenerate_answers({suspect.label: mine, **texts}, words)
+    said = {suspect.label: mine, **texts}
+    report["cautions"] += degenerate_answers(said, words)
     report.update(mode="blackbox", unit="a prompt answered greedily",
                   measure=f"share of the suspect's first {words} words equal to the other answer's at that position",
                   queried={k: v for k, v in costs.items() if v is not None},
@@ -407,5 +412,5 @@ def provenance_blackbox(suspect: Candidate, parent: Candidate, references: Seque
                                     {"mode": "blackbox", "max_tokens": max_tokens, "words": words, "alpha": alpha,
                                      "statistic": statistic}))
     report["evidence"]["answers_sha256"] = {label: hashlib.sha256("\n\x00".join(t).encode()).hexdigest()
-                                            for label, t in {suspect.label: mine, **texts}.items()}
+                                            for label, t in said.items()}
     return report
