@@ -1,6 +1,7 @@
-"""`distill provenance` (no watermark): the sign test against a direct binomial sum, the agreement measures by hand, and
-end to end on tiny models — a student distilled from a parent is flagged; a model trained on the same data without
-the parent is not."""
+"""`distill provenance` (no watermark): the sign test against a direct binomial sum, the agreement and departure
+measures by hand, the inconclusive verdicts on constructed inputs, and end to end on tiny models — a student distilled
+from a parent is flagged; a model trained on the same data without the parent is not; references of another domain
+make the test inconclusive (exit 3), never an accusation."""
 
 from __future__ import annotations
 
@@ -35,11 +36,11 @@ def test_word_agreement_counts_positions_and_missing_words():
 
 
 def test_the_verdict_needs_every_reference_beaten_and_enough_queries():
-    parent = [0.9] * 10
-    rep = provenance.judge({"parent": parent, "a": [0.1] * 10, "b": [0.95] * 10}, "parent")
-    assert rep["references"]["a"]["p"] == pytest.approx(2.0**-10)
+    parent = [0.9] * 40
+    rep = provenance.judge({"parent": parent, "a": [0.1] * 40, "b": [0.95] * 40, "c": [0.1] * 40}, "parent")
+    assert rep["references"]["a"]["p"] == pytest.approx(2.0**-40)
     assert rep["references"]["b"]["p"] == 1.0 and rep["p"] == 1.0 and not rep["derived"]
-    assert rep["closest_reference"] == "b"
+    assert rep["closest_reference"] == "b" and rep["verdict"] == "not_derived" and rep["inconclusive"] == []
     with pytest.raises(DistillError, match="cannot reach p < 0.01"):
         provenance.judge({"parent": [1.0] * 5, "a": [0.0] * 5}, "parent")
     with pytest.raises(DistillError, match="at least one reference"):
@@ -51,6 +52,7 @@ def test_the_parent_centred_statistic_matches_a_direct_computation():
     s_parent = [0.6, 0.5, 0.7, 0.4, 0.6, 0.5, 0.6, 0.8, 0.5, 0.6]
     s_ref = [0.9] * 10  # the suspect is closer to the reference: the suspect-centred test says nothing
     r_parent = [0.5, 0.5, 0.6, 0.5, 0.4, 0.3, 0.5, 0.6, 0.5, 0.4]  # 7 queries below, 1 above, 2 ties
+    # (one reference and 10 queries: inconclusive whatever p says; the p is still computed and reported)
     rep = provenance.judge({"parent": s_parent, "r": s_ref}, "parent", parent_agreement={"r": r_parent},
                            statistic="parent")
     pos, n = 7, 8
@@ -58,10 +60,62 @@ def test_the_parent_centred_statistic_matches_a_direct_computation():
     assert rep["p"] == pytest.approx(sum(math.comb(n, k) for k in range(pos, n + 1)) / 2**n, rel=1e-9)
     assert rep["p_by_statistic"]["suspect"] == 1.0 and rep["statistic"] == "parent"
     assert rep["reference_agreement_with_parent"]["r"] == pytest.approx(0.48)
+    assert rep["verdict"] == "inconclusive" and not rep["derived"] and len(rep["inconclusive"]) == 2
     with pytest.raises(DistillError, match="needs every reference's agreement with the parent"):
         provenance.judge({"parent": s_parent, "r": s_ref}, "parent", statistic="parent")
     with pytest.raises(DistillError, match="unknown provenance statistic"):
         provenance.judge({"parent": s_parent, "r": s_ref}, "parent", statistic="both")
+
+
+def test_the_departure_statistic_matches_a_direct_computation():
+    t = torch.tensor
+    y = [t([1, 2, 3, 4, 5, 6, 7, 8]), t([1, 1, 1, 1]), t([5, 6])]  # the text's next tokens
+    parent = [t([1, 9, 9, 9, 9, 9, 8, 7]), t([1, 1, 1, 1]), t([4, 4])]  # departs at 1-7; never in query 2
+    suspect = [t([1, 9, 9, 0, 9, 6, 0, 7]), t([2, 2, 2, 2]), t([5, 4])]
+    ref = [t([0, 2, 9, 0, 0, 0, 0, 0]), t([0, 0, 0, 0]), t([4, 4])]
+    # query 1: positions where the parent, the suspect and the reference all miss: 2, 3, 4, 6, 7 (1: ref right,
+    # 5: suspect right, 0: parent right). The suspect picks the parent's token at 2, 4, 7 (3/5), the ref at 2 (1/5)
+    # query 2: the parent never departs: a tie. Query 3: the suspect is right at 0, so only position 1: 1 - 1 = 0
+    d = provenance.departure_differences(suspect, ref, parent, y)
+    assert d == pytest.approx([3 / 5 - 1 / 5, 0.0, 0.0])
+
+    def direct(m, p, yy):  # share of positions where the parent and m both miss at which m picks the parent's token
+        pairs = [(a, b) for mm, pp, ty in zip(m, p, yy, strict=True) for a, b, c in zip(mm.tolist(), pp.tolist(),
+                 ty.tolist(), strict=True) if b != c and a != c]
+        return sum(a == b for a, b in pairs) / len(pairs)
+
+    assert provenance.departure_agreement(suspect, parent, y) == pytest.approx(direct(suspect, parent, y))
+    assert provenance.fit_to_text(suspect, y) == pytest.approx(3 / 14)  # positions 0 and 5 of q1, 0 of q3
+    # the statistic is blind to fit: a reference that knows the text better (right where the suspect is wrong)
+    # loses those positions from the comparison instead of winning them
+    knows = [t([1, 2, 3, 4, 5, 6, 7, 8]), t([1, 1, 1, 1]), t([5, 6])]
+    assert provenance.departure_differences(suspect, knows, parent, y) == [0.0, 0.0, 0.0]
+
+
+def test_minimum_detectable_effect_matches_the_binomial():
+    def sf(k, n, q):
+        return sum(math.comb(n, j) * q**j * (1 - q) ** (n - j) for j in range(k, n + 1))
+
+    for n in (12, 32, 64):
+        need = next(k for k in range(n + 1) if sf(k, n, 0.5) < 0.01)
+        q = provenance.min_detectable_win_rate(n, 0.01)
+        assert sf(need, n, q) >= 0.8 > sf(need, n, q - 1e-6)
+    assert provenance.min_detectable_win_rate(32, 0.01) <= provenance.MAX_MDE < provenance.min_detectable_win_rate(
+        24, 0.01)
+    assert provenance.min_detectable_win_rate(5, 0.01) == 1.0  # 2^-5 > 0.01: never
+
+
+def test_coverage_and_degenerate_models_are_reasons_not_to_conclude():
+    fit = {"suspect": 0.30, "a": 0.20, "b": 0.29, "c": 0.10}
+    assert provenance.coverage_reasons(fit, "suspect", ["a", "b", "c"], margin=0.02) == []
+    why = provenance.coverage_reasons(fit, "suspect", ["a", "c"], margin=0.02)
+    assert len(why) == 1 and "do not cover the queries' domain" in why[0] and "a: 0.200" in why[0]
+    t = torch.tensor
+    preds = {"ok": [t([1, 2, 3, 1]), t([4, 5, 1, 6])], "stuck": [t([7, 7, 7, 1]), t([7, 7, 2, 7])]}  # 6 of 8
+    assert provenance.degenerate_predictions(preds) == []  # 75%: not more than MAX_TOP_TOKEN_SHARE
+    preds["stuck"][1][2] = 7  # 7 of 8
+    out = provenance.degenerate_predictions(preds)
+    assert len(out) == 1 and out[0].startswith("stuck predicts one same token at 88%")
 
 
 def _sharp_parent(root: Path, tokenizer) -> Path:
@@ -81,7 +135,7 @@ def _sharp_parent(root: Path, tokenizer) -> Path:
 def _train(root: Path, name: str, teacher: Path, data: Path, seed: int, kd: bool, steps: int) -> str:
     cfg = load_config(None, [f"teacher.model={teacher}", f"data.path={data}", "data.seq_len=32",
                              "student.hidden_size=64", "student.num_layers=2", "student.num_heads=2",
-                             f"train.steps={steps}", "train.batch_size=4", "train.lr=1e-2", "train.warmup_steps=2",
+                             f"train.steps={steps}", "train.batch_size=4", f"train.lr={1e-2 if kd else 5e-3}", "train.warmup_steps=2",
                              "train.eval_every=1000", "train.eval_sequences=2", "train.checkpoint_every=1000", "train.progress=false",
                              f"train.seed={seed}", "loss.chunk_size=32",
                              f"loss.kd_weight={1.0 if kd else 0.0}", f"loss.ce_weight={0.0 if kd else 1.0}",
@@ -89,28 +143,47 @@ def _train(root: Path, name: str, teacher: Path, data: Path, seed: int, kd: bool
     return str(train(cfg).output_dir)
 
 
+def _other_domain_text(root: Path) -> Path:
+    """Text of another domain than the Shakespeare fixture: a few Python standard-library modules' source."""
+    import sysconfig
+
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    out = root / "python_source.txt"
+    out.write_text("\n".join((lib / f).read_text(encoding="utf-8") for f in ("textwrap.py", "shlex.py", "fnmatch.py")))
+    return out
+
+
 @pytest.fixture(scope="module")
 def family(tmp_path_factory, tokenizer, text_file):
     root = tmp_path_factory.mktemp("provenance")
     parent = _sharp_parent(root, tokenizer)
+    other = _other_domain_text(root)
     return {"parent": str(parent),
             "distilled": _train(root, "distilled", parent, text_file, seed=1, kd=True, steps=100),
-            "same_data": _train(root, "same_data", parent, text_file, seed=2, kd=False, steps=40),
-            "same_data_ref": _train(root, "same_data_ref", parent, text_file, seed=3, kd=False, steps=40),
+            "same_data": _train(root, "same_data", parent, text_file, seed=2, kd=False, steps=80),
+            "refs": [_train(root, f"same_data_ref{i}", parent, text_file, seed=3 + i, kd=False, steps=80)
+                     for i in range(3)],
+            "other_refs": [_train(root, f"other_ref{i}", parent, other, seed=6 + i, kd=False, steps=80)
+                           for i in range(3)],
             "data": str(text_file)}
 
 
-def _run(capsys, suspect: str, f: dict, *extra: str) -> tuple[int, dict]:
-    code = main(["provenance", "--suspect", suspect, "--parent", f["parent"], "--reference", f["same_data_ref"],
-                 "--data", f["data"], "--queries", "24", "--seq-len", "32", "--json", *extra])
+def _refs(paths: list[str]) -> list[str]:
+    return [a for path in paths for a in ("--reference", path)]
+
+
+def _run(capsys, suspect: str, f: dict, *extra: str, refs: list[str] | None = None) -> tuple[int, dict]:
+    code = main(["provenance", "--suspect", suspect, "--parent", f["parent"], *_refs(refs or f["refs"]),
+                 "--data", f["data"], "--queries", "40", "--seq-len", "32", "--json", *extra])
     return code, json.loads(capsys.readouterr().out)
 
 
 def test_a_distilled_student_is_flagged_open_mode(family, capsys):
     code, rep = _run(capsys, family["distilled"], family)
-    assert code == 0 and rep["derived"] and rep["mode"] == "open"
-    assert rep["p"] < 1e-5  # 24 queries: the best possible p is 2^-24 = 6e-8
-    assert rep["agreement"]["parent"]["mean"] > 0.5 and rep["gap_ci95"][0] > 0
+    assert code == 0 and rep["derived"] and rep["mode"] == "open" and rep["verdict"] == "derived"
+    assert rep["statistic"] == "departure" and rep["p"] < 1e-5  # 40 queries: the best possible p is 2^-40
+    assert rep["agreement"]["parent"]["mean"] > 0.5 and rep["gap_ci95"][0] > 0 and rep["inconclusive"] == []
+    assert set(rep["p_by_statistic"]) == {"departure", "parent", "suspect"}
 
 
 def test_the_report_records_the_models_and_queries_it_compared(family, capsys):
@@ -120,32 +193,59 @@ def test_the_report_records_the_models_and_queries_it_compared(family, capsys):
     ev = rep["evidence"]
     assert ev["models"]["parent"]["weights_sha256"] == weights_sha256(family["parent"])
     assert ev["models"]["suspect"]["weights_sha256"] == weights_sha256(family["distilled"])
-    assert ev["settings"] == {"mode": "open", "data": family["data"], "queries": 24, "seq_len": 32, "alpha": 0.01,
-                              "statistic": "parent"}
+    assert ev["settings"] == {"mode": "open", "data": family["data"], "queries": 40, "seq_len": 32, "alpha": 0.01,
+                              "statistic": "departure"}
     _, again = _run(capsys, family["distilled"], family)
-    _, fewer = _run(capsys, family["distilled"], family, "--queries", "20")
+    _, fewer = _run(capsys, family["distilled"], family, "--queries", "36")
     assert again["evidence"]["queries_sha256"] == ev["queries_sha256"] != fewer["evidence"]["queries_sha256"]
-    main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"], "--reference",
-          family["same_data_ref"], "--data", family["data"], "--queries", "24", "--seq-len", "32"])
+    main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"], *_refs(family["refs"]),
+          "--data", family["data"], "--queries", "40", "--seq-len", "32"])
     text = capsys.readouterr().out
+    assert "DERIVED at alpha 0.01" in text and "minimum detectable effect" in text
     assert f"parent: weights sha256 {ev['models']['parent']['weights_sha256']}" in text
     assert f"queries and settings sha256 {ev['queries_sha256']}" in text
 
 
-def test_a_model_trained_on_the_same_data_is_not_flagged(family, capsys):
-    code, rep = _run(capsys, family["same_data"], family)
-    assert code == 1 and not rep["derived"] and rep["p"] > 0.01
+def test_a_model_trained_on_the_same_data_is_not_accused(family, capsys):
+    # fixed seeds: deterministic. Not derived (1) or, if it happens to fit the text better than all three
+    # references, inconclusive (3): never an accusation
+    for statistic in ("departure", "parent"):
+        code, rep = _run(capsys, family["same_data"], family, "--statistic", statistic)
+        assert code in (1, 3) and not rep["derived"] and rep["statistic"] == statistic
 
 
-def test_the_parent_centred_statistic_flags_the_student_and_not_the_same_data_model(family, capsys):
-    code, rep = _run(capsys, family["distilled"], family)  # the default statistic
-    assert code == 0 and rep["statistic"] == "parent" and rep["p"] < 1e-5
-    assert set(rep["p_by_statistic"]) == {"suspect", "parent"}
-    assert len(rep["cautions"]) == 1 and "only 1 reference model" in rep["cautions"][0]  # fewer than 3
-    code, rep = _run(capsys, family["same_data"], family, "--statistic", "parent")
-    assert code == 1 and not rep["derived"] and rep["p"] > 0.01
-    code, rep = _run(capsys, family["distilled"], family, "--statistic", "suspect")
-    assert rep["statistic"] == "suspect" and rep["p"] == rep["p_by_statistic"]["suspect"]
+def test_references_of_another_domain_make_the_test_inconclusive(family, capsys):
+    """The issue's false accusation: references that never saw the queries' domain. The suspect (CE only, never
+    saw the parent) fits the text better than every reference: exit 3, never 'derived', whatever p says."""
+    code, rep = _run(capsys, family["same_data"], family, refs=family["other_refs"])
+    assert code == 3 and rep["verdict"] == "inconclusive" and not rep["derived"]
+    assert any("do not cover the queries' domain" in r for r in rep["inconclusive"])
+    assert rep["fit_top1"]["suspect"] > max(rep["fit_top1"][k] for k in rep["references"])
+    main(["provenance", "--suspect", family["same_data"], "--parent", family["parent"],
+          *_refs(family["other_refs"]), "--data", family["data"], "--queries", "40", "--seq-len", "32"])
+    text = capsys.readouterr().out
+    assert "INCONCLUSIVE" in text and "inconclusive: the references do not cover" in text and "DERIVED" not in text
+    code, rep = _run(capsys, family["distilled"], family, refs=family["refs"][:2])  # too few references
+    assert code == 3 and any("only 2 reference model(s)" in r for r in rep["inconclusive"]) and rep["p"] < 1e-5
+
+
+def test_a_text_corpus_is_compared_on_its_held_out_passages_only(family, tokenizer, capsys):
+    """A plain-text --data is packed text (its packing sets a loss mask too): held-out passages only, every
+    position with a next token compared, and the report calls the unit a passage, not a conversation."""
+    from distill.config import DataConfig
+    from distill.data.corpus import load_corpus
+
+    corpus = load_corpus(DataConfig(path=family["data"], seq_len=32, heldout_fraction=0.2, seed=0), tokenizer)
+    assert not corpus.conversations and len(corpus.heldout) == 44
+    queries = provenance.open_queries(tokenizer, family["data"], 44, 32)
+    assert [q.ids for q in queries] == [ex["input_ids"].tolist() for ex in corpus.heldout]
+    assert all(q.compared is None and int(q.mask().sum()) == 31 for q in queries)
+    assert queries[0].targets().tolist() == queries[0].ids[1:]
+    with pytest.raises(DistillError, match="only 44 held-out passages of 32 tokens, 45 asked"):
+        provenance.open_queries(tokenizer, family["data"], 45, 32)  # never a training passage
+    _, rep = _run(capsys, family["distilled"], family)
+    assert rep["unit"] == f"a held-out passage of 32 tokens of {family['data']}" and "conversation" not in rep["unit"]
+    assert "answer" not in rep["measure"]
 
 
 def _answers_folder(root: Path, n: int) -> Path:
@@ -172,6 +272,7 @@ def test_open_mode_on_conversations_compares_the_answer_tokens_only(family, toke
     code, rep = _run(capsys, family["distilled"], {**family, "data": str(folder)}, "--queries", "10",
                      "--seq-len", "96")
     assert rep["mode"] == "open" and "answer tokens only" in rep["unit"] and rep["queries"] == 10
+    assert code == 3 and "10 queries are too few" in " ".join(rep["inconclusive"])
 
     def top1(spec):  # a direct computation: argmax at every answer position
         model = load_model(spec).model
@@ -188,52 +289,73 @@ def test_open_mode_on_conversations_compares_the_answer_tokens_only(family, toke
         provenance.open_queries(tokenizer, str(folder), 20, 96)
 
 
-def test_three_references_carry_no_caution():
-    parent = [1.0] * 12
-    rep = provenance.judge({"parent": parent, "a": [0.0] * 12, "b": [0.0] * 12, "c": [0.0] * 12}, "parent")
-    assert rep["cautions"] == [] and rep["p"] == pytest.approx(2.0**-12)
+def test_three_references_and_enough_queries_can_conclude():
+    parent = [1.0] * 40
+    rep = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent")
+    assert rep["cautions"] == [] and rep["inconclusive"] == [] and rep["p"] == pytest.approx(2.0**-40)
+    assert rep["verdict"] == "derived" and rep["derived"]
+    two = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40}, "parent")
+    assert two["verdict"] == "inconclusive" and "only 2 reference model(s)" in two["inconclusive"][0]
+    few = provenance.judge({"parent": [1.0] * 12, "a": [0.0] * 12, "b": [0.0] * 12, "c": [0.0] * 12}, "parent")
+    assert few["p"] == pytest.approx(2.0**-12) and few["verdict"] == "inconclusive"
+    assert "12 queries are too few for the stated power" in few["inconclusive"][0]
+    given = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
+                             inconclusive=["the references do not cover the queries' domain"])
+    assert given["verdict"] == "inconclusive" and not given["derived"] and given["p"] == pytest.approx(2.0**-40)
 
 
 def test_too_few_queries_and_a_missing_parent_are_refused(family, capsys):
-    assert main(["provenance", "--suspect", family["distilled"], "--reference", family["same_data_ref"]]) == 2
+    assert main(["provenance", "--suspect", family["distilled"], *_refs(family["refs"])]) == 2
     assert "give the parent once" in capsys.readouterr().err
-    code = main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"], "--reference",
-                 family["same_data_ref"], "--data", family["data"], "--queries", "5", "--seq-len", "32"])
+    code = main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"],
+                 *_refs(family["refs"]), "--data", family["data"], "--queries", "5", "--seq-len", "32"])
     assert code == 2 and "use at least 7 queries" in capsys.readouterr().err
+
+
+def _blackbox(monkeypatch, said: dict[str, list[str]], words: int = 8) -> dict:
+    """The black-box test on fixed answers (`said`, by label: suspect, parent, then the references)."""
+    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
+    cand = provenance.Candidate
+    refs = [cand(k, k) for k in said if k not in ("suspect", "parent")]
+    return provenance.provenance_blackbox(cand("suspect", "s"), cand("parent", "p"), refs,
+                                          [f"question {i}" for i in range(len(said["suspect"]))], max_tokens=16,
+                                          words=words)
 
 
 def test_blackbox_mode_compares_answers_word_by_word(monkeypatch):
     """The black-box path on fixed answers (the endpoints' side is `trace.query_suspect`, tested with the trace
-    command): a suspect that copies the parent's phrasing beats a reference that answers otherwise."""
-    prompts = [f"question {i}" for i in range(12)]
-    said = {"suspect": [f"answer {i} is the parent's own way {i}" for i in range(12)],
-            "parent": [f"answer {i} is the parent's usual way" for i in range(12)],
-            "ref": [f"well, answer {i} could be put otherwise" for i in range(12)]}
-    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
-    rep = provenance.provenance_blackbox(provenance.Candidate("suspect", "s"), provenance.Candidate("parent", "p"),
-                                         [provenance.Candidate("ref", "r")], prompts, max_tokens=16, words=8)
-    assert rep["mode"] == "blackbox"
+    command): a suspect that copies the parent's phrasing beats references that answer otherwise."""
+    n = 40
+    said = {"suspect": [f"answer {i} is the parent's own way {i}" for i in range(n)],
+            "parent": [f"answer {i} is the parent's usual way" for i in range(n)],
+            **{f"ref{k}": [f"well, answer {i} could be put otherwise {'xyz'[k]}" for i in range(n)] for k in range(3)}}
+    rep = _blackbox(monkeypatch, said)
+    assert rep["mode"] == "blackbox" and rep["statistic"] == "parent"
     assert rep["agreement"]["parent"]["mean"] == pytest.approx(6 / 8)  # all but the last two words
-    assert rep["agreement"]["ref"]["mean"] == 0.0
-    assert rep["p"] == pytest.approx(2.0**-12) and rep["derived"]
+    assert rep["agreement"]["ref0"]["mean"] == 0.0
+    assert rep["p"] == pytest.approx(2.0**-n) and rep["derived"] and rep["verdict"] == "derived"
     assert not any("distinct answers" in c for c in rep["cautions"])
+    assert rep["cautions"] == [provenance.BLACKBOX_COVERAGE]  # the limitation is always stated
     import hashlib
 
     assert rep["evidence"]["answers_sha256"]["parent"] == hashlib.sha256("\n\x00".join(said["parent"]).encode()
                                                                          ).hexdigest()
-    assert set(rep["evidence"]["answers_sha256"]) == {"suspect", "parent", "ref"}
+    assert set(rep["evidence"]["answers_sha256"]) == {"suspect", "parent", "ref0", "ref1", "ref2"}
+    with pytest.raises(DistillError, match="departure statistic needs the text's next tokens"):
+        provenance.provenance_blackbox(provenance.Candidate("suspect", "s"), provenance.Candidate("parent", "p"),
+                                       [], ["q"] * n, statistic="departure")
 
 
-def test_a_reference_that_gives_the_same_few_answers_carries_a_caution(monkeypatch):
-    prompts = [f"question {i}" for i in range(12)]
-    said = {"suspect": [f"answer {i} is the parent's own way {i}" for i in range(12)],
-            "parent": [f"answer {i} is the parent's usual way" for i in range(12)],
-            "ref": ["I am a lot." if i % 3 else "The resources." for i in range(12)]}  # 2 distinct of 12
-    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
-    rep = provenance.provenance_blackbox(provenance.Candidate("suspect", "s"), provenance.Candidate("parent", "p"),
-                                         [provenance.Candidate("ref", "r")], prompts, max_tokens=16, words=8)
-    degenerate = [c for c in rep["cautions"] if "distinct answers" in c]
-    assert len(degenerate) == 1 and degenerate[0].startswith("ref gave only 2 distinct answers (first 8 words) to 12")
+def test_a_reference_that_gives_the_same_few_answers_makes_it_inconclusive(monkeypatch):
+    n = 40
+    said = {"suspect": [f"answer {i} is the parent's own way {i}" for i in range(n)],
+            "parent": [f"answer {i} is the parent's usual way" for i in range(n)],
+            **{f"ref{k}": [f"well, answer {i} could be put otherwise {'xyz'[k]}" for i in range(n)] for k in range(2)},
+            "ref2": ["I am a lot." if i % 3 else "The resources." for i in range(n)]}  # 2 distinct of 40
+    rep = _blackbox(monkeypatch, said)
+    assert rep["verdict"] == "inconclusive" and not rep["derived"] and rep["p"] == pytest.approx(2.0**-n)
+    degenerate = [c for c in rep["inconclusive"] if "distinct answers" in c]
+    assert len(degenerate) == 1 and degenerate[0].startswith("ref2 gave only 2 distinct answers (first 8 words) to 40")
     assert provenance.degenerate_answers({"m": ["a b"] * 5 + ["c"] * 5 + [str(i) for i in range(10)]}, 4) == []
     assert len(provenance.degenerate_answers({"m": ["a b"] * 12 + [str(i) for i in range(8)]}, 4)) == 1  # 9 of 20
 
@@ -299,7 +421,7 @@ def test_endpoints_are_queried_through_the_generate_client_and_resume(fake_endpo
 def test_a_rate_limited_or_dead_suspect_endpoint_is_a_clear_error(fake_endpoint, tmp_path, family, capsys):
     fake_endpoint.mode = "429"
     base = ["provenance", "--suspect-endpoint", fake_endpoint.url, "their-model", "--parent", family["parent"],
-            "--reference", family["same_data_ref"], "--mode", "blackbox", "--max-tries", "2", "--backoff", "0",
+            *_refs(family["refs"]), "--mode", "blackbox", "--max-tries", "2", "--backoff", "0",
             "--queries", "8", "--queries-dir", str(tmp_path / "q")]
     assert main(base) == 2
     err = capsys.readouterr().err

@@ -36,6 +36,7 @@ class Corpus:
     fingerprint: str  # sha256 over the token ids of every sequence and the settings that produced them
     description: str  # human summary: source, sequences, tokens
     stats: dict[str, Any] = field(default_factory=dict)
+    conversations: bool = False  # rendered conversations (answer tokens are the targets), not packed text
 
 
 def shakespeare_files() -> list[Path]:
@@ -132,7 +133,8 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
     return rows
 
 
-def _examples(path: Path, fmt: str, tokenizer, seq_len: int) -> tuple[list[dict[str, Tensor]], str]:
+def _examples(path: Path, fmt: str, tokenizer, seq_len: int) -> tuple[list[dict[str, Tensor]], str, bool]:
+    """The examples of a data file or folder, a description, and whether they are conversations."""
     eos = tokenizer.eos_token_id
     if fmt == "generated":
         from distill.data.generated import load_generated
@@ -153,26 +155,26 @@ def _examples(path: Path, fmt: str, tokenizer, seq_len: int) -> tuple[list[dict[
                         lps[t, : len(l_row)] = torch.tensor(l_row)
                     ex["topk_ids"], ex["topk_logprobs"] = ids[:seq_len], lps[:seq_len]
             out.append(ex)
-        return out, f"generated set {path}"
+        return out, f"generated set {path}", True
     if fmt == "text":
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES) \
             if path.is_dir() else [path]
         if not any(read_text(p).strip() for p in files):
             raise DistillError("no text found", where=str(path), fix="point data.path at non-empty .txt files")
         docs = _tokenize_each(tokenizer, (read_text(p) for p in files))
-        return _pack(docs, eos, seq_len), f"{len(files)} text file(s) from {path}"
+        return _pack(docs, eos, seq_len), f"{len(files)} text file(s) from {path}", False
     rows = _read_rows(path, fmt)
     if not rows:
         raise DistillError("the data file has no rows", where=str(path), fix="check the file")
     if all("messages" in r for r in rows):
         return [_chat_example(r["messages"], tokenizer, seq_len, f"{path} row {i + 1}")
-                for i, r in enumerate(rows)], f"{len(rows)} conversations from {path}"
+                for i, r in enumerate(rows)], f"{len(rows)} conversations from {path}", True
     missing = [i + 1 for i, r in enumerate(rows) if not isinstance(r.get("text"), str)]
     if missing:
         raise DistillError(f"{len(missing)} row(s) have neither a `text` string nor `messages`",
                            where=f"{path} row {missing[0]}", fix="give every row a `text` or a `messages` field")
     docs = _tokenize_each(tokenizer, (r["text"] for r in rows))
-    return _pack(docs, eos, seq_len), f"{len(rows)} text rows from {path}"
+    return _pack(docs, eos, seq_len), f"{len(rows)} text rows from {path}", False
 
 
 def _is_heldout(index: int, seed: int, fraction: float) -> bool:
@@ -182,6 +184,7 @@ def _is_heldout(index: int, seed: int, fraction: float) -> bool:
 
 def load_corpus(cfg, tokenizer) -> Corpus:
     """Read `cfg.data` (a DataConfig) with `tokenizer`: sequences, the held-out split and a fingerprint."""
+    chat = False
     if cfg.path == "shakespeare":
         folder = shakespeare_files()[0].parent
         path, fmt = folder, "text"
@@ -198,7 +201,7 @@ def load_corpus(cfg, tokenizer) -> Corpus:
         fmt = data_format(cfg.path, cfg.format)
         if path.is_file() and path.stat().st_size == 0:
             raise DistillError(f"data file is empty: {cfg.path}", where="data.path", fix="point at a file with data")
-        examples, desc = _examples(path, fmt, tokenizer, cfg.seq_len)
+        examples, desc, chat = _examples(path, fmt, tokenizer, cfg.seq_len)
     if len(examples) < 2:
         raise DistillError(f"too little data: {len(examples)} sequence(s) of {cfg.seq_len} tokens",
                            where=f"data.path={cfg.path}", fix="add data or lower data.seq_len")
@@ -220,7 +223,7 @@ def load_corpus(cfg, tokenizer) -> Corpus:
     return Corpus(train, heldout, h.hexdigest(), f"{desc}: {len(train)} train / {len(heldout)} held-out "
                   f"sequences, {tokens} train target tokens", {"train_sequences": len(train),
                                                               "heldout_sequences": len(heldout),
-                                                              "train_target_tokens": tokens})
+                                                              "train_target_tokens": tokens}, chat)
 
 
 def collate(examples: list[dict[str, Tensor]], pad_id: int, example_ids: list[int] | None = None

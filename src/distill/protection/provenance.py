@@ -234,13 +234,96 @@ def evidence(models: Sequence[Candidate], queries: Any, settings: dict[str, Any]
             "queries_sha256": hashlib.sha256(blob.encode()).hexdigest(), "distill_version": __version__}
 
 
-STATISTICS = ("suspect", "parent")
-MIN_REFERENCES = 3  # below this the report carries a caution (docs/provenance_test.md: the soundness measurements)
+STATISTICS = ("departure", "parent", "suspect")
+MIN_REFERENCES = 3  # fewer: inconclusive (docs/provenance_test.md: one reference's null tests gave 5% at 0.01)
 MIN_DISTINCT_ANSWERS = 0.5  # black-box: a model with fewer distinct answers per prompt than this is degenerate
+MAX_TOP_TOKEN_SHARE = 0.75  # open: a model whose one most frequent prediction fills more positions is degenerate
+POWER, MAX_MDE = 0.8, 0.8  # the stated power: 80% to flag a suspect that wins 80% of decided queries vs each ref
+COVERAGE_MARGIN = 0.0  # open: the suspect's top-1 accuracy on the queries may exceed the best reference's by this
+
+
+def departure_differences(suspect: Sequence[torch.Tensor], reference: Sequence[torch.Tensor],
+                          parent: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> list[float]:
+    """The departure statistic's d_i per query: on the positions where the parent's top-1 is not the text's next
+    token and where the suspect and the reference miss that token too, the share of them where the suspect picks
+    the parent's token minus the share where the reference does (0 when no position qualifies: a tie).
+
+    Each model's fit to the text is conditioned on position by position (both missed it), so what is left is which
+    wrong token each picked: the parent's idiosyncratic one, which a distilled student inherits and a model of the
+    data has no particular reason to pick (docs/provenance_test.md: why, and where that can still fail)."""
+    out = []
+    for s, r, par, y in zip(suspect, reference, parent, targets, strict=True):
+        both = (par != y) & (s != y) & (r != y)
+        if not bool(both.any()):
+            out.append(0.0)
+            continue
+        out.append(float((s[both] == par[both]).float().mean() - (r[both] == par[both]).float().mean()))
+    return out
+
+
+def departure_agreement(model: Sequence[torch.Tensor], parent: Sequence[torch.Tensor],
+                        targets: Sequence[torch.Tensor]) -> float:
+    """Diagnostic: over every query, the share of the positions where the parent and the model both miss the next
+    token at which the model picks the parent's token (0 when there is none)."""
+    hit = sum(int(((m == p) & (p != y) & (m != y)).sum()) for m, p, y in zip(model, parent, targets, strict=True))
+    n = sum(int(((p != y) & (m != y)).sum()) for m, p, y in zip(model, parent, targets, strict=True))
+    return hit / n if n else 0.0
+
+
+def fit_to_text(predictions: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
+    """A model's fit to the queries: top-1 accuracy on the text's next tokens over every compared position."""
+    hits = sum(int((p == y).sum()) for p, y in zip(predictions, targets, strict=True))
+    return hits / max(1, sum(len(y) for y in targets))
+
+
+def coverage_reasons(fit: dict[str, float], suspect: str, references: Sequence[str],
+                     margin: float = COVERAGE_MARGIN) -> list[str]:
+    """Why the references do not cover the queries' domain, if they do not: the suspect fits the query text (top-1
+    accuracy) better than the best reference, beyond `margin`. A model that knows a text better agrees more with
+    any good model of it, the parent included, and even its wrong guesses are better ones: measured, that alone
+    gives p down to 1e-20 for a model that never saw the parent (docs/provenance_test.md)."""
+    best = max(references, key=lambda r: fit[r])
+    if fit[suspect] <= fit[best] + margin:
+        return []
+    return [f"the references do not cover the queries' domain: the suspect predicts the query text better (top-1 "
+            f"accuracy {fit[suspect]:.3f}) than the best reference ({best}: {fit[best]:.3f}; margin {margin:g}), "
+            "so its agreement with the parent may come from knowing this text, not from the parent. Train "
+            "references on the suspect's kind of data (and as long) until one fits the queries at least as well, "
+            "or query text of a domain they know"]
+
+
+def degenerate_predictions(predictions: dict[str, Sequence[torch.Tensor]]) -> list[str]:
+    """Open mode: the models whose single most frequent top-1 prediction fills more than MAX_TOP_TOKEN_SHARE of the
+    compared positions (collapsed or untrained: which few tokens they learned decides whom they agree with)."""
+    out = []
+    for label, preds in predictions.items():
+        flat = torch.cat([p.reshape(-1) for p in preds]) if preds else torch.zeros(0, dtype=torch.long)
+        if len(flat) == 0:
+            continue
+        share = float(torch.bincount(flat).max()) / len(flat)
+        if share > MAX_TOP_TOKEN_SHARE:
+            out.append(f"{label} predicts one same token at {share:.0%} of the compared positions: a collapsed or "
+                       "untrained model agrees with another through which few tokens it learned, not through descent. "
+                       "Use references that really model the query text")
+    return out
+
+
+def min_detectable_win_rate(n: int, alpha: float, power: float = POWER) -> float:
+    """The minimum detectable effect of the sign test over n queries: the smallest share q of decided queries on
+    which the suspect must beat a reference for the test to reach p < alpha with probability `power` (1.0 when even
+    q = 1 is not enough)."""
+    need = next((k for k in range(n + 1) if math.exp(binom_log_sf(k, n, 0.5)) < alpha), None)
+    if need is None:
+        return 1.0
+    lo, hi = 0.5, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if math.exp(binom_log_sf(need, n, mid)) >= power else (mid, hi)
+    return hi
 
 
 def degenerate_answers(texts: dict[str, Sequence[str]], words: int) -> list[str]:
-    """Cautions for models that give the same answer (its compared words) to many prompts. Such a model (collapsed
+    """Black-box: the models that give the same answer (its compared words) to many prompts. Such a model (collapsed
     to a few fixed replies) agrees with another through which replies it happened to learn, not through descent:
     measured, references of that kind gave 17% false positives at 0.01 in null tests (docs/provenance_test.md)."""
     out = []
@@ -254,45 +337,86 @@ def degenerate_answers(texts: dict[str, Sequence[str]], words: int) -> list[str]
     return out
 
 
+BLACKBOX_COVERAGE = ("black-box mode cannot check that the references cover the prompts' domain (answers carry no "
+                     "fit to a text): a suspect that merely knows that domain better than the references agrees more "
+                     "with any good parent. The verdict is only as sound as the references: models of the suspect's "
+                     "kind trained on the prompts' domain; where you have local copies, run --mode open on text of "
+                     "that domain, which checks it")
+
+
+def statistic_differences(statistic: str, parent: str, agreement: dict[str, list[float]],
+                          parent_agreement: dict[str, list[float]] | None,
+                          departure: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
+    """Per reference, the per-query differences d_i of one statistic (None when its inputs were not given):
+    departure: given; parent: agree(suspect, parent) − agree(r, parent); suspect: agree(suspect, parent) −
+    agree(suspect, r)."""
+    refs = [r for r in agreement if r != parent]
+    other = {"suspect": agreement, "parent": parent_agreement}[statistic] if statistic != "departure" else None
+    if statistic == "departure":
+        return None if departure is None else {r: list(departure[r]) for r in refs}
+    if other is None:
+        return None
+    return {r: [a - b for a, b in zip(agreement[parent], other[r], strict=True)] for r in refs}
+
+
+def verdict_of(p: float, alpha: float, inconclusive: Sequence[str]) -> str:
+    """'inconclusive' when any reason says the test cannot conclude, else 'derived' when p < alpha, else
+    'not_derived'."""
+    return "inconclusive" if inconclusive else ("derived" if p < alpha else "not_derived")
+
+
 def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
-          parent_agreement: dict[str, list[float]] | None = None, statistic: str = "suspect") -> dict[str, Any]:
+          parent_agreement: dict[str, list[float]] | None = None, statistic: str = "suspect",
+          departure: dict[str, list[float]] | None = None, inconclusive: Sequence[str] = ()) -> dict[str, Any]:
     """The provenance test on per-query agreements of the suspect with the parent and each reference
-    (`agreement`), and, for the parent-centred statistic, of each reference with the parent (`parent_agreement`,
-    same keys as the references). The verdict uses `statistic`; the other one's p is reported when computable."""
+    (`agreement`), each reference's agreement with the parent (`parent_agreement`, for the parent-centred
+    statistic) and the departure statistic's differences per reference (`departure`, same keys as the references).
+    The verdict uses `statistic`; the others' p are reported when computable. The verdict is 'inconclusive' (never
+    'derived') with fewer than MIN_REFERENCES references, a query set whose minimum detectable effect exceeds
+    MAX_MDE, or any reason given in `inconclusive` (references that do not cover the domain, degenerate ones)."""
     if statistic not in STATISTICS:
         raise DistillError(f"unknown provenance statistic {statistic!r}", where="--statistic",
-                           fix="use 'suspect' (suspect-centred) or 'parent' (parent-centred)")
+                           fix="use 'departure' (default), 'parent' (parent-centred) or 'suspect' (suspect-centred)")
     n = len(agreement[parent])
     refs = [r for r in agreement if r != parent]
     if not refs:
         raise DistillError("the provenance test needs at least one reference model besides the parent",
                            where="--reference", fix="add unrelated models of the same domain and size with --reference")
-    if statistic == "parent" and (parent_agreement is None or any(r not in parent_agreement for r in refs)):
-        raise DistillError("the parent-centred statistic needs every reference's agreement with the parent",
-                           where="statistic=parent", fix="pass parent_agreement for each reference")
+    if statistic_differences(statistic, parent, agreement, parent_agreement, departure) is None:
+        what = "the departure differences" if statistic == "departure" else "every reference's agreement with the parent"
+        raise DistillError(f"the {statistic} statistic needs {what}", where=f"statistic={statistic}",
+                           fix="pass " + ("departure" if statistic == "departure" else "parent_agreement")
+                           + " for each reference")
     check_queries(n, alpha)
-    other = {"suspect": agreement, "parent": parent_agreement or {}}
-    p_of, per_ref = {}, {}
+    p_of, per_ref, diffs = {}, {}, {}
     for stat in STATISTICS:
-        if stat == "parent" and parent_agreement is None:
+        d_of = statistic_differences(stat, parent, agreement, parent_agreement, departure)
+        if d_of is None:
             continue
         rows = {}
-        for r in refs:
-            d = [a - b for a, b in zip(agreement[parent], other[stat][r], strict=True)]
+        for r, d in d_of.items():
             p, pos, nonzero = sign_test(d)
             rows[r] = {"p": p, "parent_wins": pos, "decided": nonzero, "mean_gap": float(np.mean(d))}
         p_of[stat] = max(v["p"] for v in rows.values())
         if stat == statistic:
-            per_ref = rows
-    closest = max(refs, key=lambda r: float(np.mean(other[statistic][r])))
-    gaps = [a - b for a, b in zip(agreement[parent], other[statistic][closest], strict=True)]
+            per_ref, diffs = rows, d_of
+    closest = min(refs, key=lambda r: per_ref[r]["mean_gap"])
     p = p_of[statistic]
-    cautions = [] if len(refs) >= MIN_REFERENCES else [
-        f"only {len(refs)} reference model(s): with trained references, a parent that is merely the nearest of "
-        "several models of one recipe looks derived (measured: 5% false positives at 0.01 with one reference over "
-        f"300 queries; 0 of 351 with 3 references). Add references until there are at least {MIN_REFERENCES}"]
-    return {"queries": n, "p": p, "alpha": alpha, "derived": p < alpha, "statistic": statistic, "cautions": cautions,
-            "p_by_statistic": p_of, "closest_reference": closest, "gap_ci95": bootstrap_ci(gaps),
+    mde = min_detectable_win_rate(n, alpha)
+    reasons = list(inconclusive)
+    if len(refs) < MIN_REFERENCES:
+        reasons.append(f"only {len(refs)} reference model(s): with trained references, a parent that is merely the "
+                       "nearest of several models of one recipe looks derived (measured: 5% false positives at 0.01 "
+                       f"with one reference over 300 queries; 0 of 351 with 3). Give at least {MIN_REFERENCES}")
+    if mde > MAX_MDE:
+        reasons.append(f"{n} queries are too few for the stated power: the suspect would have to beat every "
+                       f"reference on {mde:.0%} of decided queries to be flagged at {alpha:g} with {POWER:.0%} "
+                       f"probability (the test is built for {MAX_MDE:.0%}). Use more --queries")
+    verdict = verdict_of(p, alpha, reasons)
+    return {"queries": n, "p": p, "alpha": alpha, "verdict": verdict, "derived": verdict == "derived",
+            "inconclusive": reasons, "statistic": statistic, "cautions": [],
+            "min_detectable_win_rate": mde, "power": POWER,
+            "p_by_statistic": p_of, "closest_reference": closest, "gap_ci95": bootstrap_ci(diffs[closest]),
             **({"reference_agreement_with_parent": {r: float(np.mean(v)) for r, v in parent_agreement.items()}}
                if parent_agreement is not None else {}),
             "agreement": {k: {"mean": float(np.mean(v)), "se": float(np.std(v, ddof=1) / math.sqrt(n)) if n > 1
@@ -303,25 +427,36 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
 @dataclass(frozen=True)
 class OpenQuery:
     """One open-mode query: token ids fed to every model, and the positions whose next-token choices are compared
-    (all of them for a text passage; the answer tokens only for a conversation, whose template is not a signal)."""
+    (every position with a next token for a text passage; the answer tokens only for a conversation, whose
+    template is not a signal)."""
 
     ids: list[int]
-    compared: list[bool] | None = None  # per position: is its next-token prediction compared (None: every one)
+    compared: list[bool] | None = None  # per position: is its next-token prediction compared (None: all but the last)
+
+    def mask(self) -> torch.Tensor:
+        """The compared positions as a boolean tensor over the ids."""
+        if self.compared is None:
+            return torch.arange(len(self.ids)) < len(self.ids) - 1
+        return torch.tensor(self.compared, dtype=torch.bool)
 
     def select(self, predictions: torch.Tensor) -> torch.Tensor:
-        return predictions if self.compared is None else predictions[torch.tensor(self.compared[: len(predictions)])]
+        return predictions[self.mask()[: len(predictions)]]
+
+    def targets(self) -> torch.Tensor:
+        """The text's actual next token at each compared position."""
+        return torch.tensor(self.ids[1:] + [-1])[self.mask()]
 
 
 def open_queries(tokenizer, data: str, queries: int, seq_len: int) -> list[OpenQuery]:
     """The open mode's queries from `data` (as data.path in a training config). Text: the first `queries` held-out
-    passages of `seq_len` tokens (a fixed 20% split). Conversations (a `distill generate` folder, e.g. the parent's
-    own API answers, or chat JSONL): the first `queries` of them (held-out ones first), cut at `seq_len` tokens and
-    compared on the answer tokens only."""
+    passages of `seq_len` tokens (a fixed 20% split), compared at every position that has a next token.
+    Conversations (a `distill generate` folder, e.g. the parent's own API answers, or chat JSONL): the first
+    `queries` of them (held-out ones first), cut at `seq_len` tokens and compared on the answer tokens only."""
     from distill.config import DataConfig
     from distill.data.corpus import load_corpus
 
     corpus = load_corpus(DataConfig(path=data, seq_len=seq_len, heldout_fraction=0.2, seed=0), tokenizer)
-    chat = "loss_mask" in corpus.heldout[0]
+    chat = corpus.conversations
     pool = corpus.heldout + corpus.train if chat else corpus.heldout
     out = [OpenQuery(ex["input_ids"].tolist(), ex["loss_mask"].tolist() if chat else None) for ex in pool
            if not chat or bool(ex["loss_mask"].any())][:queries]
@@ -344,18 +479,36 @@ def compared_predictions(model: torch.nn.Module, queries: Sequence[OpenQuery]) -
     return [q.select(t) for q, t in zip(queries, top1_predictions(model, [q.ids for q in queries]), strict=True)]
 
 
+def open_statistics(preds: dict[str, list[torch.Tensor]], targets: Sequence[torch.Tensor], suspect: str,
+                    parent: str, references: Sequence[str]) -> dict[str, Any]:
+    """Everything the open-mode test needs from each model's compared top-1 predictions (`preds`, by label) and the
+    text's next tokens: the suspect's agreement with every model, each reference's with the parent, the departure
+    differences per reference, each model's fit to the text and departure agreement, and the reasons (coverage,
+    degenerate references or parent) that make the verdict inconclusive."""
+    agreement = {c: open_agreements(preds[suspect], preds[c]) for c in (parent, *references)}
+    with_parent = {r: open_agreements(preds[r], preds[parent]) for r in references}
+    departure = {r: departure_differences(preds[suspect], preds[r], preds[parent], targets) for r in references}
+    fit = {label: fit_to_text(p, targets) for label, p in preds.items()}
+    reasons = coverage_reasons(fit, suspect, references) + degenerate_predictions(
+        {c: preds[c] for c in (parent, *references)})
+    return {"agreement": agreement, "with_parent": with_parent, "departure": departure, "fit": fit,
+            "departure_agreement": {c: departure_agreement(preds[c], preds[parent], targets)
+                                    for c in (suspect, *references)},
+            "reasons": reasons, "cautions": degenerate_predictions({suspect: preds[suspect]})}
+
+
 def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[Candidate], data: str,
                     queries: int = 64, seq_len: int = 64, alpha: float = 0.01,
-                    statistic: str = "parent") -> dict[str, Any]:
+                    statistic: str = "departure") -> dict[str, Any]:
     """Open mode: every model local with the suspect's tokenizer, fed the same passages of `data`."""
     from distill.models.loading import load_model, tokenizer_fingerprint
 
     check_queries(queries, alpha)
     s = load_model(suspect.spec)
     asked = open_queries(s.tokenizer, data, queries, seq_len)
-    mine = compared_predictions(s.model, asked)
+    preds = {suspect.label: compared_predictions(s.model, asked)}
     want = tokenizer_fingerprint(s.tokenizer)
-    agreement, preds, infos = {}, {}, {suspect.label: s.info}
+    infos = {suspect.label: s.info}
     for c in (parent, *references):
         other = load_model(c.spec)
         infos[c.label] = other.info
@@ -364,12 +517,16 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
                                "position by position", where=c.spec, fix="use --mode blackbox (answers compared word "
                                "by word) for models with other tokenizers")
         preds[c.label] = compared_predictions(other.model, asked)
-        agreement[c.label] = open_agreements(mine, preds[c.label])
-    with_parent = {c.label: open_agreements(preds[c.label], preds[parent.label]) for c in references}
-    report = judge(agreement, parent.label, alpha, with_parent, statistic)
+    st = open_statistics(preds, [q.targets() for q in asked], suspect.label, parent.label,
+                         [c.label for c in references])
+    report = judge(st["agreement"], parent.label, alpha, st["with_parent"], statistic, st["departure"],
+                   st["reasons"])
+    report["cautions"] += st["cautions"]
     chat = asked[0].compared is not None
-    report.update(mode="open", unit=(f"a conversation of {data} (answer tokens only, at most {seq_len} tokens)" if chat
-                                     else f"a held-out passage of {seq_len} tokens of {data}"),
+    report.update(mode="open", fit_top1={k: round(v, 4) for k, v in st["fit"].items()},
+                  departure_agreement={k: round(v, 4) for k, v in st["departure_agreement"].items()},
+                  unit=(f"a conversation of {data} (answer tokens only, at most {seq_len} tokens)" if chat
+                        else f"a held-out passage of {seq_len} tokens of {data}"),
                   measure="share of " + ("answer " if chat else "") + "positions with the same most likely next token",
                   evidence=evidence([suspect, parent, *references], [[q.ids, q.compared] for q in asked],
                                     {"mode": "open", "data": data, "queries": queries, "seq_len": seq_len,
@@ -380,7 +537,13 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
 def provenance_blackbox(suspect: Candidate, parent: Candidate, references: Sequence[Candidate],
                         prompts: Sequence[str], max_tokens: int = 48, words: int = 24, alpha: float = 0.01,
                         opts: QueryOptions | None = None, statistic: str = "parent") -> dict[str, Any]:
-    """Black-box mode: greedy answers to the same prompts, compared word by word with the suspect's."""
+    """Black-box mode: greedy answers to the same prompts, compared word by word with the suspect's. There is no
+    text to measure the models' fit against, so neither the departure statistic nor the coverage check is
+    available: the report says so (a standing caution), and degenerate references make it inconclusive."""
+    if statistic == "departure":
+        raise DistillError("the departure statistic needs the text's next tokens, which black-box answers do not "
+                           "have", where="--statistic departure", fix="use --mode open (local weights), or "
+                           "--statistic parent in black-box mode")
     check_queries(len(prompts), alpha, "--prompts / --queries")
     mine, spent = answers(suspect, prompts, max_tokens, opts)
     costs = {suspect.label: spent}
@@ -402,9 +565,10 @@ def provenance_blackbox(suspect: Candidate, parent: Candidate, references: Seque
                            f"first {words} words of {len(prompts)} prompts: the models cannot be compared (another "
                            "language or domain?)", where="--prompts",
                            fix="use prompts of the suspect's domain and language, or more --words / --max-tokens")
-    report = judge(agreement, parent.label, alpha, with_parent, statistic)
     said = {suspect.label: mine, **texts}
-    report["cautions"] += degenerate_answers(said, words)
+    report = judge(agreement, parent.label, alpha, with_parent, statistic,
+                   inconclusive=degenerate_answers({c.label: texts[c.label] for c in (parent, *references)}, words))
+    report["cautions"] += degenerate_answers({suspect.label: mine}, words) + [BLACKBOX_COVERAGE]
     report.update(mode="blackbox", unit="a prompt answered greedily",
                   measure=f"share of the suspect's first {words} words equal to the other answer's at that position",
                   queried={k: v for k, v in costs.items() if v is not None},
