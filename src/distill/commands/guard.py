@@ -11,19 +11,29 @@ from distill.commands import add_actions
 from distill.errors import DistillError
 
 NAME = "guard"
-HELP = "distillation-traffic guard: accounts with scores and evidence (report), simulated traffic (simulate, replay)"
+HELP = ("distillation-traffic guard: accounts with scores and evidence (report), the benign reference (calibrate), "
+        "simulated traffic (simulate, replay)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    rp, sp, pp = add_actions(
+    rp, cp, sp, pp = add_actions(
         parser, "guard_action",
         ("report", "list accounts with their scores, actions and evidence", None),
+        ("calibrate", "fit the benign reference from the owner's own traffic (a traffic log or a trace)", None),
         ("simulate", "write a simulated traffic trace (benign accounts and extraction campaigns) as JSONL", None),
         ("replay", "send a trace to a running `distill serve`, each row with its account's key, time-compressed",
          None), required=False)
     rp.add_argument("--state", default="guard_state.json", help="guard state file (default guard_state.json)")
     rp.add_argument("--min-score", type=float, default=0.0, help="only accounts scoring at least this")
     rp.add_argument("--json", action="store_true", help="print one JSON object")
+    cp.add_argument("--traffic", required=True, action="append",
+                    help="the guard's traffic_log (JSONL, written by `distill serve` with `traffic_log:` in its guard "
+                         "config), or a trace; repeat for several files. Ordinary traffic only: accounts the owner "
+                         "knows to be abusive should be left out (rows of a trace labelled other than benign are)")
+    cp.add_argument("--out", required=True, help="calibration JSON to write (the guard config's `calibration:`)")
+    cp.add_argument("--guard-config", default=None,
+                    help="the serving guard's config: its window settings are the calibration's (default: 1 day, "
+                         "2000 requests)")
     sp.add_argument("--out", required=True, help="trace file to write (JSONL, one request per line, in time order)")
     sp.add_argument("--keys-out", default=None,
                     help="also write a fresh random key for every account (name:key lines, mode 0600), the "
@@ -118,13 +128,37 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from distill.protection.guard.actions import GuardConfig, load_config
+    from distill.protection.guard.calibration import (
+        benign_records,
+        fit_calibration,
+        read_traffic,
+        save_calibration,
+    )
+    from distill.protection.guard.calibration import summary as calibration_summary
+
+    cfg = load_config(args.guard_config) if args.guard_config else GuardConfig()
+    rows = [r for path in args.traffic for r in read_traffic(path) if r.get("label", "benign") == "benign"]
+    rows.sort(key=lambda r: r["entry"]["ts"] if "entry" in r else r["ts"])
+    records, pool, links = benign_records(rows, cfg.window_seconds, cfg.max_window_requests)
+    meta = {"window_seconds": cfg.window_seconds, "max_window_requests": cfg.max_window_requests,
+            "sources": [str(p) for p in args.traffic]}
+    cal = fit_calibration(records, meta, pool=pool, links=links)
+    save_calibration(cal, args.out)
+    print(f"wrote {args.out}: " + calibration_summary(cal))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.guard_action == "calibrate":
+        return _calibrate(args)
     if args.guard_action == "simulate":
         return _simulate(args)
     if args.guard_action == "replay":
         return _replay(args)
     if args.guard_action != "report":
-        raise DistillError("choose an action: `distill guard report`, `simulate` or `replay`",
+        raise DistillError("choose an action: `distill guard report`, `calibrate`, `simulate` or `replay`",
                            fix="see `distill guard --help`")
     from distill.protection.guard.report import format_table, load_state, rows
 

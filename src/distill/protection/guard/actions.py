@@ -74,6 +74,13 @@ class GuardConfig:
     throttle_shared: bool = True  # throttled keys whose frame words overlap draw on one bucket (a spread campaign)
     time_scale: float = 1.0  # replays only: guard time runs this many times faster than the wall clock
     max_logged_changes: int = 20  # action changes kept per account in the state file (all are logged)
+    calibration: str | None = None  # `distill guard calibrate`'s JSON: scores become 1 - a calibrated tail
+    # probability, so a rule's min_score 1 - a acts on at most a fraction a of benign account-days (docs/protect.md)
+    warmup_seconds: float = 0.0  # after a cold start the guard observes this long before it acts (actions restored
+    # from state_file hold): its windows and shared word counts fill up first, as the calibration's first day did. A
+    # day matches the calibration; 0 acts at once, on statistics a cold guard inflates (every topic looks rare)
+    traffic_log: str | None = None  # append one JSON line per served request (hashed words, numbers; no prompt text):
+    # what `distill guard calibrate --traffic` reads
 
     def ordered(self) -> list[Rule]:
         """The rules by min_score; a rule's *level* is its position here plus one (0: no rule)."""
@@ -100,7 +107,7 @@ class GuardConfig:
 
 NUMBERS = ("window_seconds", "max_window_requests", "min_requests", "min_requests_shared", "persist_every_seconds",
            "degrade_noise", "cooldown_seconds", "hysteresis", "throttle_interval_seconds", "throttle_burst",
-           "time_scale", "max_logged_changes")
+           "time_scale", "max_logged_changes", "warmup_seconds")
 FLAGS = ("throttle_shared",)
 
 
@@ -151,7 +158,7 @@ def load_config(path: str | Path) -> GuardConfig:
     if cfg.watermark_key is None and any(r.action == "watermark" for r in cfg.rules):
         raise DistillError("a rule uses the watermark action but no watermark_key is configured", where=str(path),
                            fix="add `watermark_key: FILE` (from `distill watermark keygen`) or drop that rule")
-    for k in ("watermark_key", "scorer"):
+    for k in ("watermark_key", "scorer", "calibration", "traffic_log"):
         v = getattr(cfg, k)
         if v and not Path(v).is_absolute():
             setattr(cfg, k, str(Path(path).parent / v))
@@ -159,6 +166,16 @@ def load_config(path: str | Path) -> GuardConfig:
         from distill.protection.guard.scoring import load_scorer
 
         load_scorer(cfg.scorer)
+    if cfg.calibration:
+        from distill.protection.guard.calibration import load_calibration
+
+        cal = load_calibration(cfg.calibration)
+        for r in cfg.rules:
+            if r.action != "none" and 1.0 - r.min_score < cal.smallest_rate:
+                raise DistillError(f"rule min_score {r.min_score:g} asks for a benign rate of {1 - r.min_score:.2g}, "
+                                   f"below the {cal.smallest_rate:.2g} this calibration can state", where=str(path),
+                                   fix="raise min_score to at most 1 - smallest rate, or calibrate on more days of "
+                                       "benign traffic")
     if cfg.state_file and Path(cfg.state_file).is_file():  # the guard restores actions from it: check it now
         from distill.protection.guard.state import load_state
 

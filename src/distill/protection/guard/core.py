@@ -13,6 +13,7 @@ the window, so a blocked account cannot dilute its features back under a rule by
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -21,9 +22,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from distill.fileio import write_json_atomic
 from distill.protection.guard.actions import DegradeLogitsProcessor, GuardConfig
-from distill.protection.guard.features import RARE_MIN, RARE_SHARE, KeyWindow, make_entry
+from distill.protection.guard.calibration import band_of
+from distill.protection.guard.features import DIM, RARE_MIN, RARE_SHARE, Entry, KeyWindow, make_entry
 from distill.protection.guard.scoring import DEFAULT, LogisticScorer
 from distill.protection.guard.state import STATE_FORMAT, load_state
 from distill.protection.watermark.processor import SERVE_TOP_K
@@ -82,6 +86,17 @@ class Guard:
         self._lock = threading.RLock()
         self._last_save = 0.0
         self._wm_master = None
+        self.calibration = None
+        if self.config.calibration:
+            from distill.protection.guard.calibration import load_calibration
+
+            self.calibration = load_calibration(self.config.calibration)
+        self.started: float | None = None  # guard time of the first request observed (warmup_seconds)
+        self.recorder = None  # callable(key, guard time, statistics) after every served request (calibration)
+        self.means: dict[str, np.ndarray] = {}  # key -> mean prompt vector of its window (keys in good standing)
+        self.pool_sum = np.zeros(DIM)  # ... their sum
+        self._pool: np.ndarray | None = None  # the calibration's benign mean prompt vector, as an array
+        self._log = open(self.config.traffic_log, "a", encoding="utf-8") if self.config.traffic_log else None  # noqa: SIM115
         if restore and self.config.state_file and Path(self.config.state_file).is_file():
             self.restore(self.config.state_file)
 
@@ -156,10 +171,10 @@ class Guard:
         for word in new - old:
             self.frame_index[word].add(key)
         self.frames[key] = new
-        self.cross[key] = count = len(self._overlapping(key))
+        self.cross[key] = count = len(self.overlapping(key))
         return count
 
-    def _overlapping(self, key: str) -> list[str]:
+    def overlapping(self, key: str) -> list[str]:
         """The other keys whose frame words overlap `key`'s with Jaccard >= CROSS_JACCARD (via the index)."""
         frame = self.frames.get(key, frozenset())
         if len(frame) < CROSS_MIN_FRAME:
@@ -180,6 +195,8 @@ class Guard:
         t0 = time.perf_counter()
         now = self._now(ts)
         kind = response_kind(response)
+        if self.started is None:
+            self.started = now
         with self._lock:
             st = self._account(key)
             st["last_seen"] = now
@@ -203,7 +220,13 @@ class Guard:
 
     def _served(self, key: str, st: dict[str, Any], request: dict[str, Any], response: dict[str, Any] | None,
                 now: float) -> None:
-        e = make_entry(request, response, now)
+        self.served_entry(key, make_entry(request, response, now), now, st)
+
+    def served_entry(self, key: str, e: Entry, now: float, st: dict[str, Any] | None = None) -> None:
+        """Account for one served request already reduced to an `Entry` (a live request, or a traffic-log record)."""
+        st = self._account(key) if st is None else st
+        if self._log is not None:
+            self._log.write(json.dumps({"key": key, "entry": e.to_log()}) + "\n")
         w = self._window(key)
         for old in w.add(e, max(RARE_MIN, RARE_SHARE * len(self.windows))):
             for skel in (f"p:{old.prefix}", f"s:{old.suffix}"):
@@ -216,18 +239,51 @@ class Guard:
                         del self.skeleton_keys[skel]
         self.skeleton_keys[f"p:{e.prefix}"][key] += 1
         self.skeleton_keys[f"s:{e.suffix}"][key] += 1
-        feats = w.features(self._frame_overlap(key, w))
-        score = self.scorer.score(feats)
+        self._pool_update(key, w)
+        stats = w.statistics(self._frame_overlap(key, w), self._others_mean(key))
+        feats = {k: stats[k] for k in stats if k != "requests"}
+        stats["logistic"] = self.scorer.score(feats)
         n = len(w.entries)
-        evidence = n >= self.config.min_requests or (
-            n >= self.config.min_requests_shared and self.cross.get(key, 0) >= CROSS_EVIDENCE)
-        st.update(score=round(score, 4), requests_in_window=n, last_served=now,
-                  features={k: round(v, 4) for k, v in feats.items()})
+        if self.calibration is not None:
+            score, pct = self.calibration.assess(stats)
+            evidence = band_of(n) is not None
+            st["percentiles"] = pct
+        else:
+            score = stats["logistic"]
+            evidence = n >= self.config.min_requests or (
+                n >= self.config.min_requests_shared and self.cross.get(key, 0) >= CROSS_EVIDENCE)
+        if self.recorder is not None:
+            self.recorder(key, now, stats)
+        st.update(score=round(score, 6), requests_in_window=n, last_served=now,
+                  features={k: round(v, 4) for k, v in stats.items()})
         if evidence:  # the highest score the guard could act on
-            st["max_score"] = max(round(score, 4), st["max_score"])
+            st["max_score"] = max(round(score, 6), st["max_score"])
         st["requests_total"] += 1
         st["served_since_change"] = st.get("served_since_change", 0) + 1
         self._decide(key, st, score, feats, evidence, now)
+
+    def _pool_update(self, key: str, w: KeyWindow) -> None:
+        """Keep `key`'s mean prompt vector in the pool of keys in good standing (pool_distance)."""
+        old = self.means.pop(key, None)
+        if old is not None:
+            self.pool_sum -= old
+        mean = w.mean_vector() if w.attached else None
+        if mean is not None:
+            self.means[key] = mean
+            self.pool_sum += mean
+
+    def _others_mean(self, key: str) -> np.ndarray | None:
+        """The calibration's benign mean prompt vector, else that of the other keys in good standing (None when there
+        are none)."""
+        if self.calibration is not None and self.calibration.pool:
+            if self._pool is None:
+                self._pool = np.asarray(self.calibration.pool)
+            return self._pool
+        own = self.means.get(key)
+        n = len(self.means) - (own is not None)
+        if n <= 0:
+            return None
+        return (self.pool_sum - (own if own is not None else 0.0)) / n
 
     # ---- actions: escalate at once, lift only on evidence after the cool-down -----------------------------------
     def _decide(self, key: str, st: dict[str, Any], score: float, feats: dict[str, float], evidence: bool,
@@ -240,6 +296,8 @@ class Guard:
             return
         if not evidence:  # too few served requests in the window to say anything: the action holds
             return
+        if self.started is not None and now < self.started + cfg.warmup_seconds:
+            return  # still warming up: observed, not acted on
         up = cfg.level_for(score)
         if up > cur:
             rule = cfg.ordered()[up - 1]
@@ -257,11 +315,19 @@ class Guard:
     def _change(self, key: str, st: dict[str, Any], level: int, reason: str, score: float,
                 feats: dict[str, float], now: float) -> None:
         before, after = st["action"], self.config.action_of(level)
-        contrib = self.scorer.contributions(feats)
-        top = dict(sorted(((k, v) for k, v in contrib.items() if v > 0), key=lambda kv: -kv[1])[:4])
-        change = {"ts": now, "from": before, "to": after, "score": round(score, 4), "reason": reason,
+        if self.calibration is not None:  # how far each statistic exceeds the nearest benign record's (surprise)
+            pct = st.get("percentiles", {})
+            top = dict(sorted(pct.get("over_nearest", {}).items(), key=lambda kv: -kv[1])[:5])
+        else:
+            contrib = self.scorer.contributions(feats)
+            top = dict(sorted(((k, v) for k, v in contrib.items() if v > 0), key=lambda kv: -kv[1])[:4])
+        cluster = sorted(self.overlapping(key))
+        change = {"ts": now, "from": before, "to": after, "score": round(score, 6), "reason": reason,
                   "requests_in_window": st["requests_in_window"], "refused_total": st["refused_total"],
-                  "evidence": top}
+                  "evidence": top, "cluster": cluster[:20], "cluster_size": len(cluster)}
+        if self.calibration is not None:  # each evidence statistic's percentile among benign accounts of its band
+            change["percentiles"] = {k: pct[k] for k in top if k in pct}
+            change["departure"] = pct.get("departure")
         st["changes"] = (st["changes"] + [change])[-max(1, self.config.max_logged_changes):]
         st["changes_total"] += 1
         st.update(action=after, level=level, action_since=now, hold_until=now + self.config.cooldown_seconds,
@@ -269,10 +335,13 @@ class Guard:
         w = self.windows.get(key)
         if w is not None:  # acted-on accounts leave the traffic others are compared to (KeyWindow.detach)
             w.detach(attach=after in UNACTED)
+            self._pool_update(key, w)
         if after == "throttle":
             st["bucket"] = self._bucket_for(key, now)
             change["bucket"] = st["bucket"]
         ev = ", ".join(f"{k} {v:+.2f}" for k, v in top.items()) or "none"
+        if cluster:
+            ev += f"; clustered with {len(cluster)} key(s): {', '.join(cluster[:5])}"
         log.info("guard: account %s: %s -> %s (%s; %d served in window, %d refused; evidence: %s)", key, before,
                  after, reason, st["requests_in_window"], st["refused_total"], ev)
 
@@ -290,7 +359,7 @@ class Guard:
         st["top_prefix_skeletons"] = [{"skeleton": s, "count": c} for s, c in w.prefixes.most_common(3)]
         st["top_suffix_skeletons"] = [{"skeleton": s, "count": c} for s, c in w.suffixes.most_common(3)]
         st["keys_sharing_templates"] = sorted(others)
-        sharing = sorted(self._overlapping(key))
+        sharing = sorted(self.overlapping(key))
         st["keys_sharing_frame"], st["keys_sharing_frame_total"] = sharing[:10], len(sharing)
         st["cot_requests"], st["logprob_requests"] = w.n_cot, w.n_lp
         return st
@@ -331,7 +400,7 @@ class Guard:
         campaign over many keys is throttled as one), else its own, which starts empty."""
         group = key
         if self.config.throttle_shared:
-            for other in sorted(self._overlapping(key)):
+            for other in sorted(self.overlapping(key)):
                 ost = self.state.get(other)
                 if ost and ost["action"] == "throttle" and ost.get("bucket"):
                     group = ost["bucket"]
@@ -365,7 +434,9 @@ class Guard:
                 "accounts": accounts}
 
     def save(self, path: str | Path | None = None) -> Path | None:
-        """Write the state file atomically."""
+        """Write the state file atomically (and flush the traffic log)."""
+        if self._log is not None:
+            self._log.flush()
         path = path or self.config.state_file
         if not path:
             return None

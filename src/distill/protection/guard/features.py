@@ -36,6 +36,23 @@ gives each a non-negative weight no larger than a cap, so no feature can move th
               which sees every key). Here a frame word must also be typical of the key - in a share of its
               prompts at least 3 times its share of all prompts in the traffic - so the language's commonest
               words, frequent in everyone's prompts, never make two keys look coordinated
+
+`KeyWindow.statistics` adds what the calibrated guard (`calibration.py`) also compares with the owner's benign
+traffic; each is a share or a mean in [0, 1], higher = further from conversation:
+
+  single_turn  share of requests that are a lone user message (no assistant turn before it): data collection sends
+               one prompt per request; people and agents carry their conversation
+  asked_long   mean of min(1, max_tokens asked / 1024) (512 when a request asks nothing): the demand for long
+               answers, which a server that caps answers does not hide
+  tools        share of requests that declare tools or carry tool results: agent traffic
+  similarity   mean pairwise cosine of the prompts' hashed bags of words (an unbiased U-statistic): one template or
+               near-duplicates reused (high), or a sweep that never returns to a topic (low, see pool_distance)
+  pool_distance  squared distance between the key's mean prompt vector and the mean of the other keys' (the
+               linear-kernel MMD between this key's prompts and everyone else's, unbiased within the key): how far
+               this key's prompt distribution is from the traffic around it
+  rate         requests per hour over the window's span (at least an hour; log-scaled: log1p(rate) / log1p(3600)):
+               the window is capped at max_window_requests, the rate is not
+  requests     served requests in the window (the volume band the others are compared within)
 """
 
 from __future__ import annotations
@@ -46,6 +63,8 @@ import re
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 FEATURES = ("volume", "steady", "regular", "template", "coverage", "slot", "cot", "logprobs", "lp_harvest",
             "long_out", "cross_key")
@@ -81,6 +100,27 @@ RARE_MIN, RARE_SHARE = 3, 0.01  # coverage: a topic word is in the windows of < 
 CROSS_SATURATE = 20  # cross_key reaches 1 at this many overlapping keys
 CROSS_LIFT = 3.0  # a cross-key frame word is in a share of the key's prompts >= this times its share in all prompts
 ALL_PROMPTS = ""  # the key of `word_prompts` that counts the prompts of all windows (no content word is empty)
+EXTRA = ("single_turn", "asked_long", "tools", "similarity", "pool_distance", "rate")
+STATISTICS = FEATURES + EXTRA  # what the calibrated guard compares with benign traffic (plus "requests")
+DIM = 256  # hashed bag-of-words prompt vectors
+ASKED_LONG, ASKED_DEFAULT = 1024, 512  # asked_long saturates at this; a request asking nothing counts as this
+
+
+def word_hash(word: str) -> str:
+    """A content word as the traffic log keeps it: 12 hex digits, never the word (a dictionary of common words can
+    still match them: keep the log as private as the traffic)."""
+    return hashlib.blake2b(word.encode(), digest_size=6).hexdigest()
+
+
+def prompt_vector(hashes: tuple[str, ...]) -> dict[int, float]:
+    """The prompt's hashed bag of words, unit length: {dimension: value} (signed feature hashing, DIM dimensions)."""
+    vec: dict[int, float] = {}
+    for h in hashes:
+        v = int(h, 16)
+        i = v % DIM
+        vec[i] = vec.get(i, 0.0) + (1.0 if (v >> 20) & 1 else -1.0)
+    norm = math.sqrt(sum(x * x for x in vec.values()))
+    return {i: x / norm for i, x in vec.items() if x} if norm else {}
 
 
 def prompt_text(request: dict[str, Any]) -> str:
@@ -157,6 +197,30 @@ class Entry:
     coverage: float = 0.0  # ... 1 when it brings a rare word new to the key
     slot: bool = False  # ... a one-slot template filled with such a word
     harvest: bool = False  # ... a log-probability probe on a new prompt
+    single: bool = False  # a lone user message (no assistant turn before it)
+    asked: int = ASKED_DEFAULT  # answer tokens asked for
+    tools: bool = False  # declares tools or carries tool results
+    hashes: tuple[str, ...] = ()  # word_hash of each content word (what the traffic log keeps)
+
+    LOGGED = ("ts", "prefix", "suffix", "words", "cot", "logprobs", "tokens_in", "tokens_out", "digest", "tiny",
+              "single", "asked", "tools")
+
+    def to_log(self) -> dict[str, Any]:
+        """The traffic log's record: numbers and hashes, no prompt text (words, skeletons hashed)."""
+        row = {k: getattr(self, k) for k in self.LOGGED}
+        row["words"] = list(self.hashes)
+        row["prefix"], row["suffix"] = word_hash(self.prefix), word_hash(self.suffix)
+        return row
+
+    @classmethod
+    def from_log(cls, row: dict[str, Any]) -> Entry:
+        """An entry from a traffic-log record (its words are already hashes)."""
+        kw = {k: row[k] for k in cls.LOGGED}
+        kw["words"] = tuple(kw["words"])
+        return cls(**kw, hashes=kw["words"])
+
+    def vector(self) -> dict[int, float]:
+        return prompt_vector(self.hashes)
 
 
 def make_entry(request: dict[str, Any], response: dict[str, Any] | None, ts: float) -> Entry:
@@ -171,8 +235,14 @@ def make_entry(request: dict[str, Any], response: dict[str, Any] | None, ts: flo
     asked = asked_tokens(request)
     tiny = tout <= TINY_ANSWER or (asked is not None and asked <= TINY_ANSWER)
     digest = hashlib.blake2b(" ".join(ws).encode(), digest_size=8).hexdigest()
+    msgs = request.get("messages")
+    msgs = [m for m in msgs if isinstance(m, dict)] if isinstance(msgs, list) else []
+    roles = [m.get("role") for m in msgs]
+    single = "assistant" not in roles and "tool" not in roles and roles.count("user") <= 1
+    tools = bool(request.get("tools")) or "tool" in roles or any(m.get("tool_calls") for m in msgs)
     return Entry(float(ts), prefix, suffix, content, COT.search(low) is not None, logprob_demand(request), tin, tout,
-                 digest, tiny)
+                 digest, tiny, single=single, asked=asked if asked is not None else ASKED_DEFAULT, tools=tools,
+                 hashes=tuple(word_hash(w) for w in content))
 
 
 def _bump(counter: Counter[str], key: str, by: int) -> None:
@@ -211,6 +281,9 @@ class KeyWindow:
         self.lp_sum = self.template_sum = self.coverage_sum = self.long_sum = 0.0
         self.t_in = self.t_out = 0
         self.total_seen = 0
+        self.n_single = self.n_tools = self.n_vec = 0
+        self.asked_sum = 0.0
+        self.vec_sum = np.zeros(DIM)  # sum of the window's prompt vectors
 
     @property
     def n_lp(self) -> int:
@@ -256,6 +329,14 @@ class KeyWindow:
         self.long_sum += sign * min(1.0, e.tokens_out / LONG_ANSWER)
         self.t_in += sign * e.tokens_in
         self.t_out += sign * e.tokens_out
+        self.n_single += sign * e.single
+        self.n_tools += sign * e.tools
+        self.asked_sum += sign * min(1.0, e.asked / ASKED_LONG)
+        vec = e.vector()
+        if vec:
+            self.n_vec += sign
+            for i, x in vec.items():
+                self.vec_sum[i] += sign * x
 
     def detach(self, attach: bool = False) -> None:
         """Take this window out of the shared word counts (`attach`: put it back). The Guard detaches the windows
@@ -315,6 +396,39 @@ class KeyWindow:
             return 0.0
         span = int(self.entries[-1].ts // BIN_SECONDS) - int(self.entries[0].ts // BIN_SECONDS) + 1
         return len(self.bins) / max(span, MIN_BINS)
+
+    def mean_vector(self) -> np.ndarray | None:
+        """The mean of the window's prompt vectors (None without any)."""
+        return self.vec_sum / self.n_vec if self.n_vec else None
+
+    def similarity(self) -> float:
+        """Mean cosine over pairs of distinct prompts of the window (0 below two prompts with content words)."""
+        n = self.n_vec
+        return float(self.vec_sum @ self.vec_sum - n) / (n * (n - 1)) if n >= 2 else 0.0
+
+    def pool_distance(self, others: np.ndarray | None) -> float:
+        """||mean(prompts) - others||^2 with the within-key term unbiased (linear-kernel MMD^2); 0 without both."""
+        mean = self.mean_vector()
+        if mean is None or others is None or self.n_vec < 2:
+            return 0.0
+        return max(0.0, self.similarity() - 2.0 * float(mean @ others) + float(others @ others))
+
+    def rate(self) -> float:
+        """log1p(requests per hour over the window's span, at least an hour) / log1p(3600)."""
+        if not self.entries:
+            return 0.0
+        span = max(3600.0, self.entries[-1].ts - self.entries[0].ts)
+        return math.log1p(3600.0 * len(self.entries) / span) / math.log1p(3600.0)
+
+    def statistics(self, cross_keys: int = 0, others: np.ndarray | None = None) -> dict[str, float]:
+        """`features` plus EXTRA and "requests" (see the module docstring); `others`: the mean prompt vector of the
+        other keys (pool_distance)."""
+        n = len(self.entries)
+        stats = self.features(cross_keys)
+        stats.update(single_turn=self.n_single / n if n else 0.0, asked_long=self.asked_sum / n if n else 0.0,
+                     tools=self.n_tools / n if n else 0.0, similarity=self.similarity(),
+                     pool_distance=self.pool_distance(others), rate=self.rate(), requests=float(n))
+        return stats
 
     def features(self, cross_keys: int = 0) -> dict[str, float]:
         """The feature vector (see the module docstring); `cross_keys` = other keys whose frame overlaps this one's."""

@@ -18,9 +18,15 @@ def rows(state: dict[str, Any]) -> list[dict[str, Any]]:
 def format_table(state: dict[str, Any]) -> str:
     lines = [f"{'account':<24} {'score':>6} {'max':>6} {'action':<10} {'reqs':>6} {'refused':>7}  evidence"]
     for r in rows(state):
-        contrib = r.get("contributions", {})
-        top = sorted(contrib.items(), key=lambda kv: -kv[1])[:3]
-        ev = ", ".join(f"{k} {v:+.1f}" for k, v in top if v > 0)
+        pct = r.get("percentiles") or {}
+        if pct:  # a calibrated guard: what exceeds the nearest benign record, with its benign percentile
+            over = sorted((pct.get("over_nearest") or {}).items(), key=lambda kv: -kv[1])[:3]
+            ev = ", ".join(f"{k} (p{pct.get(k, 0):.1f})" for k, _ in over)
+            ev = f"departure {pct.get('departure', 0):.1f}" + (f": {ev}" if ev else "")
+        else:
+            contrib = r.get("contributions", {})
+            top = sorted(contrib.items(), key=lambda kv: -kv[1])[:3]
+            ev = ", ".join(f"{k} {v:+.1f}" for k, v in top if v > 0)
         skel = r.get("top_prefix_skeletons") or []
         if skel and skel[0]["count"] > 1:
             ev += f"; template '{skel[0]['skeleton']}' x{skel[0]['count']}"

@@ -1,0 +1,395 @@
+"""The guard calibrated on the owner's own benign traffic: conformal tail probabilities, not a fitted attack model.
+
+Attacks are rare, varied and adaptive; the owner's benign traffic is plentiful and specific to them. So the guard
+never learns what an attack looks like. It learns how the owner's accounts behave, and scores an account by how far
+it departs from all of them, as a probability with a stated error rate:
+
+1. **Surprise per statistic.** Every statistic of `KeyWindow.statistics` (and the shipped logistic score, as one
+   statistic among them) is compared with the same statistic of benign accounts *in the same volume band*
+   (requests in the window: a window of 10 requests is compared with others of 8-19): the tail probability
+   p_j = (1 + #{benign reference values >= x}) / (1 + m), and its surprise s_j = -log p_j. Beyond the largest
+   reference value p_j shrinks further, by at most EXTRAPOLATE, so departures beyond every benign value stay ordered.
+   Every statistic is oriented so that higher is further from conversation (features.py says what benign use drives
+   each one up).
+2. **Departure from the nearest benign profile** (the stated combination rule). The references are whole benign
+   records (each a vector of statistics, PER_BAND per account and band, evenly spaced over its records there), and
+   the account's departure is
+       D = min over benign reference records r of  sum_j max(0, s_j(account) - s_j(r))^2,
+   how far the account exceeds, statistic by statistic, the benign record that comes closest to being at least as
+   extreme in every one. D = 0 whenever some benign account was at least as high on every statistic at once: a
+   templated app, an eval harness or a power user explains away what it also does; what no benign account does *all
+   together* (single-turn prompts and a topic sweep and long answers and a steady pace) is what D measures.
+3. **Calibrated on account-days.** Every benign account is also judged as a newcomer: against the *other* actors'
+   reference records and their values (its own actor left out of both - the accounts linked to it by shared frames, such as a tutorial's
+   users, vouch for each other, so they leave together: a jackknife over actors), and the largest D of each of its
+   days (over every request of the day) is recorded. An account's final probability is the conformal p-value
+   p = (1 + #{calibration account-days with max D >= D}) / (1 + N), and its score is 1 - p. Acting at
+   `score >= 1 - a` therefore acts on about a fraction a of benign account-days (at most a + 1 / (N + 1) for an
+   exact conformal split; the jackknife reuses the accounts, so the benchmark measures it on fresh benign traffic)
+   for benign traffic exchangeable with the calibration's: the owner's accounts on other days. The smallest rate a
+   calibration can state is 1 / (N + 1): more days of benign traffic buy lower rates. The first `warmup` of the
+   traffic (a day) is left out: a guard's windows and shared word counts fill up then.
+
+What this cannot promise: attacks that some benign account matches or exceeds in every statistic at once are not
+flagged (a natural-looking user at a power user's volume); attacks *inside* the calibration traffic make the guard
+more lenient (the rate still holds, the power drops); benign traffic unlike the calibration's (a new product
+launch) is acted on more often than stated until it is recalibrated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.errors import DistillError
+from distill.fileio import read_json_object, write_json_atomic
+from distill.protection.guard.features import STATISTICS
+
+FORMAT = "distill-guard-calibration/2"
+BANDS = (3, 8, 20, 50, 150, 500)  # lower edges of the volume bands (requests in the window); none below the first
+COMPARED = STATISTICS + ("logistic",)
+PER_BAND = 8  # reference records kept per account and band (evenly spaced over its records there)
+DAY = 86400.0
+EXTRAPOLATE = 10.0  # a value beyond every reference is at most this much rarer than the rarest reference
+
+__all__ = ["BANDS", "COMPARED", "Calibration", "band_of", "benign_records", "fit_calibration", "load_calibration",
+           "read_traffic", "save_calibration", "tail_log_p"]
+
+
+def band_of(n: int) -> int | None:
+    """The volume band of an account with `n` requests in its window (None below the first)."""
+    i = bisect_right(BANDS, n) - 1
+    return i if i >= 0 else None
+
+
+def tail_log_p(sorted_ref: list[float] | np.ndarray, x: float) -> float:
+    """log of (1 + #{ref >= x}) / (1 + m) for ascending `sorted_ref`; beyond the largest value, that divided by up to
+    EXTRAPOLATE, growing with (x - max) / (the references' 10-90% spread), so departures beyond every benign value
+    stay ordered without claiming more than the references can show."""
+    m = len(sorted_ref)
+    if m == 0:
+        return 0.0
+    above = m - bisect_left(sorted_ref, x)
+    logp = math.log((1 + above) / (1 + m))
+    top = sorted_ref[-1]
+    if above == 0 and x > top:
+        spread = max(float(sorted_ref[min(m - 1, int(0.9 * m))] - sorted_ref[int(0.1 * m)]), 1e-3)
+        logp -= math.log(EXTRAPOLATE) * min(1.0, (x - top) / spread)
+    return logp
+
+
+def departure(s: np.ndarray, refs: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, int]:
+    """(D, index of the nearest reference): min over reference rows r (those `mask` keeps) of
+    sum_j max(0, s_j - refs[r, j])^2; (0, -1) without references.
+
+    s: [J] surprises of the account; refs: [R, J] surprises of the benign reference records."""
+    if mask is not None:
+        idx = np.flatnonzero(mask)
+        refs = refs[idx]
+    else:
+        idx = None
+    if not len(refs):
+        return 0.0, -1
+    d = np.square(np.maximum(0.0, s[None, :] - refs)).sum(axis=1)
+    i = int(np.argmin(d))
+    return float(d[i]), int(idx[i]) if idx is not None else i
+
+
+@dataclass
+class Band:
+    """One volume band's benign reference records: values [R, J], each column sorted, and their surprises [R, J]."""
+
+    values: np.ndarray
+    columns: list[np.ndarray] = field(init=False)
+    surprises: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.columns = [np.sort(self.values[:, j]) for j in range(self.values.shape[1])]
+        m = len(self.values)
+        self.top = np.array([c[-1] for c in self.columns])
+        self.spread = np.maximum(np.array([c[min(m - 1, int(0.9 * m))] - c[int(0.1 * m)] for c in self.columns]),
+                                 1e-3)
+        self.surprises = self.surprise(self.values)
+
+    def surprise(self, x: np.ndarray, own: list[np.ndarray] | None = None) -> np.ndarray:
+        """-log p_j (`tail_log_p`, vectorised) of statistics x [J] or [N, J] against this band's columns; `own`: per
+        column, the ascending values to leave out (an account's actor's own records, when calibrating)."""
+        x2 = np.atleast_2d(x)
+        m = np.full(x2.shape[1], len(self.values))
+        above = np.stack([len(c) - np.searchsorted(c, x2[:, j], side="left") for j, c in enumerate(self.columns)],
+                         axis=1)
+        top, spread = self.top, self.spread
+        if own is not None and len(own[0]):
+            above = above - np.stack([len(c) - np.searchsorted(c, x2[:, j], side="left") for j, c in enumerate(own)],
+                                     axis=1)
+            m = m - len(own[0])
+        s = np.log1p(m) - np.log1p(above)
+        beyond = (above == 0) & (x2 > top)
+        s += np.where(beyond, math.log(EXTRAPOLATE) * np.minimum(1.0, (x2 - top) / spread), 0.0)
+        return s if x.ndim == 2 else s[0]
+
+
+@dataclass
+class Calibration:
+    """Benign reference records per volume band, and the benign account-days' largest departures."""
+
+    statistics: tuple[str, ...]  # the compared statistics, in the columns' order
+    bands: list[Band | None]  # per BANDS entry (None: no benign account reached it; the nearest lower band is used)
+    extremes: list[float]  # ascending largest D, one per calibration account-day
+    meta: dict[str, Any] = field(default_factory=dict)
+    pool: list[float] | None = None  # the benign accounts' mean prompt vector (pool_distance compares with it, so
+    # many keys of one campaign cannot move what "ordinary" means)
+
+    @property
+    def smallest_rate(self) -> float:
+        """The smallest action rate this calibration can state: 1 / (N + 1)."""
+        return 1.0 / (len(self.extremes) + 1)
+
+    def band_index(self, stats: dict[str, float]) -> int | None:
+        """The band whose references an account is compared with: its own, or the nearest lower one with any."""
+        b = band_of(int(stats.get("requests", 0)))
+        if b is None:
+            return None
+        return next((i for i in range(b, -1, -1) if self.bands[i] is not None), None)
+
+    def band(self, stats: dict[str, float]) -> Band | None:
+        i = self.band_index(stats)
+        return None if i is None else self.bands[i]
+
+    def vector(self, stats: dict[str, float]) -> np.ndarray:
+        return np.array([float(stats.get(k, 0.0)) for k in self.statistics])
+
+    def departure(self, stats: dict[str, float], mask: np.ndarray | None = None) -> tuple[float, Band | None, int]:
+        """(D, its band, the nearest reference's row) of an account's statistics (0 below the first band)."""
+        band = self.band(stats)
+        if band is None:
+            return 0.0, None, -1
+        d, i = departure(band.surprise(self.vector(stats)), band.surprises, mask)
+        return d, band, i
+
+    def p_value(self, d: float) -> float:
+        """The conformal p-value of a departure D against the calibration account-days' largest; 1 for D = 0."""
+        if d <= 0:
+            return 1.0
+        return (1 + len(self.extremes) - bisect_left(self.extremes, d)) / (1 + len(self.extremes))
+
+    def assess(self, stats: dict[str, float]) -> tuple[float, dict[str, float]]:
+        """(score = 1 - p, explanation): each statistic's benign percentile in the account's band (100 * (1 - p_j)),
+        and how much it exceeds the nearest benign record's surprise (`over_nearest`, only where it does)."""
+        d, band, i = self.departure(stats)
+        if band is None:
+            return 0.0, {}
+        s = band.surprise(self.vector(stats))
+        pct = {k: round(100.0 * (1.0 - math.exp(-v)), 2) for k, v in zip(self.statistics, s, strict=True)}
+        if d > 0 and i >= 0:
+            over = s - band.surprises[i]
+            pct["over_nearest"] = {k: round(float(v), 2) for k, v in zip(self.statistics, over, strict=True) if v > 0}
+        pct["departure"] = round(d, 3)
+        return 1.0 - self.p_value(d), pct
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "bands": list(BANDS), "statistics": list(self.statistics),
+                "references": [None if b is None else b.values.tolist() for b in self.bands],
+                "extremes": self.extremes, "meta": self.meta, "pool": self.pool}
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """A calibration written by `distill guard calibrate`, checked against this guard's statistics and bands."""
+    fix = "write one with `distill guard calibrate --traffic LOG --out FILE` (docs/protect.md)"
+    raw = read_json_object(path, "guard calibration file", fix)
+    if raw.get("format") != FORMAT or raw.get("bands") != list(BANDS):
+        raise DistillError(f"not a guard calibration of this version (format {raw.get('format')!r})",
+                           where=str(path), fix=fix)
+    names, refs, extremes = raw.get("statistics"), raw.get("references"), raw.get("extremes")
+    if not isinstance(refs, list) or len(refs) != len(BANDS) or not isinstance(extremes, list) or not extremes \
+            or not isinstance(names, list):
+        raise DistillError("the calibration has no references or no calibration account-days", where=str(path),
+                           fix=fix)
+    unknown = sorted(set(names) - set(COMPARED))
+    if unknown:
+        raise DistillError(f"the calibration compares statistics this guard does not compute ({unknown[0]!r})",
+                           where=str(path), fix="recalibrate with this version of Distill")
+    try:
+        bands = [None if b is None else Band(np.asarray(b, dtype=np.float64).reshape(-1, len(names))) for b in refs]
+    except ValueError:
+        raise DistillError("the calibration's reference records do not match its statistics", where=str(path),
+                           fix=fix) from None
+    return Calibration(tuple(names), bands, sorted(map(float, extremes)), raw.get("meta") or {},
+                       [float(x) for x in raw["pool"]] if isinstance(raw.get("pool"), list) else None)
+
+
+def _spaced(values: list, k: int) -> list:
+    """At most k of `values`, evenly spaced (all of them when there are at most k)."""
+    if len(values) <= k:
+        return list(values)
+    return [values[round(i * (len(values) - 1) / (k - 1))] for i in range(k)]
+
+
+def actors(links: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Account -> the name of its actor: connected components of the links (union-find); unlinked accounts are
+    their own actor (absent from the result)."""
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in links:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {a: find(a) for a in parent}
+
+
+def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta: dict[str, Any] | None = None,
+                    exclude: Iterable[str] = (), pool: list[float] | None = None,
+                    links: Iterable[tuple[str, str]] = (), warmup: float = DAY) -> Calibration:
+    """A calibration from (account, guard time, statistics) records of benign traffic, in time order: every served
+    request of every account, as `Guard.observe` computes them (see `benign_records`); `exclude`: statistics not
+    to compare (ablations); `pool`, `links`: the benign mean prompt vector and the pairs of accounts whose frames
+    overlapped (`benign_records` returns both); `warmup`: seconds at the start of the traffic left out (the guard's
+    windows and shared word counts fill up then: a guard started cold sees every topic as rare).
+
+    Every account gives both: reference records (PER_BAND per band, evenly spaced) and its account-days' largest
+    departure, computed with its *actor's* reference records left out (a jackknife over actors: the accounts linked
+    to it by shared frames - a tutorial's users, one team's keys - vouch for each other, so they leave together; it is
+    judged by the others, as a new account will be)."""
+    records = list(records)
+    t0 = records[0][1] if records else 0.0
+    records = [r for r in records if r[1] >= t0 + warmup]
+    names = tuple(c for c in COMPARED if c not in set(exclude))
+    by_band: dict[tuple[str, int], list[dict[str, float]]] = defaultdict(list)
+    for account, _, stats in records:
+        b = band_of(int(stats.get("requests", 0)))
+        if b is not None:
+            by_band[(account, b)].append(stats)
+    rows: list[list[list[float]]] = [[] for _ in BANDS]
+    owners: list[list[str]] = [[] for _ in BANDS]
+    for (account, b), recs in by_band.items():
+        for r in _spaced(recs, PER_BAND):
+            rows[b].append([float(r.get(k, 0.0)) for k in names])
+            owners[b].append(account)
+    bands = [Band(np.asarray(r)) if r else None for r in rows]
+    cal = Calibration(names, bands, [], dict(meta or {}), pool)
+    actor = actors(links)
+    owner_arr = [np.asarray([actor.get(o, o) for o in own]) for own in owners]
+    worst: dict[tuple[str, int], float] = {}  # (account, day) -> largest D
+    own_cols: dict[tuple[int, str], list[np.ndarray]] = {}  # (band, actor) -> its own records' sorted columns
+    for account, ts, stats in records:
+        b = band_of(int(stats.get("requests", 0)))
+        i = None if b is None else next((i for i in range(b, -1, -1) if bands[i] is not None), None)
+        if i is None:
+            continue
+        who = actor.get(account, account)
+        mine = owner_arr[i] == who
+        if (i, who) not in own_cols:
+            own_cols[(i, who)] = [np.sort(c) for c in bands[i].values[mine].T]
+        d, _ = departure(bands[i].surprise(cal.vector(stats), own_cols[(i, who)]), bands[i].surprises, ~mine)
+        day = (account, int((ts - t0) // DAY))
+        worst[day] = max(worst.get(day, 0.0), d)
+    if len(worst) < 20:
+        raise DistillError(f"too little benign traffic to calibrate: {len(worst)} account-days with enough requests "
+                           f"after the first {warmup / 3600:g} h (the guard's warm-up; at least 20 needed)",
+                           where="distill guard calibrate",
+                           fix="log more days or more accounts of ordinary traffic (`traffic_log` in the guard config)")
+    cal.extremes = sorted(worst.values())
+    top = sorted(worst.items(), key=lambda kv: -kv[1])[:20]
+    meta = dict(meta or {})
+    cal.meta["highest_account_days"] = [{"account": a, "day": d, "departure": round(v, 3)} for (a, d), v in top]
+    empty = [BANDS[i] for i, b in enumerate(bands) if b is None]
+    cal.meta.update(accounts=len({a for a, _, _ in records}), linked_accounts=len(actor),
+                    actors_of_several=len(set(actor.values())), calibration_account_days=len(worst),
+                    records=len(records), reference_records=sum(len(r) for r in rows), empty_bands=empty,
+                    smallest_rate=round(cal.smallest_rate, 6))
+    return cal
+
+
+def save_calibration(cal: Calibration, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, cal.to_dict())
+    return path
+
+
+def summary(cal: Calibration) -> str:
+    m = cal.meta
+    return (f"{m.get('accounts')} accounts ({m.get('reference_accounts')} for the references), "
+            f"{m.get('calibration_account_days')} calibration account-days, {m.get('records')} requests; smallest "
+            f"statable rate {cal.smallest_rate:.4g} of benign account-days" +
+            (f"; bands without references: {m['empty_bands']}" if m.get("empty_bands") else "") +
+            "\n" + json.dumps({"rules_for": {f"1 in {round(1 / a)}": round(1 - a, 6) for a in (0.01, 0.005, 0.001)
+                                             if a >= cal.smallest_rate}}))
+
+
+def read_traffic(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a traffic log (`traffic_log`: {"key", "entry"}) or of a trace (`distill guard simulate`: {"key",
+    "ts", "request", "completion_tokens"}), checked; rows of other accounts than benign ones are the caller's
+    business (a trace's `label` is kept)."""
+    from distill.fileio import iter_jsonl
+
+    p = Path(path)
+    if not p.is_file():
+        raise DistillError("traffic log not found", where=str(p),
+                           fix="set `traffic_log: FILE` in the guard config and serve ordinary traffic first")
+    rows = []
+    for n, row in iter_jsonl(p.read_text(encoding="utf-8").splitlines(), str(p)):
+        ok = isinstance(row.get("key"), str) and (
+            isinstance(row.get("entry"), dict) or (isinstance(row.get("request"), dict)
+                                                   and isinstance(row.get("ts"), int | float)))
+        if not ok:
+            raise DistillError("traffic row has neither a key and an entry (traffic log) nor a key, ts and request "
+                               "(trace)", where=f"{p} line {n}",
+                               fix="pass the file the guard's traffic_log wrote, or a trace")
+        rows.append(row)
+    return rows
+
+
+def benign_records(rows: list[dict[str, Any]], window_seconds: float = DAY, max_window_requests: int = 2000
+                   ) -> tuple[list[tuple[str, float, dict[str, float]]], list[float], set[tuple[str, str]]]:
+    """Replay benign traffic rows (see `read_traffic`) through a guard that takes no action; returns its
+    (account, time, statistics) after every request, in time order, the benign mean prompt vector (the mean
+    over the accounts of their windows' mean vectors, averaged over every 1000th request), and the pairs of
+    accounts whose frames overlapped at some point (the guard's cross-key links)."""
+    from distill.protection.guard.actions import GuardConfig
+    from distill.protection.guard.core import Guard
+    from distill.protection.guard.features import Entry, make_entry
+
+    guard = Guard(GuardConfig(window_seconds=window_seconds, max_window_requests=max_window_requests, rules=[]),
+                  restore=False)
+    records: list[tuple[str, float, dict[str, float]]] = []
+    links: set[tuple[str, str]] = set()
+
+    def record(key: str, now: float, stats: dict[str, float]) -> None:
+        records.append((key, now, stats))
+        if stats.get("cross_key", 0.0) > 0:
+            links.update((min(key, o), max(key, o)) for o in guard.overlapping(key))
+
+    guard.recorder = record
+    pool, looks = None, 0
+    for i, row in enumerate(rows):
+        if "entry" in row:
+            try:
+                e = Entry.from_log(row["entry"])
+            except (KeyError, TypeError, ValueError):
+                raise DistillError("a traffic-log entry lacks fields this version logs", where=f"account {row['key']}",
+                                   fix="recalibrate on a log written by this version of Distill") from None
+        else:
+            tokens = row.get("completion_tokens")
+            response = {"usage": {"prompt_tokens": 0, "completion_tokens": int(tokens)}} if isinstance(
+                tokens, int) else None
+            e = make_entry(row["request"], response, float(row["ts"]))
+        guard.served_entry(row["key"], e, e.ts)
+        if i % 1000 == 999 or i == len(rows) - 1:
+            mean = guard.pool_sum / max(1, len(guard.means))
+            pool, looks = (mean if pool is None else pool + mean), looks + 1
+    return records, [round(float(x), 6) for x in (pool / looks)] if pool is not None else [], links

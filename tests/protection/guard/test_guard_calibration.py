@@ -1,0 +1,253 @@
+"""The calibrated guard: tail probabilities and their combination against direct computations, the jackknife
+calibration, the traffic log (no prompt text; calibrating from it equals calibrating from the trace), rules that
+act and hold, and the command's bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from distill.errors import DistillError
+from distill.protection.guard import Guard, GuardConfig, Rule, load_config
+from distill.protection.guard.calibration import (
+    BANDS,
+    Band,
+    actors,
+    band_of,
+    benign_records,
+    departure,
+    fit_calibration,
+    load_calibration,
+    read_traffic,
+    save_calibration,
+    tail_log_p,
+)
+from distill.protection.guard.simulate import simulate
+
+
+def test_tail_probability_is_the_conformal_rank_and_the_band_leaves_out_own_values():
+    rng = random.Random(0)
+    values = np.array([[rng.choice([0.0, 0.1, 0.25, 0.5, rng.random()]), float(rng.randint(0, 5))]
+                       for _ in range(200)])
+    band = Band(values)
+    own_rows = values[rng.sample(range(200), 8)]
+    own = [np.sort(c) for c in own_rows.T]
+    for _ in range(60):
+        x = np.array([rng.random() * 0.6, float(rng.randint(0, 5))])
+        got, got_own = band.surprise(x), band.surprise(x, own)
+        for j in range(2):
+            ref = sorted(values[:, j])
+            if x[j] > ref[-1]:
+                continue
+            direct = (1 + sum(r >= x[j] for r in ref)) / (1 + len(ref))
+            assert math.exp(-got[j]) == pytest.approx(direct, rel=1e-12)
+            assert math.exp(tail_log_p(ref, float(x[j]))) == pytest.approx(direct, rel=1e-12)
+            rest = list(values[:, j])
+            for v in own_rows[:, j]:
+                rest.remove(v)
+            direct_own = (1 + sum(r >= x[j] for r in rest)) / (1 + len(rest))
+            assert math.exp(-got_own[j]) == pytest.approx(direct_own, rel=1e-12)
+
+
+def test_beyond_every_reference_is_rarer_but_by_at_most_the_cap():
+    ref = sorted(float(i) for i in range(100))
+    floor = math.log(1 / 101)
+    below, far = tail_log_p(ref, 99.5), tail_log_p(ref, 1e6)
+    assert floor > below > far == pytest.approx(floor - math.log(10.0))
+    assert tail_log_p([0.0] * 50, 1.0) == pytest.approx(math.log(1 / 51) - math.log(10.0))
+    band = Band(np.array([[float(i)] for i in range(100)]))
+    assert band.surprise(np.array([1e6]))[0] == pytest.approx(-far)
+
+
+def test_departure_is_the_smallest_squared_excess_over_a_reference():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        refs = rng.exponential(1.0, size=(30, 5))
+        s = rng.exponential(1.5, size=5)
+        mask = rng.random(30) < 0.7
+        direct = min(sum(max(0.0, s[j] - refs[r, j]) ** 2 for j in range(5)) for r in range(30) if mask[r])
+        d, i = departure(s, refs, mask)
+        assert d == pytest.approx(direct, rel=1e-12) and mask[i]
+        assert sum(max(0.0, s[j] - refs[i, j]) ** 2 for j in range(5)) == pytest.approx(d)
+    # a record at least as high on every statistic explains the account away
+    assert departure(np.array([1.0, 2.0]), np.array([[5.0, 0.0], [1.0, 2.5]]))[0] == 0.0
+
+
+def test_actors_are_connected_components():
+    got = actors([("a", "b"), ("c", "d"), ("b", "c"), ("x", "y")])
+    assert len({got[k] for k in "abcd"}) == 1 and got["x"] == got["y"] != got["a"]
+
+
+def test_bands():
+    assert band_of(BANDS[0] - 1) is None
+    assert [band_of(b) for b in BANDS] == list(range(len(BANDS)))
+    assert band_of(10**6) == len(BANDS) - 1
+
+
+@pytest.fixture(scope="module")
+def benign():
+    """Two days of the simulator's benign accounts (fixed seed), as trace rows."""
+    return [e.row() for e in simulate(seed=5, n_benign=30, campaigns=(), days=2.0, repeats=0, profile="heldout")]
+
+
+@pytest.fixture(scope="module")
+def calibrated(benign):
+    records, pool, links = benign_records(benign)
+    return records, fit_calibration(records, {"test": True}, pool=pool, links=links, warmup=0.0)
+
+
+def test_calibration_extremes_are_each_account_days_largest_jackknifed_departure(benign):
+    records, pool, links = benign_records(benign)
+    cal = fit_calibration(records, {"test": True}, pool=pool, links=links, warmup=0.0)
+    # recompute a few accounts' extremes directly: their actor's reference records left out of the columns and of
+    # the nearest-record search, D after each of their requests, the largest per day
+    group = actors(links)
+    t0 = records[0][1]
+    owners = {}  # band -> actor of each reference row, rebuilt as fit_calibration spaces them
+    by_band: dict[tuple[str, int], list] = {}
+    for a, _, st in records:
+        b = band_of(int(st["requests"]))
+        if b is not None:
+            by_band.setdefault((a, b), []).append(st)
+    for (a, b), rows in by_band.items():
+        k = min(len(rows), 8)
+        owners.setdefault(b, []).extend([group.get(a, a)] * k)
+    accounts = sorted({a for a, _, _ in records})
+    for account in accounts[:: max(1, len(accounts) // 6)]:
+        who = group.get(account, account)
+        worst: dict[int, float] = {}
+        for a, ts, st in records:
+            if a != account or band_of(int(st["requests"])) is None:
+                continue
+            b = band_of(int(st["requests"]))
+            band = cal.bands[b]
+            mine = np.array(owners[b]) == who
+            x = cal.vector(st)
+            s = []
+            for j, col in enumerate(band.values.T):
+                rest = col[~mine]
+                direct = (1 + (rest >= x[j]).sum()) / (1 + len(rest))
+                s.append(-math.log(direct) if x[j] <= col.max() else band.surprise(x, [np.sort(c) for c in
+                                                                                      band.values[mine].T])[j])
+            s = np.array(s)
+            d = min((np.maximum(0.0, s - band.surprises[r]) ** 2).sum() for r in range(len(mine)) if not mine[r])
+            day = int((ts - t0) // 86400)
+            worst[day] = max(worst.get(day, 0.0), d)
+        for v in worst.values():
+            assert any(abs(v - e) <= 1e-9 * max(1.0, v) for e in cal.extremes)
+
+
+def test_acting_at_rate_a_acts_on_at_most_a_of_the_calibration_account_days(calibrated):
+    _, cal = calibrated
+    n = len(cal.extremes)
+    assert n >= 20 and cal.smallest_rate == pytest.approx(1 / (n + 1))
+    for a in (0.02, 0.05, 0.1, 0.25):
+        acted = sum(1 for e in cal.extremes if 1 - cal.p_value(e) >= 1 - a)
+        assert acted / n <= a + 1 / (n + 1)
+        ties = len(cal.extremes) - len(set(cal.extremes))
+        assert acted >= math.floor(a * (n + 1)) - 1 - ties  # and the rate is used, not wasted
+
+
+def test_saved_calibration_round_trips(calibrated, tmp_path):
+    _, cal = calibrated
+    path = save_calibration(cal, tmp_path / "cal.json")
+    back = load_calibration(path)
+    assert back.statistics == cal.statistics and back.extremes == cal.extremes and back.pool == cal.pool
+    for a, b in zip(back.bands, cal.bands, strict=True):  # exactly: a value at a band's top stays at its top
+        assert (a is None and b is None) or np.array_equal(a.values, b.values)
+    raw = json.loads(path.read_text())
+    raw["statistics"][0] = "no_such_statistic"
+    (tmp_path / "bad.json").write_text(json.dumps(raw))
+    with pytest.raises(DistillError, match="does not compute"):
+        load_calibration(tmp_path / "bad.json")
+
+
+def test_traffic_log_keeps_no_prompt_text_and_calibrates_like_the_trace(benign, calibrated, tmp_path):
+    _, cal = calibrated
+    log = tmp_path / "traffic.jsonl"
+    g = Guard(GuardConfig(traffic_log=str(log), rules=[]), restore=False)
+    for r in benign:
+        g.observe(r["key"], r["request"], {"usage": {"prompt_tokens": 0,
+                                                     "completion_tokens": r["completion_tokens"]}}, r["ts"])
+    g.save()
+    text = log.read_text()
+    words = {w for r in benign[:200] for w in r["request"]["messages"][0]["content"].lower().split() if len(w) >= 6}
+    assert words and not any(f'"{w}"' in text for w in words)
+    records, pool, links = benign_records(read_traffic(log))
+    from_log = fit_calibration(records, {"test": True}, pool=pool, links=links, warmup=0.0)
+    for a, b in zip(from_log.bands, cal.bands, strict=True):
+        assert (a is None and b is None) or np.array_equal(a.values, b.values)
+    assert from_log.extremes == pytest.approx(cal.extremes)
+
+
+def test_a_calibrated_rule_acts_on_a_departure_and_the_action_holds(calibrated, tmp_path):
+    _, cal = calibrated
+    path = save_calibration(cal, tmp_path / "cal.json")
+    g = Guard(GuardConfig(calibration=str(path), rules=[Rule(0.95, "throttle")], cooldown_seconds=3600), restore=False)
+    t = 1_700_000_000.0
+    for i in range(60):  # one fixed template over a sweep, long answers, log-probabilities, scripted pace
+        req = {"messages": [{"role": "user", "content": f"Write a comprehensive textbook chapter about zeta{i}qu "
+                                                        "with worked examples, step by step"}],
+               "max_tokens": 2048, "logprobs": True, "top_logprobs": 20}
+        g.observe("sweeper", req, {"usage": {"prompt_tokens": 20, "completion_tokens": 2048}}, t + 30 * i)
+    st = g.state["sweeper"]
+    assert st["action"] == "throttle" and st["changes"][0]["evidence"]
+    change = st["changes"][0]
+    assert {"cot", "logprobs"} <= set(change["evidence"])  # what exceeds the nearest benign record ...
+    assert min(change["percentiles"][k] for k in ("cot", "logprobs")) > 95  # ... and its benign percentile
+    # within the cool-down, ordinary requests do not lift it
+    for i in range(30):
+        req = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                            {"role": "user", "content": "thanks"}]}
+        g.observe("sweeper", req, {"usage": {"prompt_tokens": 5, "completion_tokens": 5}}, t + 1800 + i)
+    assert g.state["sweeper"]["action"] == "throttle"
+
+
+def test_config_refuses_a_rate_the_calibration_cannot_state(calibrated, tmp_path):
+    _, cal = calibrated
+    save_calibration(cal, tmp_path / "cal.json")
+    (tmp_path / "g.yaml").write_text("calibration: cal.json\nrules:\n  - {min_score: 0.99999, action: block}\n")
+    with pytest.raises(DistillError, match="this calibration can state"):
+        load_config(tmp_path / "g.yaml")
+    (tmp_path / "ok.yaml").write_text("calibration: cal.json\nrules:\n  - {min_score: 0.9, action: throttle}\n")
+    assert load_config(tmp_path / "ok.yaml").calibration == str(tmp_path / "cal.json")
+
+
+def test_calibrate_command(benign, tmp_path, capsys):
+    from distill.cli import main
+
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in benign))
+    assert main(["guard", "calibrate", "--traffic", str(trace), "--out", str(tmp_path / "c.json")]) == 0
+    assert "calibration account-days" in capsys.readouterr().out
+    assert load_calibration(tmp_path / "c.json").extremes
+    (tmp_path / "bad.jsonl").write_text('{"key": "a"}\n')
+    assert main(["guard", "calibrate", "--traffic", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "x.json")]) != 0
+    assert "neither a key and an entry" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_warmup_observes_before_it_acts_and_the_report_explains(calibrated, tmp_path):
+    from distill.protection.guard.report import format_table
+
+    _, cal = calibrated
+    path = save_calibration(cal, tmp_path / "cal.json")
+    g = Guard(GuardConfig(calibration=str(path), rules=[Rule(0.95, "throttle")], warmup_seconds=3600,
+                          state_file=str(tmp_path / "state.json")), restore=False)
+    t = 1_700_000_000.0
+    times = []
+    for i in range(200):
+        req = {"messages": [{"role": "user", "content": f"Write a comprehensive textbook chapter about zeta{i}qu "
+                                                        "with worked examples, step by step"}],
+               "max_tokens": 2048, "logprobs": True, "top_logprobs": 20}
+        if g.observe("sweeper", req, {"usage": {"prompt_tokens": 20, "completion_tokens": 2048}},
+                     t + 30 * i) != "none":
+            times.append(30 * i)
+    assert times and times[0] >= 3600  # scored all along, acted on only after the warm-up
+    g.save()
+    table = format_table(json.loads((tmp_path / "state.json").read_text()))
+    assert "sweeper" in table and "departure" in table and "throttle" in table
