@@ -11,11 +11,12 @@ is the only mode there is. The exception is the `logistic` statistic (the shippe
 simulator's "train" kinds), so `sim` is also run without it (`sim-nologistic`): the figures that count for the old
 simulator's kinds are those.
 
-Sources: `A` and `B` are `benchmarks/guard_traffic.py`, `C` and `D` `benchmarks/guard_traffic_c.py` (each written by
-a helper who never read the guard's code, the second also not the first generator; nine shared campaign kinds, C
-and D two more invented against a guard of this design, hard benign kinds of their own); `sim` is
-`distill guard simulate --profile heldout`. The guard was developed on `sim` and on `A` with seeds 7-9; `B`, `C`
-and `D` were first run for the figures reported, and A's reported seeds are not the development seeds. Rules: throttle at score
+Sources: `A` and `B` are `benchmarks/guard_traffic.py`, `C` and `D` `benchmarks/guard_traffic_c.py`, `E` and `F`
+`benchmarks/guard_traffic_e.py` (each written by a helper who never read the guard's code nor the generators before
+it; nine shared campaign kinds, two more per generator from C on, invented against a guard of this design; hard
+benign kinds of their own); `sim` is `distill guard simulate --profile heldout`. The guard was developed on `sim` and
+on `A` with seeds 7-9; B was run once on an earlier design (`results/guard_heldout_first_design_B.txt`: nothing
+caught), C-F never before the figures reported; A's reported seeds are not the development seeds. Rules: throttle at score
 >= 1 - RATE (at most RATE of benign account-days), block at >= 1 - RATE / 5 where the calibration can state it.
 `--server SOURCE` also replays that source's evaluation trace through `distill serve` (its app on
 bench_guard's RecordedLengthEngine, one API key per account) and reads the figures from the server's guard state.
@@ -56,7 +57,8 @@ def traffic(source: str, seed: int, days: float, benign_only: bool) -> list[dict
         for r in rows:
             r["campaign"] = r["key"] if r["label"] == "benign" else f"{r['kind']}-{r['key'].rsplit('-', 1)[0]}"
         return rows
-    name = "guard_traffic_c" if source in ("C", "D") else "guard_traffic"
+    name = {"C": "guard_traffic_c", "D": "guard_traffic_c", "E": "guard_traffic_e", "F": "guard_traffic_e"}.get(
+        source, "guard_traffic")
     spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -257,7 +259,7 @@ def through_server(source: str, rows: list[dict], cal_path: Path, cal, work: Pat
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sources", default="B,C,D,A,sim")
+    ap.add_argument("--sources", default="C,D,E,F,B,A,sim")
     ap.add_argument("--server", default=None, help="also replay this source's evaluation trace through distill serve")
     ap.add_argument("--speed", type=float, default=400.0)
     ap.add_argument("--out", default=str(HERE / "results" / "guard_heldout.json"))

@@ -108,6 +108,7 @@ class Band:
     """One volume band's benign reference records: values [R, J], each column sorted, and their surprises [R, J]."""
 
     values: np.ndarray
+    owners: list[str] | None = None  # the account each record came from (the explanation names the nearest one)
     columns: list[np.ndarray] = field(init=False)
     surprises: np.ndarray = field(init=False)
 
@@ -192,12 +193,15 @@ class Calibration:
         if d > 0 and i >= 0:
             over = s - band.surprises[i]
             pct["over_nearest"] = {k: round(float(v), 2) for k, v in zip(self.statistics, over, strict=True) if v > 0}
+            if band.owners:
+                pct["nearest_account"] = band.owners[i]
         pct["departure"] = round(d, 3)
         return 1.0 - self.p_value(d), pct
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "bands": list(BANDS), "statistics": list(self.statistics),
                 "references": [None if b is None else b.values.tolist() for b in self.bands],
+                "owners": [None if b is None else b.owners for b in self.bands],
                 "extremes": self.extremes, "meta": self.meta, "pool": self.pool}
 
 
@@ -218,7 +222,9 @@ def load_calibration(path: str | Path) -> Calibration:
         raise DistillError(f"the calibration compares statistics this guard does not compute ({unknown[0]!r})",
                            where=str(path), fix="recalibrate with this version of Distill")
     try:
-        bands = [None if b is None else Band(np.asarray(b, dtype=np.float64).reshape(-1, len(names))) for b in refs]
+        owners = raw.get("owners") or [None] * len(refs)
+        bands = [None if b is None else Band(np.asarray(b, dtype=np.float64).reshape(-1, len(names)), o)
+                 for b, o in zip(refs, owners, strict=True)]
     except ValueError:
         raise DistillError("the calibration's reference records do not match its statistics", where=str(path),
                            fix=fix) from None
@@ -267,6 +273,7 @@ def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta
     records = list(records)
     t0 = records[0][1] if records else 0.0
     records = [r for r in records if r[1] >= t0 + warmup]
+    t0 = t0 + warmup
     names = tuple(c for c in COMPARED if c not in set(exclude))
     by_band: dict[tuple[str, int], list[dict[str, float]]] = defaultdict(list)
     for account, _, stats in records:
@@ -279,7 +286,7 @@ def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta
         for r in _spaced(recs, PER_BAND):
             rows[b].append([float(r.get(k, 0.0)) for k in names])
             owners[b].append(account)
-    bands = [Band(np.asarray(r)) if r else None for r in rows]
+    bands = [Band(np.asarray(r), owners[b]) if r else None for b, r in enumerate(rows)]
     cal = Calibration(names, bands, [], dict(meta or {}), pool)
     actor = actors(links)
     owner_arr = [np.asarray([actor.get(o, o) for o in own]) for own in owners]

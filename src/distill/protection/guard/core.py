@@ -328,6 +328,7 @@ class Guard:
         if self.calibration is not None:  # each evidence statistic's percentile among benign accounts of its band
             change["percentiles"] = {k: pct[k] for k in top if k in pct}
             change["departure"] = pct.get("departure")
+            change["nearest_benign_account"] = pct.get("nearest_account")
         st["changes"] = (st["changes"] + [change])[-max(1, self.config.max_logged_changes):]
         st["changes_total"] += 1
         st.update(action=after, level=level, action_since=now, hold_until=now + self.config.cooldown_seconds,

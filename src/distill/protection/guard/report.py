@@ -23,6 +23,8 @@ def format_table(state: dict[str, Any]) -> str:
             over = sorted((pct.get("over_nearest") or {}).items(), key=lambda kv: -kv[1])[:3]
             ev = ", ".join(f"{k} (p{pct.get(k, 0):.1f})" for k, _ in over)
             ev = f"departure {pct.get('departure', 0):.1f}" + (f": {ev}" if ev else "")
+            if pct.get("nearest_account") and over:
+                ev += f" (nearest benign: {pct['nearest_account']})"
         else:
             contrib = r.get("contributions", {})
             top = sorted(contrib.items(), key=lambda kv: -kv[1])[:3]
