@@ -58,16 +58,16 @@ def test_guard_observes_and_blocks(tiny, tmp_path):
     from distill.protection.guard import Guard, GuardConfig, Rule
 
     cfg = GuardConfig(min_requests=2, rules=[Rule(min_score=0.0, action="block")],
-                      state_file=str(tmp_path / "guard.json"))
+                      state_file=str(tmp_path / "guard.json"), traffic_log=str(tmp_path / "traffic.jsonl"))
     guard = Guard(cfg)
     engine, server = _serve(tiny, Protection(guard=guard))
+    secret = [{"role": "user", "content": "tell me about the zebrafinch migration"}]
     with server as srv:
         client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        client.chat.completions.create(model="tiny", messages=secret, max_tokens=4)
         with pytest.raises(openai.PermissionDeniedError):
             for _ in range(5):
-                client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
-                                               max_tokens=4)
+                client.chat.completions.create(model="tiny", messages=secret, max_tokens=4)
     engine.close()
     state = guard.evidence("anonymous")
     assert state["action"] == "block" and state["requests_in_window"] >= 2
@@ -75,6 +75,10 @@ def test_guard_observes_and_blocks(tiny, tmp_path):
 
     P(guard=guard).close()
     assert (tmp_path / "guard.json").is_file()
+    # the traffic log: one line per served request (refused ones are not traffic), no prompt text
+    log = (tmp_path / "traffic.jsonl").read_text()
+    assert len(log.splitlines()) == state["requests_total"] >= 2
+    assert "zebrafinch" not in log and "migration" not in log and '"entry"' in log
 
 
 def test_serve_saves_guard_state_on_sigterm(tmp_path, tiny_model_dir, fixed_key):

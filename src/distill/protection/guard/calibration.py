@@ -38,7 +38,6 @@ launch) is acted on more often than stated until it is recalibrated.
 
 from __future__ import annotations
 
-import json
 import math
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
@@ -330,12 +329,13 @@ def save_calibration(cal: Calibration, path: str | Path) -> Path:
 
 def summary(cal: Calibration) -> str:
     m = cal.meta
-    return (f"{m.get('accounts')} accounts ({m.get('reference_accounts')} for the references), "
+    return (f"{m.get('accounts')} accounts, "
             f"{m.get('calibration_account_days')} calibration account-days, {m.get('records')} requests; smallest "
             f"statable rate {cal.smallest_rate:.4g} of benign account-days" +
             (f"; bands without references: {m['empty_bands']}" if m.get("empty_bands") else "") +
-            "\n" + json.dumps({"rules_for": {f"1 in {round(1 / a)}": round(1 - a, 6) for a in (0.01, 0.005, 0.001)
-                                             if a >= cal.smallest_rate}}))
+            "\nrule min_score for a stated benign rate: " +
+            "; ".join(f"1 in {round(1 / a)} account-days: {1 - a:g}" for a in (0.01, 0.005, 0.001)
+                      if a >= cal.smallest_rate))
 
 
 def read_traffic(path: str | Path) -> list[dict[str, Any]]:
