@@ -85,8 +85,8 @@ def test_serve_saves_guard_state_on_sigterm(tmp_path, tiny_model_dir, fixed_key)
     """`distill serve` stopped with SIGTERM still writes the guard's final state (uvicorn re-raises SIGTERM)."""
     import json
     import os
+    import re
     import signal
-    import socket
     import subprocess
     import sys
     import time
@@ -99,27 +99,29 @@ def test_serve_saves_guard_state_on_sigterm(tmp_path, tiny_model_dir, fixed_key)
     save_key(fixed_key(load_tokenizer(str(tiny_model_dir)), "serve-sigterm"), tmp_path / "wm.key")
     (tmp_path / "guard.yaml").write_text(f"state_file: {tmp_path / 'state.json'}\nwatermark_key: {tmp_path / 'wm.key'}\n"
                                          "persist_every_seconds: 3600\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log = open(tmp_path / "serve.log", "wb")  # closed in the finally block, after the process
     proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "serve", str(tiny_model_dir), "--host", "127.0.0.1",
-                             "--port", str(port), "--guard-config", str(tmp_path / "guard.yaml")], stdout=log,
+                             "--port", "0", "--guard-config", str(tmp_path / "guard.yaml")], stdout=log,
                             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + 300  # poll until it answers (a loaded machine can take long to start it)
+        url = None
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"distill serve exited (rc {proc.returncode}) before answering: "
                             f"{(tmp_path / 'serve.log').read_text(errors='replace')[-2000:]}")
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", (tmp_path / "serve.log").read_text(
+                errors="replace"))  # --port 0: the server binds a free port itself and reports it
             try:
-                httpx.get(url + "/models", timeout=5)
-                break
+                if found:
+                    url = found.group(1) + "/v1"
+                    httpx.get(url + "/models", timeout=5)
+                    break
             except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    pytest.fail("distill serve did not answer on 127.0.0.1 within 300 s")
-                time.sleep(0.2)
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("distill serve did not answer on 127.0.0.1 within 300 s")
+            time.sleep(0.2)
         body = {"model": str(tiny_model_dir), "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
         for _ in range(3):
             assert httpx.post(url + "/chat/completions", json=body, timeout=60).status_code == 200

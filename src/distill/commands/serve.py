@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 
 from distill.errors import DistillError
 
@@ -96,16 +97,22 @@ def run(args: argparse.Namespace) -> int:
         protection.antidistill = load_antidistill(args.antidistill, loaded.tokenizer, args.antidistill_lambda,
                                                   args.antidistill_eps)
     app = create_app(engine, name, aliases=aliases, api_keys=keys, limits=limits, **protection.hooks())
-    log.info("serving %s as '%s' on http://%s:%d (%s)", loaded.info.path, name, args.host, args.port,
-             f"{len(keys)} API key(s)" if keys else "no API key required")
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into a normal exit so that the engine
     # stops and the guard's state is saved (the `finally` below).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=JsonErrorH11Protocol)
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))  # bound here, so --port 0 reports the port it got before serving
+        port = sock.getsockname()[1]
+        log.info("serving %s as '%s' on http://%s:%d (%s)", loaded.info.path, name, args.host, port,
+                 f"{len(keys)} API key(s)" if keys else "no API key required")
+        print(f"distill serve: listening on http://{args.host}:{port}", flush=True)
+        config = uvicorn.Config(app, log_level=args.log_level, http=JsonErrorH11Protocol)
+        uvicorn.Server(config).run(sockets=[sock])
     except OSError as e:
         raise DistillError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}", where="distill serve",
-                           fix="pick another --port or stop the process using it") from None
+                           fix="pick another --port (0 picks a free one) or stop the process using it") from None
     finally:
         engine.close()
         protection.close()
