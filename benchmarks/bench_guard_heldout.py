@@ -36,8 +36,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from distill.protection.guard import Guard, GuardConfig, Rule
-from distill.protection.guard.calibration import benign_records, fit_calibration, save_calibration
+from distill.protection.guard.calibration import fit_calibration, save_calibration
 from distill.protection.guard.core import UNACTED
+from distill.protection.guard.traffic import benign_records
 
 HERE = Path(__file__).resolve().parent
 RATE = 0.005  # throttle: at most 1 in 200 benign account-days (1% of accounts over a 2-day trace)

@@ -130,13 +130,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from distill.protection.guard.actions import GuardConfig, load_config
-    from distill.protection.guard.calibration import (
-        benign_records,
-        fit_calibration,
-        read_traffic,
-        save_calibration,
-    )
+    from distill.protection.guard.calibration import fit_calibration, save_calibration
     from distill.protection.guard.calibration import summary as calibration_summary
+    from distill.protection.guard.traffic import benign_records, read_traffic
 
     cfg = load_config(args.guard_config) if args.guard_config else GuardConfig()
     rows = [r for path in args.traffic for r in read_traffic(path) if r.get("label", "benign") == "benign"]

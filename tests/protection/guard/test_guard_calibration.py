@@ -18,15 +18,14 @@ from distill.protection.guard.calibration import (
     Band,
     actors,
     band_of,
-    benign_records,
     departure,
     fit_calibration,
     load_calibration,
-    read_traffic,
     save_calibration,
     tail_log_p,
 )
 from distill.protection.guard.simulate import simulate
+from distill.protection.guard.traffic import benign_records, read_traffic
 
 
 def test_tail_probability_is_the_conformal_rank_and_the_band_leaves_out_own_values():

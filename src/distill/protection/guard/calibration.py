@@ -59,8 +59,8 @@ PER_BAND = 8  # reference records kept per account and band (evenly spaced over 
 DAY = 86400.0
 EXTRAPOLATE = 10.0  # a value beyond every reference is at most this much rarer than the rarest reference
 
-__all__ = ["BANDS", "COMPARED", "Calibration", "band_of", "benign_records", "fit_calibration", "load_calibration",
-           "read_traffic", "save_calibration", "tail_log_p"]
+__all__ = ["BANDS", "COMPARED", "Calibration", "band_of", "fit_calibration", "load_calibration", "save_calibration",
+           "tail_log_p"]
 
 
 def band_of(n: int) -> int | None:
@@ -336,67 +336,3 @@ def summary(cal: Calibration) -> str:
             "\nrule min_score for a stated benign rate: " +
             "; ".join(f"1 in {round(1 / a)} account-days: {1 - a:g}" for a in (0.01, 0.005, 0.001)
                       if a >= cal.smallest_rate))
-
-
-def read_traffic(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a traffic log (`traffic_log`: {"key", "entry"}) or of a trace (`distill guard simulate`: {"key",
-    "ts", "request", "completion_tokens"}), checked; rows of other accounts than benign ones are the caller's
-    business (a trace's `label` is kept)."""
-    from distill.fileio import iter_jsonl
-
-    p = Path(path)
-    if not p.is_file():
-        raise DistillError("traffic log not found", where=str(p),
-                           fix="set `traffic_log: FILE` in the guard config and serve ordinary traffic first")
-    rows = []
-    for n, row in iter_jsonl(p.read_text(encoding="utf-8").splitlines(), str(p)):
-        ok = isinstance(row.get("key"), str) and (
-            isinstance(row.get("entry"), dict) or (isinstance(row.get("request"), dict)
-                                                   and isinstance(row.get("ts"), int | float)))
-        if not ok:
-            raise DistillError("traffic row has neither a key and an entry (traffic log) nor a key, ts and request "
-                               "(trace)", where=f"{p} line {n}",
-                               fix="pass the file the guard's traffic_log wrote, or a trace")
-        rows.append(row)
-    return rows
-
-
-def benign_records(rows: list[dict[str, Any]], window_seconds: float = DAY, max_window_requests: int = 2000
-                   ) -> tuple[list[tuple[str, float, dict[str, float]]], list[float], set[tuple[str, str]]]:
-    """Replay benign traffic rows (see `read_traffic`) through a guard that takes no action; returns its
-    (account, time, statistics) after every request, in time order, the benign mean prompt vector (the mean
-    over the accounts of their windows' mean vectors, averaged over every 1000th request), and the pairs of
-    accounts whose frames overlapped at some point (the guard's cross-key links)."""
-    from distill.protection.guard.actions import GuardConfig
-    from distill.protection.guard.core import Guard
-    from distill.protection.guard.features import Entry, make_entry
-
-    guard = Guard(GuardConfig(window_seconds=window_seconds, max_window_requests=max_window_requests, rules=[]),
-                  restore=False)
-    records: list[tuple[str, float, dict[str, float]]] = []
-    links: set[tuple[str, str]] = set()
-
-    def record(key: str, now: float, stats: dict[str, float]) -> None:
-        records.append((key, now, stats))
-        if stats.get("cross_key", 0.0) > 0:
-            links.update((min(key, o), max(key, o)) for o in guard.overlapping(key))
-
-    guard.recorder = record
-    pool, looks = None, 0
-    for i, row in enumerate(rows):
-        if "entry" in row:
-            try:
-                e = Entry.from_log(row["entry"])
-            except (KeyError, TypeError, ValueError):
-                raise DistillError("a traffic-log entry lacks fields this version logs", where=f"account {row['key']}",
-                                   fix="recalibrate on a log written by this version of Distill") from None
-        else:
-            tokens = row.get("completion_tokens")
-            response = {"usage": {"prompt_tokens": 0, "completion_tokens": int(tokens)}} if isinstance(
-                tokens, int) else None
-            e = make_entry(row["request"], response, float(row["ts"]))
-        guard.served_entry(row["key"], e, e.ts)
-        if i % 1000 == 999 or i == len(rows) - 1:
-            mean = guard.pool_sum / max(1, len(guard.means))
-            pool, looks = (mean if pool is None else pool + mean), looks + 1
-    return records, [round(float(x), 6) for x in (pool / looks)] if pool is not None else [], links
