@@ -258,13 +258,42 @@ def through_server(source: str, rows: list[dict], cal_path: Path, cal, work: Pat
     return out
 
 
+def markdown(results: dict) -> str:
+    """The results as docs/benchmarks.md's tables: instances / keys acted on per campaign kind and source, then
+    benign accounts acted on and the fresh benign rate against its target."""
+    tags = [t for t in results["sources"] if not t.endswith("-server")]
+    kinds = sorted({k for t in tags for k in results["sources"][t]["campaigns"]})
+    out = ["| campaign kind | " + " | ".join(tags) + " |", "|---|" + "---|" * len(tags)]
+    for kind in kinds:
+        cells = []
+        for t in tags:
+            c = results["sources"][t]["campaigns"].get(kind)
+            cells.append("–" if c is None else f"{c['instances_acted_on']}/{c['instances']}" +
+                         (f" ({c['keys_acted_on']}/{c['keys']} keys)" if c["keys"] > c["instances"] else ""))
+        out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    out.append("| **benign accounts acted on** | " + " | ".join(
+        f"{results['sources'][t]['benign_acted_on']}/{results['sources'][t]['benign_accounts']}" for t in tags) + " |")
+    for rate in ("0.01", f"{RATE:g}"):
+        cells = []
+        for t in tags:
+            r = results["sources"][t]["benign_rate_fresh"][f"rate_{rate}"]
+            cells.append(f"{r['acted']}/{r['account_days']} = {100 * r['measured']:.2f}% "
+                         f"[{100 * r['ci95'][0]:.2f}, {100 * r['ci95'][1]:.2f}]")
+        out.append(f"| fresh benign account-days at rate {rate} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sources", default="C,D,E,F,B,A,sim")
     ap.add_argument("--server", default=None, help="also replay this source's evaluation trace through distill serve")
     ap.add_argument("--speed", type=float, default=400.0)
     ap.add_argument("--out", default=str(HERE / "results" / "guard_heldout.json"))
+    ap.add_argument("--markdown", default=None, help="print the tables of a results JSON and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-guard-heldout-"))
     cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.strip()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
