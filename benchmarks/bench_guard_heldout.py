@@ -248,11 +248,16 @@ def through_server(source: str, rows: list[dict], cal_path: Path, cal, work: Pat
                 a["served_after"] += 1
         elif x["code"] in ("throttled", "blocked"):
             first_refused.setdefault(x["key"], x["i"])
+    start = {}
+    for r in rows:
+        start.setdefault(r.get("campaign", r["key"]), r["ts"])
     for name, a in acc.items():
         changes = (st.get(name) or {}).get("changes") or []
-        acted = [c for c in changes if c["to"] not in UNACTED]
-        if acted:
-            a["first"] = acted[0]["ts"] / speed - rows[0]["ts"]
+        if any(c["to"] not in UNACTED for c in changes) and name in first_refused:
+            # time to the first refusal: the trace time of the first refused row, from the campaign's first row
+            a["first"] = rows[first_refused[name]]["ts"] - start[a["campaign"]]
+        elif any(c["to"] not in UNACTED for c in changes):
+            a["first"] = 0.0  # acted on, never refused after it (it sent nothing more)
     out = summarise(acc)
     out["overhead_ms"] = None
     return out
