@@ -167,14 +167,6 @@ class Calibration:
     def vector(self, stats: dict[str, float]) -> np.ndarray:
         return np.array([float(stats.get(k, 0.0)) for k in self.statistics])
 
-    def departure(self, stats: dict[str, float], mask: np.ndarray | None = None) -> tuple[float, Band | None, int]:
-        """(D, its band, the nearest reference's row) of an account's statistics (0 below the first band)."""
-        band = self.band(stats)
-        if band is None:
-            return 0.0, None, -1
-        d, i = departure(band.surprise(self.vector(stats)), band.surprises, mask)
-        return d, band, i
-
     def p_value(self, d: float) -> float:
         """The conformal p-value of a departure D against the calibration account-days' largest; 1 for D = 0."""
         if d <= 0:
@@ -184,10 +176,11 @@ class Calibration:
     def assess(self, stats: dict[str, float]) -> tuple[float, dict[str, float]]:
         """(score = 1 - p, explanation): each statistic's benign percentile in the account's band (100 * (1 - p_j)),
         and how much it exceeds the nearest benign record's surprise (`over_nearest`, only where it does)."""
-        d, band, i = self.departure(stats)
+        band = self.band(stats)
         if band is None:
             return 0.0, {}
         s = band.surprise(self.vector(stats))
+        d, i = departure(s, band.surprises)
         pct = {k: round(100.0 * (1.0 - math.exp(-v)), 2) for k, v in zip(self.statistics, s, strict=True)}
         if d > 0 and i >= 0:
             over = s - band.surprises[i]
