@@ -256,7 +256,8 @@ def main_table(ag: dict, suspects: list[str] | None = None, alpha: float = 0.01)
 
     rows = {}
     for s in suspects or DERIVED + UNDERIVED:
-        rep = judge({"teacher": list(ag[s, "teacher"]), **{r: list(ag[s, r]) for r in REFS}}, "teacher", alpha)
+        rep = judge({"teacher": list(ag[s, "teacher"]), **{r: list(ag[s, r]) for r in REFS}}, "teacher", alpha,
+                    parent_agreement={r: list(ag[r, "teacher"]) for r in REFS})
         rows[s] = {"derived_truth": s in DERIVED, "p": rep["p"], "flagged": rep["p"] < alpha,
                    "agreement": {k: round(v["mean"], 4) for k, v in rep["agreement"].items()},
                    "closest_reference": rep["closest_reference"], "gap_ci95": rep["gap_ci95"],

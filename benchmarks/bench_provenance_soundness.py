@@ -60,7 +60,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ("B", "C")  # --corpora; A (Shakespeare) is available but left out of the reported run (CPU budget)
-NAMES = {"A": "Shakespeare", "B": "chatterbot conversations", "C": "package licences"}
+NAMES = {"A": "Shakespeare", "B": "chatterbot conversations", "C": "package licences",
+         "D": "package descriptions (READMEs in the installed packages' metadata)",
+         "E": "Python standard library source"}
+SEED_OFFSET = 0  # --seed-offset: added to every student's seed (fresh replicates of the whole run)
 CE_SEEDS, KD_SEEDS, PR_SEEDS = (1, 2, 3, 4, 5, 6), (11, 12), ()
 CE_EPOCHS, KD_EPOCHS, REF_EPOCHS = (1, 2, 4), (0.25, 0.5, 1, 2, 4), 2
 SEQ, BATCH, LR, TOPK = 64, 8, 5e-3, 32
@@ -78,7 +81,7 @@ def power_mode() -> None:
 
 
 def corpus_text(name: str) -> str:
-    """The raw text of corpus A, B or C (installed files only)."""
+    """The raw text of corpus A, B, C, D or E (installed files only)."""
     if name == "A":
         from distill.data.corpus import read_text, shakespeare_files
 
@@ -92,7 +95,18 @@ def corpus_text(name: str) -> str:
             for conv in yaml.safe_load(f.read_text(encoding="utf-8")).get("conversations") or []:
                 lines += [str(t) for t in conv if isinstance(t, str | int | float)]
         return "\n".join(lines)
+    if name == "E":  # Python source: the standard library's pure-Python modules (not the test suite's three)
+        import sysconfig
+
+        lib = Path(sysconfig.get_paths()["stdlib"])
+        skip = {"textwrap.py", "shlex.py", "fnmatch.py"}
+        return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(lib.glob("*.py"))
+                         if p.name not in skip)
     site = Path(importlib.util.find_spec("torch").origin).parents[1]
+    if name == "D":  # the long descriptions (READMEs) in the installed packages' metadata, headers removed
+        bodies = (p.read_text(encoding="utf-8", errors="replace").split("\n\n", 1)
+                  for p in sorted(site.glob("*.dist-info/METADATA")))
+        return "\n\n".join(dict.fromkeys(b[1].strip() for b in bodies if len(b) == 2 and b[1].strip()))
     files = sorted({p for pat in ("LICENSE*", "COPYING*") for p in site.glob(f"*/{pat}") if p.is_file()})
     texts = dict.fromkeys(p.read_text(encoding="utf-8", errors="replace").strip() for p in files)  # no duplicates
     return "\n\n".join(texts)
@@ -193,13 +207,13 @@ def build(work: Path, args) -> dict:
         kd = teacher_topk(teacher, train[c])
         print(f"# {c}: {len(train[c])} passages, teacher top-{TOPK} cached, {time.perf_counter() - t0:.0f}s", flush=True)
         for s in CE_SEEDS:
-            train_student(tok, train[c], 100 * CORPORA.index(c) + s, CE_EPOCHS,
+            train_student(tok, train[c], SEED_OFFSET + 100 * CORPORA.index(c) + s, CE_EPOCHS,
                           on_ckpt=lambda e, m, c=c, s=s: record(f"{c}/ce{s}@{e:g}", m))
         for s in KD_SEEDS:
-            train_student(tok, train[c], 100 * CORPORA.index(c) + s, KD_EPOCHS, kd=kd,
+            train_student(tok, train[c], SEED_OFFSET + 100 * CORPORA.index(c) + s, KD_EPOCHS, kd=kd,
                           on_ckpt=lambda e, m, c=c, s=s: record(f"{c}/kd{s}@{e:g}", m))
         for s in PR_SEEDS:
-            train_student(tok, train[c], 100 * CORPORA.index(c) + s, KD_EPOCHS, kd=kd,
+            train_student(tok, train[c], SEED_OFFSET + 100 * CORPORA.index(c) + s, KD_EPOCHS, kd=kd,
                           on_ckpt=lambda e, m, c=c, s=s: record(f"{c}/pr{s}@{e:g}", m),
                           model=pruned_student(teacher, tok, train[c]))
         print(f"# {c}: students trained, {time.perf_counter() - t0:.0f}s", flush=True)
@@ -214,8 +228,10 @@ def one_test(preds: dict, targets: list, suspect: str, refs: list[str], q: str, 
 
     p = {label: preds[label][q][lo:hi] for label in ("parent", suspect, *refs)}
     st = open_statistics(p, targets[q][lo:hi], suspect, "parent", refs)
-    rep = judge(st["agreement"], "parent", 0.01, st["with_parent"], "departure", st["departure"], st["reasons"])
-    return {"verdict": rep["verdict"], "p": rep["p"], "p_parent": rep["p_by_statistic"]["parent"],
+    rep = judge(st["agreement"], "parent", 0.01, st["with_parent"], "departure", st["departure"], st["reasons"],
+                (st["departure_agreement"][suspect], st["departure_agreement"]))
+    return {"verdict": rep["verdict"], "p": rep["p"], "p_query": rep["p_query"], "p_model": rep["p_model"],
+            "p_parent": rep["p_by_statistic"]["parent"],
             "p_suspect": rep["p_by_statistic"]["suspect"], "coverage": any("cover" in r for r in rep["inconclusive"]),
             "degenerate": any("one same token" in r for r in rep["inconclusive"]),
             "fit_gap": st["fit"][suspect] - max(st["fit"][r] for r in refs)}
@@ -242,7 +258,7 @@ def power(data: dict) -> dict:
                         v = summarise(rows)
                         v["p"] = sorted(r["p"] for r in rows)
                         v["fit_gap_median"] = sorted(r["fit_gap"] for r in rows)[len(rows) // 2]
-                        v["departure_p_below_1e-5"] = sum(r["p"] < 1e-5 for r in rows)
+                        v["departure_p_below_1e-5"] = sum(r["p_query"] < 1e-5 for r in rows)
                         cells[f"{x}|{kind}@{e:g}|refs={rb}|q={n}"] = v
     return cells
 
@@ -293,7 +309,8 @@ def summarise(rows: list[dict]) -> dict:
             "median_p": sorted(r["p"] for r in rows)[n // 2] if n else None,
             "old_parent_flag_rate": sum(r["p_parent"] < 0.01 for r in rows) / n if n else None,
             "old_suspect_flag_rate": sum(r["p_suspect"] < 0.01 for r in rows) / n if n else None,
-            "departure_p_below_0.01": sum(r["p"] < 0.01 for r in rows)}
+            "departure_p_below_0.01": sum(r["p_query"] < 0.01 for r in rows),
+            "model_p_below_0.01": sum(r["p_model"] is not None and r["p_model"] < 0.01 for r in rows)}
 
 
 def matrix(data: dict) -> dict:
@@ -360,15 +377,18 @@ def fits(data: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/prov25")
-    ap.add_argument("--corpora", default="BC", help="which corpora (letters A, B, C; every ordered pair is a cell)")
+    ap.add_argument("--corpora", default="BC", help="which corpora (letters A-E; every ordered pair is a cell)")
     ap.add_argument("--train-tokens", type=int, default=None, help="tokens of each corpus's training slice "
                     "(default 4096; 16000 with --power)")
     ap.add_argument("--query-tokens", type=int, default=None, help="tokens of each corpus's query slice "
                     "(default 16384; 30500 with --power)")
     ap.add_argument("--power", action="store_true", help="the power curve with students that learn (see above)")
+    ap.add_argument("--out-suffix", default="", help="results file name suffix (provenance_power_SUFFIX.json)")
+    ap.add_argument("--seed-offset", type=int, default=0, help="added to every student's seed: fresh replicates")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    global CORPORA
+    global CORPORA, SEED_OFFSET
+    SEED_OFFSET = args.seed_offset
     if args.power:
         power_mode()
         args.corpora = args.corpora if "--corpora" in sys.argv else "AB"
@@ -388,7 +408,8 @@ def main() -> None:
         res["power"] = power(data)
         show_power(res["power"])
     res["wall_s"] = round(time.perf_counter() - t0)
-    name = "provenance_power.json" if args.power else "provenance_soundness.json"
+    name = ("provenance_power" if args.power else "provenance_soundness") + (f"_{args.out_suffix}" if args.out_suffix
+                                                                             else "") + ".json"
     (ROOT / "benchmarks" / "results" / name).write_text(json.dumps(res, indent=1))
     show(res["condensed"])
     print("| cell | tests | DERIVED | upper95 | inconclusive (coverage) | not derived | old parent / suspect flag rate |")

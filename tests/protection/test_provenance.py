@@ -37,12 +37,15 @@ def test_word_agreement_counts_positions_and_missing_words():
 
 def test_the_verdict_needs_every_reference_beaten_and_enough_queries():
     parent = [0.9] * 40
-    rep = provenance.judge({"parent": parent, "a": [0.1] * 40, "b": [0.95] * 40, "c": [0.1] * 40}, "parent")
+    rep = provenance.judge({"parent": parent, "a": [0.1] * 40, "b": [0.95] * 40, "c": [0.1] * 40}, "parent",
+                           parent_agreement={"a": [0.2] * 40, "b": [0.3] * 40, "c": [0.25] * 40})
     assert rep["references"]["a"]["p"] == pytest.approx(2.0**-40)
     assert rep["references"]["b"]["p"] == 1.0 and rep["p"] == 1.0 and not rep["derived"]
     assert rep["closest_reference"] == "b" and rep["verdict"] == "not_derived" and rep["inconclusive"] == []
     with pytest.raises(DistillError, match="cannot reach p < 0.01"):
-        provenance.judge({"parent": [1.0] * 5, "a": [0.0] * 5}, "parent")
+        provenance.judge({"parent": [1.0] * 5, "a": [0.0] * 5}, "parent", parent_agreement={"a": [0.0] * 5})
+    with pytest.raises(DistillError, match="model-level test of the suspect statistic needs"):
+        provenance.judge({"parent": parent, "a": [0.1] * 40}, "parent")
     with pytest.raises(DistillError, match="at least one reference"):
         provenance.judge({"parent": [1.0] * 10}, "parent")
 
@@ -57,7 +60,8 @@ def test_the_parent_centred_statistic_matches_a_direct_computation():
                            statistic="parent")
     pos, n = 7, 8
     assert rep["references"]["r"]["parent_wins"] == pos and rep["references"]["r"]["decided"] == n
-    assert rep["p"] == pytest.approx(sum(math.comb(n, k) for k in range(pos, n + 1)) / 2**n, rel=1e-9)
+    assert rep["p_query"] == pytest.approx(sum(math.comb(n, k) for k in range(pos, n + 1)) / 2**n, rel=1e-9)
+    assert rep["p_model"] is None and rep["p"] == 1.0  # one reference: no spread to compare with
     assert rep["p_by_statistic"]["suspect"] == 1.0 and rep["statistic"] == "parent"
     assert rep["reference_agreement_with_parent"]["r"] == pytest.approx(0.48)
     assert rep["verdict"] == "inconclusive" and not rep["derived"] and len(rep["inconclusive"]) == 2
@@ -201,7 +205,7 @@ def test_the_report_records_the_models_and_queries_it_compared(family, capsys):
     main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"], *_refs(family["refs"]),
           "--data", family["data"], "--queries", "40", "--seq-len", "32"])
     text = capsys.readouterr().out
-    assert "DERIVED at alpha 0.01" in text and "minimum detectable effect" in text
+    assert "DERIVED at alpha 0.01" in text and "minimum detectable effect" in text and "model level: the suspect" in text
     assert f"parent: weights sha256 {ev['models']['parent']['weights_sha256']}" in text
     assert f"queries and settings sha256 {ev['queries_sha256']}" in text
 
@@ -226,7 +230,7 @@ def test_references_of_another_domain_make_the_test_inconclusive(family, capsys)
     text = capsys.readouterr().out
     assert "INCONCLUSIVE" in text and "inconclusive: the references do not cover" in text and "DERIVED" not in text
     code, rep = _run(capsys, family["distilled"], family, refs=family["refs"][:2])  # too few references
-    assert code == 3 and any("only 2 reference model(s)" in r for r in rep["inconclusive"]) and rep["p"] < 1e-5
+    assert code == 3 and any("only 2 reference model(s)" in r for r in rep["inconclusive"]) and rep["p_query"] < 1e-5
 
 
 def test_a_text_corpus_is_compared_on_its_held_out_passages_only(family, tokenizer, capsys):
@@ -291,17 +295,48 @@ def test_open_mode_on_conversations_compares_the_answer_tokens_only(family, toke
 
 def test_three_references_and_enough_queries_can_conclude():
     parent = [1.0] * 40
-    rep = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent")
-    assert rep["cautions"] == [] and rep["inconclusive"] == [] and rep["p"] == pytest.approx(2.0**-40)
-    assert rep["verdict"] == "derived" and rep["derived"]
-    two = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40}, "parent")
+    own = {"a": [0.10] * 40, "b": [0.12] * 40, "c": [0.11] * 40}  # the references' own agreement with the parent
+    rep = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
+                           parent_agreement=own)
+    assert rep["cautions"] == [] and rep["inconclusive"] == [] and rep["p_query"] == pytest.approx(2.0**-40)
+    # the model-level test: t = (1.0 - 0.11) / (0.01 * sqrt(4/3)) with 2 degrees of freedom, in closed form
+    t = 0.89 / (0.01 * math.sqrt(4 / 3))
+    assert rep["p_model"] == pytest.approx(0.5 - t / (2 * math.sqrt(t * t + 2)), rel=1e-6)
+    assert rep["p"] == rep["p_model"] and rep["verdict"] == "derived" and rep["derived"]
+    two = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40}, "parent", parent_agreement=own)
     assert two["verdict"] == "inconclusive" and "only 2 reference model(s)" in two["inconclusive"][0]
-    few = provenance.judge({"parent": [1.0] * 12, "a": [0.0] * 12, "b": [0.0] * 12, "c": [0.0] * 12}, "parent")
-    assert few["p"] == pytest.approx(2.0**-12) and few["verdict"] == "inconclusive"
+    few = provenance.judge({"parent": [1.0] * 12, "a": [0.0] * 12, "b": [0.0] * 12, "c": [0.0] * 12}, "parent",
+                           parent_agreement={r: v[:12] for r, v in own.items()})
+    assert few["p_query"] == pytest.approx(2.0**-12) and few["verdict"] == "inconclusive"
     assert "12 queries are too few for the stated power" in few["inconclusive"][0]
     given = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
-                             inconclusive=["the references do not cover the queries' domain"])
-    assert given["verdict"] == "inconclusive" and not given["derived"] and given["p"] == pytest.approx(2.0**-40)
+                             parent_agreement=own, inconclusive=["the references do not cover the queries' domain"])
+    assert given["verdict"] == "inconclusive" and not given["derived"] and given["p_query"] == pytest.approx(2.0**-40)
+    flat = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
+                            parent_agreement={r: [0.1] * 40 for r in own})
+    assert flat["verdict"] == "inconclusive" and flat["p_model"] is None and "do not vary" in flat["inconclusive"][0]
+
+
+def test_the_model_level_test_matches_students_t_in_closed_form():
+    # one degree of freedom (2 references): Cauchy, sf(t) = 1/2 - atan(t)/pi
+    rep = provenance.model_level_test(0.5, [0.1, 0.3])
+    t = (0.5 - 0.2) / (math.sqrt(0.02) * math.sqrt(1.5))
+    assert rep["t"] == pytest.approx(t) and rep["df"] == 1
+    assert rep["p"] == pytest.approx(0.5 - math.atan(t) / math.pi, rel=1e-9)
+    assert provenance.model_level_test(0.0, [0.1, 0.3])["p"] > 0.5  # below the references: no evidence
+    assert provenance.model_level_test(0.9, [0.2, 0.2, 0.2])["p"] is None  # no spread: cannot be estimated
+
+
+def test_a_seed_difference_is_not_called_derived_however_many_queries():
+    # The suspect agrees with the parent a little more than each of three references on every one of 400 queries:
+    # the query-level sign test gives 2^-400, but the references themselves differ by more than that (model to
+    # model), so the suspect is one more model of their kind and the verdict must not be 'derived'.
+    n = 400
+    own = {"a": [0.20] * n, "b": [0.30] * n, "c": [0.25] * n}
+    rep = provenance.judge({"parent": [0.31] * n, "a": [0.0] * n, "b": [0.0] * n, "c": [0.0] * n}, "parent",
+                           parent_agreement=own, statistic="parent")
+    assert rep["p_query"] == pytest.approx(2.0**-n) and rep["p_model"] > 0.05
+    assert rep["p"] == rep["p_model"] and rep["verdict"] == "not_derived"
 
 
 def test_too_few_queries_and_a_missing_parent_are_refused(family, capsys):
@@ -328,12 +363,16 @@ def test_blackbox_mode_compares_answers_word_by_word(monkeypatch):
     n = 40
     said = {"suspect": [f"answer {i} is the parent's own way {i}" for i in range(n)],
             "parent": [f"answer {i} is the parent's usual way" for i in range(n)],
-            **{f"ref{k}": [f"well, answer {i} could be put otherwise {'xyz'[k]}" for i in range(n)] for k in range(3)}}
+            # the references share the parent's first word: always (ref0, ref1) or on even prompts (ref2)
+            **{f"ref{k}": [("answer" if k < 2 or i % 2 == 0 else "well,") + f" {i}{'xyz'[k]} could be put otherwise"
+                           for i in range(n)] for k in range(3)}}
     rep = _blackbox(monkeypatch, said)
     assert rep["mode"] == "blackbox" and rep["statistic"] == "parent"
     assert rep["agreement"]["parent"]["mean"] == pytest.approx(6 / 8)  # all but the last two words
-    assert rep["agreement"]["ref0"]["mean"] == 0.0
-    assert rep["p"] == pytest.approx(2.0**-n) and rep["derived"] and rep["verdict"] == "derived"
+    assert rep["agreement"]["ref0"]["mean"] == 1 / 8  # the first word
+    assert rep["reference_agreement_with_parent"] == pytest.approx({"ref0": 1 / 8, "ref1": 1 / 8, "ref2": 1 / 16})
+    assert rep["p_query"] == pytest.approx(2.0**-n) and rep["p"] == rep["p_model"] < 0.01
+    assert rep["derived"] and rep["verdict"] == "derived"
     assert not any("distinct answers" in c for c in rep["cautions"])
     assert rep["cautions"] == [provenance.BLACKBOX_COVERAGE]  # the limitation is always stated
     import hashlib
@@ -353,7 +392,7 @@ def test_a_reference_that_gives_the_same_few_answers_makes_it_inconclusive(monke
             **{f"ref{k}": [f"well, answer {i} could be put otherwise {'xyz'[k]}" for i in range(n)] for k in range(2)},
             "ref2": ["I am a lot." if i % 3 else "The resources." for i in range(n)]}  # 2 distinct of 40
     rep = _blackbox(monkeypatch, said)
-    assert rep["verdict"] == "inconclusive" and not rep["derived"] and rep["p"] == pytest.approx(2.0**-n)
+    assert rep["verdict"] == "inconclusive" and not rep["derived"] and rep["p_query"] == pytest.approx(2.0**-n)
     degenerate = [c for c in rep["inconclusive"] if "distinct answers" in c]
     assert len(degenerate) == 1 and degenerate[0].startswith("ref2 gave only 2 distinct answers (first 8 words) to 40")
     assert provenance.degenerate_answers({"m": ["a b"] * 5 + ["c"] * 5 + [str(i) for i in range(10)]}, 4) == []

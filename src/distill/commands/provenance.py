@@ -163,11 +163,16 @@ def print_report(report: dict, alpha: float) -> None:
     verdict = {"derived": "DERIVED", "not_derived": "not shown to be derived",
                "inconclusive": "INCONCLUSIVE (no verdict)"}[report["verdict"]]
     others = ", ".join(f"{k} {v:.3g}" for k, v in report["p_by_statistic"].items())
-    print(f"p = {report['p']:.3g} ({report['statistic']} statistic, exact sign test, the largest over the "
-          f"references; all: {others}): {verdict} at alpha {alpha:g}. A small p says {SAID[report['statistic']]}, "
-          "about these models on these queries: a parent that is merely the nearest of several models of one "
-          "recipe looks like a real one, which no number of queries averages out (use several references of "
-          "the suspect's kind and data).")
+    level = report["model_level"]
+    p_model = "not computable" if level["p"] is None else f"{level['p']:.3g} (t = {level['t']:.2f}, {level['df']} df)"
+    print(f"query level: p = {report['p_query']:.3g} ({report['statistic']} statistic, exact sign test, the largest "
+          f"over the references; all statistics: {others})")
+    print(f"model level: the suspect's {level['suspect']:.4f} against the references' {level['reference_mean']:.4f} "
+          f"± {level['reference_sd']:.4f} (how much models not derived from the parent differ): p = {p_model}")
+    print(f"p = {report['p']:.3g} (the larger of the two): {verdict} at alpha {alpha:g}. A small p says "
+          f"{SAID[report['statistic']]} by more than models of the references' kind differ from each other, "
+          "about these models on these queries; it is only as sound as the references are of the suspect's kind "
+          "and data.")
     for reason in report.get("inconclusive", []):
         print(f"inconclusive: {reason}")
     for caution in report.get("cautions", []):

@@ -359,6 +359,44 @@ def statistic_differences(statistic: str, parent: str, agreement: dict[str, list
     return {r: [a - b for a, b in zip(agreement[parent], other[r], strict=True)] for r in refs}
 
 
+def model_level_test(suspect: float, references: Sequence[float]) -> dict[str, Any]:
+    """The model-level test: is the suspect's value of the statistic (one number per model, computed the same way
+    for every model) outside what models of the references' kind produce? The references are a sample of models
+    not derived from the parent; under H0 the suspect is one more draw from their population, and with the
+    population normal, t = (x_s − mean_r) / (sd_r · √(1 + 1/k)) follows Student's t with k − 1 degrees of freedom
+    (the prediction interval of a new draw), so p = P(T_{k−1} ≥ t) is exact for any number k ≥ 2 of references.
+
+    The query-level sign test alone cannot see this source of chance: two seeds of one recipe differ, and with
+    enough queries any difference between two models becomes 'significant' (measured: 2.1% false DERIVED at 0.01
+    when one reference set mixed recipes; docs/provenance_test.md). Returns p (None when the references' spread is
+    0: it cannot be estimated), t, the references' mean and standard deviation and the degrees of freedom."""
+    from scipy.special import stdtr  # Student's t cdf (scipy.stats takes seconds to import)
+
+    k = len(references)
+    mean = float(np.mean(references))
+    sd = float(np.std(references, ddof=1)) if k > 1 else 0.0
+    if sd <= 1e-9:  # equal up to rounding
+        return {"p": None, "t": None, "reference_mean": mean, "reference_sd": sd, "df": k - 1}
+    t = (suspect - mean) / (sd * math.sqrt(1 + 1 / k))
+    return {"p": float(stdtr(k - 1, -t)), "t": t, "reference_mean": mean, "reference_sd": sd, "df": k - 1}
+
+
+def model_values(statistic: str, parent: str, agreement: dict[str, list[float]],
+                 parent_agreement: dict[str, list[float]] | None,
+                 departure_level: tuple[float, dict[str, float]] | None) -> tuple[float, dict[str, float]] | None:
+    """The one number per model the model-level test compares, as (the suspect's, {reference: its}): the departure
+    agreement for the departure statistic (`departure_level`: the suspect's, and by label), otherwise the
+    mean agreement with the parent (the suspect's, each reference's). None when the inputs were not given."""
+    refs = [r for r in agreement if r != parent]
+    if statistic == "departure":
+        if departure_level is None:
+            return None
+        return departure_level[0], {r: departure_level[1][r] for r in refs}
+    if parent_agreement is None:
+        return None
+    return float(np.mean(agreement[parent])), {r: float(np.mean(parent_agreement[r])) for r in refs}
+
+
 def verdict_of(p: float, alpha: float, inconclusive: Sequence[str]) -> str:
     """'inconclusive' when any reason says the test cannot conclude, else 'derived' when p < alpha, else
     'not_derived'."""
@@ -367,13 +405,20 @@ def verdict_of(p: float, alpha: float, inconclusive: Sequence[str]) -> str:
 
 def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
           parent_agreement: dict[str, list[float]] | None = None, statistic: str = "suspect",
-          departure: dict[str, list[float]] | None = None, inconclusive: Sequence[str] = ()) -> dict[str, Any]:
+          departure: dict[str, list[float]] | None = None, inconclusive: Sequence[str] = (),
+          departure_level: tuple[float, dict[str, float]] | None = None) -> dict[str, Any]:
     """The provenance test on per-query agreements of the suspect with the parent and each reference
     (`agreement`), each reference's agreement with the parent (`parent_agreement`, for the parent-centred
-    statistic) and the departure statistic's differences per reference (`departure`, same keys as the references).
-    The verdict uses `statistic`; the others' p are reported when computable. The verdict is 'inconclusive' (never
-    'derived') with fewer than MIN_REFERENCES references, a query set whose minimum detectable effect exceeds
-    MAX_MDE, or any reason given in `inconclusive` (references that do not cover the domain, degenerate ones)."""
+    statistic), the departure statistic's differences per reference (`departure`, same keys as the references) and
+    each model's departure agreement (`departure_level`: the suspect's, and each reference's by label).
+
+    Two tests must both reject: the query-level one (per reference, the sign test over queries; p_query = the max
+    over references) and the model-level one (`model_level_test` on one number per model, which accounts for how
+    much models of one recipe differ); p = max(p_query, p_model). The verdict uses `statistic`; the others'
+    query-level p are reported when computable. The verdict is 'inconclusive' (never 'derived') with fewer than
+    MIN_REFERENCES references, references whose values do not vary, a query set whose minimum detectable effect
+    exceeds MAX_MDE, or any reason given in `inconclusive` (references that do not cover the domain, degenerate
+    ones)."""
     if statistic not in STATISTICS:
         raise DistillError(f"unknown provenance statistic {statistic!r}", where="--statistic",
                            fix="use 'departure' (default), 'parent' (parent-centred) or 'suspect' (suspect-centred)")
@@ -401,7 +446,15 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
         if stat == statistic:
             per_ref, diffs = rows, d_of
     closest = min(refs, key=lambda r: per_ref[r]["mean_gap"])
-    p = p_of[statistic]
+    values = model_values(statistic, parent, agreement, parent_agreement, departure_level)
+    if values is None:
+        raise DistillError(f"the model-level test of the {statistic} statistic needs "
+                           + ("each model's departure agreement" if statistic == "departure"
+                              else "every reference's agreement with the parent"), where=f"statistic={statistic}",
+                           fix="pass " + ("departure_level" if statistic == "departure" else "parent_agreement"))
+    level = model_level_test(values[0], [values[1][r] for r in refs])
+    level.update(suspect=values[0], references=values[1])
+    p = max(p_of[statistic], level["p"] if level["p"] is not None else 1.0)
     mde = min_detectable_win_rate(n, alpha)
     reasons = list(inconclusive)
     if len(refs) < MIN_REFERENCES:
@@ -412,8 +465,13 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
         reasons.append(f"{n} queries are too few for the stated power: the suspect would have to beat every "
                        f"reference on {mde:.0%} of decided queries to be flagged at {alpha:g} with {POWER:.0%} "
                        f"probability (the test is built for {MAX_MDE:.0%}). Use more --queries")
+    if level["p"] is None and len(refs) > 1:
+        reasons.append(f"the references' values of the statistic do not vary ({level['reference_mean']:.4f} each), "
+                       "so how much models not derived from the parent differ cannot be estimated. Use references "
+                       "trained independently (other seeds, data orders or recipes of the suspect's kind)")
     verdict = verdict_of(p, alpha, reasons)
-    return {"queries": n, "p": p, "alpha": alpha, "verdict": verdict, "derived": verdict == "derived",
+    return {"queries": n, "p": p, "p_query": p_of[statistic], "p_model": level["p"], "model_level": level,
+            "alpha": alpha, "verdict": verdict, "derived": verdict == "derived",
             "inconclusive": reasons, "statistic": statistic, "cautions": [],
             "min_detectable_win_rate": mde, "power": POWER,
             "p_by_statistic": p_of, "closest_reference": closest, "gap_ci95": bootstrap_ci(diffs[closest]),
@@ -520,7 +578,7 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
     st = open_statistics(preds, [q.targets() for q in asked], suspect.label, parent.label,
                          [c.label for c in references])
     report = judge(st["agreement"], parent.label, alpha, st["with_parent"], statistic, st["departure"],
-                   st["reasons"])
+                   st["reasons"], (st["departure_agreement"][suspect.label], st["departure_agreement"]))
     report["cautions"] += st["cautions"]
     chat = asked[0].compared is not None
     report.update(mode="open", fit_top1={k: round(v, 4) for k, v in st["fit"].items()},
