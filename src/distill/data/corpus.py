@@ -25,6 +25,8 @@ from torch import Tensor
 from distill.data.formats import data_format
 from distill.errors import DistillError
 from distill.fileio import iter_jsonl
+from distill.tokens.chat import chat_text, encode_chat
+from distill.tokens.toolcalls import ToolFormatError, normalize, with_reasoning
 
 TEXT_SUFFIXES = {".txt", ".md", ".text", ""}
 
@@ -83,28 +85,41 @@ def _tokenize_each(tokenizer, texts: Iterable[str]) -> Iterator[list[int]]:
         yield tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _chat_example(messages: list[dict], tokenizer, seq_len: int, where: str) -> dict[str, Tensor]:
-    """Render a conversation with the chat template; only assistant tokens are targets."""
-    if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
-                                                  for m in messages):
-        raise DistillError("a `messages` value must be a list of {role, content} objects", where=where,
-                           fix="write rows like {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}, ...]}")
-    ids: list[int] = []
-    mask: list[bool] = []
+def conversation_example(row: dict, tokenizer, seq_len: int, where: str, reasoning: str = "keep") -> dict[str, Tensor]:
+    """Render a conversation (optionally with tools, see `distill.tokens.toolcalls`); only assistant tokens -
+    its text, reasoning (when kept) and tool calls - are targets, never system, user or tool turns."""
+    try:
+        messages, tools = normalize(row.get("messages"), row.get("tools"))
+    except ToolFormatError as e:
+        raise DistillError(f"malformed conversation: `{e.field}` {e.problem}", where=where,
+                           fix="write rows like {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}, "
+                           "{\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"c1\", "
+                           "\"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": \"{}\"}}]}, "
+                           "{\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": \"...\"}], \"tools\": [...]} "
+                           "(the OpenAI chat shape; docs/agents.md)") from None
+    messages = with_reasoning(messages, keep=reasoning == "keep")
+    text, spans = "", []  # the conversation up to its last assistant turn; each answer's [start, end) characters
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        prefix = tokenizer.apply_chat_template(messages[:i], tokenize=True, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=True)
-        prefix, full = _as_ids(prefix), _as_ids(full)
-        if full[: len(prefix)] != prefix:
-            raise DistillError("the chat template does not render conversations incrementally", where=where,
+        try:
+            prefix = chat_text(tokenizer, messages[:i], tools, add_generation_prompt=True)
+            full = chat_text(tokenizer, messages[: i + 1], tools)
+        except Exception as e:  # noqa: BLE001 - templates raise on what they cannot render
+            raise DistillError(f"the chat template cannot render this conversation: {str(e).rstrip('.!')}", where=where,
+                               fix="check the roles and order the template accepts (e.g. one tool call per turn "
+                               "for Llama 3.1), or use a tokenizer whose template does") from None
+        if not full.startswith(prefix) or not prefix.startswith(text):
+            raise DistillError("the chat template does not render conversations incrementally (a later turn "
+                               "changes how earlier turns are rendered)", where=where,
                                fix="use JSONL `text` rows instead of `messages` for this tokenizer")
-        new_prompt = prefix[len(ids):]
-        answer = full[len(prefix):]
-        ids.extend(new_prompt + answer)
-        # position t is scored when t+1 is an answer token
-        mask.extend([False] * len(new_prompt) + [True] * len(answer))
+        spans.append((len(prefix), len(full)))
+        text = full
+    # one tokenization of the whole text (the ids a server would see); a token is a target when its characters
+    # overlap an answer's
+    enc = encode_chat(tokenizer, text, offsets=True) if spans else {"input_ids": [], "offset_mapping": []}
+    ids = list(enc["input_ids"])
+    mask = [any(s < e_t and e > s_t for s, e in spans) for s_t, e_t in enc["offset_mapping"]]
     if not ids:
         raise DistillError("a conversation has no assistant message, so nothing would be learned", where=where,
                            fix="add an assistant turn or use a `text` row")
@@ -112,12 +127,6 @@ def _chat_example(messages: list[dict], tokenizer, seq_len: int, where: str) -> 
     ids, mask = ids[:seq_len], mask[:seq_len]
     mask[-1] = False
     return {"input_ids": torch.tensor(ids, dtype=torch.long), "loss_mask": torch.tensor(mask, dtype=torch.bool)}
-
-
-def _as_ids(rendered) -> list[int]:
-    if isinstance(rendered, dict) or hasattr(rendered, "keys"):
-        rendered = rendered["input_ids"]
-    return list(rendered)
 
 
 def _read_rows(path: Path, fmt: str) -> list[dict]:
@@ -133,7 +142,7 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
     return rows
 
 
-def _examples(path: Path, fmt: str, tokenizer, seq_len: int) -> tuple[list[dict[str, Tensor]], str, bool]:
+def _examples(path: Path, fmt: str, tokenizer, seq_len: int, reasoning: str = "keep") -> tuple[list[dict[str, Tensor]], str, bool]:
     """The examples of a data file or folder, a description, and whether they are conversations."""
     eos = tokenizer.eos_token_id
     if fmt == "generated":
@@ -167,7 +176,7 @@ def _examples(path: Path, fmt: str, tokenizer, seq_len: int) -> tuple[list[dict[
     if not rows:
         raise DistillError("the data file has no rows", where=str(path), fix="check the file")
     if all("messages" in r for r in rows):
-        return [_chat_example(r["messages"], tokenizer, seq_len, f"{path} row {i + 1}")
+        return [conversation_example(r, tokenizer, seq_len, f"{path} row {i + 1}", reasoning)
                 for i, r in enumerate(rows)], f"{len(rows)} conversations from {path}", True
     missing = [i + 1 for i, r in enumerate(rows) if not isinstance(r.get("text"), str)]
     if missing:
@@ -201,7 +210,7 @@ def load_corpus(cfg, tokenizer) -> Corpus:
         fmt = data_format(cfg.path, cfg.format)
         if path.is_file() and path.stat().st_size == 0:
             raise DistillError(f"data file is empty: {cfg.path}", where="data.path", fix="point at a file with data")
-        examples, desc, chat = _examples(path, fmt, tokenizer, cfg.seq_len)
+        examples, desc, chat = _examples(path, fmt, tokenizer, cfg.seq_len, cfg.reasoning)
     if len(examples) < 2:
         raise DistillError(f"too little data: {len(examples)} sequence(s) of {cfg.seq_len} tokens",
                            where=f"data.path={cfg.path}", fix="add data or lower data.seq_len")
@@ -215,7 +224,8 @@ def load_corpus(cfg, tokenizer) -> Corpus:
     if cfg.max_sequences:
         train = train[: cfg.max_sequences]
     h = hashlib.sha256(json.dumps({"path": str(cfg.path), "seq_len": cfg.seq_len, "seed": cfg.seed,
-                                   "heldout": cfg.heldout_fraction, "max": cfg.max_sequences}).encode())
+                                   "heldout": cfg.heldout_fraction, "max": cfg.max_sequences,
+                                   **({"reasoning": cfg.reasoning} if cfg.reasoning != "keep" else {})}).encode())
     for ex in train + heldout:
         h.update(ex["input_ids"].numpy().tobytes())
         h.update(ex["loss_mask"].numpy().tobytes())
