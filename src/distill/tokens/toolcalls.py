@@ -254,6 +254,12 @@ def supports_tools(tokenizer) -> bool:
 _probe_cache: dict[str, bool] = {}
 
 
+def calls_parseable(tokenizer) -> bool:
+    """Whether the model's calls come back as `<tool_call>` blocks that `parse_tool_calls` reads: with the fallback
+    format, or a template that renders tools with them (Qwen2.5, Hermes); not Llama 3.1's bare JSON, say."""
+    return not supports_tools(tokenizer) or TOOL_CALL_OPEN in tokenizer.chat_template
+
+
 def parse_tool_calls(text: str) -> tuple[str | None, list[dict]]:
     """Split generated text into its content and its `<tool_call>` blocks, as an OpenAI assistant message has them.
 
