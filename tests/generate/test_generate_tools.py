@@ -177,3 +177,22 @@ def test_tools_refuse_several_samples_and_log_probabilities(agent_server, tools,
     for kw in ({"n": 2}, {"top_logprobs": 2}, {"max_turns": 0}):
         with pytest.raises(DistillError, match="--tools"):
             run_generation(_cfg(agent_server, tools, tmp_path / "o", PROMPTS[:1], **kw))
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--tools", "{d}/notes.txt"], "neither a Python module nor a JSON schema file"),
+    (["--tools", "{d}/t.py"], "cannot describe the tool 'f'"),
+    (["--tool-command", "python run.py"], "--tool-command runs the tools of --tools tools.json"),
+])
+def test_bad_tool_options_are_one_paragraph(tiny_model_dir, tmp_path, capsys, extra, match):
+    from distill.cli import main
+
+    (tmp_path / "t.py").write_text("def f(x):\n    return x\n")
+    (tmp_path / "p.txt").write_text("hello\n")
+    code = main(["generate", "--endpoint", "http://127.0.0.1:9/v1", "--model", "tiny", "--teacher-spec",
+                 str(tiny_model_dir), "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "o"),
+                 *[e.format(d=tmp_path) for e in extra]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert match in err and "What to do:" in err
+    assert not (tmp_path / "o").exists()  # refused before anything is written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 
 import pytest
@@ -111,6 +112,51 @@ def test_time_and_size_limits(tools):
         "error: the tool's output exceeded 100 characters by far", False)
 
 
+RUNNER = '''
+import json, sys
+call = json.load(sys.stdin)
+args = call["arguments"]
+if call["name"] == "add":
+    print(args["a"] + args["b"])
+elif call["name"] == "fail":
+    print("disk on fire")
+    sys.exit(3)
+else:
+    import time
+    time.sleep(60)
+'''
+
+
+@pytest.fixture()
+def schema_tools(tmp_path):
+    (tmp_path / "run.py").write_text(RUNNER)
+    tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
+             for n in ("add", "fail", "hang")]
+    (tmp_path / "tools.json").write_text(json.dumps({"tools": tools}))
+    return load_tools(tmp_path / "tools.json", f"{sys.executable} {tmp_path / 'run.py'}")
+
+
+def test_a_schema_file_runs_through_its_command(schema_tools):
+    assert schema_tools.names == ("add", "fail", "hang")
+    r = ToolRunner(schema_tools, timeout_s=1.0, max_chars=100)
+    assert run(r, "add", {"a": 2, "b": 3}) == ("5", True)
+    assert run(r, "fail", {}) == ("error: the tool command exited with status 3: disk on fire", False)
+    assert run(r, "hang", {}) == ("error: the tool did not finish within 1 s", False)
+    assert run(r, "rm", {}) == ("error: unknown tool 'rm'; the tools are add, fail, hang", False)  # never spawned
+
+
+@pytest.mark.parametrize("content,command,match", [
+    ('[{"type": "function", "function": {"parameters": {}}}]', "true", "`tools\\[0\\].function.name`"),
+    ("[]", "true", "lists no tool"),
+    ("{not json", "true", "not valid JSON"),
+    ('[{"type": "function", "function": {"name": "f"}}]', None, "needs the command"),
+])
+def test_bad_schema_files_are_clear_errors(tmp_path, content, command, match):
+    (tmp_path / "t.json").write_text(content)
+    with pytest.raises(DistillError, match=match):
+        load_tools(tmp_path / "t.json", command)
+
+
 @pytest.mark.parametrize("source,match", [
     ("def f(x):\n    return x\n", "cannot describe the tool 'f'"),
     ("def f(x: int) -> int:\n    '''No args section.'''\n    return x\n", "cannot describe the tool 'f'"),
@@ -122,5 +168,7 @@ def test_bad_tool_modules_are_clear_errors(tmp_path, source, match):
     path.write_text(source)
     with pytest.raises(DistillError, match=match):
         load_tools(path)
-    with pytest.raises(DistillError, match="not a Python file"):
+    with pytest.raises(DistillError, match="neither a Python module nor a JSON schema file"):
         load_tools(tmp_path / "missing.py")
+    with pytest.raises(DistillError, match="not of a Python module"):
+        load_tools(tmp_path / "t.py", "python run.py")

@@ -54,10 +54,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="for a local server: the model it serves ('default', a dir, a .gguf), so the policy "
                         "gate can identify it (default: --tokenizer)")
     p.add_argument("--tools", default=None,
-                   help="a Python module whose public functions (type hints + Google-style docstrings) are tools: "
+                   help="a Python module whose public functions (type hints + Google-style docstrings) are tools "
+                        "(or a JSON file of tool schemas with --tool-command): "
                         "they are sent as `tools`, each call the model makes runs locally (its own process, "
                         "--tool-timeout, --tool-max-chars; an error becomes the tool message) and the answer "
                         "goes back, up to --max-turns; each prompt is stored as a whole trajectory")
+    p.add_argument("--tool-command", default=None,
+                   help="with --tools tools.json (OpenAI tool schemas): the command that runs a call; it reads "
+                        "{\"name\", \"arguments\"} as JSON on stdin and prints the result (a non-zero exit is "
+                        "an error)")
     p.add_argument("--max-turns", type=int, default=8, help="with --tools: assistant turns per trajectory at most "
                                                             "(default 8)")
     p.add_argument("--tool-timeout", type=float, default=10.0, help="with --tools: seconds per tool call (default 10)")
@@ -122,10 +127,13 @@ def run(args: argparse.Namespace) -> int:
             raise DistillError("--limit must be at least 1", where="distill generate", fix="pass a positive number")
         prompts = prompts[: args.limit]
     tools = None
+    if args.tool_command and not args.tools:
+        raise DistillError("--tool-command runs the tools of --tools tools.json", where="distill generate",
+                           fix="add --tools with the JSON schema file, or leave out --tool-command")
     if args.tools:
         from distill.generate.tools import load_tools
 
-        tools = load_tools(args.tools)
+        tools = load_tools(args.tools, args.tool_command)
     tokenizer = None
     if args.tokenizer:
         from distill.models.loading import load_tokenizer
