@@ -12,6 +12,7 @@ from distill.tokens.toolcalls import (
     normalize,
     parse_tool_calls,
     supports_tools,
+    tool_support,
     with_reasoning,
 )
 
@@ -21,6 +22,9 @@ def test_the_probe_tells_tool_templates_from_others(tokenizer):
     assert supports_tools(with_template(tokenizer, QWEN25))
     assert supports_tools(with_template(tokenizer, LLAMA31, LLAMA_SPECIALS))
     assert not supports_tools(with_template(tokenizer, "{{ raise_exception('no') }}"))
+    assert [tool_support(t) for t in (tokenizer, with_template(tokenizer, QWEN25),
+                                      with_template(tokenizer, LLAMA31, LLAMA_SPECIALS))] == [
+        "fallback", "template", "unreadable"]
 
 
 def test_normalize_parses_string_arguments_and_checks_call_ids():

@@ -106,7 +106,8 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
     return rows
 
 
-def _examples(path: Path, fmt: str, tokenizer, seq_len: int, reasoning: str = "keep") -> tuple[list[dict[str, Tensor]], str, bool]:
+def _examples(path: Path, fmt: str, tokenizer, seq_len: int, reasoning: str = "keep"
+              ) -> tuple[list[dict[str, Tensor]], str, bool]:
     """The examples of a data file or folder, a description, and whether they are conversations."""
     eos = tokenizer.eos_token_id
     if fmt == "generated":

@@ -305,7 +305,8 @@ class _Generation:
             turns.append({"usage": usage, "tries": tries, "finish_reason": ch["finish_reason"],
                           "response_id": data.get("id"), "response_model": data.get("model")})
             calls = ch.get("tool_calls") or []
-            conv.append({"role": "assistant", "content": ch["text"] or None, **({"tool_calls": calls} if calls else {})})
+            turn = {"role": "assistant", "content": ch["text"] or None}
+            conv.append({**turn, "tool_calls": calls} if calls else turn)
             if not calls:
                 finish = "answer"
                 break

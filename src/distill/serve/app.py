@@ -417,7 +417,8 @@ def _tool_setup(st: ServeState, body) -> tuple[list[dict], list[dict] | None]:
     try:
         msgs, _ = normalize(msgs)
     except ToolFormatError as e:
-        raise ApiError(400, f"invalid value for '{e.field}': {e.problem}", param=e.field, code="invalid_value") from None
+        raise ApiError(400, f"invalid value for '{e.field}': {e.problem}", param=e.field,
+                       code="invalid_value") from None
     return with_reasoning(msgs, keep=True), tools
 
 

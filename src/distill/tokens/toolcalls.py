@@ -218,6 +218,7 @@ def fallback_messages(messages: list[dict], tools: list[dict]) -> list[dict]:
     return out
 
 
+_probe_cache: dict[str, bool] = {}  # template text -> supports_tools
 _PROBE_TOOL = "probe_tool_zq"
 _PROBE_ARG = "probe_value_zq"
 _PROBE_RESULT = "probe_result_zq"
@@ -240,7 +241,8 @@ def supports_tools(tokenizer) -> bool:
                                                  "x": {"type": "string"}}, "required": ["x"]}}}
     msgs = [{"role": "user", "content": "hi"},
             {"role": "assistant", "content": "", "tool_calls": [
-                {"id": "call0", "type": "function", "function": {"name": _PROBE_TOOL, "arguments": {"x": _PROBE_ARG}}}]},
+                {"id": "call0", "type": "function",
+                 "function": {"name": _PROBE_TOOL, "arguments": {"x": _PROBE_ARG}}}]},
             {"role": "tool", "tool_call_id": "call0", "content": _PROBE_RESULT}]
     try:
         text = tokenizer.apply_chat_template(msgs, tools=[tool], tokenize=False, add_generation_prompt=True)
@@ -251,13 +253,25 @@ def supports_tools(tokenizer) -> bool:
     return ok
 
 
-_probe_cache: dict[str, bool] = {}
+TOOL_SUPPORT = {
+    "template": "the chat template renders tools, and its calls are <tool_call> blocks",
+    "fallback": "the chat template has no tool support: tools use the <tool_call> fallback format",
+    "unreadable": "the chat template renders tools, but writes calls in its own format (not <tool_call> blocks)",
+}
+
+
+def tool_support(tokenizer) -> str:
+    """How a model does tools (a key of TOOL_SUPPORT): through its template with `<tool_call>` blocks (Qwen2.5,
+    Hermes), through the fallback format, or through a template whose calls `parse_tool_calls` cannot read back
+    (Llama 3.1's bare JSON, say)."""
+    if not supports_tools(tokenizer):
+        return "fallback"
+    return "template" if TOOL_CALL_OPEN in tokenizer.chat_template else "unreadable"
 
 
 def calls_parseable(tokenizer) -> bool:
-    """Whether the model's calls come back as `<tool_call>` blocks that `parse_tool_calls` reads: with the fallback
-    format, or a template that renders tools with them (Qwen2.5, Hermes); not Llama 3.1's bare JSON, say."""
-    return not supports_tools(tokenizer) or TOOL_CALL_OPEN in tokenizer.chat_template
+    """Whether the model's calls come back as `<tool_call>` blocks that `parse_tool_calls` reads."""
+    return tool_support(tokenizer) != "unreadable"
 
 
 def parse_tool_calls(text: str) -> tuple[str | None, list[dict]]:
