@@ -15,6 +15,7 @@ import sys
 
 import pytest
 import torch
+from fastapi import FastAPI, Request
 from gen_helpers import API_KEY, Gate
 
 from distill.generate.client import GenerateConfig, run_generation
@@ -196,3 +197,42 @@ def test_bad_tool_options_are_one_paragraph(tiny_model_dir, tmp_path, capsys, ex
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert match in err and "What to do:" in err
     assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_any_api_tool_calls_and_reasoning_are_kept(tools, tmp_path, tokenizer):
+    """An API that answers with `tool_calls` (object arguments) and `reasoning_content` (as vLLM's reasoning
+    parsers and DeepSeek do): both land in the trajectory; data.reasoning keeps or drops the reasoning."""
+    from distill.data.generated import load_generated
+    from distill.serve.background import BackgroundServer
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        assert [t["function"]["name"] for t in body["tools"]] == ["add"]
+        called = body["messages"][-1]["role"] == "tool"
+        msg = {"role": "assistant", "content": "5." if called else None,
+               "reasoning_content": "Done." if called else "Use add.",
+               **({} if called else {"tool_calls": [{"id": "x1", "type": "function",
+                                                     "function": {"name": "add", "arguments": {"a": 2, "b": 3}}}]})}
+        return {"id": "r", "model": "m", "choices": [{"index": 0, "message": msg,
+                                                      "finish_reason": "stop" if called else "tool_calls"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 3}}
+
+    out = tmp_path / "o"
+    with BackgroundServer(app) as srv:
+        acct = run_generation(_cfg(srv, tools, out, PROMPTS[:2], key=None))
+    assert (acct.succeeded, acct.turns, acct.tool_calls, acct.tool_errors, acct.tokens_in) == (2, 4, 2, 0, 40)
+    conv = json.loads((out / "results.jsonl").read_text().splitlines()[0])["trajectory"]
+    assert conv[1:] == [
+        {"role": "assistant", "content": None, "reasoning_content": "Use add.", "tool_calls": [
+            {"id": "x1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}]},
+        {"role": "tool", "tool_call_id": "x1", "content": "5"},
+        {"role": "assistant", "content": "5.", "reasoning_content": "Done."}]
+    for reasoning, expected in (("keep", "<think>\nUse add.\n</think>\n\n"), ("drop", "")):
+        ex = load_generated(out, tokenizer, reasoning)[0]
+        ids, mask = ex["input_ids"], ex["loss_mask"]
+        targets = tokenizer.decode([ids[t + 1] for t in range(len(ids) - 1) if mask[t]])
+        assert targets.startswith(expected + '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}')
+        assert ("Done." in targets) == (reasoning == "keep")

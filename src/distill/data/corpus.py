@@ -113,7 +113,7 @@ def _examples(path: Path, fmt: str, tokenizer, seq_len: int, reasoning: str = "k
     if fmt == "generated":
         from distill.data.generated import load_generated
 
-        rows = load_generated(path, tokenizer)
+        rows = load_generated(path, tokenizer, reasoning)
         out = []
         for r in rows:
             ex = {"input_ids": torch.tensor(r["input_ids"][:seq_len]),

@@ -52,20 +52,21 @@ def _mapped_answer(choice: dict, mapper: TokenMapper, vocab_bytes: list[bytes]) 
     return ids if spelled == choice.get("text", "") else None
 
 
-def _trajectory_example(rec: dict, tokenizer) -> dict | None:
+def _trajectory_example(rec: dict, tokenizer, reasoning: str) -> dict | None:
     """A stored tool-calling trajectory as one example (`distill.data.conversations`: its text, reasoning and tool
     calls are targets, tool results never); None when it cannot be rendered."""
     try:
         ids, mask = conversation_tokens({"messages": rec["trajectory"], "tools": rec.get("tools")}, tokenizer,
-                                        f"trajectory {rec.get('key')}")
+                                        f"trajectory {rec.get('key')}", reasoning)
     except DistillError as e:
         log.warning("dropped a stored trajectory: %s", e)
         return None
     return {"input_ids": ids, "loss_mask": mask}
 
 
-def load_generated(out_dir: str | Path, tokenizer) -> GeneratedSet:
-    """Training examples from a `distill generate` output folder (see the module docstring)."""
+def load_generated(out_dir: str | Path, tokenizer, reasoning: str = "keep") -> GeneratedSet:
+    """Training examples from a `distill generate` output folder (see the module docstring); `reasoning`
+    ('keep' or 'drop', `data.reasoning`) applies to tool-calling trajectories."""
     path = Path(out_dir) / RESULTS
     if not path.is_file():
         raise DistillError("no generated results found", where=str(path),
@@ -81,7 +82,7 @@ def load_generated(out_dir: str | Path, tokenizer) -> GeneratedSet:
     for rec in sorted(read_appended_jsonl(path), key=lambda r: str(r.get("key", ""))):
         counts["records"] += 1
         if "trajectory" in rec:  # `distill generate --tools`: the whole conversation, assistant turns as targets
-            ex = _trajectory_example(rec, tokenizer)
+            ex = _trajectory_example(rec, tokenizer, reasoning)
             counts["dropped" if ex is None else "rows"] += 1
             if ex is not None:
                 out.append(ex)

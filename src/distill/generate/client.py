@@ -153,6 +153,9 @@ def _parse_choices(data: Any, mapper: TokenMapper | None) -> list[dict]:
                                "finish_reason": ch.get("finish_reason")}
         if msg.get("tool_calls"):
             row["tool_calls"] = _tool_calls(msg["tool_calls"])
+        reasoning = msg.get("reasoning_content", msg.get("reasoning"))  # vLLM / DeepSeek, OpenRouter
+        if isinstance(reasoning, str) and reasoning:
+            row["reasoning_content"] = reasoning
         lp = ch.get("logprobs")
         content = lp.get("content") if isinstance(lp, dict) else None
         if isinstance(content, list):
@@ -305,7 +308,8 @@ class _Generation:
             turns.append({"usage": usage, "tries": tries, "finish_reason": ch["finish_reason"],
                           "response_id": data.get("id"), "response_model": data.get("model")})
             calls = ch.get("tool_calls") or []
-            turn = {"role": "assistant", "content": ch["text"] or None}
+            turn = {"role": "assistant", "content": ch["text"] or None,
+                    **({"reasoning_content": ch["reasoning_content"]} if "reasoning_content" in ch else {})}
             conv.append({**turn, "tool_calls": calls} if calls else turn)
             if not calls:
                 finish = "answer"
