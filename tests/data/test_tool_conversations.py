@@ -160,3 +160,20 @@ def test_malformed_tool_rows_name_the_row_and_field(tokenizer, tmp_path, edit, f
         load_corpus(DataConfig(path=str(path), seq_len=256), tokenizer)
     msg = str(e.value)
     assert f"`{field}`" in msg and "row 2" in msg and "What to do:" in msg
+
+
+def test_parquet_tool_rows_equal_jsonl_ones(tokenizer, tmp_path):
+    """Parquet unifies struct keys across rows (nulls for the missing ones): the rows read back as written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    other = {"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}
+    rows = [ROW, {**ROW, "tools": [other, ADD]}, {"messages": [{"role": "user", "content": "Hi"},
+                                                                {"role": "assistant", "content": "Hello."}]}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    a, b = (load_corpus(DataConfig(path=str(tmp_path / f"t.{s}"), seq_len=1024, heldout_fraction=0.3), tokenizer)
+            for s in ("parquet", "jsonl"))
+    assert [x["input_ids"].tolist() for x in a.train + a.heldout] == [x["input_ids"].tolist()
+                                                                       for x in b.train + b.heldout]

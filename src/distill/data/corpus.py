@@ -93,12 +93,22 @@ def conversation_example(row: dict, tokenizer, seq_len: int, where: str, reasoni
     return {"input_ids": torch.tensor(ids, dtype=torch.long), "loss_mask": torch.tensor(mask, dtype=torch.bool)}
 
 
+def _without_nulls(value):
+    """`value` with every null-valued key dropped, at any depth: a Parquet struct column holds the union of its
+    rows' keys, filling the missing ones with null (a tool's schema would gain every other tool's properties)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def _read_rows(path: Path, fmt: str) -> list[dict]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()
+            return [_without_nulls(r) for r in pq.read_table(path).to_pylist()]
         except Exception as e:  # noqa: BLE001
             raise DistillError(f"cannot read Parquet file: {e}", where=str(path), fix="check the file") from e
     with open(path, encoding="utf-8") as f:

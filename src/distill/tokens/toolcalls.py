@@ -161,7 +161,7 @@ def normalize(messages, tools=None) -> tuple[list[dict], list[dict]]:
                                           "assistant message before it")
                 open_ids.discard(call_id)
                 msg["tool_call_id"] = call_id
-            if "name" in m:
+            if m.get("name") is not None:
                 msg["name"] = _name(m["name"], f"{f}.name")
         else:
             calls_open = False
