@@ -136,24 +136,32 @@ def test_bad_tool_requests_are_400s_naming_the_field(server, change, param, code
     assert (err["param"], err["code"]) == (param, code), err
 
 
-def test_a_template_whose_calls_cannot_be_read_back_is_refused(tiny_loaded):
-    from chat_templates import LLAMA31, LLAMA_SPECIALS, QWEN25, with_template
+def test_templates_with_their_own_tool_formats(tiny_loaded):
+    """Qwen2.5-style (`<tool_call>` blocks) and Llama-3.1-style (bare JSON) templates: calls read back in their
+    format; a template writing calls some other way is refused with a 400."""
+    from chat_templates import LLAMA31, QWEN25, with_template
 
     from distill.serve.app import create_app
     from distill.serve.background import BackgroundServer
     from distill.serve.engine import Engine
 
-    for template, specials, ok in ((QWEN25, None, True), (LLAMA31, LLAMA_SPECIALS, False)):
-        tok = with_template(tiny_loaded.tokenizer, template, specials)
+    other = QWEN25.replace("<tool_call>", "<fn>").replace("</tool_call>", "</fn>")
+    # the Llama headers stay plain text here: added special tokens would lie outside the tiny model's vocabulary
+    cases = ((QWEN25, CALL_TEXT), (LLAMA31, '{"name": "add", "parameters": {"a": 2, "b": 3}}'), (other, None))
+    for template, text in cases:
+        tok = with_template(tiny_loaded.tokenizer, template)
+        emit = Emit(tok, text or "")
         eng = Engine(tiny_loaded.model, tok, max_batch=2).start()
         try:
-            with BackgroundServer(create_app(eng, "tiny")) as srv:
+            with BackgroundServer(create_app(eng, "tiny", processors_for=lambda name, e=emit: [e])) as srv:
                 cl = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=60)
-                if ok:
-                    r = cl.chat.completions.create(model="tiny", messages=ASK, tools=[ADD], max_tokens=4)
-                    assert r.choices[0].finish_reason == "length"  # 4 tokens cannot hold a call
-                else:
+                if text is None:
                     with pytest.raises(openai.BadRequestError, match="own format"):
                         cl.chat.completions.create(model="tiny", messages=ASK, tools=[ADD], max_tokens=4)
+                    continue
+                r = cl.chat.completions.create(model="tiny", messages=ASK, tools=[ADD], max_tokens=64)
+                assert r.choices[0].finish_reason == "tool_calls"
+                assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {"a": 2, "b": 3}
+                assert ADD["function"]["description"] in tok.decode(emit.prompt)  # the tools reached the prompt
         finally:
             eng.close()

@@ -24,7 +24,9 @@ def test_the_probe_tells_tool_templates_from_others(tokenizer):
     assert not supports_tools(with_template(tokenizer, "{{ raise_exception('no') }}"))
     assert [tool_support(t) for t in (tokenizer, with_template(tokenizer, QWEN25),
                                       with_template(tokenizer, LLAMA31, LLAMA_SPECIALS))] == [
-        "fallback", "template", "unreadable"]
+        "fallback", "template", "llama3_json"]
+    other = QWEN25.replace("<tool_call>", "<fn>").replace("</tool_call>", "</fn>")
+    assert tool_support(with_template(tokenizer, other)) == "unreadable"
 
 
 def test_normalize_parses_string_arguments_and_checks_call_ids():
@@ -72,3 +74,13 @@ def test_parser_reads_calls_and_content():
 ])
 def test_parser_leaves_anything_else_as_content(text):
     assert parse_tool_calls(text) == (text, [])
+
+
+def test_llama_json_calls():
+    content, calls = parse_tool_calls('<|python_tag|>{"name": "add", "parameters": {"a": 2}}; {"name": "now", '
+                                      '"parameters": {}}', "llama3_json")
+    assert content is None and [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == [
+        ("add", {"a": 2}), ("now", {})]
+    for text in ("Sure: {\"name\": \"add\"}", '{"name": "add", "parameters": [1]}', '{"name": "add", "param',
+                 '{"parameters": {}}', "plain"):
+        assert parse_tool_calls(text, "llama3_json") == (text, [])

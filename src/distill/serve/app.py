@@ -48,9 +48,9 @@ from distill.serve.schemas import ChatCompletionRequest, CompletionRequest, Toke
 from distill.tokens.chat import render_chat
 from distill.tokens.toolcalls import (
     ToolFormatError,
-    calls_parseable,
     normalize,
     parse_tool_calls,
+    tool_support,
     with_reasoning,
 )
 
@@ -390,9 +390,10 @@ async def _guarded(request: Request, handle: Handler) -> Response:
         return e.response()
 
 
-def _tool_setup(st: ServeState, body) -> tuple[list[dict], list[dict] | None]:
-    """The request's messages normalized (`distill.tokens.toolcalls`), and the tools to render (None when the
-    request has none or `tool_choice` is 'none'); a 400 for what this server cannot do with tools."""
+def _tool_setup(st: ServeState, body) -> tuple[list[dict], list[dict] | None, str]:
+    """The request's messages normalized (`distill.tokens.toolcalls`), the tools to render (None when the request
+    has none or `tool_choice` is 'none') and how calls are read back (`tool_support`); a 400 for what this server
+    cannot do with tools."""
     choice = body.tool_choice
     if choice is not None and not body.tools:
         raise ApiError(400, "tool_choice needs tools", param="tool_choice", code="invalid_value")
@@ -401,10 +402,11 @@ def _tool_setup(st: ServeState, body) -> tuple[list[dict], list[dict] | None]:
                        "does not do; send tool_choice 'auto' (or leave it out)", param="tool_choice",
                        code="unsupported_value")
     tools = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools and choice != "none" else None
-    if tools and not calls_parseable(st.engine.tokenizer):
+    fmt = tool_support(st.engine.tokenizer)
+    if tools and fmt == "unreadable":
         raise ApiError(400, "this model's chat template writes tool calls in its own format; distill serve reads "
-                       "back `<tool_call>` blocks only (the Hermes/Qwen format, and the fallback for templates "
-                       "without tools)", param="tools", code="unsupported_value")
+                       "back `<tool_call>` blocks (Hermes/Qwen, and the fallback for templates without tools) and "
+                       "Llama 3.1's JSON calls only", param="tools", code="unsupported_value")
     msgs = []
     for m in body.messages:
         d = {"role": m.role, "content": m.text()}
@@ -419,14 +421,14 @@ def _tool_setup(st: ServeState, body) -> tuple[list[dict], list[dict] | None]:
     except ToolFormatError as e:
         raise ApiError(400, f"invalid value for '{e.field}': {e.problem}", param=e.field,
                        code="invalid_value") from None
-    return with_reasoning(msgs, keep=True), tools
+    return with_reasoning(msgs, keep=True), tools, fmt
 
 
-def _answer(c, tools: bool, parallel: bool) -> tuple[dict, str | None]:
-    """A choice's message and finish reason; with tools, `<tool_call>` blocks become `tool_calls`."""
+def _answer(c, tools: bool, fmt: str, parallel: bool) -> tuple[dict, str | None]:
+    """A choice's message and finish reason; with tools, the calls in its text (`fmt`) become `tool_calls`."""
     if not tools:
         return {"role": "assistant", "content": c.text}, c.finish_reason
-    content, calls = parse_tool_calls(c.text)
+    content, calls = parse_tool_calls(c.text, fmt)
     calls = calls if parallel else calls[:1]
     # "tool_calls" when the model ended its turn after calling; "length" stays "length" (a call may be cut off)
     finish = "tool_calls" if calls and c.finish_reason == "stop" else c.finish_reason
@@ -440,7 +442,7 @@ async def _chat(st: ServeState, call: Call, raw: bytes) -> Response:
     if body.top_logprobs and not want_lp:
         raise ApiError(400, "top_logprobs needs logprobs=true", param="top_logprobs", code="invalid_value")
     params = st.params(body, body.max_completion_tokens or body.max_tokens, body.top_logprobs or 0)
-    msgs, tools = _tool_setup(st, body)
+    msgs, tools, fmt = _tool_setup(st, body)
     try:
         prompt_ids = render_chat(st.engine.tokenizer, msgs, tools)
     except Exception as e:  # noqa: BLE001 - templates raise on unsupported role orders
@@ -456,7 +458,7 @@ async def _chat(st: ServeState, call: Call, raw: bytes) -> Response:
     def full(comps: list[Completion]) -> dict:
         choices = []
         for c in comps[0].choices:
-            message, finish = _answer(c, bool(tools), parallel)
+            message, finish = _answer(c, bool(tools), fmt, parallel)
             choices.append({"index": c.index, "message": message, "logprobs": logprobs(c.tokens),
                             "finish_reason": finish})
         return reply.body(choices, comps)

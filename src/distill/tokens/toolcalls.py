@@ -255,32 +255,62 @@ def supports_tools(tokenizer) -> bool:
 
 TOOL_SUPPORT = {
     "template": "the chat template renders tools, and its calls are <tool_call> blocks",
+    "llama3_json": "the chat template renders tools, and its calls are bare JSON objects (Llama 3.1 style)",
     "fallback": "the chat template has no tool support: tools use the <tool_call> fallback format",
-    "unreadable": "the chat template renders tools, but writes calls in its own format (not <tool_call> blocks)",
+    "unreadable": "the chat template renders tools, but writes calls in a format distill cannot read back",
 }
+LLAMA_CALL = '"parameters": '  # how Llama 3.1/3.2 templates write a call: {"name": ..., "parameters": {...}}
+PYTHON_TAG = "<|python_tag|>"
 
 
 def tool_support(tokenizer) -> str:
     """How a model does tools (a key of TOOL_SUPPORT): through its template with `<tool_call>` blocks (Qwen2.5,
-    Hermes), through the fallback format, or through a template whose calls `parse_tool_calls` cannot read back
-    (Llama 3.1's bare JSON, say)."""
+    Hermes), with Llama 3.1's bare `{"name", "parameters"}` JSON, through the fallback format, or through a
+    template whose calls `parse_tool_calls` cannot read back."""
     if not supports_tools(tokenizer):
         return "fallback"
-    return "template" if TOOL_CALL_OPEN in tokenizer.chat_template else "unreadable"
+    if TOOL_CALL_OPEN in tokenizer.chat_template:
+        return "template"
+    return "llama3_json" if LLAMA_CALL in tokenizer.chat_template else "unreadable"
 
 
-def calls_parseable(tokenizer) -> bool:
-    """Whether the model's calls come back as `<tool_call>` blocks that `parse_tool_calls` reads."""
-    return tool_support(tokenizer) != "unreadable"
+def _call(name: str, args: dict) -> dict:
+    return {"id": f"chatcmpl-tool-{uuid.uuid4().hex}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
 
 
-def parse_tool_calls(text: str) -> tuple[str | None, list[dict]]:
-    """Split generated text into its content and its `<tool_call>` blocks, as an OpenAI assistant message has them.
+def _llama_calls(text: str) -> tuple[str | None, list[dict]]:
+    """Llama 3.1's calls: the whole answer is one or more `{"name", "parameters"}` objects (separated by `;`,
+    optionally after `<|python_tag|>`), as vLLM's llama3_json parser reads them; anything else is content."""
+    body = text.strip().removeprefix(PYTHON_TAG).strip()
+    if not body.startswith("{"):
+        return text, []
+    decoder, calls, pos = json.JSONDecoder(), [], 0
+    while pos < len(body):
+        try:
+            obj, end = decoder.raw_decode(body, pos)
+        except json.JSONDecodeError:
+            return text, []
+        args = obj.get("parameters", obj.get("arguments", {})) if isinstance(obj, dict) else None
+        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not isinstance(args, dict):
+            return text, []
+        calls.append(_call(obj["name"], args))
+        pos = end
+        while pos < len(body) and body[pos] in " \n\t;":
+            pos += 1
+    return None, calls
 
-    Returns (content, calls); calls are `{"id", "type": "function", "function": {"name", "arguments": JSON
-    string}}` with fresh ids. Content is the text before the first call (None when empty). When any block is not
-    a JSON object with a string `name` (and object `arguments`), nothing is parsed: the whole text is content, as
-    vLLM's Hermes parser does."""
+
+def parse_tool_calls(text: str, fmt: str = "template") -> tuple[str | None, list[dict]]:
+    """Split generated text into its content and its tool calls, as an OpenAI assistant message has them.
+
+    `fmt` is `tool_support`'s answer: 'llama3_json' reads Llama 3.1's bare JSON calls, any other the `<tool_call>`
+    blocks. Returns (content, calls); calls are `{"id", "type": "function", "function": {"name", "arguments":
+    JSON string}}` with fresh ids. Content is the text before the first call (None when empty). When any call is
+    not a JSON object with a string `name` (and object arguments), nothing is parsed: the whole text is content,
+    as vLLM's parsers do."""
+    if fmt == "llama3_json":
+        return _llama_calls(text)
     blocks = _CALL.findall(text)
     if not blocks:
         return text, []
@@ -293,7 +323,6 @@ def parse_tool_calls(text: str) -> tuple[str | None, list[dict]]:
         args = obj.get("arguments", {}) if isinstance(obj, dict) else None
         if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not isinstance(args, dict):
             return text, []
-        calls.append({"id": f"chatcmpl-tool-{uuid.uuid4().hex}", "type": "function",
-                      "function": {"name": obj["name"], "arguments": json.dumps(args, ensure_ascii=False)}})
+        calls.append(_call(obj["name"], args))
     content = text[: text.index(TOOL_CALL_OPEN)].strip()
     return content or None, calls
