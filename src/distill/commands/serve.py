@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from distill.serve.engine import Engine
     from distill.serve.httpserver import JsonErrorH11Protocol
     from distill.serve.keys import load_api_keys
-    from distill.tokens.toolcalls import TOOL_SUPPORT, tool_support
+    from distill.tokens.toolparse import TOOL_SUPPORT, tool_support
 
     for opt in ("max_tokens", "max_n", "max_body_bytes", "max_batch"):
         if getattr(args, opt) < 1:

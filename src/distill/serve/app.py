@@ -46,13 +46,8 @@ from distill.serve.keys import check_bearer
 from distill.serve.openapi import openapi_document
 from distill.serve.schemas import ChatCompletionRequest, CompletionRequest, TokenizeRequest
 from distill.tokens.chat import render_chat
-from distill.tokens.toolcalls import (
-    ToolFormatError,
-    normalize,
-    parse_tool_calls,
-    tool_support,
-    with_reasoning,
-)
+from distill.tokens.toolcalls import ToolFormatError, normalize, with_reasoning
+from distill.tokens.toolparse import parse_tool_calls, tool_support
 
 log = logging.getLogger(__name__)
 

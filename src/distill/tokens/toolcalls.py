@@ -21,7 +21,7 @@ format**, which is Hermes/Qwen2.5's, made of plain role/content messages:
   line after the turn's text;
 * each tool result is a `tool` turn whose content is `<tool_response>\\n...\\n</tool_response>`.
 
-`parse_tool_calls` reads `<tool_call>` blocks back out of generated text (what `distill serve` answers with).
+`distill.tokens.toolparse` reads calls back out of generated text (what `distill serve` answers with).
 Reasoning (`reasoning_content`, or `<think>...</think>` in the content) is kept as `<think>\\n...\\n</think>\\n\\n`
 before the turn's text, or dropped: `with_reasoning`.
 """
@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 THINK = re.compile(r"<think>(.*?)</think>\s*", re.DOTALL)
-_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 FALLBACK_INSTRUCTIONS = (
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
@@ -251,78 +249,3 @@ def supports_tools(tokenizer) -> bool:
         ok = False
     _probe_cache[template] = ok
     return ok
-
-
-TOOL_SUPPORT = {
-    "template": "the chat template renders tools, and its calls are <tool_call> blocks",
-    "llama3_json": "the chat template renders tools, and its calls are bare JSON objects (Llama 3.1 style)",
-    "fallback": "the chat template has no tool support: tools use the <tool_call> fallback format",
-    "unreadable": "the chat template renders tools, but writes calls in a format distill cannot read back",
-}
-LLAMA_CALL = '"parameters": '  # how Llama 3.1/3.2 templates write a call: {"name": ..., "parameters": {...}}
-PYTHON_TAG = "<|python_tag|>"
-
-
-def tool_support(tokenizer) -> str:
-    """How a model does tools (a key of TOOL_SUPPORT): through its template with `<tool_call>` blocks (Qwen2.5,
-    Hermes), with Llama 3.1's bare `{"name", "parameters"}` JSON, through the fallback format, or through a
-    template whose calls `parse_tool_calls` cannot read back."""
-    if not supports_tools(tokenizer):
-        return "fallback"
-    if TOOL_CALL_OPEN in tokenizer.chat_template:
-        return "template"
-    return "llama3_json" if LLAMA_CALL in tokenizer.chat_template else "unreadable"
-
-
-def _call(name: str, args: dict) -> dict:
-    return {"id": f"chatcmpl-tool-{uuid.uuid4().hex}", "type": "function",
-            "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
-
-
-def _llama_calls(text: str) -> tuple[str | None, list[dict]]:
-    """Llama 3.1's calls: the whole answer is one or more `{"name", "parameters"}` objects (separated by `;`,
-    optionally after `<|python_tag|>`), as vLLM's llama3_json parser reads them; anything else is content."""
-    body = text.strip().removeprefix(PYTHON_TAG).strip()
-    if not body.startswith("{"):
-        return text, []
-    decoder, calls, pos = json.JSONDecoder(), [], 0
-    while pos < len(body):
-        try:
-            obj, end = decoder.raw_decode(body, pos)
-        except json.JSONDecodeError:
-            return text, []
-        args = obj.get("parameters", obj.get("arguments", {})) if isinstance(obj, dict) else None
-        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not isinstance(args, dict):
-            return text, []
-        calls.append(_call(obj["name"], args))
-        pos = end
-        while pos < len(body) and body[pos] in " \n\t;":
-            pos += 1
-    return None, calls
-
-
-def parse_tool_calls(text: str, fmt: str = "template") -> tuple[str | None, list[dict]]:
-    """Split generated text into its content and its tool calls, as an OpenAI assistant message has them.
-
-    `fmt` is `tool_support`'s answer: 'llama3_json' reads Llama 3.1's bare JSON calls, any other the `<tool_call>`
-    blocks. Returns (content, calls); calls are `{"id", "type": "function", "function": {"name", "arguments":
-    JSON string}}` with fresh ids. Content is the text before the first call (None when empty). When any call is
-    not a JSON object with a string `name` (and object arguments), nothing is parsed: the whole text is content,
-    as vLLM's parsers do."""
-    if fmt == "llama3_json":
-        return _llama_calls(text)
-    blocks = _CALL.findall(text)
-    if not blocks:
-        return text, []
-    calls = []
-    for b in blocks:
-        try:
-            obj = json.loads(b)
-        except json.JSONDecodeError:
-            return text, []
-        args = obj.get("arguments", {}) if isinstance(obj, dict) else None
-        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not isinstance(args, dict):
-            return text, []
-        calls.append(_call(obj["name"], args))
-    content = text[: text.index(TOOL_CALL_OPEN)].strip()
-    return content or None, calls
