@@ -185,6 +185,10 @@ class DataConfig(_Section):
                                     "evaluation (deterministic split by `seed`).")
     max_sequences: int | None = Field(None, ge=1, description="Use at most this many sequences (after the split).")
     seed: int = Field(0, description="Seed of the train/held-out split.")
+    reasoning: Literal["keep", "drop"] = Field(
+        "keep", description="Chat rows: an assistant's reasoning (`reasoning_content`, or `<think>...</think>` in its "
+        "content) is kept as `<think>\\n...\\n</think>\\n\\n` before its answer and trained on ('keep'), or removed "
+        "before rendering ('drop'). See docs/agents.md.")
 
 
 class HiddenLossConfig(_Section):

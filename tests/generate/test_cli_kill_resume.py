@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from gen_helpers import API_KEY
-
-
-class _Gate:
-    """ASGI wrapper that answers the first `open_for` chat requests and holds every later one until `release()`:
-    a client run against it cannot finish, so a kill always lands mid-run, whatever the machine's speed. A held
-    request belongs to the killed client; once released it gets a bare 503 that nobody reads."""
-
-    def __init__(self, app, open_for: int):
-        self.app, self.open_for, self.seen = app, open_for, 0
-        self.released = threading.Event()
-
-    def release(self) -> None:
-        self.released.set()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"].endswith("/chat/completions"):
-            self.seen += 1  # one event loop: no lock needed
-            if self.seen > self.open_for and not self.released.is_set():
-                while not self.released.is_set():
-                    await asyncio.sleep(0.01)
-                await send({"type": "http.response.start", "status": 503, "headers": []})
-                await send({"type": "http.response.body", "body": b""})
-                return
-        await self.app(scope, receive, send)
+from gen_helpers import API_KEY, Gate
 
 
 @pytest.fixture()
 def gated_server(tiny_model_dir):
-    """The tiny model behind a `_Gate` that lets 3 chat requests through (then `gate.release()`)."""
+    """The tiny model behind a `Gate` that lets 3 chat requests through (then `gate.release()`)."""
     from distill.models.loading import load_model
     from distill.serve.app import create_app
     from distill.serve.background import BackgroundServer
@@ -49,7 +23,7 @@ def gated_server(tiny_model_dir):
 
     loaded = load_model(str(tiny_model_dir))
     engine = Engine(loaded.model, loaded.tokenizer, max_batch=8)
-    gate = _Gate(create_app(engine, "tiny", api_keys={API_KEY: "tester"}), open_for=3)
+    gate = Gate(create_app(engine, "tiny", api_keys={API_KEY: "tester"}), open_for=3)
     try:
         with BackgroundServer(gate) as srv:
             srv.gate, srv.spec = gate, str(tiny_model_dir)

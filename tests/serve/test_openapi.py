@@ -76,6 +76,13 @@ def test_lists_every_route_the_app_serves(server, doc):
     ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
                               "temperature": 0.5, "logprobs": True, "top_logprobs": 2, "stop": ["\n"], "n": 2.0},
      {"max_tokens": 65}),
+    ("/v1/chat/completions", {"model": "tiny", "messages": [
+        {"role": "user", "content": "2+3?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 2}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "5"}], "max_tokens": 3, "tool_choice": "auto",
+        "tools": [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]},
+     {"tools": [{"type": "function"}]}),
     ("/v1/completions", {"model": "tiny", "prompt": [5, 6, 7], "max_tokens": 3, "logprobs": 1, "prompt_logprobs": 2,
                          "seed": 4}, {"prompt": None}),
     ("/tokenize", {"model": "tiny", "prompt": "hello there"}, {"prompt": 3}),

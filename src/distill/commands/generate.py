@@ -53,6 +53,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher-spec", default=None,
                    help="for a local server: the model it serves ('default', a dir, a .gguf), so the policy "
                         "gate can identify it (default: --tokenizer)")
+    p.add_argument("--tools", default=None,
+                   help="a Python module whose public functions (type hints + Google-style docstrings) are tools "
+                        "(or a JSON file of tool schemas with --tool-command): "
+                        "they are sent as `tools`, each call the model makes runs locally (its own process, "
+                        "--tool-timeout, --tool-max-chars; an error becomes the tool message) and the answer "
+                        "goes back, up to --max-turns; each prompt is stored as a whole trajectory")
+    p.add_argument("--tool-command", default=None,
+                   help="with --tools tools.json (OpenAI tool schemas): the command that runs a call; it reads "
+                        "{\"name\", \"arguments\"} as JSON on stdin and prints the result (a non-zero exit is "
+                        "an error)")
+    p.add_argument("--max-turns", type=int, default=8, help="with --tools: assistant turns per trajectory at most "
+                                                            "(default 8)")
+    p.add_argument("--tool-timeout", type=float, default=10.0, help="with --tools: seconds per tool call (default 10)")
+    p.add_argument("--tool-max-chars", type=int, default=4000,
+                   help="with --tools: characters of a tool's answer kept, the rest cut (default 4000)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -111,6 +126,14 @@ def run(args: argparse.Namespace) -> int:
         if args.limit < 1:
             raise DistillError("--limit must be at least 1", where="distill generate", fix="pass a positive number")
         prompts = prompts[: args.limit]
+    tools = None
+    if args.tool_command and not args.tools:
+        raise DistillError("--tool-command runs the tools of --tools tools.json", where="distill generate",
+                           fix="add --tools with the JSON schema file, or leave out --tool-command")
+    if args.tools:
+        from distill.generate.tools import load_tools
+
+        tools = load_tools(args.tools, args.tool_command)
     tokenizer = None
     if args.tokenizer:
         from distill.models.loading import load_tokenizer
@@ -121,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
                          n=args.n, max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                          seed=args.seed, api_key=key, tokenizer=tokenizer, price_in=args.price_in,
                          price_out=args.price_out, max_tries=args.max_tries, timeout=args.timeout,
-                         backoff_base=args.backoff, progress=not args.no_progress)
+                         backoff_base=args.backoff, progress=not args.no_progress, tools=tools,
+                         max_turns=args.max_turns, tool_timeout=args.tool_timeout, tool_max_chars=args.tool_max_chars)
     acct = run_generation(cfg)
     write_source(Path(args.out), args.endpoint, args.model, verdict)
     print(acct.summary())

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from distill.serve.engine import Engine
     from distill.serve.httpserver import JsonErrorH11Protocol
     from distill.serve.keys import load_api_keys
+    from distill.tokens.toolparse import TOOL_SUPPORT, tool_support
 
     for opt in ("max_tokens", "max_n", "max_body_bytes", "max_batch"):
         if getattr(args, opt) < 1:
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         port = sock.getsockname()[1]
         log.info("serving %s as '%s' on http://%s:%d (%s)", loaded.info.path, name, args.host, port,
                  f"{len(keys)} API key(s)" if keys else "no API key required")
+        log.info("tool calls: %s", TOOL_SUPPORT[tool_support(loaded.tokenizer)])
         print(f"distill serve: listening on http://{args.host}:{port}", flush=True)
         config = uvicorn.Config(app, log_level=args.log_level, http=JsonErrorH11Protocol)
         uvicorn.Server(config).run(sockets=[sock])

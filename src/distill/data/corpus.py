@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from distill.data.conversations import conversation_tokens
 from distill.data.formats import data_format
 from distill.errors import DistillError
 from distill.fileio import iter_jsonl
@@ -83,41 +84,23 @@ def _tokenize_each(tokenizer, texts: Iterable[str]) -> Iterator[list[int]]:
         yield tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _chat_example(messages: list[dict], tokenizer, seq_len: int, where: str) -> dict[str, Tensor]:
-    """Render a conversation with the chat template; only assistant tokens are targets."""
-    if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
-                                                  for m in messages):
-        raise DistillError("a `messages` value must be a list of {role, content} objects", where=where,
-                           fix="write rows like {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}, ...]}")
-    ids: list[int] = []
-    mask: list[bool] = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        prefix = tokenizer.apply_chat_template(messages[:i], tokenize=True, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=True)
-        prefix, full = _as_ids(prefix), _as_ids(full)
-        if full[: len(prefix)] != prefix:
-            raise DistillError("the chat template does not render conversations incrementally", where=where,
-                               fix="use JSONL `text` rows instead of `messages` for this tokenizer")
-        new_prompt = prefix[len(ids):]
-        answer = full[len(prefix):]
-        ids.extend(new_prompt + answer)
-        # position t is scored when t+1 is an answer token
-        mask.extend([False] * len(new_prompt) + [True] * len(answer))
-    if not ids:
-        raise DistillError("a conversation has no assistant message, so nothing would be learned", where=where,
-                           fix="add an assistant turn or use a `text` row")
-    mask = mask[1:] + [False]  # shift: mask[t] says whether ids[t+1] is a target
+def conversation_example(row: dict, tokenizer, seq_len: int, where: str, reasoning: str = "keep"
+                         ) -> dict[str, Tensor]:
+    """A conversation row as an example of at most `seq_len` tokens (`distill.data.conversations`)."""
+    ids, mask = conversation_tokens(row, tokenizer, where, reasoning)
     ids, mask = ids[:seq_len], mask[:seq_len]
     mask[-1] = False
     return {"input_ids": torch.tensor(ids, dtype=torch.long), "loss_mask": torch.tensor(mask, dtype=torch.bool)}
 
 
-def _as_ids(rendered) -> list[int]:
-    if isinstance(rendered, dict) or hasattr(rendered, "keys"):
-        rendered = rendered["input_ids"]
-    return list(rendered)
+def _without_nulls(value):
+    """`value` with every null-valued key dropped, at any depth: a Parquet struct column holds the union of its
+    rows' keys, filling the missing ones with null (a tool's schema would gain every other tool's properties)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _read_rows(path: Path, fmt: str) -> list[dict]:
@@ -125,7 +108,7 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()
+            return [_without_nulls(r) for r in pq.read_table(path).to_pylist()]
         except Exception as e:  # noqa: BLE001
             raise DistillError(f"cannot read Parquet file: {e}", where=str(path), fix="check the file") from e
     with open(path, encoding="utf-8") as f:
@@ -133,13 +116,14 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
     return rows
 
 
-def _examples(path: Path, fmt: str, tokenizer, seq_len: int) -> tuple[list[dict[str, Tensor]], str, bool]:
+def _examples(path: Path, fmt: str, tokenizer, seq_len: int, reasoning: str = "keep"
+              ) -> tuple[list[dict[str, Tensor]], str, bool]:
     """The examples of a data file or folder, a description, and whether they are conversations."""
     eos = tokenizer.eos_token_id
     if fmt == "generated":
         from distill.data.generated import load_generated
 
-        rows = load_generated(path, tokenizer)
+        rows = load_generated(path, tokenizer, reasoning)
         out = []
         for r in rows:
             ex = {"input_ids": torch.tensor(r["input_ids"][:seq_len]),
@@ -167,7 +151,7 @@ def _examples(path: Path, fmt: str, tokenizer, seq_len: int) -> tuple[list[dict[
     if not rows:
         raise DistillError("the data file has no rows", where=str(path), fix="check the file")
     if all("messages" in r for r in rows):
-        return [_chat_example(r["messages"], tokenizer, seq_len, f"{path} row {i + 1}")
+        return [conversation_example(r, tokenizer, seq_len, f"{path} row {i + 1}", reasoning)
                 for i, r in enumerate(rows)], f"{len(rows)} conversations from {path}", True
     missing = [i + 1 for i, r in enumerate(rows) if not isinstance(r.get("text"), str)]
     if missing:
@@ -201,7 +185,7 @@ def load_corpus(cfg, tokenizer) -> Corpus:
         fmt = data_format(cfg.path, cfg.format)
         if path.is_file() and path.stat().st_size == 0:
             raise DistillError(f"data file is empty: {cfg.path}", where="data.path", fix="point at a file with data")
-        examples, desc, chat = _examples(path, fmt, tokenizer, cfg.seq_len)
+        examples, desc, chat = _examples(path, fmt, tokenizer, cfg.seq_len, cfg.reasoning)
     if len(examples) < 2:
         raise DistillError(f"too little data: {len(examples)} sequence(s) of {cfg.seq_len} tokens",
                            where=f"data.path={cfg.path}", fix="add data or lower data.seq_len")
@@ -215,7 +199,8 @@ def load_corpus(cfg, tokenizer) -> Corpus:
     if cfg.max_sequences:
         train = train[: cfg.max_sequences]
     h = hashlib.sha256(json.dumps({"path": str(cfg.path), "seq_len": cfg.seq_len, "seed": cfg.seed,
-                                   "heldout": cfg.heldout_fraction, "max": cfg.max_sequences}).encode())
+                                   "heldout": cfg.heldout_fraction, "max": cfg.max_sequences,
+                                   **({"reasoning": cfg.reasoning} if cfg.reasoning != "keep" else {})}).encode())
     for ex in train + heldout:
         h.update(ex["input_ids"].numpy().tobytes())
         h.update(ex["loss_mask"].numpy().tobytes())

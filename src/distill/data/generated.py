@@ -1,6 +1,7 @@
 """Turning a generated folder into training examples for the trainer.
 
-Each choice of each stored row becomes one example:
+Each choice of each stored row becomes one example (a tool-calling trajectory of `distill generate --tools`: one
+example of the whole conversation, see `_trajectory_example`):
 
 * `input_ids`: prompt (chat template, add_generation_prompt=True) + answer ids + eos. The answer ids are the
   sampled tokens' ids when the API sent log-probabilities and every token mapped to the tokenizer (and their
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from distill.data.conversations import conversation_tokens
 from distill.data.formats import RESULTS
 from distill.errors import DistillError
 from distill.fileio import read_appended_jsonl
@@ -50,8 +52,21 @@ def _mapped_answer(choice: dict, mapper: TokenMapper, vocab_bytes: list[bytes]) 
     return ids if spelled == choice.get("text", "") else None
 
 
-def load_generated(out_dir: str | Path, tokenizer) -> GeneratedSet:
-    """Training examples from a `distill generate` output folder (see the module docstring)."""
+def _trajectory_example(rec: dict, tokenizer, reasoning: str) -> dict | None:
+    """A stored tool-calling trajectory as one example (`distill.data.conversations`: its text, reasoning and tool
+    calls are targets, tool results never); None when it cannot be rendered."""
+    try:
+        ids, mask = conversation_tokens({"messages": rec["trajectory"], "tools": rec.get("tools")}, tokenizer,
+                                        f"trajectory {rec.get('key')}", reasoning)
+    except DistillError as e:
+        log.warning("dropped a stored trajectory: %s", e)
+        return None
+    return {"input_ids": ids, "loss_mask": mask}
+
+
+def load_generated(out_dir: str | Path, tokenizer, reasoning: str = "keep") -> GeneratedSet:
+    """Training examples from a `distill generate` output folder (see the module docstring); `reasoning`
+    ('keep' or 'drop', `data.reasoning`) applies to tool-calling trajectories."""
     path = Path(out_dir) / RESULTS
     if not path.is_file():
         raise DistillError("no generated results found", where=str(path),
@@ -66,6 +81,12 @@ def load_generated(out_dir: str | Path, tokenizer) -> GeneratedSet:
     counts = {"records": 0, "rows": 0, "with_sparse": 0, "retokenized": 0, "dropped": 0}
     for rec in sorted(read_appended_jsonl(path), key=lambda r: str(r.get("key", ""))):
         counts["records"] += 1
+        if "trajectory" in rec:  # `distill generate --tools`: the whole conversation, assistant turns as targets
+            ex = _trajectory_example(rec, tokenizer, reasoning)
+            counts["dropped" if ex is None else "rows"] += 1
+            if ex is not None:
+                out.append(ex)
+            continue
         msgs, choices = rec.get("messages"), rec.get("choices")
         if not isinstance(msgs, list) or not msgs or not isinstance(choices, list) or not choices:
             counts["dropped"] += 1

@@ -23,6 +23,9 @@ class Accounting:
     rate_limited: int = 0  # 429 answers
     tokens_in: int = 0  # prompt tokens reported by the API this run
     tokens_out: int = 0  # completion tokens reported by the API this run
+    turns: int = 0  # with tools: assistant turns answered this run (every request of a trajectory)
+    tool_calls: int = 0  # with tools: tool calls run this run
+    tool_errors: int = 0  # with tools: of those, the ones answered with an error (exception, timeout, bad call)
     wall_s: float = 0.0
     price_in: float = 0.0  # USD per million prompt tokens
     price_out: float = 0.0  # USD per million completion tokens
@@ -48,6 +51,8 @@ class Accounting:
         s = (f"{self.succeeded} rows written, {self.skipped} already done, {self.failed} failed; "
              f"{self.requests} requests ({self.retries} retries, {self.rate_limited} rate-limited); "
              f"tokens in {self.tokens_in}, out {self.tokens_out}; {self.wall_s:.1f} s")
+        if self.turns:
+            s += f"; {self.turns} turns, {self.tool_calls} tool calls ({self.tool_errors} errors)"
         if self.price_in or self.price_out:
             s += f"; cost ${self.cost_usd:.4f}"
         if self.token_map:

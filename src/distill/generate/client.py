@@ -36,6 +36,7 @@ from distill.errors import DistillError
 from distill.generate.accounting import Accounting, cost
 from distill.generate.ratelimit import Pause, TokenBucket
 from distill.generate.store import ResultStore, row_key
+from distill.generate.tools import ToolRunner
 from distill.tokens.openai import chat_url
 from distill.tokens.tokenmap import TokenMapper
 
@@ -70,11 +71,19 @@ class GenerateConfig:
     backoff_base: float = 1.0  # first backoff step in seconds
     backoff_cap: float = 60.0  # longest backoff step in seconds
     progress: bool = True  # show a tqdm progress bar
+    tools: Any = None  # a `distill.generate.tools.ToolSet`: each prompt becomes a tool-calling trajectory
+    max_turns: int = 8  # with tools: assistant turns per trajectory at most
+    tool_timeout: float = 10.0  # with tools: seconds per tool call
+    tool_max_chars: int = 4000  # with tools: characters of a tool's answer kept
 
     def params(self) -> dict[str, Any]:
-        """The sampling parameters that are part of each row's key."""
-        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p, "n": self.n,
-                "seed": self.seed, "top_logprobs": self.top_logprobs}
+        """The sampling parameters that are part of each row's key (with tools: their schemas' hash and
+        max_turns too, so changed tools are generated again)."""
+        params = {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p, "n": self.n,
+                  "seed": self.seed, "top_logprobs": self.top_logprobs}
+        if self.tools is not None:
+            params |= {"tools": self.tools.fingerprint(), "max_turns": self.max_turns}
+        return params
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
@@ -108,6 +117,29 @@ class _GiveUp(Exception):
     pass
 
 
+class _Failed(Exception):
+    """A request given up on after its tries: `reason` is recorded in failures.jsonl."""
+
+    def __init__(self, reason: str, tries: int):
+        super().__init__(reason)
+        self.reason, self.tries = reason, tries
+
+
+def _tool_calls(calls: Any) -> list[dict]:
+    """The tool calls of an answer's message ({id, type, function: {name, arguments}}); raises _Retry if malformed."""
+    if not isinstance(calls, list):
+        raise _Retry("malformed response (tool_calls)")
+    out = []
+    for c in calls:
+        fn = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(c.get("id"), str):
+            raise _Retry("malformed response (tool_calls)")
+        args = fn.get("arguments")
+        out.append({"id": c["id"], "type": "function",
+                    "function": {"name": fn["name"], "arguments": args if isinstance(args, str) else json.dumps(args)}})
+    return out
+
+
 def _parse_choices(data: Any, mapper: TokenMapper | None) -> list[dict]:
     """The choices of a chat-completion body, with log-probabilities mapped to ids; raises _Retry if malformed."""
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
@@ -119,6 +151,11 @@ def _parse_choices(data: Any, mapper: TokenMapper | None) -> list[dict]:
             raise _Retry("malformed response (choice without message)")
         row: dict[str, Any] = {"index": ch.get("index", i), "text": msg.get("content") or "",
                                "finish_reason": ch.get("finish_reason")}
+        if msg.get("tool_calls"):
+            row["tool_calls"] = _tool_calls(msg["tool_calls"])
+        reasoning = msg.get("reasoning_content", msg.get("reasoning"))  # vLLM / DeepSeek, OpenRouter
+        if isinstance(reasoning, str) and reasoning:
+            row["reasoning_content"] = reasoning
         lp = ch.get("logprobs")
         content = lp.get("content") if isinstance(lp, dict) else None
         if isinstance(content, list):
@@ -144,7 +181,11 @@ def _parse_choices(data: Any, mapper: TokenMapper | None) -> list[dict]:
 
 
 def _estimate_tokens(messages: list[dict], cfg: GenerateConfig) -> int:
-    return sum(len(m.get("content", "")) for m in messages) // 4 + 8 + cfg.max_tokens * cfg.n
+    chars = sum(len(m.get("content") or "") + (len(json.dumps(m["tool_calls"])) if m.get("tool_calls") else 0)
+                for m in messages)
+    if cfg.tools is not None:
+        chars += len(json.dumps(cfg.tools.schemas))
+    return chars // 4 + 8 + cfg.max_tokens * cfg.n
 
 
 class _Generation:
@@ -160,6 +201,7 @@ class _Generation:
         self.loop = asyncio.get_running_loop()
         self.refused, self.reached = 0, False  # refused connections so far; whether anything ever answered
         self.refused_limit = REFUSED_BEFORE_STOP
+        self.runner = ToolRunner(cfg.tools, cfg.tool_timeout, cfg.tool_max_chars) if cfg.tools is not None else None
 
     def connection_failed(self, e: httpx.TransportError) -> None:
         """Count a refused connection; stop the run when nothing has ever answered and the limit is reached."""
@@ -182,6 +224,8 @@ class _Generation:
         if cfg.top_logprobs > 0:
             body["logprobs"] = True
             body["top_logprobs"] = cfg.top_logprobs
+        if cfg.tools is not None:
+            body["tools"] = list(cfg.tools.schemas)
         return body
 
     async def attempt(self, msgs: list[dict]) -> tuple[dict, list[dict]]:
@@ -228,8 +272,9 @@ class _Generation:
             self.tpm.refund(est - used)
         return data, choices
 
-    async def row(self, key: str, msgs: list[dict]) -> None:
-        """Try one prompt up to max_tries times (backing off between tries); store it, or record the failure."""
+    async def request(self, msgs: list[dict]) -> tuple[dict, list[dict], int]:
+        """One answer, trying up to max_tries times (backing off between tries): (body, choices, tries); raises
+        _Failed when it gives up."""
         cfg, acct = self.cfg, self.acct
         reason = ""
         for n_try in range(1, cfg.max_tries + 1):
@@ -237,30 +282,75 @@ class _Generation:
                 acct.retries += 1
             try:
                 data, choices = await self.attempt(msgs)
+                return data, choices, n_try
             except _Retry as r:
                 reason = r.reason
                 if n_try < cfg.max_tries:
                     step = min(cfg.backoff_cap, cfg.backoff_base * 2 ** (n_try - 1))
                     await asyncio.sleep(r.wait if r.wait is not None else random.uniform(0, step))
-                continue
             except _GiveUp as g:
-                reason = str(g)
+                raise _Failed(str(g), n_try) from None
+        raise _Failed(reason, cfg.max_tries)
+
+    async def trajectory(self, key: str, msgs: list[dict]) -> tuple[dict, dict]:
+        """A tool-calling conversation: answer, run each call (`ToolRunner`), append the results, ask again - until
+        an answer without calls or `max_turns` answers. Returns the record and its summed usage; the tokens of
+        every answered turn are counted as they come (a trajectory that fails later has still spent them)."""
+        cfg, acct = self.cfg, self.acct
+        conv, turns = [dict(m) for m in msgs], []
+        finish = "max_turns"
+        for _ in range(cfg.max_turns):
+            data, choices, tries = await self.request(conv)
+            ch, usage = choices[0], data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            acct.turns += 1
+            acct.tokens_in += int(usage.get("prompt_tokens") or 0)
+            acct.tokens_out += int(usage.get("completion_tokens") or 0)
+            turns.append({"usage": usage, "tries": tries, "finish_reason": ch["finish_reason"],
+                          "response_id": data.get("id"), "response_model": data.get("model")})
+            calls = ch.get("tool_calls") or []
+            turn = {"role": "assistant", "content": ch["text"] or None,
+                    **({"reasoning_content": ch["reasoning_content"]} if "reasoning_content" in ch else {})}
+            conv.append({**turn, "tool_calls": calls} if calls else turn)
+            if not calls:
+                finish = "answer"
                 break
-            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-            record = {"key": key, "model": cfg.model, "messages": msgs, "params": self.params,
-                      "choices": choices, "usage": usage, "response_model": data.get("model"),
-                      "response_id": data.get("id"), "tries": n_try, "time": time.time()}
-            if await self.loop.run_in_executor(self.writer, self.store.append, record):
-                acct.succeeded += 1
-                acct.tokens_in += int(usage.get("prompt_tokens") or 0)
-                acct.tokens_out += int(usage.get("completion_tokens") or 0)
+            for c in calls:
+                content, ok = await self.runner.call(c["function"]["name"], c["function"]["arguments"])
+                acct.tool_calls += 1
+                acct.tool_errors += not ok
+                conv.append({"role": "tool", "tool_call_id": c["id"], "content": content})
+        total = {k: sum(int((t["usage"] or {}).get(k) or 0) for t in turns) for k in ("prompt_tokens",
+                                                                                        "completion_tokens")}
+        record = {"key": key, "model": cfg.model, "messages": msgs, "params": self.params,
+                  "tools": list(cfg.tools.schemas), "trajectory": conv, "finish": finish, "turns": turns,
+                  "usage": total, "tries": sum(t["tries"] for t in turns), "time": time.time()}
+        return record, total
+
+    async def row(self, key: str, msgs: list[dict]) -> None:
+        """One prompt: its answer (or, with tools, its trajectory) stored, or the failure recorded."""
+        cfg, acct = self.cfg, self.acct
+        try:
+            if self.runner is not None:
+                record, usage = await self.trajectory(key, msgs)
+            else:
+                data, choices, tries = await self.request(msgs)
+                usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+                record = {"key": key, "model": cfg.model, "messages": msgs, "params": self.params,
+                          "choices": choices, "usage": usage, "response_model": data.get("model"),
+                          "response_id": data.get("id"), "tries": tries, "time": time.time()}
+        except _Failed as f:
+            acct.failed += 1
+            acct.failure_reasons[f.reason] = acct.failure_reasons.get(f.reason, 0) + 1
+            await self.loop.run_in_executor(self.writer, self.store.fail, {
+                "key": key, "messages": msgs, "reason": f.reason, "tries": f.tries, "time": time.time()})
+            log.warning("gave up on a prompt after %d tries: %s", f.tries, f.reason)
             self.bar.update(1)
             return
-        acct.failed += 1
-        acct.failure_reasons[reason] = acct.failure_reasons.get(reason, 0) + 1
-        await self.loop.run_in_executor(self.writer, self.store.fail, {"key": key, "messages": msgs, "reason": reason,
-                                                                       "tries": cfg.max_tries, "time": time.time()})
-        log.warning("gave up on a prompt after %d tries: %s", cfg.max_tries, reason)
+        if await self.loop.run_in_executor(self.writer, self.store.append, record):
+            acct.succeeded += 1
+            if self.runner is None:  # a trajectory's tokens were counted turn by turn
+                acct.tokens_in += int(usage.get("prompt_tokens") or 0)
+                acct.tokens_out += int(usage.get("completion_tokens") or 0)
         self.bar.update(1)
 
     async def worker(self, queue: asyncio.Queue) -> None:
@@ -358,5 +448,12 @@ def run_generation(cfg: GenerateConfig) -> Accounting:
     if cfg.timeout <= 0 or cfg.top_logprobs < 0:
         raise DistillError("timeout must be positive and top-logprobs not negative", where="distill generate",
                            fix="fix the option values")
+    if cfg.tools is not None:
+        if cfg.n != 1 or cfg.top_logprobs:
+            raise DistillError("--tools generates one trajectory per prompt, without log-probabilities",
+                               where="distill generate --tools", fix="leave out --n and --top-logprobs")
+        if cfg.max_turns < 1 or cfg.tool_timeout <= 0 or cfg.tool_max_chars < 1:
+            raise DistillError("--max-turns, --tool-timeout and --tool-max-chars must be positive",
+                               where="distill generate --tools", fix="fix the option values")
     chat_url(cfg.endpoint)
     return asyncio.run(_run(cfg))

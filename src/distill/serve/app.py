@@ -46,6 +46,8 @@ from distill.serve.keys import check_bearer
 from distill.serve.openapi import openapi_document
 from distill.serve.schemas import ChatCompletionRequest, CompletionRequest, TokenizeRequest
 from distill.tokens.chat import render_chat
+from distill.tokens.toolcalls import ToolFormatError, normalize, with_reasoning
+from distill.tokens.toolparse import parse_tool_calls, tool_support
 
 log = logging.getLogger(__name__)
 
@@ -304,15 +306,40 @@ def _reply(request_id: str, kind: str, call: Call, body, params: SamplingParams,
                  bool(body.stream_options and body.stream_options.include_usage))
 
 
+def _replayed(reply: Reply, resp: dict, first: list[dict] | None) -> AsyncIterator[str]:
+    """A whole chat answer as server-sent chunks: `first`, then one chunk per choice with its content and its
+    tool calls (each with its `index`, as OpenAI streams them), a usage chunk when asked for, [DONE]."""
+
+    async def events() -> AsyncIterator[str]:
+        if first:
+            yield reply.chunk(first)
+        for ch in resp["choices"]:
+            msg = ch["message"]
+            d: dict = {"content": msg["content"]} if msg["content"] else {}
+            if msg.get("tool_calls"):
+                d["tool_calls"] = [{"index": j, **c} for j, c in enumerate(msg["tool_calls"])]
+            yield reply.chunk([{"index": ch["index"], "delta": d, "logprobs": ch["logprobs"],
+                                "finish_reason": ch["finish_reason"]}])
+        if reply.include_usage:
+            yield reply.chunk([], resp["usage"])
+        yield "data: [DONE]\n\n"
+
+    return events()
+
+
 async def _respond(st: ServeState, call: Call, reply: Reply, prompts: list[list[int]],
                    full: Callable[[list[Completion]], dict], delta: Delta,
-                   first: list[dict] | None = None) -> Response:
+                   first: list[dict] | None = None, buffered: bool = False) -> Response:
     """Generate for `prompts` and answer: one JSON body, or (one prompt) server-sent chunks - `first`, then one
-    `delta` per piece of text, a usage chunk when asked for, [DONE]. The observer sees the full body either way."""
-    if not reply.stream:
+    `delta` per piece of text, a usage chunk when asked for, [DONE]. `buffered` streams the whole answer once it
+    is done (tool calls are parsed from the whole text). The observer sees the full body either way."""
+    if not reply.stream or buffered:
         futs = [st.submit(ids, reply.params, reply.procs) for ids in prompts]
         resp = full([await asyncio.wrap_future(f) for f in futs])
         st.notify(call, resp)
+        if reply.stream:
+            return StreamingResponse(_replayed(reply, resp, first), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
         return JSONResponse(resp)
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
@@ -358,6 +385,51 @@ async def _guarded(request: Request, handle: Handler) -> Response:
         return e.response()
 
 
+def _tool_setup(st: ServeState, body) -> tuple[list[dict], list[dict] | None, str]:
+    """The request's messages normalized (`distill.tokens.toolcalls`), the tools to render (None when the request
+    has none or `tool_choice` is 'none') and how calls are read back (`tool_support`); a 400 for what this server
+    cannot do with tools."""
+    choice = body.tool_choice
+    if choice is not None and not body.tools:
+        raise ApiError(400, "tool_choice needs tools", param="tool_choice", code="invalid_value")
+    if body.tools and choice is not None and choice != "auto" and choice != "none":
+        raise ApiError(400, "tool_choice 'required' or a named tool needs constrained decoding, which this server "
+                       "does not do; send tool_choice 'auto' (or leave it out)", param="tool_choice",
+                       code="unsupported_value")
+    tools = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools and choice != "none" else None
+    fmt = tool_support(st.engine.tokenizer)
+    if tools and fmt == "unreadable":
+        raise ApiError(400, "this model's chat template writes tool calls in its own format; distill serve reads "
+                       "back `<tool_call>` blocks (Hermes/Qwen, and the fallback for templates without tools) and "
+                       "Llama 3.1's JSON calls only", param="tools", code="unsupported_value")
+    msgs = []
+    for m in body.messages:
+        d = {"role": m.role, "content": m.text()}
+        if m.tool_calls:
+            d["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+        for key in ("tool_call_id", "reasoning_content"):
+            if getattr(m, key) is not None:
+                d[key] = getattr(m, key)
+        msgs.append(d)
+    try:
+        msgs, _ = normalize(msgs)
+    except ToolFormatError as e:
+        raise ApiError(400, f"invalid value for '{e.field}': {e.problem}", param=e.field,
+                       code="invalid_value") from None
+    return with_reasoning(msgs, keep=True), tools, fmt
+
+
+def _answer(c, tools: bool, fmt: str, parallel: bool) -> tuple[dict, str | None]:
+    """A choice's message and finish reason; with tools, the calls in its text (`fmt`) become `tool_calls`."""
+    if not tools:
+        return {"role": "assistant", "content": c.text}, c.finish_reason
+    content, calls = parse_tool_calls(c.text, fmt)
+    calls = calls if parallel else calls[:1]
+    # "tool_calls" when the model ended its turn after calling; "length" stays "length" (a call may be cut off)
+    finish = "tool_calls" if calls and c.finish_reason == "stop" else c.finish_reason
+    return {"role": "assistant", "content": content, "tool_calls": calls}, finish
+
+
 async def _chat(st: ServeState, call: Call, raw: bytes) -> Response:
     data, body = _parse(raw, ChatCompletionRequest, st.limits.max_json_depth)
     call.request.update(data)
@@ -365,22 +437,26 @@ async def _chat(st: ServeState, call: Call, raw: bytes) -> Response:
     if body.top_logprobs and not want_lp:
         raise ApiError(400, "top_logprobs needs logprobs=true", param="top_logprobs", code="invalid_value")
     params = st.params(body, body.max_completion_tokens or body.max_tokens, body.top_logprobs or 0)
-    msgs = [{"role": m.role, "content": m.text()} for m in body.messages]
+    msgs, tools, fmt = _tool_setup(st, body)
     try:
-        prompt_ids = render_chat(st.engine.tokenizer, msgs)
+        prompt_ids = render_chat(st.engine.tokenizer, msgs, tools)
     except Exception as e:  # noqa: BLE001 - templates raise on unsupported role orders
         raise ApiError(400, f"the chat template rejected the messages: {e}", param="messages",
                        code="invalid_value") from None
     reply = _reply(f"chatcmpl-{uuid.uuid4().hex}", "chat.completion", call, body, params, st.processors(call.name))
     engine = st.engine
+    parallel = body.parallel_tool_calls is not False
 
     def logprobs(toks: list[TokenInfo]) -> dict | None:
         return {"content": [_logprob_entry(t, engine) for t in toks]} if want_lp else None
 
     def full(comps: list[Completion]) -> dict:
-        return reply.body([{"index": c.index, "message": {"role": "assistant", "content": c.text},
-                            "logprobs": logprobs(c.tokens), "finish_reason": c.finish_reason}
-                           for c in comps[0].choices], comps)
+        choices = []
+        for c in comps[0].choices:
+            message, finish = _answer(c, bool(tools), fmt, parallel)
+            choices.append({"index": c.index, "message": message, "logprobs": logprobs(c.tokens),
+                            "finish_reason": finish})
+        return reply.body(choices, comps)
 
     def delta(i: int, text: str, toks: list[TokenInfo], finish: str | None) -> dict:
         return {"index": i, "delta": {"content": text} if text else {}, "logprobs": logprobs(toks),
@@ -388,7 +464,7 @@ async def _chat(st: ServeState, call: Call, raw: bytes) -> Response:
 
     first = [{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
              for i in range(params.n)]
-    return await _respond(st, call, reply, [prompt_ids], full, delta, first)
+    return await _respond(st, call, reply, [prompt_ids], full, delta, first, buffered=bool(tools))
 
 
 def _prompt_ids(tok, p: str | list[str] | list[int] | list[list[int]], limit: int) -> list[list[int]]:

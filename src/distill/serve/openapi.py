@@ -63,16 +63,28 @@ class ChatLogprobs(BaseModel):
     content: list[TokenLogprob]
 
 
+class AnsweredFunction(BaseModel):
+    name: str
+    arguments: str  # a JSON object as a string
+
+
+class AnsweredToolCall(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: AnsweredFunction
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
-    content: str
+    content: str | None  # null when a request with tools is answered by tool calls only
+    tool_calls: list[AnsweredToolCall] | None = None  # only in answers to requests with tools
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     logprobs: ChatLogprobs | None
-    finish_reason: Literal["stop", "length"] | None
+    finish_reason: Literal["stop", "length", "tool_calls"] | None
 
 
 class ChatCompletion(BaseModel):

@@ -42,12 +42,28 @@ class ContentPart(_Strict):
     text: str
 
 
+class FunctionCall(_Strict):
+    name: str = Field(min_length=1)  # the tool called
+    arguments: str  # its arguments, a JSON object as a string (as OpenAI sends them)
+
+
+class ToolCall(_Strict):
+    """A tool call of an earlier assistant message."""
+
+    id: str  # answered by the `tool` message with this tool_call_id
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(_Strict):
     """One chat message."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant: the calls it made
+    tool_call_id: str | None = None  # tool: the call this message answers
+    reasoning_content: str | None = None  # assistant: its reasoning, rendered as <think>...</think> before the text
 
     def text(self) -> str:
         if self.content is None:
@@ -55,6 +71,29 @@ class Message(_Strict):
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text for p in self.content)
+
+
+class FunctionDefinition(_Strict):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema of the arguments
+    strict: bool | None = None  # accepted and ignored (no constrained decoding)
+
+
+class Tool(_Strict):
+    """A tool the model may call."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(_Strict):
@@ -89,6 +128,10 @@ class ChatCompletionRequest(_Common):
     max_completion_tokens: int | None = Field(None, ge=1)  # newer name of max_tokens; wins when both are given
     logprobs: bool | None = False  # return log-probabilities of the sampled tokens
     top_logprobs: int | None = Field(None, ge=0, le=20)  # alternatives per token (needs logprobs=true)
+    tools: list[Tool] | None = None  # rendered into the prompt; `<tool_call>` blocks come back as tool_calls
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None  # 'auto' (default with tools)
+    # or 'none' (tools left out of the prompt); 'required' and a named tool need constrained decoding: refused
+    parallel_tool_calls: bool | None = None  # false: only the first call of a choice is returned
 
 
 class CompletionRequest(_Common):
