@@ -27,7 +27,7 @@ from distill.deploy import check
 from distill.deploy.gguf_writer import FLOAT_TYPES, QUANT_TYPES, arch_spec, write_gguf
 from distill.errors import DistillError
 from distill.fileio import write_json_atomic
-from distill.models.loading import file_sha256, load_model, weights_sha256
+from distill.models.loading import file_sha256, load_model, model_config, weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +137,10 @@ def export(student: str, format: str = "gguf", out: str | Path | None = None, dt
         raise DistillError(f"a GGUF export is one file whose name ends in .gguf, not {out.name}", where="--out",
                            fix=f"pass e.g. --out {out.with_suffix('.gguf')}")
     _check_target(out, overwrite)
+    if format == "gguf":  # before any weights load
+        arch_spec(model_config(student), f"--format gguf for {student}")
     loaded = load_model(student)
     model, tokenizer = loaded.model, loaded.tokenizer
-    if format == "gguf":
-        arch_spec(model, f"--format gguf for {student}")
     student_dir = Path(loaded.info.local_dir or loaded.info.path)
     record_lineage, lineage_sha = _lineage(student_dir)
     title = name or str(model.config.name_or_path or student_dir.name)
