@@ -25,18 +25,31 @@ def _save(model, tokenizer, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gqa_student(tmp_path_factory, tokenizer) -> Path:
-    """Grouped-query attention (4 query heads, 2 KV heads) and an untied output head: both paths of the writer
-    that the shared tied, full-attention fixture does not take."""
-    from distill.models.students import fresh_llama
+def key(tmp_path_factory):
+    from distill.provenance import signing
 
-    model = fresh_llama(tokenizer, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, tie_embeddings=False,
-                        seed=3)
-    return _save(model, tokenizer, tmp_path_factory.mktemp("gqa"))
+    return signing.new_key(tmp_path_factory.mktemp("keys") / "k.pem")  # (private key path, fingerprint)
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory, tiny_model_dir, gqa_student) -> dict:
+def gqa_student(tmp_path_factory, tokenizer, key) -> Path:
+    """Grouped-query attention (4 query heads, 2 KV heads) and an untied output head: both paths of the writer
+    that the shared tied, full-attention fixture does not take. It has a signed lineage.json, as a trained
+    student does."""
+    from distill.models.students import fresh_llama
+    from distill.provenance import lineage
+
+    model = fresh_llama(tokenizer, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, tie_embeddings=False,
+                        seed=3)
+    out = _save(model, tokenizer, tmp_path_factory.mktemp("gqa"))
+    record = lineage.build_record(student_name="gqa-student", api={"base_url": "http://127.0.0.1:1/v1", "model": "t"},
+                                  config={"seed": 3})
+    lineage.write_lineage(out, record, key[0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, tiny_model_dir, gqa_student, key) -> dict:
     """The f16 and q8_0 files written by the GGUF writer alone (the export's reading back is then the test's own),
     q4_0 and bf16 by the whole `export` (written, read back, tokenizer rebuilt, measured, recorded)."""
     from transformers import AutoModelForCausalLM
@@ -50,7 +63,7 @@ def exports(tmp_path_factory, tiny_model_dir, gqa_student) -> dict:
         path = out / f"{kind}.gguf"
         model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
         made[kind] = (src, path, {"tensors": write_gguf(model, load_tokenizer(str(src)), path, kind, "tiny")})
-    for kind, kw in (("q4_0", dict(format="gguf", quant="q4_0", out=out / "g-q4_0.gguf")),
+    for kind, kw in (("q4_0", dict(format="gguf", quant="q4_0", out=out / "g-q4_0.gguf", signing_key=key[0])),
                      ("bf16", dict(format="hf", out=out / "g-bf16"))):
         made[kind] = (gqa_student, Path(kw["out"]), export(str(gqa_student), sequences=2, seq_len=64, **kw))
     return made
@@ -188,3 +201,36 @@ def test_an_existing_output_is_not_replaced_without_overwrite(tmp_path, capsys, 
 def test_llama_cpp_reads_the_gguf_export_and_agrees_with_the_student(exports):
     _, _, rec = exports["q4_0"]
     assert rec["llama_cpp"] is not None and rec["llama_cpp"]["kl_per_token"] < check.DEFAULT_MAX_KL["q4_0"]
+
+
+def test_lineage_verify_accepts_a_signed_gguf_export_and_catches_a_changed_byte(exports, gqa_student, key, capsys,
+                                                                               tmp_path):
+    import shutil
+
+    from distill.deploy.gguf_writer import read_metadata
+    from distill.provenance.lineage import read_lineage
+
+    _, path, rec = exports["q4_0"]
+    meta = read_metadata(path, "distill.")
+    assert json.loads(meta["distill.lineage"]) == read_lineage(gqa_student)  # the student's lineage travels inside
+    assert meta["distill.lineage_sha256"] == rec["lineage_sha256"]
+    assert main(["lineage", "verify", str(path), "--trusted-key", key[1]]) == 0
+    out = capsys.readouterr().out
+    assert "status: VALID" in out and "exported weights: match" in out and "student lineage carried: valid" in out
+    bad = tmp_path / path.name
+    shutil.copy(path, bad)
+    shutil.copy(path.with_name(path.name + ".export.json"), tmp_path)
+    with open(bad, "r+b") as f:  # one byte of the last tensor's data
+        f.seek(-3, 2)
+        byte = f.read(1)
+        f.seek(-3, 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert main(["lineage", "verify", str(bad)]) == 4
+    assert "do not match the hash recorded at export" in capsys.readouterr().err
+
+
+def test_lineage_verify_of_an_unsigned_directory_export(exports, capsys):
+    _, path, _ = exports["bf16"]
+    assert main(["lineage", "verify", str(path)]) == 0
+    assert "status: UNSIGNED" in capsys.readouterr().out
+    assert main(["lineage", "verify", str(path), "--require-signature"]) == 4

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sequences", type=int, default=8, help="held-out sequences the check scores (default 8)")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per check sequence (default 128)")
     p.add_argument("--name", help="model name written in the GGUF metadata (default: the student's)")
+    p.add_argument("--signing-key", help="Ed25519 private key signing the export record (default "
+                   "$DISTILL_SIGNING_KEY; unsigned without either); `distill lineage verify` checks it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--json", action="store_true", help="print the export record as JSON")
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     rec = export(args.student, format=args.format, out=args.out, dtype=args.dtype, quant=args.quant,
                  max_kl=args.max_kl, data=args.data, sequences=args.sequences, seq_len=args.seq_len,
-                 overwrite=args.overwrite, name=args.name)
+                 overwrite=args.overwrite, name=args.name, signing_key=args.signing_key)
     if args.json:
         print(json.dumps(rec, indent=2, ensure_ascii=False))
         return 0

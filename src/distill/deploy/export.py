@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from distill.deploy import check
+from distill.deploy import record as export_record
 from distill.deploy.gguf_writer import FLOAT_TYPES, QUANT_TYPES, arch_spec, write_gguf
 from distill.errors import DistillError
 from distill.fileio import write_json_atomic
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 FORMATS = ("hf", "gguf")
 DEFAULT_DTYPE = {"hf": "bf16", "gguf": "f16"}
 _TORCH_DTYPE = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
-JSON_SUFFIX = ".export.json"
 
 
 def _weights(fmt: str, dtype: str | None, quant: str | None) -> str:
@@ -120,14 +120,18 @@ def _card_note(fmt: str, weights: str, figures: dict, student: str) -> str:
 
 def export(student: str, format: str = "gguf", out: str | Path | None = None, dtype: str | None = None,
            quant: str | None = None, max_kl: float | None = None, data: str = "shakespeare", sequences: int = 8,
-           seq_len: int = 128, overwrite: bool = False, name: str | None = None) -> dict:
+           seq_len: int = 128, overwrite: bool = False, name: str | None = None,
+           signing_key: str | Path | None = None) -> dict:
     """Export the student directory `student` to `out` and check it; returns the record written beside it.
 
     `format` "hf" writes a Hugging Face directory in `dtype` (default bf16); "gguf" one GGUF file in `dtype`
     (default f16) or the block quantization `quant` (`gguf_writer.QUANT_TYPES`). The export is read back by
     transformers and compared with the fp32 student on `sequences` held-out sequences of `seq_len` tokens of
     `data`; KL(student ‖ export) per token above `max_kl` (default `check.DEFAULT_MAX_KL` for the weight type)
-    refuses it (DistillError, exit 4) and removes what was written."""
+    refuses it (DistillError, exit 4) and removes what was written. The record is signed with `signing_key` (else
+    $DISTILL_SIGNING_KEY; unsigned without either), as lineage is."""
+    from distill.provenance.signing import resolve_signing_key
+
     weights = _weights(format, dtype, quant)
     limit = check.DEFAULT_MAX_KL[weights] if max_kl is None else float(max_kl)
     if not out:
@@ -137,6 +141,7 @@ def export(student: str, format: str = "gguf", out: str | Path | None = None, dt
         raise DistillError(f"a GGUF export is one file whose name ends in .gguf, not {out.name}", where="--out",
                            fix=f"pass e.g. --out {out.with_suffix('.gguf')}")
     _check_target(out, overwrite)
+    key = resolve_signing_key(signing_key)
     if format == "gguf":  # before any weights load
         arch_spec(model_config(student), f"--format gguf for {student}")
     loaded = load_model(student)
@@ -174,7 +179,7 @@ def export(student: str, format: str = "gguf", out: str | Path | None = None, dt
                 where=f"{out} (not written)", code=4,
                 fix="export a higher-precision type (e.g. --quant q8_0 or --dtype f16), or raise --max-kl if this "
                     "loss is acceptable for your use")
-        record = {"format": "distill-export/1", "export_format": format, "weights": weights, "tensors": tensors,
+        record = {"format": export_record.FORMAT, "export_format": format, "weights": weights, "tensors": tensors,
                   "file": out.name, "student": str(student), "student_weights_sha256": loaded.info.weights_sha256,
                   "lineage_sha256": lineage_sha, "check": {"reader": "transformers", "data": data, **figures}}
         if format == "gguf":
@@ -192,14 +197,16 @@ def export(student: str, format: str = "gguf", out: str | Path | None = None, dt
             record["size_bytes"] = sum(f.stat().st_size for f in tmp.glob("*.safetensors"))
             record["weights_sha256"] = weights_sha256(tmp)
             record["source_lineage"] = record_lineage
-            write_json_atomic(tmp / "export.json", record)
         record["seconds"] = round(time.perf_counter() - t0, 2)
+        record = export_record.sign(record, key)
+        if format == "hf":
+            write_json_atomic(tmp / export_record.DIR_RECORD, record)
         _replace(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise
     if format == "gguf":
-        write_json_atomic(out.with_name(out.name + JSON_SUFFIX), record)
+        write_json_atomic(export_record.record_path(out), record)
     log.info("exported %s (%s, %s): KL %.3g, top-1 %.1f%%", out, format, weights, figures["kl_per_token"],
              100 * figures["top1_agreement"])
     return record
