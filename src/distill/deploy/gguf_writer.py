@@ -67,9 +67,10 @@ _PRE_TOKENIZERS = {
 _NORMAL, _CONTROL, _USER_DEFINED, _UNUSED = 1, 3, 4, 5
 
 
-def arch_spec(config, where: str) -> ArchSpec:
-    """The mapping for a model configuration's architecture; an architecture without one is refused."""
-    names = list(getattr(config, "architectures", None) or [type(config).__name__])
+def arch_spec(config, where: str, class_name: str | None = None) -> ArchSpec:
+    """The mapping for a model configuration's architecture (or, when the configuration names none, as for a
+    model built in memory, its class `class_name`); an architecture without one is refused."""
+    names = list(getattr(config, "architectures", None) or [class_name or type(config).__name__])
     for name in names:
         if name in ARCHITECTURES:
             return ARCHITECTURES[name]
@@ -211,7 +212,7 @@ def write_gguf(model: torch.nn.Module, tokenizer, path: Path, weights: str, name
     Returns how many tensors went into each GGML type."""
     import gguf
 
-    spec = arch_spec(model.config, "--format gguf")
+    spec = arch_spec(model.config, "--format gguf", type(model).__name__)
     cfg = model.config
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     tensors = gguf_tensors(model, spec)
