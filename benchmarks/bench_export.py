@@ -55,6 +55,22 @@ def exports(student: str, work: Path, sequences: int, seq_len: int) -> list[dict
     return rows
 
 
+def control(student: str, work: Path, sequences: int, seq_len: int) -> dict:
+    """What the check measures on a broken export: f16 with Llama's Q/K rows left in transformers' order (the
+    permutation llama.cpp needs skipped), no limit, so the figure is recorded rather than refused."""
+    from unittest import mock
+
+    from distill.deploy import check, gguf_writer
+    from distill.deploy.export import export
+
+    with mock.patch.object(gguf_writer, "_permute", lambda w, heads: w):
+        rec = export(student, format="gguf", out=work / "broken-f16.gguf", sequences=sequences, seq_len=seq_len,
+                     max_kl=float("inf"))
+    print(f"control (Q/K not permuted, f16): KL {rec['check']['kl_per_token']:.3g}  top-1 "
+          f"{rec['check']['top1_agreement']:.2%}  (f16's default limit: {check.DEFAULT_MAX_KL['f16']:g})", flush=True)
+    return {"kl_per_token": rec["check"]["kl_per_token"], "top1_agreement": rec["check"]["top1_agreement"]}
+
+
 def drafts(students: dict[str, str], work: Path, prompts: int, new_tokens: int, draft_tokens: int) -> dict:
     from bench_retention import chatterbot_text
 
@@ -107,6 +123,7 @@ def main() -> None:
                "check": {"data": "shakespeare", "sequences": args.sequences, "seq_len": args.seq_len}}
     del src
     results["exports"] = exports(args.student, work, args.sequences, args.seq_len)
+    results["control_unpermuted_qk"] = control(args.student, work, args.sequences, args.seq_len)
     if args.draft:
         students = {"kd": args.student, **({"ce": args.ce_student} if args.ce_student else {})}
         results["draft"] = {"prompts": args.prompts, "new_tokens": args.new_tokens,
