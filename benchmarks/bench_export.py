@@ -39,17 +39,19 @@ def environment() -> dict:
 
 
 def exports(student: str, work: Path, sequences: int, seq_len: int) -> list[dict]:
+    from distill.deploy.check import DEFAULT_MAX_KL
     from distill.deploy.export import export
 
     rows = []
     for fmt, dtype, quant in EXPORTS:
         name = f"{quant or dtype}" + (".gguf" if fmt == "gguf" else "")
         rec = export(student, format=fmt, dtype=dtype, quant=quant, out=work / name, sequences=sequences,
-                     seq_len=seq_len)
+                     seq_len=seq_len, max_kl=float("inf"))  # every figure recorded; `refused` says what the default does
         rows.append({"format": fmt, "weights": rec["weights"], "size_bytes": rec["size_bytes"],
                      "kl_per_token": rec["check"]["kl_per_token"], "kl_max_token": rec["check"]["kl_max_token"],
                      "top1_agreement": rec["check"]["top1_agreement"], "tokens": rec["check"]["tokens"],
-                     "tensors": rec["tensors"], "llama_cpp": rec.get("llama_cpp"), "seconds": rec["seconds"]})
+                     "tensors": rec["tensors"], "llama_cpp": rec.get("llama_cpp"), "seconds": rec["seconds"],
+                     "refused_at_default": rec["check"]["kl_per_token"] > DEFAULT_MAX_KL[rec["weights"]]})
         print(f"{fmt:4} {rec['weights']:5} {rec['size_bytes'] / 2**20:8.1f} MiB  KL {rec['check']['kl_per_token']:.3g}"
               f"  top-1 {rec['check']['top1_agreement']:.2%}", flush=True)
     return rows

@@ -16,10 +16,12 @@ import torch
 
 from distill.errors import DistillError
 
-# The refusal threshold on KL(student ‖ export) per held-out token (nats), by weight type: well above what that
-# rounding costs the demo's student (docs/benchmarks.md, "Exports"), so a correct export passes and a broken one
-# (wrong tensor order, a bad quantization) is refused. `--max-kl` overrides it.
-DEFAULT_MAX_KL = {"f32": 1e-4, "f16": 2e-3, "bf16": 1e-2, "q8_0": 2e-2, "q5_1": 0.1, "q5_0": 0.1, "q4_1": 0.2,
+# The refusal threshold on KL(student ‖ export) per held-out token (nats), by weight type. f16, bf16 and q8_0 sit
+# about 3x above what they cost the pruned SmolLM2 student measured in docs/benchmarks.md ("Exports"), where a
+# broken export (Q/K rows in the wrong order) costs far more; q5/q4 mark where a 4/5-bit file stops agreeing with
+# its student often enough to stand in for it (small models like that one exceed it: make K-quants with
+# llama.cpp instead). `--max-kl` overrides it.
+DEFAULT_MAX_KL = {"f32": 1e-4, "f16": 2e-3, "bf16": 3e-2, "q8_0": 5e-2, "q5_1": 0.1, "q5_0": 0.1, "q4_1": 0.2,
                   "q4_0": 0.2}
 
 
