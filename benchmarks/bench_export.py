@@ -102,6 +102,8 @@ def drafts(students: dict[str, str], work: Path, prompts: int, new_tokens: int, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--student", default="runs/demo-student")
+    ap.add_argument("--label", default="kd", help="the --student's name in the draft results (e.g. kd, or step0 "
+                    "for an untrained pruned cut)")
     ap.add_argument("--ce-student", help="a CE-only student of the same shape and steps, for the draft comparison")
     ap.add_argument("--draft", action="store_true", help="also measure the student(s) as the teacher's draft")
     ap.add_argument("--sequences", type=int, default=8)
@@ -127,7 +129,7 @@ def main() -> None:
     results["exports"] = exports(args.student, work, args.sequences, args.seq_len)
     results["control_unpermuted_qk"] = control(args.student, work, args.sequences, args.seq_len)
     if args.draft:
-        students = {"kd": args.student, **({"ce": args.ce_student} if args.ce_student else {})}
+        students = {args.label: args.student, **({"ce": args.ce_student} if args.ce_student else {})}
         results["draft"] = {"prompts": args.prompts, "new_tokens": args.new_tokens,
                             "draft_tokens": args.draft_tokens,
                             "runs": drafts(students, work, args.prompts, args.new_tokens, args.draft_tokens)}
