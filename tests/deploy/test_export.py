@@ -234,3 +234,9 @@ def test_lineage_verify_of_an_unsigned_directory_export(exports, capsys):
     assert main(["lineage", "verify", str(path)]) == 0
     assert "status: UNSIGNED" in capsys.readouterr().out
     assert main(["lineage", "verify", str(path), "--require-signature"]) == 4
+
+
+def test_the_student_itself_is_not_an_output(capsys, tiny_model_dir):
+    err = _one_paragraph(capsys, main(["export", str(tiny_model_dir), "--format", "hf", "--out", str(tiny_model_dir),
+                                       "--overwrite"]))
+    assert "--out is the student itself" in err and (tiny_model_dir / "config.json").is_file()

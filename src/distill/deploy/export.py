@@ -140,6 +140,10 @@ def export(student: str, format: str = "gguf", out: str | Path | None = None, dt
     if format == "gguf" and out.suffix.lower() != ".gguf":
         raise DistillError(f"a GGUF export is one file whose name ends in .gguf, not {out.name}", where="--out",
                            fix=f"pass e.g. --out {out.with_suffix('.gguf')}")
+    if out.resolve() == Path(student).expanduser().resolve():
+        raise DistillError("--out is the student itself", where="--out",
+                           fix="write the export to another path; the fp32 student is the reference it is checked "
+                               "against")
     _check_target(out, overwrite)
     key = resolve_signing_key(signing_key)
     if format == "gguf":  # before any weights load
@@ -203,7 +207,10 @@ def export(student: str, format: str = "gguf", out: str | Path | None = None, dt
             write_json_atomic(tmp / export_record.DIR_RECORD, record)
         _replace(tmp, out, overwrite)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
     if format == "gguf":
         write_json_atomic(export_record.record_path(out), record)
