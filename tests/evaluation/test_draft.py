@@ -92,3 +92,13 @@ def test_a_student_with_another_tokenizer_is_refused_as_a_draft(tokenizer):
     with pytest.raises(DistillError, match="tokenizer differs from the teacher's"):
         check_draft_tokenizer(tokenizer, other)
     check_draft_tokenizer(tokenizer, copy.deepcopy(tokenizer))  # the same tokenizer passes
+
+
+def test_bad_draft_options_are_one_paragraph(capsys, tiny_model_dir):
+    from distill.cli import main
+
+    assert main(["eval", "--student", str(tiny_model_dir), "--draft", "--draft-tokens", "0"]) == 2
+    assert "--draft-tokens must be at least 1, not 0" in capsys.readouterr().err
+    assert main(["eval", "--student", str(tiny_model_dir), "--draft", "--teacher-endpoint",
+                 "http://127.0.0.1:9/v1"]) == 2
+    assert "--draft runs the teacher locally" in capsys.readouterr().err

@@ -110,6 +110,10 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
         from distill.evaluation.tasks import plan_tasks
 
         plan = plan_tasks(tasks)
+    for flag, value in (("--draft-tokens", draft_tokens), ("--draft-prompts", draft_prompts),
+                        ("--draft-new-tokens", draft_new_tokens)):
+        if draft and value < 1:
+            raise DistillError(f"{flag} must be at least 1, not {value}", where=flag, fix="give a positive number")
     if draft and teacher_endpoint:
         raise DistillError("--draft runs the teacher locally, which --teacher-endpoint does not",
                            where="--draft with --teacher-endpoint",
