@@ -106,6 +106,7 @@ def main() -> None:
                     "for an untrained pruned cut)")
     ap.add_argument("--ce-student", help="a CE-only student of the same shape and steps, for the draft comparison")
     ap.add_argument("--draft", action="store_true", help="also measure the student(s) as the teacher's draft")
+    ap.add_argument("--draft-only", action="store_true", help="measure only the draft figures (no exports)")
     ap.add_argument("--sequences", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--prompts", type=int, default=8)
@@ -126,9 +127,10 @@ def main() -> None:
                "fp32_bytes": sum(f.stat().st_size for f in Path(args.student).glob("*.safetensors")),
                "check": {"data": "shakespeare", "sequences": args.sequences, "seq_len": args.seq_len}}
     del src
-    results["exports"] = exports(args.student, work, args.sequences, args.seq_len)
-    results["control_unpermuted_qk"] = control(args.student, work, args.sequences, args.seq_len)
-    if args.draft:
+    if not args.draft_only:
+        results["exports"] = exports(args.student, work, args.sequences, args.seq_len)
+        results["control_unpermuted_qk"] = control(args.student, work, args.sequences, args.seq_len)
+    if args.draft or args.draft_only:
         students = {args.label: args.student, **({"ce": args.ce_student} if args.ce_student else {})}
         results["draft"] = {"prompts": args.prompts, "new_tokens": args.new_tokens,
                             "draft_tokens": args.draft_tokens,
