@@ -6,13 +6,14 @@ The Python API mirrors the CLI::
     cfg = distill.load_config("examples/demo.yaml")
     result = distill.train(cfg)
     report = distill.evaluate(teacher="default", student=result.output_dir, data="shakespeare")
+    record = distill.export(result.output_dir, format="gguf", quant="q8_0", out="student-q8_0.gguf")
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_config", "train", "evaluate", "load_model"]
+__all__ = ["__version__", "load_config", "train", "evaluate", "load_model", "export"]
 
 
 # The public API, imported lazily so `import distill` stays fast and torch-free until a name is used. Each
@@ -22,6 +23,7 @@ _API = {
     "train": "distill.training.loop",
     "evaluate": "distill.evaluation.report",
     "load_model": "distill.models.loading",
+    "export": "distill.deploy.export",
 }
 
 

@@ -274,6 +274,13 @@ class TrainConfig(_Section):
                                            "backward pass instead of keeping them (less memory, ~1/3 more compute).")
 
 
+class OutputConfig(_Section):
+    dtype: Literal["fp32", "bf16", "f16"] = Field(
+        "fp32", description="Weight type the finished student is saved in (safetensors), recorded in its model "
+        "card: 'bf16' halves the file and is what vLLM/SGLang serve; 'fp32' (the default) keeps the trained "
+        "weights exactly. Training always runs in fp32. `distill export` writes other formats and types later.")
+
+
 class DistillConfig(_Section):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Where the teacher signal comes from.")
     student: StudentConfig = Field(default_factory=StudentConfig, description="How the student is built.")
@@ -284,6 +291,8 @@ class DistillConfig(_Section):
                             "model directory); checkpoints live in `<output_dir>.ckpt/`.")
     signing_key: str | None = Field(None, description="Ed25519 private key for signing lineage.json (or set "
                                     "$DISTILL_SIGNING_KEY). Never stored in the output.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="How the finished student is saved "
+                                 "(its folder is `output_dir`).")
 
     @property
     def teacher_kind(self) -> TeacherKind:

@@ -64,3 +64,25 @@ def test_cli_prints_one_block_per_set(tiny_teacher_dir, tiny_model_dir, text_fil
     out = capsys.readouterr().out
     assert out.count("Data: ") == 2 and out.count("held-out perplexity") == 2
     assert "greedy tokens/s" in out.split("Data: ")[1] and "greedy tokens/s" not in out.split("Data: ")[2]
+
+
+def test_size_lines_compare_like_with_like_and_draft_block(tiny_teacher_dir, tiny_model_dir, text_file, capsys):
+    import json
+
+    assert main(["eval", "--teacher", str(tiny_teacher_dir), "--student", str(tiny_model_dir), "--data",
+                 str(text_file), "--seq-len", "32", "--sequences", "2", "--draft", "--draft-prompts", "1",
+                 "--draft-new-tokens", "6", "--draft-tokens", "2", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    T, S = rep["teacher"], rep["student"]
+    assert S["bf16_bytes"] == 2 * S["parameters"] and T["bf16_bytes"] == 2 * T["parameters"]
+    assert rep["retention"]["size"] == pytest.approx(S["parameters"] / T["parameters"])
+    assert S["disk_format"] == T["disk_format"] == "safetensors f32"
+    assert rep["retention"]["size_on_disk"] == pytest.approx(S["size_bytes"] / T["size_bytes"])
+    assert [b["decoding"] for b in rep["draft"]] == ["greedy", "sampled (T=1)"]
+    for b in rep["draft"]:
+        assert b["new_tokens"] == 6 and b["accepted"] == 6 - b["rounds"] and b["draft_tokens"] == 2
+    assert rep["draft"][0]["identical_to_teacher"] == 1  # greedy assisted decoding is lossless
+    main(["eval", "--teacher", str(tiny_teacher_dir), "--student", str(tiny_model_dir), "--data", str(text_file),
+          "--seq-len", "32", "--sequences", "2", "--draft", "--draft-prompts", "1", "--draft-new-tokens", "4"])
+    out = capsys.readouterr().out
+    assert "size at bf16" in out and "MiB safetensors f32" in out and "Student as draft model" in out

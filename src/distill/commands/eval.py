@@ -11,7 +11,8 @@ HELP = "Compare a student with its teacher: size, perplexity, KL, top-1 agreemen
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default="default", help="teacher model (default: the bundled SmolLM2 teacher)")
-    p.add_argument("--student", required=True, help="student model directory")
+    p.add_argument("--student", "--exported", required=True, help="student model directory, or an export of one "
+                   "(a .gguf file written by `distill export`, read dequantized; or an exported directory)")
     p.add_argument("--data", action="append", help="evaluation data (its held-out split is used; default "
                    "shakespeare). Repeat it to report several sets side by side, e.g. in-domain and out-of-domain")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per evaluation sequence")
@@ -29,6 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher-precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="score with the teacher at this precision (as teacher.precision in a run) and report its "
                    "KL(teacher_fp32 ‖ teacher_fast) per held-out token")
+    p.add_argument("--draft", action="store_true", help="also run speculative decoding of the teacher with the "
+                   "student as its draft model (transformers assisted generation, greedy and sampled) on held-out "
+                   "prompts: mean accepted tokens per round, acceptance rate, wall-clock speed-up")
+    p.add_argument("--draft-tokens", type=int, default=5, help="with --draft: tokens drafted per round (default 5)")
+    p.add_argument("--draft-prompts", type=int, default=8, help="with --draft: held-out prompts per set (default 8)")
+    p.add_argument("--draft-new-tokens", type=int, default=32, help="with --draft: tokens generated per prompt "
+                   "(default 32)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -38,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(args.teacher, args.student, args.data or ["shakespeare"], seq_len=args.seq_len, sequences=args.sequences,
                       teacher_endpoint=args.teacher_endpoint, teacher_model=args.teacher_model, top_k=args.top_k,
                       tasks=args.tasks, task_limit=args.task_limit, task_batch_size=args.task_batch_size,
-                      teacher_precision=args.teacher_precision)
+                      teacher_precision=args.teacher_precision, draft=args.draft, draft_tokens=args.draft_tokens,
+                      draft_prompts=args.draft_prompts, draft_new_tokens=args.draft_new_tokens)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
          "teacher lineage. Exit 0 when everything checks out (an unsigned record passes with status UNSIGNED unless "
          "--require-signature), 4 when anything was tampered with."),
         ("show", "print the lineage as a model-card section (markdown)", None))
-    verify.add_argument("directory", metavar="DIR")
+    verify.add_argument("directory", metavar="DIR", help="a student directory, or an export written by `distill "
+                        "export` (a .gguf file or a directory): its record's signature, the exported weights "
+                        "against the hash recorded at export, and the student lineage it carries")
     verify.add_argument("--trusted-key", metavar="PUBFILE",
                         help="require this signer: a public key file (FILE.pub) or a 'sha256:...' fingerprint")
     verify.add_argument("--require-signature", action="store_true", help="fail when lineage.json is unsigned")
@@ -39,19 +41,29 @@ def run(args: argparse.Namespace) -> int:
                                fix="point at a student directory written by `distill train`")
         print(json.dumps(record, indent=2, ensure_ascii=False) if args.json else lineage.card_section(record))
         return 0
-    result = lineage.verify(args.directory, trusted_key=args.trusted_key, require_signature=args.require_signature)
+    from distill.deploy import record
+
+    if record.is_export(args.directory):  # a file or directory `distill export` wrote, with its record
+        result = record.verify_export(args.directory, trusted_key=args.trusted_key,
+                                      require_signature=args.require_signature)
+        label, what = "export record signature", "export"
+        lines = [f"exported weights: {'match' if result.weights_ok else 'MISMATCH'}",
+                 f"student lineage carried: {result.source_lineage}"]
+    else:
+        result = lineage.verify(args.directory, trusted_key=args.trusted_key,
+                                require_signature=args.require_signature)
+        label, what = "signature", "lineage"
+        lines = [f"weights: {'match' if result.weights_ok else 'MISMATCH' if result.weights_ok is False else 'n/a'}",
+                 "chain:", *(f"  {line}" for line in lineage.chain_lines(result.chain))]
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(f"status: {result.status}")
-        print(f"signature: {result.signature}" + (f" (signer {result.signer})" if result.signer else ""))
+        print(f"{label}: {result.signature}" + (f" (signer {result.signer})" if result.signer else ""))
         if result.trusted is not None:
             print(f"trusted signer: {'yes' if result.trusted else 'NO'}")
-        print(f"weights: {'match' if result.weights_ok else 'MISMATCH' if result.weights_ok is False else 'n/a'}")
-        print("chain:")
-        for line in lineage.chain_lines(result.chain):
-            print(f"  {line}")
+        print("\n".join(lines))
     if not result.ok:
-        raise DistillError("lineage verification failed: " + "; ".join(result.problems), where=args.directory,
+        raise DistillError(f"{what} verification failed: " + "; ".join(result.problems), where=args.directory,
                            code=4, fix="do not trust this model's provenance; obtain it again from its publisher")
     return 0

@@ -27,6 +27,28 @@ def size_on_disk(info) -> int:
     return sum(f.stat().st_size for f in p.glob("*.safetensors")) if p.is_dir() else 0
 
 
+def disk_format(info) -> str | None:
+    """What the weights on disk are: "gguf q4_1", "safetensors f32"... (None when unknown, e.g. a hub model)."""
+    if info.kind == "gguf":
+        import gguf
+
+        ftype = info.gguf_metadata.get("general.file_type")
+        try:
+            name = gguf.LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_").removeprefix("ALL_").lower()
+        except (TypeError, ValueError):
+            name = "?"
+        return f"gguf {name}"
+    files = sorted(Path(info.local_dir).glob("*.safetensors")) if info.local_dir else []
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    with safe_open(files[0], "pt") as f:
+        keys = list(f.keys())
+        dtype = f.get_slice(keys[0]).get_dtype() if keys else "?"
+    return "safetensors " + {"F32": "f32", "BF16": "bf16", "F16": "f16"}.get(dtype, dtype.lower())
+
+
 @torch.no_grad()
 def generation_speed(model, tokenizer, prompts: list[str], new_tokens: int = 32) -> float:
     """Greedy generation tokens/s with the KV cache, batch 1, averaged over the prompts."""
@@ -45,7 +67,8 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
              seq_len: int = 256, sequences: int = 32, batch_size: int = 4, gen_prompts: int = 3,
              chunk_size: int = 64, teacher_endpoint: str | None = None, teacher_model: str | None = None,
              top_k: int = 20, tasks: str | None = None, task_limit: int | None = None,
-             task_batch_size: int = 8, teacher_precision: str = "fp32") -> dict:
+             task_batch_size: int = 8, teacher_precision: str = "fp32", draft: bool = False,
+             draft_tokens: int = 5, draft_prompts: int = 8, draft_new_tokens: int = 32) -> dict:
     """The report as a dict: {"teacher": {...}, "student": {...}, "retention": {...}, "data": ..., "sets": [...]}
     (and "tasks" with `tasks`).
 
@@ -64,7 +87,11 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
     (acc_norm where reported, else acc).
 
     `teacher_precision` bf16 / int8 scores with that lower-precision teacher (`distill.models.precision`) and puts its
-    measured KL(teacher_fp32 ‖ teacher_fast) per token on the first set's held-out sequences in teacher.precision."""
+    measured KL(teacher_fp32 ‖ teacher_fast) per token on the first set's held-out sequences in teacher.precision.
+
+    `draft` runs speculative decoding of the teacher with the student drafting `draft_tokens` tokens per round
+    (`distill.evaluation.draft`), greedy and sampled, on the first 48 tokens of `draft_prompts` held-out sequences
+    of each set, `draft_new_tokens` new tokens each: "draft" holds one block per set and decoding."""
     if not student:
         raise DistillError("no student given", fix="pass --student DIR (a directory written by `distill train`)")
     datasets = [data] if isinstance(data, str) else list(data)
@@ -83,6 +110,14 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
         from distill.evaluation.tasks import plan_tasks
 
         plan = plan_tasks(tasks)
+    for flag, value in (("--draft-tokens", draft_tokens), ("--draft-prompts", draft_prompts),
+                        ("--draft-new-tokens", draft_new_tokens)):
+        if draft and value < 1:
+            raise DistillError(f"{flag} must be at least 1, not {value}", where=flag, fix="give a positive number")
+    if draft and teacher_endpoint:
+        raise DistillError("--draft runs the teacher locally, which --teacher-endpoint does not",
+                           where="--draft with --teacher-endpoint",
+                           fix="pass the teacher as --teacher (a directory, GGUF file or hub id)")
     s = load_model(student)
     if teacher_endpoint:
         from distill.models.loading import load_tokenizer
@@ -97,6 +132,10 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
     else:
         t = load_model(teacher)
         t_tok = t.tokenizer
+        if draft:  # before the (slower) compatibility figures: a draft needs the very same tokenizer
+            from distill.evaluation.draft import check_draft_tokenizer
+
+            check_draft_tokenizer(t.tokenizer, s.tokenizer)
         vocab = check_compatible(t.tokenizer, s.tokenizer, t.model, s.model)
         source = LiveTeacher(t.model, vocab)
     exact, precision = source, None
@@ -105,7 +144,7 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
             raise DistillError("--teacher-precision applies to a local teacher", where="--teacher-precision",
                                fix="drop --teacher-precision with --teacher-endpoint")
         source = LiveTeacher(scoring_teacher(t.model, precision=teacher_precision), vocab)
-    sets, prompts = [], []
+    sets, prompts, draft_sets = [], [], []
     for path in datasets:
         corpus = load_corpus(DataConfig(path=path, seq_len=seq_len), t_tok)
         seqs = corpus.heldout[:sequences]
@@ -114,6 +153,7 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
         sets.append(_score_set(corpus.description, seqs, s.model, source, vocab, t_tok.pad_token_id, batch_size,
                                chunk_size))
         prompts = prompts or [t_tok.decode(seqs[i]["input_ids"][:48]) for i in range(min(gen_prompts, len(seqs)))]
+        draft_sets.append((corpus.description, [list(map(int, q["input_ids"][:48])) for q in seqs[:draft_prompts]]))
     first = sets[0]
     report = {"data": first["data"], "tokens_scored": first["tokens_scored"]}
     report["student"] = _side(s, first["student_ppl"], prompts)
@@ -122,6 +162,7 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
         report["teacher"]["precision"] = precision.to_dict() if precision else {"precision": "fp32"}
     else:
         report["teacher"] = {"model": f"{client.base} {client.model}", "parameters": None, "size_bytes": None,
+                             "disk_format": None, "bf16_bytes": None,
                              "heldout_ppl": first["teacher_ppl"], "gen_tokens_per_s": None,
                              "signal": f"served top-{top_k} + one bucket for the rest"}
     report["student"]["kl_teacher_student"] = first["kl_teacher_student"]
@@ -130,12 +171,20 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
     ratio = lambda a, b: None if a is None or b is None else a / max(b, 1e-9)  # noqa: E731
     report["retention"] = {
         "parameters": ratio(S["parameters"], T["parameters"]),
-        "size": ratio(S["size_bytes"], T["size_bytes"]),
+        "size": ratio(S["bf16_bytes"], T["bf16_bytes"]),  # like with like: both at 2 bytes per parameter
+        "size_on_disk": ratio(S["size_bytes"], T["size_bytes"]) if S["disk_format"] == T["disk_format"] else None,
         "ppl_ratio": first["ppl_ratio"],
         "speedup": ratio(S["gen_tokens_per_s"], T["gen_tokens_per_s"]),
         "top1_agreement": S["top1_agreement"],
     }
     report["sets"] = sets
+    if draft:
+        from distill.evaluation.draft import measure_draft
+
+        report["draft"] = [{"data": desc, **measure_draft(t.model, s.model, ids, t_tok.pad_token_id,
+                                                          new_tokens=draft_new_tokens, draft_tokens=draft_tokens,
+                                                          sample=sample)}
+                           for desc, ids in draft_sets for sample in (False, True)]
     if plan is not None:
         from distill.evaluation.tasks import primary_metric, run_tasks
 
@@ -173,7 +222,9 @@ def _score_set(description: str, seqs: list, student, source, vocab: int, pad_id
 
 
 def _side(m, ppl: float, prompts: list[str]) -> dict:
-    return {"model": m.info.name, "parameters": param_count(m.model), "size_bytes": size_on_disk(m.info),
+    params = param_count(m.model)
+    return {"model": m.info.name, "parameters": params, "size_bytes": size_on_disk(m.info),
+            "disk_format": disk_format(m.info), "bf16_bytes": 2 * params,
             "heldout_ppl": ppl, "gen_tokens_per_s": generation_speed(m.model, m.tokenizer, prompts)}
 
 
@@ -201,8 +252,9 @@ def format_report(r: dict) -> str:
     rows = [
         ("parameters", _fmt(T["parameters"], "{:.1f} M", 1e6), _fmt(S["parameters"], "{:.1f} M", 1e6),
          _fmt(R["parameters"], "{:.1%}")),
-        ("size on disk", _fmt(T["size_bytes"], "{:.1f} MiB", 2**20), _fmt(S["size_bytes"], "{:.1f} MiB", 2**20),
+        ("size at bf16", _fmt(T["bf16_bytes"], "{:.1f} MiB", 2**20), _fmt(S["bf16_bytes"], "{:.1f} MiB", 2**20),
          _fmt(R["size"], "{:.1%}")),
+        ("file on disk", _on_disk(T), _on_disk(S), _fmt(R.get("size_on_disk"), "{:.1%}")),
         ("held-out perplexity", f"{T['heldout_ppl']:.2f}", f"{S['heldout_ppl']:.2f}", f"×{R['ppl_ratio']:.2f}"),
         ("KL(teacher‖student)/token", "0", f"{S['kl_teacher_student']:.4f}", ""),
         ("top-1 agreement", "100%", f"{S['top1_agreement']:.1%}", ""),
@@ -215,9 +267,22 @@ def format_report(r: dict) -> str:
     out = f"Data: {r['data']} ({r['tokens_scored']} tokens scored){note}\n" + _table(rows)
     for extra in r.get("sets", [])[1:]:
         out += "\n\n" + _format_set(extra)
+    if r.get("draft"):
+        out += "\n\n" + _format_draft(r["draft"])
     if r.get("tasks"):
         out += "\n\n" + _format_tasks(r["tasks"])
     return out
+
+
+def _format_draft(blocks: list[dict]) -> str:
+    """The speculative-decoding block: per set and decoding, accepted tokens per round, rate and speed-up."""
+    rows = [(b["data"][:40], b["decoding"], f"{b['mean_accepted_per_round']:.2f}", f"{b['acceptance_rate']:.1%}",
+             f"×{b['speedup']:.2f}", "—" if "identical_to_teacher" not in b else
+             f"{b['identical_to_teacher']}/{b['prompts']}") for b in blocks]
+    k = blocks[0]["draft_tokens"]
+    return (f"Student as draft model (speculative decoding of the teacher, {k} drafted tokens per round, "
+            f"{blocks[0]['new_tokens'] // max(blocks[0]['prompts'], 1)} new tokens per prompt)\n"
+            + _table(rows, ("data", "decoding", "accepted/round", "acceptance", "speed-up", "= teacher output")))
 
 
 def _format_tasks(block: dict) -> str:
@@ -255,6 +320,13 @@ def _table(rows: list[tuple], head: tuple = ("metric", "teacher", "student", "st
     lines = [" | ".join(h.ljust(w[i]) for i, h in enumerate(head)), "-+-".join("-" * v for v in w)]
     lines += [" | ".join(str(c).ljust(w[i]) for i, c in enumerate(row)) for row in rows]
     return "\n".join(lines)
+
+
+def _on_disk(side: dict) -> str:
+    """The file size with its format: "93.8 MiB gguf q4_1" (sizes of different formats are not compared)."""
+    if side.get("size_bytes") is None:
+        return "—"
+    return f"{side['size_bytes'] / 2**20:.1f} MiB" + (f" {side['disk_format']}" if side.get("disk_format") else "")
 
 
 def _fmt(value, spec: str, scale: float = 1.0) -> str:

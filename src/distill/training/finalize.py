@@ -7,6 +7,7 @@ exists nowhere else: a fresh or layer-subset student, or a GGUF one), and lineag
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 import yaml
 
 from distill.config import DistillConfig
@@ -74,6 +76,7 @@ A {params / 1e6:.1f} M-parameter student distilled with [Distill](https://pypi.o
 - Data: {corpus.description}
 - Loss: {cfg.loss.kind} (T={cfg.loss.temperature}, KD weight {cfg.loss.kd_weight}, CE weight {cfg.loss.ce_weight})
 - Steps: {cfg.train.steps} × {cfg.train.batch_size * cfg.train.grad_accum} sequences of {cfg.data.seq_len} tokens
+- Weights: {cfg.output.dtype} safetensors (`output.dtype`)
 {lora_line(cfg)}{hidden_line(cfg)}
 ## Held-out figures (final step)
 
@@ -150,6 +153,18 @@ def write_lora(tmp: Path, final: Path, student, cfg: DistillConfig, teacher: Mod
     return entry
 
 
+_DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16}
+
+
+def save_weights(student, directory: Path, dtype: str) -> None:
+    """The student's safetensors in `output.dtype`: a converted copy for bf16/f16, so the fp32 model in memory
+    (held-out figures, callers of `train`) is untouched."""
+    if dtype == "fp32":
+        student.save_pretrained(directory, safe_serialization=True)
+        return
+    copy.deepcopy(student).to(_DTYPES[dtype]).save_pretrained(directory, safe_serialization=True)
+
+
 def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher: ModelInfo, corpus: Corpus,
                   history: list[dict], verdict, replace: bool, api: dict[str, str] | None = None) -> Path:
     """Save the student as a Hugging Face directory (atomically) with card, plot, metrics and lineage."""
@@ -162,7 +177,7 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
         extra = {"lora": write_lora(tmp, out_dir, student, cfg, teacher)} if lora.is_lora(student) else None
         student = lora.merged(student)  # in place: the adapters are folded into the weights
         student.config.name_or_path = name
-        student.save_pretrained(tmp, safe_serialization=True)
+        save_weights(student, tmp, cfg.output.dtype)
         tokenizer.save_pretrained(tmp)
         with open(tmp / "metrics.jsonl", "w") as f:
             for row in history:
