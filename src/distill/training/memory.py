@@ -221,7 +221,8 @@ def advice(w: Workload, limit: int, grad_accum: int = 1) -> list[Advice]:
     if w.teacher is not None and w.teacher_live:  # hidden states exist only from a live teacher
         consider(replace(w, teacher=None, teacher_live=False, hidden_pairs=0),
                  *(["loss.hidden: null"] if w.hidden_pairs else []), "the teacher out of this process (a capture "
-                 "store: `distill capture` then teacher.store; or a served teacher: teacher.endpoint)")
+                 "store: `distill capture` then teacher: {kind: store, store: DIR}; or a served teacher: teacher: {kind: "
+                 "served, endpoint: URL})")
     return out
 
 

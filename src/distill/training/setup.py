@@ -35,11 +35,12 @@ from distill.models.loading import (
 from distill.models.lora import apply_lora, trainable_parameters
 from distill.models.students import fresh_llama, layer_subset, param_count
 from distill.signals import TeacherSource
+from distill.teachers import TeacherInputs
 from distill.training import allocator, distributed, memory, sharding
 from distill.training.checkpoint import latest_checkpoint, load_checkpoint
 from distill.training.module import StudentLoss, hidden_parts
 from distill.training.sampler import BatchSampler
-from distill.training.sources import SourceInputs, make_source, policy_verdict
+from distill.training.sources import make_source, policy_verdict
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         shutil.rmtree(run_dir, ignore_errors=True)
     world.barrier()
     sampler = BatchSampler.for_config(cfg, len(corpus.train))
-    inputs = SourceInputs(cfg, teacher if kind.needs_weights else None, info, tokenizer, corpus, world, sampler,
+    inputs = TeacherInputs(cfg, teacher if kind.needs_weights else None, info, tokenizer, corpus, world, sampler,
                           start_step, tuple(t_layer for _, t_layer in pairs))
     source = make_source(cfg, inputs, "train")
     eval_source = make_source(cfg, inputs, "heldout")
