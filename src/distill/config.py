@@ -20,6 +20,7 @@ from distill.fileio import decode_text
 from distill.loss.divergences import LOSSES
 from distill.teachers import CLASSES, LiveTeacherConfig, TeacherConfig, TeacherKind, check_teacher
 from distill.teachers.legacy import declare
+from distill.teachers.several import MEMBER_FIELDS, TeacherMember, as_teacher, check_members
 
 
 class _Section(BaseModel):
@@ -213,6 +214,13 @@ class DistillConfig(_Section):
     teacher: TeacherConfig = Field(default_factory=LiveTeacherConfig, description="Where the teacher signal comes "
                                    "from: `kind` (live, store, served, api, cross_tokenizer; default live) and that "
                                    "kind's settings (distill.teachers).")
+    teachers: list[TeacherMember] | None = Field(
+        None, min_length=2, description="Several teachers instead of one: a list of {name, weight, kind, ...that "
+        "kind's settings}. An example whose data row names a teacher (a `teacher` field in JSONL text or chat rows) "
+        "is distilled from that teacher alone (routing); one that names none, from the weighted mixture of all "
+        "the teachers' distributions in probability space (ensemble). The first is the primary (`teacher` is "
+        "it): the student is built on its tokenizer, which the others must share. live, store and served teachers "
+        "can be members (distill.teachers.several; docs/multi_teacher.md).")
     student: StudentConfig = Field(default_factory=StudentConfig, description="How the student is built.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training and held-out data.")
     loss: LossConfig = Field(default_factory=LossConfig, description="The loss family and its memory bound.")
@@ -230,8 +238,16 @@ class DistillConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _declare_teacher(cls, raw: Any) -> Any:
-        """An old flat teacher section (no `kind`) gets the kind its fields imply (distill.teachers.legacy)."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("teacher", {}), dict):
+        """An old flat teacher section (no `kind`) gets the kind its fields imply (distill.teachers.legacy); with
+        `teachers`, a member without `kind` is live, and `teacher` is the first member."""
+        if not isinstance(raw, dict):
+            return raw
+        if isinstance(raw.get("teachers"), list):
+            raw = {**raw, "teachers": [{"kind": "live", **m} if isinstance(m, dict) else m for m in raw["teachers"]]}
+            first = raw["teachers"][0] if raw["teachers"] else None
+            if isinstance(first, dict) and raw.get("teacher") is None:  # the primary, as one teacher of its kind
+                return {**raw, "teacher": {k: v for k, v in first.items() if k not in MEMBER_FIELDS}}
+        if not isinstance(raw.get("teacher", {}), dict):
             return raw
         data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
         loss = raw.get("loss") if isinstance(raw.get("loss"), dict) else {}
@@ -248,6 +264,11 @@ class DistillConfig(_Section):
         if self.student.init == "layers" and not (self.student.layers or self.student.every):
             raise ValueError("student.init=layers needs student.layers or student.every")
         check_teacher(self)  # every rule about where the teacher signal comes from lives in distill.teachers
+        if self.teachers:
+            if self.teacher != as_teacher(self.teachers[0]):
+                raise ValueError("give `teachers` (several) or `teacher` (one), not both: with `teachers` the first "
+                                 "of them is the run's `teacher`")
+            check_members(self)
         return self
 
 

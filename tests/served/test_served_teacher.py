@@ -243,3 +243,19 @@ def test_eval_closes_the_served_teacher_it_opens(teacher_server, tiny_teacher_di
     evaluate(str(tiny_teacher_dir), student=str(tiny_model_dir), data=str(text_file), seq_len=32, sequences=2,
              batch_size=2, gen_prompts=1, teacher_endpoint=teacher_server.url, teacher_model="tiny-teacher", top_k=K)
     assert len(closed) == 1 and closed[0].pool._shutdown and closed[0].client.http.is_closed
+
+
+def test_a_live_and_a_served_teacher_mix_and_both_are_closed(tmp_path, teacher_server, text_file, tiny_teacher_dir,
+                                                            tiny_model_dir, monkeypatch):
+    """A live teacher beside a served one: the ensemble trains, the served member is asked through its server and
+    closed with the run."""
+    from distill.served.source import ServedTeacher
+
+    closed, close = [], ServedTeacher.close
+    monkeypatch.setattr(ServedTeacher, "close", lambda self: (closed.append(self), close(self)))
+    cfg = _cfg(tmp_path, teacher_server, text_file, tiny_teacher_dir, "teacher=null",
+               f"teachers=[{{name: local, model: '{tiny_model_dir}'}}, {{name: remote, kind: served, endpoint: "
+               f"'{teacher_server.url}/v1', model: tiny-teacher, tokenizer: '{tiny_teacher_dir}', top_k: {K}}}]")
+    rows = train(cfg).history
+    assert all(r["kd"] > 0 for r in rows) and "heldout_kl" in rows[-1]
+    assert len(closed) == 2 and all(s.client.stats.requests > 0 for s in closed)  # train and held-out sources
