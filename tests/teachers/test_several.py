@@ -177,3 +177,18 @@ def test_teachers_and_a_different_teacher_are_refused():
     with pytest.raises(DistillError, match="not both"):
         load_config(None, ["teachers=[{name: a}, {name: b}]", "teacher.model=other"])
     assert load_config(None, ["teachers=[{name: a, model: x}, {name: b}]"]).teacher.model == "x"  # the primary
+
+
+def test_the_memory_plan_names_and_counts_every_live_teacher(tmp_path, routed_data, tiny_teacher_dir, tiny_model_dir):
+    from distill.training import memory
+
+    two = memory.workload(_cfg(tmp_path, routed_data, tiny_teacher_dir, tiny_model_dir), 1, "cpu")
+    one = memory.workload(load_config(None, [f"teacher.model={tiny_teacher_dir}", "data.seq_len=32",
+                                             "student.hidden_size=32", "student.num_layers=1", "student.num_heads=2",
+                                             "train.batch_size=2", "loss.chunk_size=16"]), 1, "cpu")
+    [(name, shape)] = two.other_teachers
+    p2, p1 = memory.plan(two), memory.plan(one)
+    assert name == "b" and p2.parts["teacher b"] == shape.params * 4 > 0
+    assert p2.parts["teacher weights"] == p1.parts["teacher weights"] and "teacher b" not in p1.parts
+    assert p2.parts["teacher forward"] == max(p1.parts["teacher forward"],
+                                              two.tokens * (5 * shape.hidden + 3 * shape.intermediate) * 4)
