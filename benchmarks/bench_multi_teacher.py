@@ -45,7 +45,7 @@ def domain_rows() -> dict[str, list[str]]:
         lines = [ln for p in chosen for ln in read_text(p).splitlines() if ln.strip()]
         passages[split] = ["\n".join(lines[i:i + 8]) for i in range(0, len(lines), 8)]
     pairs = [f"{q}\n{answers[0]}" for _, q, answers in chatterbot_pairs()]
-    return {"poet": passages["poet"][:1500], "poet_eval": passages["poet_eval"][:600],
+    return {"poet": passages["poet"][:1500], "poet_eval": passages["poet_eval"][:240],
             "chat": [t for i, t in enumerate(pairs) if i % 5], "chat_eval": [t for i, t in enumerate(pairs) if not i % 5]}
 
 

@@ -297,4 +297,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         log.info("teacher %s (%s: %s) | student %.1f M params (%.2f M trained) | %s", info.name, kind.name,
                  kind.description, param_count(student) / 1e6, sum(p.numel() for p in trainable_parameters(student))
                  / 1e6, corpus.description)
+        if cfg.teachers:
+            log.info("teachers: %s — a row naming one is distilled from it alone, any other from their weighted "
+                     "mixture", ", ".join(f"{m.name} ({m.kind}, weight {m.weight:g})" for m in cfg.teachers))
     return run
