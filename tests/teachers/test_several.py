@@ -192,3 +192,27 @@ def test_the_memory_plan_names_and_counts_every_live_teacher(tmp_path, routed_da
     assert p2.parts["teacher weights"] == p1.parts["teacher weights"] and "teacher b" not in p1.parts
     assert p2.parts["teacher forward"] == max(p1.parts["teacher forward"],
                                               two.tokens * (5 * shape.hidden + 3 * shape.intermediate) * 4)
+
+
+def test_two_teachers_under_two_process_ddp_match_one_process(tmp_path, routed_data, tiny_teacher_dir,
+                                                               tiny_model_dir, train_cli):
+    """Each rank routes its own rows (example ids index the corpus on every rank alike)."""
+    import yaml
+    from safetensors.torch import load_file
+
+    outs = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"p{nproc}"
+        cfg = {"teachers": [{"name": "a", "model": str(tiny_teacher_dir)},
+                            {"name": "b", "model": str(tiny_model_dir), "weight": 3.0}],
+               "student": {"hidden_size": 32, "num_layers": 1, "num_heads": 2},
+               "data": {"path": str(routed_data), "seq_len": 32, "heldout_fraction": 0.2},
+               "loss": {"kind": "forward_kl", "chunk_size": 16},
+               "train": {"steps": 3, "batch_size": 4, "eval_every": 100, "eval_sequences": 2, "checkpoint_every": 100,
+                         "progress": False, "warmup_steps": 1, "threads": 1},
+               "output_dir": str(out)}
+        (tmp_path / f"p{nproc}.yaml").write_text(yaml.safe_dump(cfg))
+        train_cli(tmp_path / f"p{nproc}.yaml", nproc)
+        outs[nproc] = load_file(str(out / "model.safetensors"))
+    for k in outs[1]:
+        torch.testing.assert_close(outs[1][k], outs[2][k], rtol=1e-4, atol=2e-5, msg=k)
