@@ -216,3 +216,9 @@ def test_two_teachers_under_two_process_ddp_match_one_process(tmp_path, routed_d
         outs[nproc] = load_file(str(out / "model.safetensors"))
     for k in outs[1]:
         torch.testing.assert_close(outs[1][k], outs[2][k], rtol=1e-4, atol=2e-5, msg=k)
+
+
+def test_on_policy_samples_are_scored_by_their_rows_teacher(tmp_path, routed_data, tiny_teacher_dir, tiny_model_dir):
+    rows = train(_cfg(tmp_path, routed_data, tiny_teacher_dir, tiny_model_dir, "train.steps=2",
+                      "train.on_policy_fraction=1.0", "train.sample_max_new_tokens=6")).history
+    assert all(r["kd"] > 0 and 0 < r["sampling_share"] < 1 for r in rows)
