@@ -14,77 +14,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from distill.data.formats import data_format
 from distill.errors import DistillError
 from distill.fileio import decode_text
 from distill.loss.divergences import LOSSES
-from distill.teachers import TeacherKind, teacher_kind
+from distill.teachers import CLASSES, LiveTeacherConfig, TeacherConfig, TeacherKind, check_teacher
+from distill.teachers.legacy import declare
+from distill.teachers.several import MEMBER_FIELDS, TeacherMember, as_teacher, check_members
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class TeacherConfig(_Section):
-    model: str = Field("default", description="Teacher model: 'default' (bundled SmolLM2-135M-Instruct), a GGUF "
-                       "file, a local Hugging Face directory, or a hub id (needs network).")
-    store: str | None = Field(None, description="A capture store written by `distill capture`. When set, training "
-                              "reads the teacher's top-k from it instead of running the teacher.")
-    store_tail: Literal["prior", "bucket"] = Field(
-        "prior", description="With a store: what the loss does with the mass outside the stored top-k. 'prior' "
-        "spreads it over the other tokens in proportion to the teacher's average tail (the store's tail prior, "
-        "summed at capture) and uses the dense losses; 'bucket' compares it as one outcome (cheaper per step, "
-        "but the student learns nothing about the shape of the teacher's tail).")
-    endpoint: str | None = Field(None, description="A teacher behind an inference server (vLLM, or `distill serve`): "
-                                 "its URL (e.g. http://127.0.0.1:8000/v1). Each micro-batch is scored through it "
-                                 "(vLLM's prompt_logprobs) and never loaded here; `model` is then the served name.")
-    tokenizer: str | None = Field(None, description="With endpoint (or a store captured from one): the served "
-                                  "teacher's tokenizer, as a local model spec (default: `model`, when that is also a "
-                                  "local spec such as 'default'). Checked against the server (or the store) at start.")
-    top_k: int = Field(20, ge=1, description="With endpoint: top-k log-probabilities per position asked of the "
-                       "server (vLLM caps it with --max-logprobs, 20 by default).")
-    endpoint_tail: Literal["bucket", "data_prior", "server_prior"] = Field(
-        "bucket", description="With endpoint: the mass outside the served top-k. 'bucket' = one outcome; "
-        "'data_prior' = spread over the other tokens in proportion to the training data's token frequencies; "
-        "'server_prior' = in proportion to the teacher's own average tail, asked of the server once at start "
-        "(`tail_rows` sequences scored with `tail_k` entries per position; the server must allow that many).")
-    tail_rows: int = Field(32, ge=1, description="With endpoint_tail: server_prior: training sequences scored once "
-                           "to estimate the teacher's tail.")
-    tail_k: int = Field(200, ge=2, description="With endpoint_tail: server_prior: log-probabilities per position "
-                        "asked for that estimate (start vLLM or `distill serve` with --max-logprobs at least this).")
-    prefetch: int = Field(2, ge=0, description="With endpoint: micro-batches scored ahead while the student computes "
-                          "(0 = score each when asked).")
-    concurrency: int = Field(2, ge=1, description="With endpoint: scoring requests in flight at once.")
-    timeout_s: float = Field(120.0, gt=0, description="With endpoint: seconds per scoring request before a retry.")
-    max_tries: int = Field(6, ge=1, description="With endpoint: attempts per request (with backoff) before the run "
-                           "stops with an error (its last checkpoint stays resumable).")
-    api_key_env: str | None = Field(None, description="With endpoint: environment variable holding the server's API "
-                                    "key (never written to outputs or logs).")
-    api_key_file: str | None = Field(None, description="With endpoint: file holding the server's API key.")
-    authorization: str | None = Field(None, description="Authorization record (YAML/JSON) that permits distilling "
-                                      "from a teacher whose licence or terms the policy gate would refuse.")
-    trust_remote_code: bool = Field(False, description="Allow model code from the teacher's repository to run. Off "
-                                    "by default: only enable for repositories you trust.")
-    precision: Literal["fp32", "bf16", "int8"] = Field(
-        "fp32", description="A live teacher's arithmetic: 'fp32' = exact, as loaded (the default; on GPU the run's "
-        "bf16 autocast as before); 'int8' = decoder Linear weights int8 per output channel, activations quantized "
-        "per tensor at run time (PyTorch dynamic quantization, CPU only; embeddings, final norm and head stay "
-        "fp32); 'bf16' = the teacher in bfloat16 (fast on GPUs and on CPUs with AMX/AVX-512-BF16). A lower "
-        "precision is measured at start: KL(teacher_fp32 ‖ teacher_fast) per token on held-out sequences is "
-        "printed, and the run refused above precision_max_kl (distill.models.precision).")
-    precision_max_kl: float = Field(0.02, gt=0, description="With precision bf16 or int8: the largest "
-                                    "KL(teacher_fp32 ‖ teacher_fast), nats per held-out token, a run accepts.")
-    precision_check_sequences: int = Field(8, ge=1, description="With precision bf16 or int8: held-out sequences "
-                                           "scored by both teachers to measure that KL.")
-    compile: bool = Field(False, description="torch.compile a live teacher's decoder for scoring (fused norms, "
-                          "rotary and activations around the matmuls; the same results up to fp32 rounding). Costs "
-                          "a compile of minutes at start on a small CPU and another for each new batch shape; "
-                          "without a working compiler the teacher runs eagerly (a warning).")
-
-
-    @property
-    def local_spec(self) -> str:
-        """The model spec to read the teacher's tokenizer (and identity) from on this machine."""
-        return (self.tokenizer or self.model) if (self.endpoint or self.store) else self.model
 
 
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -282,7 +222,16 @@ class OutputConfig(_Section):
 
 
 class DistillConfig(_Section):
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Where the teacher signal comes from.")
+    teacher: TeacherConfig = Field(default_factory=LiveTeacherConfig, description="Where the teacher signal comes "
+                                   "from: `kind` (live, store, served, api, cross_tokenizer; default live) and that "
+                                   "kind's settings (distill.teachers).")
+    teachers: list[TeacherMember] | None = Field(
+        None, min_length=2, description="Several teachers instead of one: a list of {name, weight, kind, ...that "
+        "kind's settings}. An example whose data row names a teacher (a `teacher` field in JSONL text or chat rows) "
+        "is distilled from that teacher alone (routing); one that names none, from the weighted mixture of all "
+        "the teachers' distributions in probability space (ensemble). The first is the primary (`teacher` is "
+        "it): the student is built on its tokenizer, which the others must share. live, store and served teachers "
+        "can be members (distill.teachers.several; docs/multi_teacher.md).")
     student: StudentConfig = Field(default_factory=StudentConfig, description="How the student is built.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training and held-out data.")
     loss: LossConfig = Field(default_factory=LossConfig, description="The loss family and its memory bound.")
@@ -296,8 +245,30 @@ class DistillConfig(_Section):
 
     @property
     def teacher_kind(self) -> TeacherKind:
-        """Where this run's teacher signal comes from (live, store, api, cross_tokenizer), with its rules checked."""
-        return teacher_kind(self)
+        """What this run's teacher kind can do (live, store, served, api, cross_tokenizer), its rules checked."""
+        return check_teacher(self)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declare_teacher(cls, raw: Any) -> Any:
+        """An old flat teacher section (no `kind`) gets the kind its fields imply (distill.teachers.legacy); with
+        `teachers`, a member without `kind` is live, and `teacher` is the first member."""
+        if not isinstance(raw, dict):
+            return raw
+        if isinstance(raw.get("teachers"), list):
+            raw = {**raw, "teachers": [{"kind": "live", **m} if isinstance(m, dict) else m for m in raw["teachers"]]}
+            first = raw["teachers"][0] if raw["teachers"] else None
+            if isinstance(first, dict) and raw.get("teacher") is None:  # the primary, as one teacher of its kind
+                return {**raw, "teacher": {k: v for k, v in first.items() if k not in MEMBER_FIELDS}}
+        if not isinstance(raw.get("teacher", {}), dict):
+            return raw
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        loss = raw.get("loss") if isinstance(raw.get("loss"), dict) else {}
+        fields = DataConfig.model_fields
+        generated = data_format(str(data.get("path", fields["path"].default)),
+                                str(data.get("format", fields["format"].default))) == "generated"
+        return {**raw, "teacher": declare(raw.get("teacher", {}), CLASSES, generated=generated,
+                                          cross=bool(loss.get("cross_tokenizer")))}
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:
@@ -305,7 +276,12 @@ class DistillConfig(_Section):
             raise ValueError("student.init=pretrained needs student.model")
         if self.student.init == "layers" and not (self.student.layers or self.student.every):
             raise ValueError("student.init=layers needs student.layers or student.every")
-        teacher_kind(self)  # every rule about where the teacher signal comes from lives in distill.teachers
+        check_teacher(self)  # every rule about where the teacher signal comes from lives in distill.teachers
+        if self.teachers:
+            if self.teacher != as_teacher(self.teachers[0]):
+                raise ValueError("give `teachers` (several) or `teacher` (one), not both: with `teachers` the first "
+                                 "of them is the run's `teacher`")
+            check_members(self)
         return self
 
 
@@ -315,30 +291,54 @@ def _suggest(bad: str, section: type[BaseModel] | None) -> str:
     return f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(names)}"
 
 
-def _section_type(ann: Any) -> type[BaseModel] | None:
-    """The config section a field holds (also an optional one, `Section | None`), or None for a plain value."""
-    for t in (ann, *typing.get_args(ann)):
-        if isinstance(t, type) and typing.get_origin(t) is None and issubclass(t, BaseModel):
-            return t
-    return None
+def _section_types(ann: Any) -> list[type[BaseModel]]:
+    """The config sections a field can hold: one (also an optional one, `Section | None`), or each member of a
+    discriminated union (the teacher kinds); [] for a plain value."""
+    def section(t: Any) -> bool:
+        return isinstance(t, type) and typing.get_origin(t) is None and issubclass(t, BaseModel)
+
+    return [ann] if section(ann) else [t for t in typing.get_args(ann) if section(t)]
 
 
-def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _section_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[Any, ...]]:
+    """The section an error's location ends in, and the location as the user wrote it (a union's tag, such as the
+    teacher kind pydantic inserts, left out)."""
     model: type[BaseModel] | None = DistillConfig
-    for part in loc:
+    written: list[Any] = []
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        written.append(part)
         if model is None or part not in model.model_fields:
-            return model
-        model = _section_type(model.model_fields[part].annotation)
-    return model
+            return model, (*written, *parts)
+        types = _section_types(model.model_fields[part].annotation)
+        if len(types) > 1 and parts:  # a discriminated union: the next part is the member's tag
+            tags = {t.model_fields["kind"].annotation.__args__[0]: t for t in types}
+            model = tags.get(parts.pop(0))
+        else:
+            model = types[0] if types else None
+    return model, tuple(written)
+
+
+def _suggest_key(bad: str, section: type[BaseModel] | None) -> str:
+    """`_suggest`, and for a teacher kind's unknown key that another kind declares, which kind that is."""
+    from distill.teachers import CLASSES
+
+    if section in CLASSES.values() and bad not in section.model_fields:
+        owners = [name for name, c in CLASSES.items() if bad in c.model_fields]
+        if owners:
+            return f"'{bad}' is a setting of teacher kind {' / '.join(owners)}, not of kind '{section.KIND.name}'"
+    return _suggest(bad, section)
 
 
 def _validation_error(e: ValidationError, source: str) -> DistillError:
     msgs = []
     for err in e.errors():
-        loc = tuple(err["loc"])
+        section, loc = _section_at(tuple(err["loc"])[:-1]) if err["loc"] else (None, ())
+        loc = (*loc, *tuple(err["loc"])[-1:])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            msgs.append(f"unknown key '{dotted}' ({_suggest(str(loc[-1]), _section_at(loc[:-1]))})")
+            msgs.append(f"unknown key '{dotted}' ({_suggest_key(str(loc[-1]), section)})")
         else:
             msgs.append(f"'{dotted}': {err['msg']} (got {err.get('input')!r:.60})")
     return DistillError("invalid configuration: " + "; ".join(msgs), where=source,
@@ -404,13 +404,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def describe_fields(model: type[BaseModel] = DistillConfig, prefix: str = "") -> list[str]:
-    """Every config field with its default and documentation, for `distill train --help-config`."""
+    """Every config field with its default and documentation, for `distill train --help-config` (each teacher
+    kind's fields under its own `kind:` line)."""
     lines = []
     for name, f in model.model_fields.items():
-        section = _section_type(f.annotation)
-        if section is not None:
+        sections = _section_types(f.annotation)
+        if len(sections) == 1:
             lines.append(f"{prefix}{name}:  # {f.description}")
-            lines.extend(describe_fields(section, prefix + "  "))
+            lines.extend(describe_fields(sections[0], prefix + "  "))
+        elif sections:
+            lines.append(f"{prefix}{name}:  # {f.description}")
+            for section in sections:
+                lines.append(f"{prefix}  # kind: {section.KIND.name}"
+                             f" — {section.__doc__.strip().splitlines()[0]}")
+                lines.extend(describe_fields(section, prefix + "  "))
         else:
             lines.append(f"{prefix}{name}: {f.default!r}  # {f.description}")
     return lines

@@ -104,3 +104,15 @@ def test_capture_takes_the_served_teacher_from_a_training_config(tmp_path, teach
     m = json.loads((tmp_path / "store" / "manifest.json").read_text())
     assert m["identity"] == json.loads((stores[0] / "manifest.json").read_text())["identity"]
     assert m["settings"]["k"] == K and m["capture"]["concurrency"] == 2
+
+
+def test_capture_takes_a_declared_served_teacher_with_its_own_settings(tmp_path, teacher_server, tiny_teacher_dir,
+                                                                       text_file, stores):
+    cfg = tmp_path / "served.yaml"
+    cfg.write_text(f"teacher: {{kind: served, endpoint: '{teacher_server.url}/v1', model: tiny-teacher, tokenizer: "
+                   f"'{tiny_teacher_dir}', top_k: {K}, concurrency: 3}}\n"
+                   f"data: {{path: '{text_file}', seq_len: 32, max_sequences: 16}}\n")
+    _capture(tmp_path / "store", "--config", str(cfg))
+    m = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    assert m["identity"] == json.loads((stores[0] / "manifest.json").read_text())["identity"]
+    assert m["settings"]["k"] == K and m["capture"]["concurrency"] == 3

@@ -13,7 +13,7 @@ from distill.config import load_config
 from distill.errors import DistillError
 from distill.served.client import ScoringClient
 from distill.signals import SparseSignal
-from distill.training import sources
+from distill.teachers import ServedTeacherConfig
 from distill.training.callbacks import Callback
 from distill.training.loop import train
 
@@ -94,7 +94,7 @@ class LocalTopK:
 def test_training_through_the_server_matches_the_local_top_k(tmp_path, teacher_server, teacher_loaded, text_file,
                                                              tiny_teacher_dir, monkeypatch):
     served = train(_cfg(tmp_path / "a", teacher_server, text_file, tiny_teacher_dir)).history
-    monkeypatch.setitem(sources.BUILDERS, "served", lambda x, split: LocalTopK(teacher_loaded.model))
+    monkeypatch.setattr(ServedTeacherConfig, "open", lambda self, x, split: LocalTopK(teacher_loaded.model))
     local = train(_cfg(tmp_path / "b", teacher_server, text_file, tiny_teacher_dir)).history
     assert [sorted(r) for r in served] == [sorted(r) for r in local]
     for a, b in zip(served, local, strict=True):
@@ -231,3 +231,31 @@ def test_server_prior_needs_tail_k_above_top_k(tmp_path, teacher_server, text_fi
     cfg = _cfg(tmp_path, teacher_server, text_file, tiny_teacher_dir, "teacher.endpoint_tail=server_prior",
                "teacher.tail_k=20", "train.steps=2")
     assert train(cfg).history[-1]["kd"] > 0
+
+
+def test_eval_closes_the_served_teacher_it_opens(teacher_server, tiny_teacher_dir, tiny_model_dir, text_file,
+                                                 monkeypatch):
+    from distill.evaluation.report import evaluate
+    from distill.served.source import ServedTeacher
+
+    closed, close = [], ServedTeacher.close
+    monkeypatch.setattr(ServedTeacher, "close", lambda self: (closed.append(self), close(self)))
+    evaluate(str(tiny_teacher_dir), student=str(tiny_model_dir), data=str(text_file), seq_len=32, sequences=2,
+             batch_size=2, gen_prompts=1, teacher_endpoint=teacher_server.url, teacher_model="tiny-teacher", top_k=K)
+    assert len(closed) == 1 and closed[0].pool._shutdown and closed[0].client.http.is_closed
+
+
+def test_a_live_and_a_served_teacher_mix_and_both_are_closed(tmp_path, teacher_server, text_file, tiny_teacher_dir,
+                                                            tiny_model_dir, monkeypatch):
+    """A live teacher beside a served one: the ensemble trains, the served member is asked through its server and
+    closed with the run."""
+    from distill.served.source import ServedTeacher
+
+    closed, close = [], ServedTeacher.close
+    monkeypatch.setattr(ServedTeacher, "close", lambda self: (closed.append(self), close(self)))
+    cfg = _cfg(tmp_path, teacher_server, text_file, tiny_teacher_dir, "teacher=null",
+               f"teachers=[{{name: local, model: '{tiny_model_dir}'}}, {{name: remote, kind: served, endpoint: "
+               f"'{teacher_server.url}/v1', model: tiny-teacher, tokenizer: '{tiny_teacher_dir}', top_k: {K}}}]")
+    rows = train(cfg).history
+    assert all(r["kd"] > 0 for r in rows) and "heldout_kl" in rows[-1]
+    assert len(closed) == 2 and all(s.client.stats.requests > 0 for s in closed)  # train and held-out sources

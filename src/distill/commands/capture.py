@@ -63,18 +63,15 @@ def run(args: argparse.Namespace) -> int:
     from distill.models.loading import DEFAULT_TEACHER
     from distill.store import CaptureSettings, run_capture, verify_store
 
-    teacher, trust, served, compiled = args.teacher, False, {}, args.compile
+    teacher, trust, served, compiled = args.teacher, False, None, args.compile
     if args.config:
         cfg = load_config(args.config)
         data = cfg.data.model_dump()
         teacher = teacher or cfg.teacher.model
         trust = cfg.teacher.trust_remote_code
-        compiled = compiled or cfg.teacher.compile
-        t = cfg.teacher
-        if t.endpoint:
-            served = {"endpoint": t.endpoint, "tokenizer": t.local_spec, "top_k": t.top_k, "key_env": t.api_key_env,
-                      "key_file": t.api_key_file, "concurrency": t.concurrency, "timeout_s": t.timeout_s,
-                      "max_tries": t.max_tries}
+        compiled = compiled or getattr(cfg.teacher, "compile", False)
+        if cfg.teacher_kind.name == "served":
+            served = cfg.teacher
     elif args.data is None:
         raise DistillError("no training data given", where="distill capture",
                            fix="pass --data (e.g. --data shakespeare) or --config with the training config")
@@ -93,12 +90,13 @@ def run(args: argparse.Namespace) -> int:
         raise DistillError(f"invalid data settings: {msgs}", where="--data/--seq-len/--config",
                            fix="fix the value (data.seq_len must be at least 8, data.max_sequences at least 1)") from e
     settings = CaptureSettings(data=data_cfg, out=args.out, teacher=teacher or DEFAULT_TEACHER,
-                               top_k=args.top_k if args.top_k is not None else served.get("top_k", 32),
+                               top_k=args.top_k if args.top_k is not None else served.top_k if served else 32,
                                shard_size=args.shard_size,
                                batch_size=args.batch_size, chunk_size=args.chunk_size, dtype=args.dtype,
                                device=args.device, trust_remote_code=trust, compile=compiled)
     if args.teacher_endpoint or served:
-        _serve_settings(settings, args, served, given_top_k=args.top_k)
+        settings.served = _served_teacher(args, served)
+        settings.top_k = args.top_k if args.top_k is not None else settings.served.top_k
     try:
         result = run_capture(settings)
     except OSError as e:
@@ -121,21 +119,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_settings(settings, args: argparse.Namespace, served: dict, given_top_k: int | None) -> None:
-    """Fill the served-teacher fields of `settings`: flags over the config's teacher section."""
+def _served_teacher(args: argparse.Namespace, served):
+    """The served teacher of the capture: the flags over the config's `teacher` (kind: served), declared as in
+    training (distill.teachers.served)."""
+    from pydantic import ValidationError
+
     from distill.errors import DistillError
-    from distill.served.client import read_api_key
+    from distill.models.loading import DEFAULT_TEACHER
+    from distill.teachers import ServedTeacherConfig
 
     if not args.teacher and not served:
         raise DistillError("--teacher-endpoint needs the served model's name", where="--teacher",
                            fix="pass --teacher NAME (the name the server lists at /v1/models)")
-    settings.endpoint = args.teacher_endpoint or served["endpoint"]
-    settings.tokenizer = args.tokenizer or served.get("tokenizer")
-    if given_top_k is None and not served:
-        settings.top_k = 20
-    env = args.api_key_env or (None if args.api_key_file else served.get("key_env"))
-    file = args.api_key_file or (None if args.api_key_env else served.get("key_file"))
-    settings.api_key = read_api_key(env, file, "--api-key-env / --api-key-file")
-    settings.concurrency = args.concurrency if args.concurrency is not None else served.get("concurrency", 2)
-    settings.timeout_s = served.get("timeout_s", settings.timeout_s)
-    settings.max_tries = served.get("max_tries", settings.max_tries)
+    fields = served.model_dump(exclude_unset=True) if served else {"kind": "served"}
+    fields["tokenizer"] = args.tokenizer or (served.local_spec if served else DEFAULT_TEACHER)
+    flags = {"endpoint": args.teacher_endpoint, "model": args.teacher, "top_k": args.top_k,
+             "concurrency": args.concurrency}
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    if args.api_key_env or args.api_key_file:  # a flag replaces the config's key source
+        fields.update(api_key_env=args.api_key_env, api_key_file=args.api_key_file)
+    try:
+        return ServedTeacherConfig.model_validate(fields)
+    except ValidationError as e:
+        msgs = "; ".join(f"--{'-'.join(map(str, err['loc'])).replace('_', '-')} {err['msg']} (got {err.get('input')})"
+                         for err in e.errors())
+        raise DistillError(f"invalid served-teacher settings: {msgs}", where="--teacher-endpoint/--config",
+                           fix="fix the flag or the config's teacher section") from e

@@ -52,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
           f"{w.micro_batch} × {w.seq_len} tokens per rank per micro-batch; "
           f"student {w.student.params / 1e6:.1f} M params ({w.student.trainable / 1e6:.1f} M trained), teacher "
           + (f"{w.teacher.params / 1e6:.1f} M params" if w.teacher else "not in this process"))
+    if cfg.teachers:  # several: each by name (the first is the one above)
+        live = dict(w.other_teachers)
+        print("teachers: " + ", ".join(
+            f"{m.name} ({m.kind}, " + (f"{live[m.name].params / 1e6:.1f} M params)" if m.name in live else
+                                       "the primary)" if i == 0 else "not in this process)")
+            for i, m in enumerate(cfg.teachers)))
     print(f"{'per rank':<20}{'ddp':>12}{'fsdp':>12}")
     for part in chosen.parts:
         print(f"{part:<20}" + "".join(f"{memory.human(plans[m].parts[part]):>12}" for m in ("ddp", "fsdp")))

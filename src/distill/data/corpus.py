@@ -150,15 +150,35 @@ def _examples(path: Path, fmt: str, tokenizer, seq_len: int, reasoning: str = "k
     rows = _read_rows(path, fmt)
     if not rows:
         raise DistillError("the data file has no rows", where=str(path), fix="check the file")
+    routes = _routes(rows, path)
     if all("messages" in r for r in rows):
-        return [conversation_example(r, tokenizer, seq_len, f"{path} row {i + 1}", reasoning)
-                for i, r in enumerate(rows)], f"{len(rows)} conversations from {path}", True
+        chats = [conversation_example(r, tokenizer, seq_len, f"{path} row {i + 1}", reasoning)
+                 for i, r in enumerate(rows)]
+        for ex, name in zip(chats, routes, strict=True):
+            if name is not None:
+                ex["teacher"] = name
+        return chats, f"{len(rows)} conversations from {path}", True
     missing = [i + 1 for i, r in enumerate(rows) if not isinstance(r.get("text"), str)]
     if missing:
         raise DistillError(f"{len(missing)} row(s) have neither a `text` string nor `messages`",
                            where=f"{path} row {missing[0]}", fix="give every row a `text` or a `messages` field")
-    docs = _tokenize_each(tokenizer, (r["text"] for r in rows))
-    return _pack(docs, eos, seq_len), f"{len(rows)} text rows from {path}", False
+    if all(name is None for name in routes):
+        docs = _tokenize_each(tokenizer, (r["text"] for r in rows))
+        return _pack(docs, eos, seq_len), f"{len(rows)} text rows from {path}", False
+    packed = []  # rows naming a teacher are packed with that teacher's rows only (in order of first appearance)
+    for name in dict.fromkeys(routes):
+        docs = _tokenize_each(tokenizer, (r["text"] for r, n in zip(rows, routes, strict=True) if n == name))
+        packed += [{**ex, "teacher": name} if name is not None else ex for ex in _pack(docs, eos, seq_len)]
+    return packed, f"{len(rows)} text rows from {path}", False
+
+
+def _routes(rows: list[dict], path: Path) -> list[str | None]:
+    """Each row's `teacher` field (the teacher it is distilled from, with several teachers), or None."""
+    bad = [i + 1 for i, r in enumerate(rows) if r.get("teacher") is not None and not isinstance(r["teacher"], str)]
+    if bad:
+        raise DistillError("a row's `teacher` field must be a teacher's name (a string)", where=f"{path} row {bad[0]}",
+                           fix='write e.g. {"text": "...", "teacher": "math"}, or leave the field out')
+    return [r.get("teacher") for r in rows]
 
 
 def _is_heldout(index: int, seed: int, fraction: float) -> bool:
@@ -204,6 +224,8 @@ def load_corpus(cfg, tokenizer) -> Corpus:
     for ex in train + heldout:
         h.update(ex["input_ids"].numpy().tobytes())
         h.update(ex["loss_mask"].numpy().tobytes())
+        if "teacher" in ex:  # routed to a teacher by name (several teachers)
+            h.update(ex["teacher"].encode())
     tokens = sum(int(ex["loss_mask"].sum()) for ex in train)
     return Corpus(train, heldout, h.hexdigest(), f"{desc}: {len(train)} train / {len(heldout)} held-out "
                   f"sequences, {tokens} train target tokens", {"train_sequences": len(train),

@@ -18,6 +18,14 @@ from distill.models.loading import check_compatible, load_model
 from distill.models.precision import Fidelity, fidelity
 from distill.models.students import param_count
 from distill.signals import DenseSignal, LiveTeacher, scored_positions
+from distill.teachers import (
+    LiveTeacherConfig,
+    ServedTeacherConfig,
+    TeacherBase,
+    TeacherInputs,
+    close_source,
+    open_source,
+)
 
 
 def size_on_disk(info) -> int:
@@ -119,17 +127,15 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
                            where="--draft with --teacher-endpoint",
                            fix="pass the teacher as --teacher (a directory, GGUF file or hub id)")
     s = load_model(student)
-    if teacher_endpoint:
+    if teacher_endpoint:  # --teacher is then the served model's tokenizer, as a local spec
         from distill.models.loading import load_tokenizer
-        from distill.served.client import ScoringClient
-        from distill.served.source import ServedTeacher
 
-        t_tok = load_tokenizer(teacher)
+        spec: TeacherBase = ServedTeacherConfig(kind="served", endpoint=teacher_endpoint, tokenizer=teacher,
+                                                model=teacher_model or teacher, top_k=top_k)
+        t, t_tok = None, load_tokenizer(spec.local_spec)
         vocab = check_compatible(t_tok, s.tokenizer, None, s.model)
-        client = ScoringClient(teacher_endpoint, teacher_model or teacher, top_k, where="--teacher-endpoint")
-        client.check_identity(t_tok)
-        source, t = ServedTeacher(client), None
     else:
+        spec = LiveTeacherConfig(model=teacher)
         t = load_model(teacher)
         t_tok = t.tokenizer
         if draft:  # before the (slower) compatibility figures: a draft needs the very same tokenizer
@@ -137,23 +143,27 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
 
             check_draft_tokenizer(t.tokenizer, s.tokenizer)
         vocab = check_compatible(t.tokenizer, s.tokenizer, t.model, s.model)
-        source = LiveTeacher(t.model, vocab)
-    exact, precision = source, None
-    if teacher_precision != "fp32":
-        if teacher_endpoint:
-            raise DistillError("--teacher-precision applies to a local teacher", where="--teacher-precision",
-                               fix="drop --teacher-precision with --teacher-endpoint")
-        source = LiveTeacher(scoring_teacher(t.model, precision=teacher_precision), vocab)
-    sets, prompts, draft_sets = [], [], []
-    for path in datasets:
-        corpus = load_corpus(DataConfig(path=path, seq_len=seq_len), t_tok)
-        seqs = corpus.heldout[:sequences]
-        if source is not exact and precision is None:
-            precision = fidelity(exact, source, seqs, t_tok.pad_token_id, teacher_precision, batch_size, chunk_size)
-        sets.append(_score_set(corpus.description, seqs, s.model, source, vocab, t_tok.pad_token_id, batch_size,
-                               chunk_size))
-        prompts = prompts or [t_tok.decode(seqs[i]["input_ids"][:48]) for i in range(min(gen_prompts, len(seqs)))]
-        draft_sets.append((corpus.description, [list(map(int, q["input_ids"][:48])) for q in seqs[:draft_prompts]]))
+    if teacher_precision != "fp32" and teacher_endpoint:
+        raise DistillError("--teacher-precision applies to a local teacher", where="--teacher-precision",
+                           fix="drop --teacher-precision with --teacher-endpoint")
+    exact = open_source(spec, TeacherInputs(None, t, None, t_tok, None, None, where="--teacher-endpoint"), "heldout")
+    try:
+        source, precision = exact, None
+        if teacher_precision != "fp32":
+            source = LiveTeacher(scoring_teacher(t.model, precision=teacher_precision), vocab)
+        sets, prompts, draft_sets = [], [], []
+        for path in datasets:
+            corpus = load_corpus(DataConfig(path=path, seq_len=seq_len), t_tok)
+            seqs = corpus.heldout[:sequences]
+            if source is not exact and precision is None:
+                precision = fidelity(exact, source, seqs, t_tok.pad_token_id, teacher_precision, batch_size,
+                                     chunk_size)
+            sets.append(_score_set(corpus.description, seqs, s.model, source, vocab, t_tok.pad_token_id, batch_size,
+                                   chunk_size))
+            prompts = prompts or [t_tok.decode(seqs[i]["input_ids"][:48]) for i in range(min(gen_prompts, len(seqs)))]
+            draft_sets.append((corpus.description, [list(map(int, q["input_ids"][:48])) for q in seqs[:draft_prompts]]))
+    finally:
+        close_source(exact)  # a served teacher's thread pool and HTTP client
     first = sets[0]
     report = {"data": first["data"], "tokens_scored": first["tokens_scored"]}
     report["student"] = _side(s, first["student_ppl"], prompts)
@@ -161,8 +171,8 @@ def evaluate(teacher: str = "default", student: str | None = None, data: str | l
         report["teacher"] = _side(t, first["teacher_ppl"], prompts)
         report["teacher"]["precision"] = precision.to_dict() if precision else {"precision": "fp32"}
     else:
-        report["teacher"] = {"model": f"{client.base} {client.model}", "parameters": None, "size_bytes": None,
-                             "disk_format": None, "bf16_bytes": None,
+        report["teacher"] = {"model": f"{exact.client.base} {exact.client.model}", "parameters": None,
+                             "size_bytes": None, "disk_format": None, "bf16_bytes": None,
                              "heldout_ppl": first["teacher_ppl"], "gen_tokens_per_s": None,
                              "signal": f"served top-{top_k} + one bucket for the rest"}
     report["student"]["kl_teacher_student"] = first["kl_teacher_student"]

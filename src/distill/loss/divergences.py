@@ -116,3 +116,17 @@ def student_buckets(s_logp: Tensor, ids: Tensor) -> Tensor:
     gathered = s_logp.gather(-1, ids.clamp(min=0))
     gathered = torch.where(valid, gathered, torch.full_like(gathered, -math.inf))
     return sparse_buckets(gathered)
+
+
+def mixture_log_probs(log_probs: Tensor, weights: Tensor) -> Tensor:
+    """The log of a per-row weighted mixture of M distributions, in probability space.
+
+    Args:
+        log_probs: [M, C, V] each member's normalized log-probabilities.
+        weights: [C, M] non-negative, each row summing to 1 (a one-hot row = that member alone: routing).
+    Returns:
+        [C, V] log Σ_m w[c, m] · exp(log_probs[m, c, v]); a member with weight 0 contributes nothing (also where
+        its log-probabilities are -inf)."""
+    log_w = weights.clamp_min(0).log().T.unsqueeze(-1)  # [M, C, 1], -inf where 0
+    terms = torch.where(torch.isneginf(log_w), torch.full_like(log_probs, -math.inf), log_w + log_probs)
+    return torch.logsumexp(terms, dim=0)

@@ -21,23 +21,9 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from distill.config import LossConfig
+from distill.loss.chunks import CHUNK_BYTES, chunk_rows  # noqa: F401 (CHUNK_BYTES re-exported)
 from distill.loss.divergences import cross_entropy
 from distill.signals.base import Signal, upcast
-
-CHUNK_BYTES = {"cpu": 26 * 2**20, "cuda": 128 * 2**20}  # one [C, V] fp32 buffer; see LossConfig.chunk_size
-
-
-def chunk_rows(chunk_size: int | str, vocab: int, device: torch.device | str = "cpu") -> int:
-    """Rows per loss chunk: `chunk_size` itself, or for 'auto' the most rows (a multiple of 16, at least 16 and at
-    most 4096) whose [rows, vocab] fp32 buffer fits the device's budget. On CPU the budget keeps every chunk buffer
-    under glibc's pinned mmap threshold (`distill.training.allocator`), where larger chunks would be faulted in
-    afresh each time; within it, more rows make the chunk's GEMMs faster (measured: 128 rows ≈ 10% less loss time
-    than 64 for a 49k vocabulary, `docs/benchmarks.md`)."""
-    if chunk_size != "auto":
-        return int(chunk_size)
-    kind = torch.device(device).type
-    budget = CHUNK_BYTES.get(kind, CHUNK_BYTES["cuda"])
-    return max(16, min(4096, budget // (4 * max(vocab, 1)) // 16 * 16))
 
 
 def chunk_terms(s_logits: Tensor, signal: Signal, rows: slice, targets: Tensor, loss: LossConfig

@@ -182,19 +182,3 @@ def training_schedule(cfg, corpus, world, sampler, start_step: int) -> Iterator[
             mine = sampler.rows(step, m)[world.rank:: world.size]
             yield [tuple(corpus.train[i]["input_ids"].tolist()) for i in mine]
 
-
-def open_served_teacher(cfg, tokenizer, corpus, world, *, split: str, sampler=None, start_step: int = 0
-                        ) -> ServedTeacher:
-    """The served teacher of `cfg.teacher`, its identity checked; for 'train', prefetching the schedule."""
-    from distill.served.client import read_api_key
-
-    t = cfg.teacher
-    key = read_api_key(t.api_key_env, t.api_key_file, "teacher.api_key_env / teacher.api_key_file")
-    client = ScoringClient(t.endpoint, t.model, t.top_k, api_key=key, timeout_s=t.timeout_s, max_tries=t.max_tries)
-    client.check_identity(tokenizer)
-    schedule = training_schedule(cfg, corpus, world, sampler, start_step) if split == "train" and sampler else None
-    prior = data_log_prior(corpus, len(tokenizer)) if t.endpoint_tail != "bucket" else None
-    if t.endpoint_tail == "server_prior":
-        prior = server_log_prior(client, corpus, len(tokenizer), rows=t.tail_rows, tail_k=t.tail_k, fallback=prior)
-    return ServedTeacher(client, schedule=schedule, prefetch=t.prefetch, concurrency=t.concurrency,
-                         log_prior=prior, device=world.device).start()

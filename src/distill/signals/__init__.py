@@ -11,6 +11,7 @@ The chunked loss (`distill.loss.fused`) only calls those methods, so it never as
 | `TailPriorSignal` | `prior`    | a capture store (top-k + tail prior)      | forward KL at T=1, and as dense |
 | `SparseSignal`    | `sparse`   | API top-k, a store's bucket mode, align   | forward KL at T=1               |
 | `SortedSignal`    | `sorted`   | cross-tokenizer ULD                       | none (autograd)                 |
+| `MixtureSignal`   | `mixture`  | several teachers (weighted, per position) | as dense                        |
 | `None`            |            | no teacher distribution (CE only)         |                                 |
 
 Batches are dicts of tensors (see `distill.data.corpus.collate`):
@@ -28,12 +29,13 @@ Signals hold exactly those N positions, in that order.
 
 from distill.signals.base import ClosedForm, Signal, SignalKind, TeacherSource, scored_positions
 from distill.signals.dense import DenseDistribution, DenseSignal
+from distill.signals.mixture import MixtureSignal
 from distill.signals.prior import TailPriorSignal
 from distill.signals.sorted import SortedSignal, uld_loss
 from distill.signals.sources import BatchTopK, LiveTeacher, NoTeacher
 from distill.signals.sparse import SparseSignal
 
 __all__ = [
-    "BatchTopK", "ClosedForm", "DenseDistribution", "DenseSignal", "LiveTeacher", "NoTeacher", "Signal",
+    "BatchTopK", "ClosedForm", "DenseDistribution", "DenseSignal", "LiveTeacher", "MixtureSignal", "NoTeacher", "Signal",
     "SignalKind", "SortedSignal", "SparseSignal", "TailPriorSignal", "TeacherSource", "scored_positions", "uld_loss",
 ]

@@ -48,6 +48,7 @@ from distill.store import codec
 from distill.store.manifest import MANIFEST, PLAN, read_json
 from distill.store.scorers import LiveScorer, ServedScorer
 from distill.store.writer import SPLITS, ShardWriter, finalize, finished_shard
+from distill.teachers.served import ServedTeacherConfig
 from distill.training import allocator
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,9 @@ class CaptureSettings:
     device: str = "auto"  # "auto": cuda:$LOCAL_RANK when available, else cpu
     trust_remote_code: bool = False
     compile: bool = False  # torch.compile the teacher's decoder (teacher.compile; distill.models.fast)
-    # a served teacher (then `teacher` is the served model's name and nothing is loaded but the tokenizer)
-    endpoint: str | None = None  # the scoring server's URL (vLLM or `distill serve`)
-    tokenizer: str | None = None  # with endpoint: the served model's tokenizer, a local spec (default 'default')
-    api_key: str | None = None  # with endpoint: never written anywhere
-    concurrency: int = 2  # with endpoint: scoring requests in flight
-    timeout_s: float = 120.0  # with endpoint: seconds per request before a retry
-    max_tries: int = 6  # with endpoint: attempts per request before the capture stops (finished shards stay)
+    # a served teacher (then `teacher` is the served model's name, `top_k` its k, and nothing is loaded but the
+    # tokenizer): its endpoint, tokenizer, API key, concurrency, timeout and tries, declared once as training's
+    served: ServedTeacherConfig | None = None
 
 
 @dataclass
@@ -112,8 +109,6 @@ def _device(spec: str) -> torch.device:
 
 def _validate(settings: CaptureSettings, vocab: int) -> None:
     problems = []
-    if settings.endpoint and settings.concurrency < 1:
-        problems.append(f"--concurrency must be at least 1 (got {settings.concurrency})")
     if not 1 <= settings.top_k <= vocab:
         problems.append(f"--top-k must be between 1 and the vocabulary size {vocab} (got {settings.top_k})")
     if settings.chunk_size != "auto" and not (isinstance(settings.chunk_size, int) and settings.chunk_size >= 1):
@@ -221,16 +216,8 @@ def _local_teacher(loaded: LoadedModel) -> dict[str, Any]:
 
 def _served_client(settings: CaptureSettings, tokenizer):
     """The scoring client of a served capture, after the server proved to serve `teacher` with this tokenizer."""
-    from distill.served.client import ScoringClient
-
-    client = ScoringClient(settings.endpoint, settings.teacher, settings.top_k, api_key=settings.api_key,
-                           timeout_s=settings.timeout_s, max_tries=settings.max_tries, where="--teacher-endpoint")
-    try:
-        client.check_identity(tokenizer)
-    except BaseException:
-        client.close()
-        raise
-    return client
+    served = settings.served.model_copy(update={"model": settings.teacher, "top_k": settings.top_k})
+    return served.client(tokenizer, where="--teacher-endpoint")
 
 
 def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) -> CaptureResult:
@@ -241,10 +228,11 @@ def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) ->
         raise DistillError(f"--out {store} is a file, not a folder", where="--out",
                            fix="give a new folder path for the store")
     device = _device(settings.device)
-    if settings.endpoint:
-        tokenizer = load_tokenizer(settings.tokenizer or DEFAULT_TEACHER, settings.trust_remote_code)
-        teacher = {"kind": "served", "model": settings.teacher, "endpoint": settings.endpoint,
-                   "tokenizer": settings.tokenizer or DEFAULT_TEACHER}
+    served = settings.served
+    if served:
+        tokenizer = load_tokenizer(served.tokenizer or DEFAULT_TEACHER, settings.trust_remote_code)
+        teacher = {"kind": "served", "model": settings.teacher, "endpoint": served.endpoint,
+                   "tokenizer": served.tokenizer or DEFAULT_TEACHER}
     else:
         if loaded is None:
             loaded = load_model(settings.teacher, dtype=DTYPES.get(settings.dtype, torch.float32),
@@ -266,10 +254,10 @@ def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) ->
         result.skipped = list(range(plan["settings"]["n_shards"]))
         return result
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    client = _served_client(settings, tokenizer) if settings.endpoint else None
+    client = _served_client(settings, tokenizer) if served else None
     if client is not None:
         scorer: LiveScorer | ServedScorer = ServedScorer(client, batch_size=settings.batch_size,
-                                                         concurrency=settings.concurrency, floor_nats=codec.MAX_SPAN)
+                                                         concurrency=served.concurrency, floor_nats=codec.MAX_SPAN)
     else:
         allocator.tune_glibc_malloc()  # chunk buffers are reused, not faulted in afresh (as in training)
         model = scoring_teacher(loaded.model.to(device), compile=settings.compile, device=device)
@@ -301,7 +289,7 @@ def run_capture(settings: CaptureSettings, loaded: LoadedModel | None = None) ->
     if (rank == 0 or not distributed) and all(finished_shard(store, s) for s in range(n_shards)):
         sizes = {SPLITS[0]: len(corpus.train), SPLITS[1]: len(corpus.heldout)}
         how = {"batch_size": settings.batch_size, "world_size": world}
-        how.update({"concurrency": settings.concurrency} if settings.endpoint
+        how.update({"concurrency": served.concurrency} if served
                    else {"chunk_size": chunk_rows(settings.chunk_size, vocab, device)})
         result.manifest = finalize(store, plan, sizes, {"capture": how})
     return result

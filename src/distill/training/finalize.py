@@ -166,15 +166,27 @@ def save_weights(student, directory: Path, dtype: str) -> None:
 
 
 def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher: ModelInfo, corpus: Corpus,
-                  history: list[dict], verdict, replace: bool, api: dict[str, str] | None = None) -> Path:
-    """Save the student as a Hugging Face directory (atomically) with card, plot, metrics and lineage."""
+                  history: list[dict], verdict, replace: bool, api: dict[str, str] | None = None,
+                  members: list[dict] | None = None, member_verdicts: list | None = None) -> Path:
+    """Save the student as a Hugging Face directory (atomically) with card, plot, metrics and lineage.
+
+    Several teachers: `members` (each one's name, kind, weight, model and identity) go into lineage.json with the
+    policy verdict of each; the obligations of every teacher's verdict apply (`member_verdicts`: those after the
+    first, whose verdict is `verdict`)."""
     from distill.provenance import lineage, policy
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     name, notices = policy.apply_obligations(verdict, cfg.student.name) if verdict else (cfg.student.name, [])
+    for other in member_verdicts or []:
+        name, more = policy.apply_obligations(other, name)
+        notices += [n for n in more if n not in notices]
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
         extra = {"lora": write_lora(tmp, out_dir, student, cfg, teacher)} if lora.is_lora(student) else None
+        if members:
+            verdicts = [verdict, *(member_verdicts or [])]
+            extra = {**(extra or {}), "teachers": [{**m, "verdict": v.to_dict()}
+                                                   for m, v in zip(members, verdicts, strict=True)]}
         student = lora.merged(student)  # in place: the adapters are folded into the weights
         student.config.name_or_path = name
         save_weights(student, tmp, cfg.output.dtype)
@@ -192,7 +204,8 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
         card = model_card(name, cfg, teacher, corpus, final, param_count(student), lineage.card_section(record),
                           notices, has_plot)
         (tmp / "README.md").write_text(card)
-        if verdict is not None and (notice := policy.notice_text(verdict)):
+        texts = [policy.notice_text(v) for v in [verdict, *(member_verdicts or [])] if v is not None]
+        if notice := "\n\n".join(dict.fromkeys(t for t in texts if t)):
             (tmp / "NOTICE").write_text(notice)
         from distill.provenance.signing import resolve_signing_key
 

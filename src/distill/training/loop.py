@@ -152,7 +152,8 @@ def finish(run: Run, replace: bool) -> TrainResult:
         from distill.training.finalize import write_student
 
         write_student(run.out_dir, student, run.tokenizer, run.cfg, run.info, run.corpus, run.history,
-                      run.verdict, replace, api=api_identity(run.cfg))
+                      run.verdict, replace, api=api_identity(run.cfg), members=run.members,
+                      member_verdicts=run.member_verdicts)
     run.world.barrier()
     distributed.teardown(run.world)
     steps = run.cfg.train.steps

@@ -86,6 +86,7 @@ class Workload:
     sample_tokens: int = 0  # on-policy: new tokens sampled per sequence (its KV cache), 0 when off
     host_ranks: int | None = None  # CPU: ranks sharing one host's RAM (default: all of them)
     hidden_pairs: int = 0  # loss.hidden: (student, teacher) layer pairs compared, 0 when off
+    other_teachers: tuple[tuple[str, Shape], ...] = ()  # several teachers: each further live one, by name
 
     @property
     def tokens(self) -> int:
@@ -163,8 +164,10 @@ def plan(w: Workload) -> Plan:
     if w.sample_tokens:
         saved += 2 * s.layers * s.kv_dim * w.micro_batch * (w.seq_len + w.sample_tokens)  # the sampler's KV cache
     parts["activations"] = saved * low
-    parts["teacher forward"] = (w.tokens * (5 * t.hidden + 3 * t.intermediate) * low
-                                if t is not None and w.teacher_live else 0)
+    for name, other in w.other_teachers:  # several teachers: each live one's weights, its forward one at a time
+        parts[f"teacher {name}"] = other.params * low
+    forwards = [x for x in (t if w.teacher_live else None, *(o for _, o in w.other_teachers)) if x is not None]
+    parts["teacher forward"] = max((w.tokens * (5 * x.hidden + 3 * x.intermediate) * low for x in forwards), default=0)
     vocab = max(s.vocab, t.vocab if t is not None and w.teacher_live else 0)
     parts["loss chunk"] = 6 * w.chunk_size * vocab * 4 + 2 * w.tokens * s.hidden * 4
     if w.hidden_pairs and t is not None and w.teacher_live:
@@ -221,7 +224,8 @@ def advice(w: Workload, limit: int, grad_accum: int = 1) -> list[Advice]:
     if w.teacher is not None and w.teacher_live:  # hidden states exist only from a live teacher
         consider(replace(w, teacher=None, teacher_live=False, hidden_pairs=0),
                  *(["loss.hidden: null"] if w.hidden_pairs else []), "the teacher out of this process (a capture "
-                 "store: `distill capture` then teacher.store; or a served teacher: teacher.endpoint)")
+                 "store: `distill capture` then teacher: {kind: store, store: DIR}; or a served teacher: teacher: {kind: "
+                 "served, endpoint: URL})")
     return out
 
 
@@ -334,7 +338,9 @@ def workload(cfg: DistillConfig, world: int, device: str, parallel: str | None =
     t = cfg.train
     hidden = cfg.loss.hidden
     pairs = (student.layers if hidden.layers == "auto" else len(hidden.layers)) if hidden and kind.needs_weights else 0
-    return Workload(student=student, teacher=teacher, teacher_live=kind.needs_weights,
+    others = tuple((m.name, shape_of(_meta_model(model_config(m.model, m.trust_remote_code))))
+                   for m in (cfg.teachers or [])[1:] if m.KIND.needs_weights)
+    return Workload(student=student, teacher=teacher, teacher_live=kind.needs_weights, other_teachers=others,
                     micro_batch=math.ceil(t.batch_size / world), seq_len=cfg.data.seq_len,
                     chunk_size=chunk_rows(cfg.loss.chunk_size, student.vocab, device),
                     parallel=parallel or t.parallel, world=world, device=device,

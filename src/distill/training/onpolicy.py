@@ -4,11 +4,15 @@ student's own distribution of states instead of the data's."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
-from distill.config import DistillConfig
 from distill.models.lora import causal_lm
+
+if TYPE_CHECKING:
+    from distill.config import DistillConfig
 
 
 def is_on_policy(seed: int, step: int, micro: int, fraction: float) -> bool:

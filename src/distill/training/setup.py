@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,14 @@ from distill.models.loading import (
 from distill.models.lora import apply_lora, trainable_parameters
 from distill.models.students import fresh_llama, layer_subset, param_count
 from distill.signals import TeacherSource
+from distill.teachers import TeacherInputs
+from distill.teachers.live import LocalModelTeacher
+from distill.teachers.several import as_teacher
 from distill.training import allocator, distributed, memory, sharding
 from distill.training.checkpoint import latest_checkpoint, load_checkpoint
 from distill.training.module import StudentLoss, hidden_parts
 from distill.training.sampler import BatchSampler
-from distill.training.sources import SourceInputs, make_source, policy_verdict
+from distill.training.sources import make_source, policy_verdict
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ class Run:
     sample_tokens: int = 0  # ... and the tokens sampled in them (this process)
     memory_plan: memory.Plan | None = None  # the expected peak per rank (None with train.memory_check: false)
     teacher_fidelity: dict | None = None  # teacher.precision bf16/int8: KL(fp32 ‖ fast) per held-out token, measured
+    members: list[dict] = field(default_factory=list)  # several teachers: each one's name, kind, weight, identity
+    member_verdicts: list = field(default_factory=list)  # ... and the policy gate's verdict of each after the first
 
     def close(self) -> None:
         """Release the teacher sources (a served teacher's connections and threads), logging what each did."""
@@ -134,11 +139,13 @@ def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) ->
     return apply_lora(student, cfg.student.lora) if cfg.student.lora else student
 
 
-def scoring_model(cfg: DistillConfig, model: torch.nn.Module, corpus: Corpus, tokenizer, device: torch.device):
+def scoring_model(cfg: DistillConfig, model: torch.nn.Module, corpus: Corpus, tokenizer, device: torch.device,
+                  teacher: LocalModelTeacher | None = None):
     """The teacher the sources run (`distill.models.fast`): at teacher.precision, measured on held-out sequences
-    and refused above teacher.precision_max_kl; compiled with teacher.compile. fp32 without compile: `model`."""
-    t = cfg.teacher
-    if t.precision != "fp32" and (cfg.teacher_kind.name != "live" or cfg.train.parallel == "fsdp"
+    and refused above teacher.precision_max_kl; compiled with teacher.compile. fp32 without compile: `model`.
+    `teacher`: one of several (default: the run's teacher)."""
+    t = teacher or cfg.teacher
+    if t.precision != "fp32" and (t.KIND.name != "live" or cfg.train.parallel == "fsdp"
                                   or device.type != "cpu"):
         raise DistillError(f"teacher.precision {t.precision} works for a live teacher in one CPU process's memory",
                            where="teacher.precision",
@@ -151,6 +158,20 @@ def scoring_model(cfg: DistillConfig, model: torch.nn.Module, corpus: Corpus, to
             vocab_size=len(tokenizer), batch_size=cfg.train.batch_size,
             chunk_size=chunk_rows(cfg.loss.chunk_size, len(tokenizer), device), device=device)
     return model, fidelity
+
+
+def load_member(cfg: DistillConfig, teacher, corpus: Corpus, tokenizer, device: torch.device) -> LoadedModel | None:
+    """One of several teachers (after the first) in this process: a live one loaded, moved to `device` and set to its
+    precision (None for a store or a served one); its tokenizer checked against the student's either way."""
+    loaded = None
+    if teacher.KIND.needs_weights:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        loaded = load_model(teacher.model, dtype=dtype, trust_remote_code=teacher.trust_remote_code)
+        loaded.model.to(device, dtype=dtype)
+        loaded.model, _ = scoring_model(cfg, loaded.model, corpus, tokenizer, device, teacher)
+    tok = loaded.tokenizer if loaded else load_tokenizer(teacher.local_spec, teacher.trust_remote_code)
+    check_compatible(tok, tokenizer, loaded.model if loaded else None, None)
+    return loaded
 
 
 def student_tokenizer(cfg: DistillConfig, teacher_tok):
@@ -201,6 +222,9 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     kind = cfg.teacher_kind
     info = describe_model(cfg.teacher.local_spec)
     verdict = policy_verdict(cfg, info)
+    others = [as_teacher(m) for m in (cfg.teachers or [])[1:]]  # several teachers: gated before any compute too
+    other_infos = [describe_model(m.local_spec) for m in others]
+    other_verdicts = [policy_verdict(cfg, i, m) for m, i in zip(others, other_infos, strict=True)]
     memory_plan = memory.check(cfg, world.size, world.device.type) if t.memory_check else None
     cut = cfg.student.init in ("layers", "prune")  # a student cut from the teacher's weights
     needs_weights = kind.needs_weights or cut
@@ -255,15 +279,25 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
         shutil.rmtree(run_dir, ignore_errors=True)
     world.barrier()
     sampler = BatchSampler.for_config(cfg, len(corpus.train))
-    inputs = SourceInputs(cfg, teacher if kind.needs_weights else None, info, tokenizer, corpus, world, sampler,
-                          start_step, tuple(t_layer for _, t_layer in pairs))
+    inputs: TeacherInputs | list[TeacherInputs] = TeacherInputs(
+        cfg, teacher if kind.needs_weights else None, info, tokenizer, corpus, world, sampler, start_step,
+        tuple(t_layer for _, t_layer in pairs))
+    if others:
+        loaded = [load_member(cfg, m, corpus, tokenizer, world.device) for m in others]
+        inputs = [inputs, *(replace(inputs, teacher=x, info=i) for x, i in zip(loaded, other_infos, strict=True))]
     source = make_source(cfg, inputs, "train")
     eval_source = make_source(cfg, inputs, "heldout")
     run = Run(cfg, world, out_dir, run_dir, info, verdict, tokenizer, corpus, student, module, model, optimizer,
               scheduler, source, eval_source, sampler, start_step, history, memory_plan=memory_plan,
-              teacher_fidelity=fidelity.to_dict() if fidelity else None)
+              teacher_fidelity=fidelity.to_dict() if fidelity else None,
+              members=[{"name": m.name, "kind": m.kind, "weight": m.weight, "model": m.model, "identity": i.to_dict()}
+                       for m, i in zip(cfg.teachers, [info, *other_infos], strict=True)] if cfg.teachers else [],
+              member_verdicts=other_verdicts)
     if world.main:
         log.info("teacher %s (%s: %s) | student %.1f M params (%.2f M trained) | %s", info.name, kind.name,
                  kind.description, param_count(student) / 1e6, sum(p.numel() for p in trainable_parameters(student))
                  / 1e6, corpus.description)
+        if cfg.teachers:
+            log.info("teachers: %s — a row naming one is distilled from it alone, any other from their weighted "
+                     "mixture", ", ".join(f"{m.name} ({m.kind}, weight {m.weight:g})" for m in cfg.teachers))
     return run

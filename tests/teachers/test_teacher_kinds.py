@@ -7,8 +7,8 @@ import pytest
 from distill.config import load_config
 from distill.errors import DistillError
 from distill.signals import BatchTopK, NoTeacher
-from distill.teachers import KINDS
-from distill.training.sources import BUILDERS, SourceInputs, make_source
+from distill.teachers import CLASSES, KINDS, TeacherBase, TeacherInputs
+from distill.training.sources import make_source
 
 
 @pytest.fixture
@@ -53,12 +53,13 @@ def test_impossible_combinations_are_refused_at_load(overrides, needle, where):
 
 def test_make_source_is_a_lookup(generated_dir):
     cfg = load_config(None, [f"data.path={generated_dir}"])
-    inputs = SourceInputs(cfg, teacher=None, info=None, tokenizer=None, corpus=None, world=None)
+    inputs = TeacherInputs(cfg, teacher=None, info=None, tokenizer=None, corpus=None, world=None)
     assert isinstance(make_source(cfg, inputs, "train"), BatchTopK)
     ce_only = load_config(None, [f"data.path={generated_dir}", "loss.kd_weight=0", "loss.ce_weight=1"])
     assert isinstance(make_source(ce_only, inputs, "train"), NoTeacher)  # no KD term: the data is the signal
     assert isinstance(make_source(ce_only, inputs, "heldout"), BatchTopK)  # held-out figures still use it
 
 
-def test_every_kind_has_a_builder():
-    assert set(BUILDERS) == set(KINDS)
+def test_every_kind_opens_its_own_source():
+    assert set(CLASSES) == set(KINDS)
+    assert all(c.open is not TeacherBase.open for c in CLASSES.values())
