@@ -88,18 +88,7 @@ def verify_export(path: str | Path, *, trusted_key: str | Path | None = None,
     rec = read_json_object(record_path(p), "export record", code=4, fmt=FORMAT,
                            fix="point at a file or directory written by `distill export` (its record sits beside "
                                "a .gguf file as FILE.export.json, inside a directory as export.json)")
-    problems: list[str] = []
-    status, signer, detail = signing.verify_record(rec)
-    if status == "invalid":
-        problems.append(f"the export record's signature: {detail}")
-    elif status == "unsigned" and require_signature:
-        problems.append("the export record is not signed and a signature was required")
-    trusted = None
-    if trusted_key is not None:
-        want = signing.trusted_fingerprint(trusted_key)
-        trusted = status == "valid" and signer == want
-        if not trusted:
-            problems.append(f"not signed by the trusted key {want} (signer: {signer or 'none'})")
+    status, signer, problems, trusted = signing.signature_problems(rec, "the export record", require_signature, trusted_key)
     if p.is_dir():
         weights_ok = weights_sha256(p) == rec.get("weights_sha256")
     else:

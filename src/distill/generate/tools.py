@@ -31,6 +31,7 @@ from distill.errors import DistillError
 from distill.generate.toolworker import load_module, tool_functions
 
 WORKER = Path(__file__).with_name("toolworker.py")
+REAP_S = 10.0  # how long a killed tool process is waited for before the run goes on without its exit status
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,10 @@ class ToolRunner:
             return f"error: the tool did not finish within {self.timeout_s:g} s", False
         finally:
             _kill(proc)
-            await proc.wait()
+            try:  # reap it; bounded: a lost child-exit notification must not hang the run (seen once in the suite)
+                await asyncio.wait_for(proc.wait(), REAP_S)
+            except asyncio.TimeoutError:
+                pass
         if out is None:
             return f"error: the tool's output exceeded {self.max_chars} characters by far", False
         if command:

@@ -290,18 +290,7 @@ def verify(student_dir: str | Path, *, trusted_key: str | Path | None = None,
     if rec is None:
         raise DistillError(f"no {FILENAME} in {d}", where=str(d), code=4,
                            fix="point at a student directory written by `distill train`")
-    problems: list[str] = []
-    status, signer, detail = signing.verify_record(rec)
-    if status == "invalid":
-        problems.append(detail)
-    elif status == "unsigned" and require_signature:
-        problems.append("lineage.json is not signed and a signature was required")
-    trusted = None
-    if trusted_key is not None:
-        want = signing.trusted_fingerprint(trusted_key)
-        trusted = status == "valid" and signer == want
-        if not trusted:
-            problems.append(f"not signed by the trusted key {want} (signer: {signer or 'none'})")
+    status, signer, problems, trusted = signing.signature_problems(rec, FILENAME, require_signature, trusted_key)
     student = rec.get("student") or {}
     weights_ok = None
     try:

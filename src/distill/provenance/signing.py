@@ -173,3 +173,22 @@ def verify_record(record: dict[str, Any]) -> tuple[str, str | None, str]:
     except ValueError as e:  # non-JSON-able content cannot have been signed
         return "invalid", fp, f"the record cannot be canonicalised: {e}"
     return "valid", fp, "signature valid"
+
+
+def signature_problems(record: dict[str, Any], name: str, require_signature: bool = False,
+                       trusted_key: str | Path | None = None) -> tuple[str, str | None, list[str], bool | None]:
+    """A record's signature checked: (status and signer as `verify_record` gives them, what is wrong in words naming
+    the record (`name`, e.g. "lineage.json"), whether it was signed by `trusted_key` (None when none was given))."""
+    problems: list[str] = []
+    status, signer, detail = verify_record(record)
+    if status == "invalid":
+        problems.append(f"{name}'s signature: {detail}")
+    elif status == "unsigned" and require_signature:
+        problems.append(f"{name} is not signed and a signature was required")
+    trusted = None
+    if trusted_key is not None:
+        want = trusted_fingerprint(trusted_key)
+        trusted = status == "valid" and signer == want
+        if not trusted:
+            problems.append(f"not signed by the trusted key {want} (signer: {signer or 'none'})")
+    return status, signer, problems, trusted
