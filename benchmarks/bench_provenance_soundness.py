@@ -43,6 +43,12 @@ against the other three. Then the full soundness matrix above over the same mode
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_provenance_soundness.py --power --work /tmp/p25full
 
 Writes benchmarks/results/provenance_power.json.
+
+`--refs K --ce-seeds N` (with `--power`): N CE students per corpus and K of them as the references of each power
+test (the null: each CE student against K of the others); `--no-matrix` skips the 3-reference soundness matrix.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_provenance_soundness.py --power --corpora D --ce-seeds 10 \
+        --refs 9 --no-matrix --seed-offset 2000 --out-suffix refs9_D --work /tmp/p25refs9
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ NAMES = {"A": "Shakespeare", "B": "chatterbot conversations", "C": "package lice
          "D": "package descriptions (READMEs in the installed packages' metadata)",
          "E": "Python standard library source"}
 SEED_OFFSET = 0  # --seed-offset: added to every student's seed (fresh replicates of the whole run)
+REFS = 3  # --refs: references per power test (--power; the soundness matrix always uses 3)
 CE_SEEDS, KD_SEEDS, PR_SEEDS = (1, 2, 3, 4, 5, 6), (11, 12), ()
 CE_EPOCHS, KD_EPOCHS, REF_EPOCHS = (1, 2, 4), (0.25, 0.5, 1, 2, 4), 2
 SEQ, BATCH, LR, TOPK = 64, 8, 5e-3, 32
@@ -73,10 +80,11 @@ PRUNED = {"layers": 2, "hidden_size": 128, "intermediate_size": 512, "num_heads"
           "calibration_sequences": 64}  # --power: the pruned student's shape (distill.models.prune settings)
 
 
-def power_mode() -> None:
-    """--power: 4 CE seeds, 2 fresh KD and 1 pruned KD seed, every one checkpointed at 1/4 to 4 epochs, 192 queries."""
+def power_mode(ce_seeds: int = 4) -> None:
+    """--power: `ce_seeds` CE seeds (4 by default), 2 fresh KD and 1 pruned KD seed, every one checkpointed at 1/4 to
+    4 epochs, 192 queries."""
     global CE_SEEDS, KD_SEEDS, PR_SEEDS, CE_EPOCHS, REF_EPOCHS, QUERIES
-    CE_SEEDS, KD_SEEDS, PR_SEEDS = (1, 2, 3, 4), (11, 12), (21,)
+    CE_SEEDS, KD_SEEDS, PR_SEEDS = tuple(range(1, ce_seeds + 1)), (11, 12), (21,)
     CE_EPOCHS, REF_EPOCHS, QUERIES = KD_EPOCHS, max(KD_EPOCHS), max(QUERY_BUDGETS)
 
 
@@ -252,7 +260,7 @@ def power(data: dict) -> dict:
                         rows = []
                         for s in seeds:
                             pool = [f"{x}/ce{t}@{ref_e:g}" for t in CE_SEEDS if not (kind == "ce" and t == s)]
-                            for refs in itertools.combinations(pool, 3):
+                            for refs in itertools.combinations(pool, REFS):
                                 rows += [one_test(preds, targets, f"{x}/{kind}{s}@{e:g}", list(refs), x, lo, lo + n)
                                          for lo in range(0, QUERIES - n + 1, n)]
                         v = summarise(rows)
@@ -383,14 +391,18 @@ def main() -> None:
     ap.add_argument("--query-tokens", type=int, default=None, help="tokens of each corpus's query slice "
                     "(default 16384; 30500 with --power)")
     ap.add_argument("--power", action="store_true", help="the power curve with students that learn (see above)")
+    ap.add_argument("--refs", type=int, default=3, help="--power: references per test (3 CE students by default)")
+    ap.add_argument("--ce-seeds", type=int, default=4, help="--power: CE students per corpus (4 by default)")
+    ap.add_argument("--no-matrix", action="store_true", help="skip the soundness matrix (its 3-reference sets grow "
+                    "combinatorially with --ce-seeds)")
     ap.add_argument("--out-suffix", default="", help="results file name suffix (provenance_power_SUFFIX.json)")
     ap.add_argument("--seed-offset", type=int, default=0, help="added to every student's seed: fresh replicates")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    global CORPORA, SEED_OFFSET
-    SEED_OFFSET = args.seed_offset
+    global CORPORA, SEED_OFFSET, REFS
+    SEED_OFFSET, REFS = args.seed_offset, args.refs
     if args.power:
-        power_mode()
+        power_mode(args.ce_seeds)
         args.corpora = args.corpora if "--corpora" in sys.argv else "AB"
     args.train_tokens = args.train_tokens or (16000 if args.power else 4096)
     args.query_tokens = args.query_tokens or (30500 if args.power else 16384)
@@ -399,7 +411,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = build(work, args)
-    cells = matrix(data)
+    cells = {} if args.no_matrix else matrix(data)
     res = {"args": vars(args), "corpora": NAMES, "students": "fresh Llama hidden 128, 2 layers, 2 heads (6.8M)"
            + (f"; pruned: the teacher cut to {PRUNED}" if PR_SEEDS else ""),
            "train_s": data.get("train_s"), "cells": cells, "fit": fits(data)}
