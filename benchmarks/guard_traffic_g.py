@@ -86,6 +86,7 @@ import argparse
 import ast
 import functools
 import importlib.util
+import json
 import math
 import random
 import sys
@@ -453,6 +454,8 @@ _SUBJECTS = {
                 "the tragic hero", "dramatic irony", "sonnets", "paraphrasing", "semicolons", "conclusions"),
 }
 _GRADES = tuple(range(3, 13))
+_ASPECTS_H = ("a clear explanation", "a worked example", "common misconceptions", "3 practice questions with "
+              "answers", "an exam-style question with a model answer")
 _FOLLOW_H = ("I don't get step 2", "can you give me another example?", "is the answer {x}?",
              "explain it like I'm 10 pls", "thank you!!", "what about part b", "why do you divide there?",
              "can you check my answer: {x}", "ok that makes sense. one more question", "can you make it shorter",
@@ -543,7 +546,8 @@ class _Owner:
     def coverage_items(self) -> list[tuple[str, ...]]:
         if self.source == "G":
             return [(lang, algo, asp) for algo in _ALGOS for lang in _LANGS for asp in _ASPECTS]
-        return [(subj, topic, str(g)) for subj, topics in _SUBJECTS.items() for topic in topics for g in _GRADES]
+        return [(subj, topic, str(g), asp) for subj, topics in _SUBJECTS.items() for topic in topics
+                for g in _GRADES for asp in _ASPECTS_H]
 
     def hard_problem(self, rng: random.Random) -> str:
         if self.source == "G":
@@ -612,7 +616,7 @@ def _conversation(tr: _Trace, rng: random.Random, owner: _Owner, key: str, t: fl
     hist = [("system", system)] if system else []
     user = first
     model = rng.choice(owner.models)
-    for i in range(turns):
+    for _ in range(turns):
         hist.append(("user", user))
         req = {"model": model, "messages": _msgs(hist), **(extra or {})}
         if rng.random() < 0.5 and "max_tokens" not in req:
@@ -653,7 +657,7 @@ def _agent_run(tr: _Trace, rng: random.Random, owner: _Owner, key: str, t: float
         cid = f"call_{rng.getrandbits(48):012x}"
         hist.append(("assistant", "" if rng.random() < 0.6 else rng.choice(("Let me check that.", "Running it.")),
                      {"tool_calls": [{"id": cid, "type": "function", "function": {
-                         "name": name, "arguments": '{"arg": "%s"}' % rng.choice(owner.question(rng).split()[:5] or ["x"])}}]}))
+                         "name": name, "arguments": json.dumps({"arg": rng.choice(owner.question(rng).split()[:5] or ["x"])})}}]}))
         result = (_snippet(rng, 20) if owner.source == "G" and rng.random() < 0.5 else
                   _log_lines(rng, name) if owner.source == "G" else f"{{\"result\": {rng.randint(0, 999)}}}")
         hist.append(("tool", result, {"tool_call_id": cid}))
@@ -746,7 +750,7 @@ def _g_sql(tr, rng, owner, key, per_day, tz):
 
 def _eval_run(tr, rng, owner, key, t, n_items, mcq: bool, model: str):
     erng = random.Random(f"{key}|items")  # the same items every run
-    for i in range(n_items):
+    for _ in range(n_items):
         if mcq:
             q = owner.question(erng) if owner.source == "H" else f"What does this return?\n```python\n{_snippet(erng, 12)}\n```"
             opts = "\n".join(f"{c}. {erng.choice(_FILLER_H if owner.source == 'H' else _FILLER_G)[:60]}" for c in "ABCD")
@@ -766,9 +770,11 @@ def _eval_run(tr, rng, owner, key, t, n_items, mcq: bool, model: str):
         t += rng.expovariate(1 / 0.25)
 
 
-def _eval_harness(tr, rng, owner, key, per_day, tz):
+def _eval_harness(tr, rng, owner, key, tz):
+    """About one benchmark run every other workday (up to one a day), each in the same item order."""
     n_items = rng.choice((500, 1000, 1319, 2000))
-    for t in _starts(rng, tr.days, tz, "work", per_day / n_items):
+    hours = [t for t in _starts(rng, tr.days, tz, "work", 48) if (t - T0) // DAY % 7 < 5] or [T0]
+    for t in sorted(rng.sample(hours, min(len(hours), max(1, round(rng.uniform(0.4, 1.0) * tr.days))))):
         _eval_run(tr, rng, owner, key, t, n_items, rng.random() < 0.6, rng.choice(owner.models))
 
 
@@ -861,7 +867,7 @@ def _h_quiz(tr, rng, owner, key, per_day, tz):
         n = rng.choice((5, 10, 10, 15, 20))
         first = rng.choice((f"Create a {n}-question multiple-choice quiz on {{t}} for grade {grade}. Include an "
                             "answer key.", f"Make a worksheet with {n} practice problems on {{t}} (grade {grade}), "
-                            "with answers at the end.", f"Write a lesson plan for a 45 minute class on {{t}}",
+                            "with answers at the end.", "Write a lesson plan for a 45 minute class on {t}",
                             f"give me {n} exit ticket questions about {{t}}")).format(t=rng.choice(_SUBJECTS[subj]))
         _conversation(tr, rng, owner, key, t, first, 1 + _poisson(rng, 1.2), "benign", "teacher_quiz", key,
                       extra={"response_format": {"type": "json_object"}} if rng.random() < 0.3 else None,
@@ -964,7 +970,7 @@ def _benign(tr: _Trace, owner: _Owner) -> None:
             elif kind == "sql_app":
                 _g_sql(tr, r, owner, key, r.uniform(400, 2500), tz)
             elif kind == "eval_harness":
-                _eval_harness(tr, r, owner, key, r.uniform(300, 1200), tz)
+                _eval_harness(tr, r, owner, key, tz)
             elif kind in ("batch_docgen", "batch_content"):
                 _batch(tr, r, owner, key, r.uniform(800, 3000), tz, kind)
             elif kind == "team_key":
@@ -1017,11 +1023,12 @@ def _coverage_prompt(owner: _Owner, item: tuple[str, ...], rng: random.Random | 
             return (f"Write a complete {lang} implementation of {algo}. Provide: {asp}. Explain the time and space "
                     "complexity and include example usage.")
         return _typo(rng, rng.choice(_PARA_G).format(lang=lang, algo=algo, asp=asp), 0.2)
-    subj, topic, g = item
+    subj, topic, g, asp = item
     if rng is None:
-        return (f"Subject: {subj}. Grade: {g}. Explain {topic} clearly for this grade, give a worked example, "
-                "list common misconceptions, and write 3 practice questions with answers.")
-    return _typo(rng, rng.choice(_PARA_H).format(topic=topic, g=g, subj=subj), 0.2)
+        return (f"Subject: {subj}. Grade: {g}. Topic: {topic}. Write {asp} for this grade level. Be thorough and "
+                "accurate; use headings.")
+    return _typo(rng, rng.choice(_PARA_H).format(topic=topic, g=g, subj=subj) + rng.choice(
+        (f" I want {asp}.", f" ({asp})", f" Include {asp}.", f" + {asp} pls")), 0.2)
 
 
 def _keys(rng: random.Random, owner: _Owner, n: int) -> list[str]:
