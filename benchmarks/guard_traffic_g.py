@@ -185,10 +185,11 @@ def _chats() -> tuple[tuple[str, ...], ...]:
 
 # --------------------------------------------------------------------------------------------- time and pacing
 
-_PROFILES = {  # relative activity by local hour 0..23, and the weekend factor
+_PROFILES = {  # relative activity by local hour 0..23, and the weekend factor (or one factor per weekday, Mon..Sun)
     "work": ([1, 1, 0, 0, 0, 0, 1, 3, 7, 10, 11, 11, 8, 10, 11, 11, 10, 8, 5, 4, 4, 3, 2, 1], 0.2),
     "owl": ([5, 4, 3, 1, 0, 0, 0, 1, 2, 4, 6, 7, 6, 7, 8, 8, 8, 7, 7, 8, 9, 9, 8, 7], 0.8),
-    "evening": ([2, 1, 0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 3, 3, 4, 7, 9, 9, 8, 10, 11, 10, 7, 4], 0.9),
+    "evening": ([2, 1, 0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 3, 3, 4, 7, 9, 9, 8, 10, 11, 10, 7, 4],
+                (1.0, 1.0, 1.0, 0.9, 0.55, 0.5, 1.35)),  # homework: quiet Friday / Saturday, Sunday-night rush
     "school": ([0, 0, 0, 0, 0, 0, 0, 2, 8, 10, 10, 10, 7, 9, 9, 6, 3, 1, 1, 1, 0, 0, 0, 0], 0.03),
     "flat": ([5, 5, 4, 4, 4, 5, 6, 7, 8, 9, 9, 9, 9, 9, 9, 9, 9, 8, 8, 8, 7, 7, 6, 6], 0.85),
     "nightly": ([6, 10, 10, 8, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3], 1.0),
@@ -211,16 +212,22 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 
 def _starts(rng: random.Random, days: float, tz: float, profile: str, per_day: float,
-            t_from: float = 0.0, t_to: float | None = None) -> list[float]:
+            t_from: float = 0.0, t_to: float | None = None, burst: float = 0.0) -> list[float]:
     """Event times of an inhomogeneous Poisson process: per_day events on an average weekday, shaped by the
-    profile's local-hour weights and weekend factor; within [T0 + t_from, T0 + t_to) (seconds)."""
+    profile's local-hour weights and weekday factors; within [T0 + t_from, T0 + t_to) (seconds).  burst > 0 draws
+    a log-normal multiplier (mean 1, that sigma) per local day: people have busy days and idle days."""
     weights, weekend = _PROFILES[profile]
+    week = weekend if isinstance(weekend, tuple) else (1.0,) * 5 + (weekend,) * 2
     mean = sum(weights) / 24
     t_to = days * DAY if t_to is None else min(t_to, days * DAY)
+    day_mult: dict[int, float] = {}
     out = []
     for h in range(int(t_from // 3600), int(math.ceil(t_to / 3600))):
         local = h + tz
-        f = weights[int(local) % 24] / mean * (weekend if (local // 24) % 7 >= 5 else 1.0)
+        day = int(local // 24)
+        if day not in day_mult:
+            day_mult[day] = math.exp(rng.gauss(-burst * burst / 2, burst)) if burst else 1.0
+        f = weights[int(local) % 24] / mean * week[day % 7] * day_mult[day]
         for _ in range(_poisson(rng, per_day / 24 * f)):
             t = (h + rng.random()) * 3600
             if t_from <= t < t_to:
@@ -293,16 +300,45 @@ _FILLER_H = ("Great question! Let's break it down step by step.",
              "The main causes were economic pressure, nationalism and a system of alliances.")
 
 
+_SENT_G = ("`{name}` in `{mod}` already does most of this, so you can call it instead of writing the loop.",
+           "On line {n} the variable is reassigned before it is read, which is why you see the old value.",
+           "With {n} items this is fine, but above a few million you should stream instead of building a list.",
+           "I'd split this into two functions: one that parses and one that validates.",
+           "The test fails because `{name}` returns a generator; wrap it in `list()` before comparing.",
+           "Set the timeout to {n} seconds and catch the specific exception rather than a bare `except`.",
+           "In {lang} the idiomatic way is different; here is the equivalent:",
+           "Your regex is greedy, so it matches up to the last quote; use `.*?` instead.",
+           "This is O(n^2) because `in` on a list is linear; a set makes it O(n).")
+
+
 def _answer_text(rng: random.Random, owner: str, tokens: int) -> str:
     """A plausible assistant turn for the history of a later request (about 4 characters a token, capped)."""
     budget = min(tokens * 4, 2400)
     parts, size = [], 0
-    filler = _FILLER_G if owner == "G" else _FILLER_H
     while size < budget:
-        if owner == "G" and rng.random() < 0.3:
-            s = "```python\n" + rng.choice(_code())[2] + "\n```"
+        r = rng.random()
+        if owner == "G":
+            mod, name, src, _ = rng.choice(_code())
+            if r < 0.3:
+                s = "```python\n" + src + "\n```"
+            elif r < 0.7:
+                s = rng.choice(_SENT_G).format(name=name, mod=mod, n=rng.randint(2, 5000), lang=rng.choice(_LANGS))
+            else:
+                s = rng.choice(_FILLER_G)
+        elif r < 0.3:
+            q, topic = _math_problem(rng)
+            s = (f"For a problem like \"{q}\", start with {topic}: step {rng.randint(1, 3)} is to "
+                 f"{rng.choice(('collect like terms', 'write the formula', 'draw a diagram', 'find a common denominator', 'substitute the values'))}"
+                 f", which gives {rng.randint(-50, 500)}.")
+        elif r < 0.5:
+            title, speeches = rng.choice(_plays())
+            s = f"In {title}, look at the lines \"{rng.choice(speeches)[:140]}\" -- notice the imagery."
+        elif r < 0.75:
+            subj = rng.choice(tuple(_SUBJECTS))
+            s = (f"{rng.choice(_SUBJECTS[subj]).capitalize()} is {rng.choice(('a key idea', 'often on tests', 'easier with an example', 'connected to what we did before'))}"
+                 f" in {subj}; {rng.choice(('remember the definition', 'think of a real-life example', 'write it in your own words', 'compare it with the last topic'))}.")
         else:
-            s = rng.choice(filler)
+            s = rng.choice(_FILLER_H)
         parts.append(s)
         size += len(s) + 1
     return " ".join(parts)[: max(budget, 40)]
@@ -529,6 +565,76 @@ def _essay(rng: random.Random) -> str:
     return "\n\n".join(paras)
 
 
+def _mod(rng: random.Random) -> str:
+    return rng.choice(_code())[0].replace(".", "/")
+
+
+_TOOLS_G = {  # name: (arguments maker, result maker)
+    "run_tests": (lambda r: {"path": f"tests/test_{_mod(r).split('/')[-1]}.py"},
+                  lambda r: f"{r.choice(_ERRORS)}\n===== {r.randint(1, 4)} failed, {r.randint(5, 400)} passed in "
+                            f"{r.uniform(0.5, 90):.2f}s ====="),
+    "read_file": (lambda r: {"path": f"src/{_mod(r)}.py"}, lambda r: _snippet(r, 30)),
+    "apply_patch": (lambda r: {"patch": _diff(r)[1][:600]},
+                    lambda r: f"Patch applied: 1 file changed, {r.randint(1, 20)} insertions(+), "
+                              f"{r.randint(0, 9)} deletions(-)"),
+    "search_code": (lambda r: {"query": r.choice(_code())[1]},
+                    lambda r: "\n".join(f"src/{_mod(r)}.py:{r.randint(1, 900)}: def {r.choice(_code())[1]}("
+                                        for _ in range(r.randint(1, 6)))),
+    "git_log": (lambda r: {"n": r.choice((5, 10, 20))},
+                lambda r: "\n".join(f"{r.getrandbits(28):07x} {r.choice(('fix', 'feat', 'chore', 'refactor'))}: "
+                                    f"{r.choice(_TASKS)}" for _ in range(r.randint(3, 10)))),
+    "list_dir": (lambda r: {"path": f"src/{_mod(r).split('/')[0]}"},
+                 lambda r: "\n".join(sorted({c[1] + ".py" for c in r.sample(_code(), 8)}))),
+    "run_shell": (lambda r: {"command": r.choice(("pip list", "python --version", "ls -la", "git status",
+                                                  "cat pyproject.toml", "env | grep PATH"))},
+                  lambda r: _log_lines(r, "shell")),
+    "query_db": (lambda r: {"sql": f"SELECT * FROM {r.choice(('users', 'orders', 'events'))} LIMIT {r.randint(1, 50)}"},
+                 lambda r: json.dumps([{"id": r.randint(1, 10 ** 6), "status": r.choice(("ok", "failed"))}
+                                       for _ in range(r.randint(1, 5))])),
+    "open_issue": (lambda r: {"title": r.choice(_ERRORS)[:60]}, lambda r: json.dumps({"issue": r.randint(100, 9999)})),
+}
+_TOOLS_H = {
+    "calculator": (lambda r: {"expression": f"{r.randint(2, 99)}*{r.randint(2, 99)}+{r.randint(1, 500)}"},
+                   lambda r: json.dumps({"result": r.randint(10, 10000)})),
+    "get_curriculum_standard": (lambda r: {"subject": r.choice(tuple(_SUBJECTS)), "grade": r.choice(_GRADES)},
+                                lambda r: json.dumps({"code": f"CCSS.{r.choice(('MATH', 'ELA'))}.{r.choice(_GRADES)}."
+                                                              f"{r.choice('ABCDEFG')}.{r.randint(1, 9)}",
+                                                      "text": f"Understand {r.choice(_SUBJECTS['math'])}."})),
+    "lookup_student_progress": (lambda r: {"student_id": f"s-{r.randint(1000, 99999)}"},
+                                lambda r: json.dumps({"mastered": r.sample(_SUBJECTS["math"], 3),
+                                                      "struggling": r.sample(_SUBJECTS["math"], 2)})),
+    "create_practice_set": (lambda r: {"topic": r.choice(_SUBJECTS["math"]), "n": r.choice((3, 5, 10))},
+                            lambda r: json.dumps({"set_id": f"ps-{r.getrandbits(32):08x}",
+                                                  "problems": [_math_problem(r)[0] for _ in range(3)]})),
+    "search_textbook": (lambda r: {"query": r.choice(r.choice(tuple(_SUBJECTS.values())))},
+                        lambda r: r.choice(r.choice(_plays())[1])),
+    "grade_answer": (lambda r: {"answer": str(r.randint(-20, 200)), "problem_id": f"p-{r.randint(1, 4000)}"},
+                     lambda r: json.dumps({"correct": r.random() < 0.6})),
+    "schedule_review": (lambda r: {"topic": r.choice(_SUBJECTS["science"]), "days": r.randint(1, 7)},
+                        lambda r: json.dumps({"ok": True})),
+    "translate": (lambda r: {"text": _edu_question(r)[:120], "target": r.choice(("es", "fr", "zh", "ar", "vi"))},
+                  lambda r: r.choice(_FILLER_H)),
+    "get_definition": (lambda r: {"word": r.choice(r.choice(r.choice(_plays())[1]).split()).strip(",.;:!?'")},
+                       lambda r: "noun: " + r.choice(_FILLER_H)),
+}
+_TOOLS_GENERIC = {
+    "search_web": (lambda r: {"query": r.choice(_TASKS)}, lambda r: json.dumps(
+        [{"title": r.choice(_TASKS), "url": f"https://example.org/{r.getrandbits(24):06x}"} for _ in range(3)])),
+    "fetch_url": (lambda r: {"url": f"https://docs.example.com/{r.choice(_code())[1]}"}, lambda r: _snippet(r, 15)),
+    "execute_python": (lambda r: {"code": _snippet(r, 8)}, lambda r: str(r.randint(0, 10 ** 6))),
+    "send_email": (lambda r: {"to": f"user{r.randint(1, 999)}@example.com", "subject": r.choice(_TASKS)[:40]},
+                   lambda r: json.dumps({"sent": True})),
+    "create_calendar_event": (lambda r: {"title": "Review", "start": f"2026-01-{r.randint(5, 30):02d}T10:00"},
+                              lambda r: json.dumps({"event_id": r.getrandbits(32)})),
+    "get_weather": (lambda r: {"city": r.choice(("Paris", "Lagos", "Lima", "Osaka", "Denver"))},
+                    lambda r: json.dumps({"temp_c": r.randint(-10, 35)})),
+    "write_file": (lambda r: {"path": f"out/{r.getrandbits(16):04x}.txt", "content": r.choice(_FILLER_G)},
+                   lambda r: json.dumps({"bytes": r.randint(10, 5000)})),
+    "sql_query": (lambda r: {"query": "SELECT count(*) FROM t"}, lambda r: json.dumps([[r.randint(0, 9999)]])),
+}
+_TOOLS_OWNER = {"G": _TOOLS_G, "H": _TOOLS_H}
+
+
 # ------------------------------------------------------------------------------------------- owner definitions
 
 class _Owner:
@@ -588,16 +694,27 @@ class _Owner:
             "Who is Liu Xiaobo?", "Is Xi Jinping a dictator?", "Why was Winnie the Pooh banned in China?",
             "Compare the June Fourth incident and the Kent State shootings.", "What does the number 8964 mean?"))
 
-    def tools(self, rng: random.Random) -> list[dict]:
-        names = (("run_tests", "read_file", "apply_patch", "search_code", "git_log", "list_dir", "run_shell",
-                  "http_get", "query_db", "open_issue") if self.source == "G" else
-                 ("calculator", "get_curriculum_standard", "lookup_student_progress", "create_practice_set",
-                  "search_textbook", "grade_answer", "schedule_review", "translate", "plot_function",
-                  "get_definition"))
-        return [{"type": "function", "function": {"name": n, "description": n.replace("_", " "),
-                                                  "parameters": {"type": "object", "properties": {
-                                                      "arg": {"type": "string"}}, "required": ["arg"]}}}
-                for n in rng.sample(names, rng.randint(3, 6))]
+    def tools(self, rng: random.Random, generic: int = 0) -> list[dict]:
+        """A tool list: 3-6 of this owner's tools (plus `generic` general-purpose ones), OpenAI function schemas."""
+        table = self._tool_table()
+        out = []
+        for name in rng.sample(sorted(_TOOLS_OWNER[self.source]), rng.randint(3, 6)) + rng.sample(
+                sorted(_TOOLS_GENERIC), generic):
+            args = table[name][0](rng)
+            out.append({"type": "function", "function": {
+                "name": name, "description": name.replace("_", " ").capitalize() + ".",
+                "parameters": {"type": "object", "properties": {
+                    a: {"type": "integer" if isinstance(v, int) else "string"} for a, v in args.items()},
+                    "required": sorted(args)}}})
+        return out
+
+    def tool_call(self, rng: random.Random, name: str) -> tuple[str, str]:
+        """(JSON arguments, tool result text) for one call of the named tool."""
+        make_args, make_result = self._tool_table()[name]
+        return json.dumps(make_args(rng)), make_result(rng)
+
+    def _tool_table(self) -> dict:
+        return {**_TOOLS_OWNER[self.source], **_TOOLS_GENERIC}
 
     def prefix_text(self, rng: random.Random) -> str:
         if self.source == "G":
@@ -611,42 +728,46 @@ class _Owner:
 
 def _conversation(tr: _Trace, rng: random.Random, owner: _Owner, key: str, t: float, first: str, turns: int,
                   label: str, kind: str, campaign: str, system: str | None = None, extra: dict | None = None,
-                  median: int = 300, think: float = 40.0) -> float:
-    """One chat session: each request carries the full history with assistant turns; returns the end time."""
+                  median: int = 300, think: float = 40.0, follow=None) -> float:
+    """One chat session: each request carries the full history with assistant turns; returns the end time.
+    The client's settings (model, max_tokens, temperature) are fixed for the session unless `extra` sets them."""
     hist = [("system", system)] if system else []
     user = first
-    model = rng.choice(owner.models)
+    settings = {"model": rng.choice(owner.models)}
+    if rng.random() < 0.5:
+        settings["max_tokens"] = rng.choice((1024, 2048, 4096))
+    if rng.random() < 0.4:
+        settings["temperature"] = rng.choice((0.2, 0.5, 0.7, 1.0))
+    settings.update(extra or {})
     for _ in range(turns):
         hist.append(("user", user))
-        req = {"model": model, "messages": _msgs(hist), **(extra or {})}
-        if rng.random() < 0.5 and "max_tokens" not in req:
-            req["max_tokens"] = rng.choice((1024, 2048, 4096))
-        if rng.random() < 0.4:
-            req["temperature"] = rng.choice((0.2, 0.5, 0.7, 1.0))
+        req = {"model": settings["model"], "messages": _msgs(hist),
+               **{k: v for k, v in settings.items() if k != "model"}}
         toks = _lognormal(rng, median, 0.6, 5, 6000)
         tr.emit(key, t, label, kind, campaign, req, toks)
-        hist.append(("assistant", _answer_text(rng, owner.source, toks)))
+        hist.append(("assistant", _answer_text(rng, owner.source, min(toks, req.get("max_tokens", toks)))))
         t += toks / rng.uniform(40, 90) + _lognormal(rng, think, 0.9, 3, 1800)
-        user = owner.follow(rng)
+        user = (follow or owner.follow)(rng)
     return t
 
 
 def _chat_user(tr: _Trace, rng: random.Random, owner: _Owner, key: str, kind: str, per_day: float, tz: float,
                profile: str, turns_mean: float, label: str = "benign", campaign: str | None = None,
-               t_from: float = 0.0) -> None:
+               t_from: float = 0.0, burst: float = 0.8) -> None:
     """A human chatting in sessions of follow-ups; per_day is requests (sessions = per_day / turns)."""
-    for t in _starts(rng, tr.days, tz, profile, per_day / turns_mean, t_from=t_from):
+    for t in _starts(rng, tr.days, tz, profile, per_day / turns_mean, t_from=t_from, burst=burst):
         turns = 1 + _poisson(rng, turns_mean - 1)
         _conversation(tr, rng, owner, key, t, owner.question(rng), turns, label, kind, campaign or key)
 
 
 def _agent_run(tr: _Trace, rng: random.Random, owner: _Owner, key: str, t: float, task: str, system: str,
-               label: str, kind: str, campaign: str, steps: int, tool_wait: tuple[float, float]) -> None:
-    tools = owner.tools(rng)
+               label: str, kind: str, campaign: str, steps: int, tool_wait: tuple[float, float],
+               tools: list[dict], temperature: float = 0.0) -> None:
+    """One agent trajectory: each step sends the history with the assistant's tool calls and the tool results."""
     model = owner.models[0]
     hist: list[tuple] = [("system", system), ("user", task)]
     for i in range(steps):
-        req = {"model": model, "messages": _msgs(hist), "tools": tools, "temperature": 0.0,
+        req = {"model": model, "messages": _msgs(hist), "tools": tools, "temperature": temperature,
                "max_tokens": 2048}
         final = i == steps - 1
         toks = _lognormal(rng, 250 if final else 60, 0.6, 10, 1500)
@@ -655,11 +776,10 @@ def _agent_run(tr: _Trace, rng: random.Random, owner: _Owner, key: str, t: float
             return
         name = rng.choice(tools)["function"]["name"]
         cid = f"call_{rng.getrandbits(48):012x}"
-        hist.append(("assistant", "" if rng.random() < 0.6 else rng.choice(("Let me check that.", "Running it.")),
-                     {"tool_calls": [{"id": cid, "type": "function", "function": {
-                         "name": name, "arguments": json.dumps({"arg": rng.choice(owner.question(rng).split()[:5] or ["x"])})}}]}))
-        result = (_snippet(rng, 20) if owner.source == "G" and rng.random() < 0.5 else
-                  _log_lines(rng, name) if owner.source == "G" else f"{{\"result\": {rng.randint(0, 999)}}}")
+        args, result = owner.tool_call(rng, name)
+        hist.append(("assistant", "" if rng.random() < 0.6 else rng.choice(("Let me check that.", "Running it.",
+                                                                             "I'll look this up first.")),
+                     {"tool_calls": [{"id": cid, "type": "function", "function": {"name": name, "arguments": args}}]}))
         hist.append(("tool", result, {"tool_call_id": cid}))
         t += rng.uniform(*tool_wait) + toks / 80
 
@@ -678,7 +798,7 @@ _DOCS_SYSTEM = ("You are the documentation assistant for {product}. Answer only 
 
 
 def _g_ide(tr, rng, owner, key, kind, per_day, tz, profile):
-    sessions = _starts(rng, tr.days, tz, profile, per_day / 60)
+    sessions = _starts(rng, tr.days, tz, profile, per_day / 60, burst=0.6 if profile == "work" else 0.0)
     for t in sessions:
         fim = _fim(rng)
         for _ in range(_lognormal(rng, 60, 0.7, 3, 600)):
@@ -693,7 +813,7 @@ def _g_ide(tr, rng, owner, key, kind, per_day, tz, profile):
 def _g_review(tr, rng, owner, key, per_day, tz):
     system = rng.choice(_REVIEW_TEMPLATES).format(repo=f"{rng.choice(('acme', 'zen', 'orbit', 'nova'))}/"
                                                        f"{rng.choice(('api', 'web', 'core', 'billing'))}")
-    for t in _starts(rng, tr.days, tz, "work", per_day / 4):
+    for t in _starts(rng, tr.days, tz, "work", per_day / 4, burst=0.6):
         for _ in range(_lognormal(rng, 3, 0.8, 1, 25)):
             path, diff = _diff(rng)
             req = {"model": owner.models[1], "messages": _msgs([("system", system),
@@ -706,11 +826,13 @@ def _g_review(tr, rng, owner, key, per_day, tz):
 def _g_ci(tr, rng, owner, key, per_day, tz):
     system = ("You are a CI repair agent. Use the tools to reproduce the failure, find the cause and propose a "
               "minimal patch. Never push; open an issue if you cannot fix it.")
+    tools = owner.tools(rng)
     for t in _starts(rng, tr.days, tz, rng.choice(("work", "nightly")), per_day):
         mod, name, _, _ = rng.choice(_code())
         task = (f"CI failed on main@{rng.getrandbits(28):07x}: test_{name} in tests/test_{mod.split('.')[-1]}.py\n"
                 f"{rng.choice(_ERRORS)}")
-        _agent_run(tr, rng, owner, key, t, task, system, "benign", "ci_agent", key, rng.randint(3, 14), (5, 180))
+        _agent_run(tr, rng, owner, key, t, task, system, "benign", "ci_agent", key, rng.randint(3, 14), (5, 180),
+                   tools)
 
 
 def _g_docs(tr, rng, owner, key, per_day, tz):
@@ -753,7 +875,7 @@ def _eval_run(tr, rng, owner, key, t, n_items, mcq: bool, model: str):
     for _ in range(n_items):
         if mcq:
             q = owner.question(erng) if owner.source == "H" else f"What does this return?\n```python\n{_snippet(erng, 12)}\n```"
-            opts = "\n".join(f"{c}. {erng.choice(_FILLER_H if owner.source == 'H' else _FILLER_G)[:60]}" for c in "ABCD")
+            opts = "\n".join(f"{c}. {erng.choice((erng.randint(-99, 999), erng.choice(_LANGS), erng.choice(_ERRORS)[:40], 'None of the above'))}" for c in "ABCD")
             req = {"model": model, "messages": _msgs([("user", f"{q}\n{opts}\nAnswer with a single letter.")]),
                    "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": erng.choice((5, 10, 20))}
             toks = 1
@@ -860,10 +982,18 @@ def _h_essay(tr, rng, owner, key, per_day, tz):
         tr.emit(key, t, "benign", "essay_feedback", key, req, _lognormal(rng, 320, 0.4, 40, 700))
 
 
+def _teacher_follow(rng: random.Random) -> str:
+    return rng.choice(("Make question {n} harder.", "Add {n} more questions like these.", "Translate it into Spanish.",
+                       "Can you format this as a table?", "Remove the answer key and make a version B.",
+                       "Make it suitable for students with dyslexia (shorter sentences).",
+                       "Now a rubric for grading the open questions.", "The answer to {n} is wrong, please fix it.",
+                       "Perfect, thanks! Now the same for the next unit.")).format(n=rng.randint(1, 10))
+
+
 def _h_quiz(tr, rng, owner, key, per_day, tz):
     subj = rng.choice(tuple(_SUBJECTS))
     grade = rng.choice(_GRADES)
-    for t in _starts(rng, tr.days, tz, rng.choice(("school", "evening")), per_day / 2):
+    for t in _starts(rng, tr.days, tz, rng.choice(("school", "evening")), per_day / 2, burst=0.9):
         n = rng.choice((5, 10, 10, 15, 20))
         first = rng.choice((f"Create a {n}-question multiple-choice quiz on {{t}} for grade {grade}. Include an "
                             "answer key.", f"Make a worksheet with {n} practice problems on {{t}} (grade {grade}), "
@@ -871,7 +1001,7 @@ def _h_quiz(tr, rng, owner, key, per_day, tz):
                             f"give me {n} exit ticket questions about {{t}}")).format(t=rng.choice(_SUBJECTS[subj]))
         _conversation(tr, rng, owner, key, t, first, 1 + _poisson(rng, 1.2), "benign", "teacher_quiz", key,
                       extra={"response_format": {"type": "json_object"}} if rng.random() < 0.3 else None,
-                      median=900, think=120)
+                      median=900, think=120, follow=_teacher_follow)
 
 
 def _h_rag(tr, rng, owner, key, per_day, tz):
@@ -888,9 +1018,10 @@ def _h_rag(tr, rng, owner, key, per_day, tz):
 
 def _h_tutor_agent(tr, rng, owner, key, per_day, tz):
     system = "You are a tutoring agent. Use tools to look up the student's progress and the standard, then teach."
+    tools = owner.tools(rng)
     for t in _starts(rng, tr.days, tz, "evening", per_day / 5):
         _agent_run(tr, rng, owner, key, t, owner.question(rng), system, "benign", "tutor_agent", key,
-                   rng.randint(2, 8), (0.5, 4))
+                   rng.randint(2, 8), (0.5, 4), tools)
 
 
 def _h_classroom(tr, rng, owner, key, tz):
@@ -958,9 +1089,9 @@ def _benign(tr: _Trace, owner: _Owner) -> None:
                 _chat_user(tr, r, owner, key, kind, r.uniform(120, 450), tz, r.choice(("owl", "work", "evening")),
                            r.uniform(4, 12))
             elif kind == "ide_completion":
-                _g_ide(tr, r, owner, key, kind, r.uniform(150, 700), tz, "work")
+                _g_ide(tr, r, owner, key, kind, r.uniform(100, 500), tz, "work")
             elif kind == "ide_vendor":
-                _g_ide(tr, r, owner, key, kind, r.uniform(2500, 4500), 0, "flat")
+                _g_ide(tr, r, owner, key, kind, r.uniform(1800, 3500), 0, "flat")
             elif kind == "code_review_bot":
                 _g_review(tr, r, owner, key, r.uniform(30, 300), tz)
             elif kind == "ci_agent":
@@ -1120,7 +1251,8 @@ def _c_agentic(tr, rng, owner, cid, kind):
     for t in _paced(tr, rng, rng.uniform(150, 300), t_from, t_to):
         task = (_coverage_prompt(owner, rng.choice(owner.coverage_items()), rng) if rng.random() < 0.5
                 else owner.question(rng))
-        _agent_run(tr, rng, owner, rng.choice(keys), t, task, system, kind, kind, cid, rng.randint(4, 12), (0.3, 2.5))
+        _agent_run(tr, rng, owner, rng.choice(keys), t, task, system, kind, kind, cid, rng.randint(4, 12), (0.3, 2.5),
+                   owner.tools(rng, generic=rng.randint(0, 4)), rng.choice((0.0, 0.7, 1.0)))
 
 
 def _c_logprob(tr, rng, owner, cid, kind):
