@@ -872,12 +872,24 @@ def _g_sql(tr, rng, owner, key, per_day, tz):
 
 def _eval_run(tr, rng, owner, key, t, n_items, mcq: bool, model: str):
     erng = random.Random(f"{key}|items")  # the same items every run
+    top = rng.choice((5, 10, 20))
     for _ in range(n_items):
         if mcq:
-            q = owner.question(erng) if owner.source == "H" else f"What does this return?\n```python\n{_snippet(erng, 12)}\n```"
-            opts = "\n".join(f"{c}. {erng.choice((erng.randint(-99, 999), erng.choice(_LANGS), erng.choice(_ERRORS)[:40], 'None of the above'))}" for c in "ABCD")
+            if owner.source == "G":
+                q = f"What does this return?\n```python\n{_snippet(erng, 12)}\n```"
+                pool = ["None", "True", "False", "[]", "raises KeyError", "raises TypeError", "''"]
+                pool += [str(erng.randint(-9, 99)) for _ in range(3)]
+            elif erng.random() < 0.5:
+                q = _math_problem(erng)[0]
+                pool = [str(erng.randint(-20, 300)) for _ in range(6)]
+            else:
+                subj = erng.choice(tuple(_SUBJECTS))
+                topic = erng.choice(_SUBJECTS[subj])
+                q = f"Which of the following is most closely related to {topic}?"
+                pool = list(_SUBJECTS[subj])
+            opts = "\n".join(f"{c}. {o}" for c, o in zip("ABCD", erng.sample(pool, 4), strict=True))
             req = {"model": model, "messages": _msgs([("user", f"{q}\n{opts}\nAnswer with a single letter.")]),
-                   "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": erng.choice((5, 10, 20))}
+                   "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": top}
             toks = 1
         elif owner.source == "G":
             mod, name, src, doc = erng.choice(_code())
@@ -1082,9 +1094,10 @@ def _benign(tr: _Trace, owner: _Owner) -> None:
             r = tr.rng("benign", kind, i)
             key = _key(r, owner.source)
             tz = r.choice(owner.tzs)
-            if kind in ("casual_dev", "student"):
+            if kind in ("casual_dev", "student"):  # one in eight signs up during the trace
                 _chat_user(tr, r, owner, key, kind, _lognormal(r, 12, 0.8, 1, 80), tz, owner.casual_profile
-                           if r.random() < 0.8 else "owl", r.uniform(1.5, 4.5))
+                           if r.random() < 0.8 else "owl", r.uniform(1.5, 4.5),
+                           t_from=r.uniform(0, tr.days * DAY) if r.random() < 0.125 else 0.0)
             elif kind in ("power_dev", "power_tutor"):
                 _chat_user(tr, r, owner, key, kind, r.uniform(120, 450), tz, r.choice(("owl", "work", "evening")),
                            r.uniform(4, 12))
@@ -1288,7 +1301,8 @@ def _c_hydra(tr, rng, owner, cid, kind):
 
 def _c_natural(tr, rng, owner, cid, kind):
     key = _key(rng, owner.source)
-    _chat_user(tr, rng, owner, key, kind, rng.uniform(2500, 4000), rng.choice(owner.tzs), "shifts", 6.0, kind, cid)
+    _chat_user(tr, rng, owner, key, kind, rng.uniform(1800, 3000), rng.choice(owner.tzs), "shifts", 6.0, kind, cid,
+               burst=0.3)
 
 
 def _c_mimicry(tr, rng, owner, cid, kind, instance):
