@@ -426,6 +426,8 @@ def _dev_question(rng: random.Random) -> str:
                            "messages?", "Write a Dockerfile for a FastAPI app", "what is a race condition",
                            "How do I set up GitHub Actions to run pytest on push?", "Explain CORS like I'm five",
                            "Compare Postgres and MongoDB for an event log", "what does `git reflog` do?"))
+    if r < 0.87:
+        return _Owner("G").sensitive(rng)  # security engineers and the curious ask these too
     return rng.choice(_chats())[0]
 
 
@@ -542,8 +544,9 @@ def _edu_question(rng: random.Random) -> str:
         return rng.choice((f"What does this passage from {title} mean?\n\n\"{rng.choice(speeches)[:400]}\"",
                            f"What are the main themes of {title}?", f"help me write a thesis about {title}",
                            f"who is the tragic hero in {title} and why"))
-    conv = rng.choice(_chats())
-    return conv[0]
+    if r < 0.88:
+        return _Owner("H").sensitive(rng)  # history homework touches these
+    return rng.choice(_chats())[0]
 
 
 def _edu_follow(rng: random.Random) -> str:
@@ -734,7 +737,10 @@ def _conversation(tr: _Trace, rng: random.Random, owner: _Owner, key: str, t: fl
     hist = [("system", system)] if system else []
     user = first
     settings = {"model": rng.choice(owner.models)}
-    if rng.random() < 0.5:
+    r = rng.random()
+    if r < 0.12:  # clients of reasoning models send large completion budgets
+        settings["max_completion_tokens"] = rng.choice((16000, 32000))
+    elif r < 0.55:
         settings["max_tokens"] = rng.choice((1024, 2048, 4096))
     if rng.random() < 0.4:
         settings["temperature"] = rng.choice((0.2, 0.5, 0.7, 1.0))
@@ -870,11 +876,28 @@ def _g_sql(tr, rng, owner, key, per_day, tz):
         tr.emit(key, t, "benign", "sql_app", key, req, _lognormal(rng, 60, 0.5, 8, 300))
 
 
-def _eval_run(tr, rng, owner, key, t, n_items, mcq: bool, model: str):
+_JUDGE = ("Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants "
+          "to the user question displayed below. Consider helpfulness, relevance, accuracy, depth and level of "
+          "detail. Avoid position bias. After a short explanation, output your verdict strictly as \"[[A]]\", "
+          "\"[[B]]\" or \"[[C]]\" for a tie.")
+
+
+def _eval_run(tr, rng, owner, key, t, n_items, mode: str, model: str):
+    """One benchmark run: mcq (max_tokens 1 with top_logprobs), gen (pass@k sampling / chain of thought at
+    temperature 0) or judge (LLM-as-judge pairwise verdicts on the team's own model outputs)."""
     erng = random.Random(f"{key}|items")  # the same items every run
     top = rng.choice((5, 10, 20))
     for _ in range(n_items):
-        if mcq:
+        if mode == "judge":
+            q = owner.question(erng)
+            body = (f"[User Question]\n{q}\n\n[The Start of Assistant A's Answer]\n"
+                    f"{_answer_text(erng, owner.source, erng.randint(80, 400))}\n[The End of Assistant A's Answer]"
+                    f"\n\n[The Start of Assistant B's Answer]\n{_answer_text(erng, owner.source, erng.randint(80, 400))}"
+                    "\n[The End of Assistant B's Answer]")
+            req = {"model": model, "messages": _msgs([("system", _JUDGE), ("user", body)]), "temperature": 0.0,
+                   "max_tokens": 1024}
+            toks = _lognormal(rng, 230, 0.4, 20, 1024)
+        elif mode == "mcq":
             if owner.source == "G":
                 q = f"What does this return?\n```python\n{_snippet(erng, 12)}\n```"
                 pool = ["None", "True", "False", "[]", "raises KeyError", "raises TypeError", "''"]
@@ -909,7 +932,7 @@ def _eval_harness(tr, rng, owner, key, tz):
     n_items = rng.choice((500, 1000, 1319, 2000))
     hours = [t for t in _starts(rng, tr.days, tz, "work", 48) if (t - T0) // DAY % 7 < 5] or [T0]
     for t in sorted(rng.sample(hours, min(len(hours), max(1, round(rng.uniform(0.4, 1.0) * tr.days))))):
-        _eval_run(tr, rng, owner, key, t, n_items, rng.random() < 0.6, rng.choice(owner.models))
+        _eval_run(tr, rng, owner, key, t, n_items, rng.choice(("mcq", "mcq", "gen", "judge")), rng.choice(owner.models))
 
 
 def _batch(tr, rng, owner, key, per_day, tz, kind):
@@ -1195,15 +1218,31 @@ def _c_coverage(tr, rng, owner, cid, kind):
         rng.shuffle(items)
     else:
         items = items[rng.randrange(len(items)):] + items  # resumes a grid walk mid-way
-    keys = _keys(rng, owner, rng.randint(3, 6) if para else rng.randint(2, 4))
     t_from, t_to = _window(rng, tr.days)
+    pool = _rotating_keys(rng, owner, rng.randint(3, 6) if para else rng.randint(2, 4), t_from, t_to)
     extra = {"max_tokens": rng.choice((2048, 4096)), "temperature": rng.choice((0.7, 1.0))}
+    if rng.random() < 0.5:
+        extra["top_p"] = 0.95
     for i, t in enumerate(_paced(tr, rng, rng.uniform(1500, 2600), t_from, t_to)):
         item = items[i % len(items)]
         req = {"model": owner.models[0], "messages": _msgs([("user", _coverage_prompt(owner, item, rng if para
                                                                                          else None))]), **extra}
-        tr.emit(keys[i % len(keys)] if not para else rng.choice(keys), t, kind, kind, cid, req,
+        live = [k for k, a, b in pool if a <= t - T0 < b]
+        tr.emit(live[i % len(live)] if not para else rng.choice(live), t, kind, kind, cid, req,
                 _lognormal(rng, 900, 0.4, 100, 4096))
+
+
+def _rotating_keys(rng: random.Random, owner: _Owner, n: int, t_from: float, t_to: float) -> list[tuple]:
+    """(key, live from, live until): n keys in use at a time; each lives a few hours to two days before the
+    reseller retires it (banned, or rotated out), and a fresh one takes its place."""
+    out = []
+    for _ in range(n):
+        a = t_from
+        while a < t_to:
+            b = a + rng.uniform(0.2, 2.0) * DAY
+            out.append((_key(rng, owner.source), a, b if b < t_to else math.inf))
+            a = b
+    return out
 
 
 _COT = ("Before answering, think through the problem step by step inside <reasoning></reasoning> tags. Show every "
