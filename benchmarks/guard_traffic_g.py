@@ -1102,62 +1102,51 @@ def _district(tr, rng, owner, n_keys, tz):
 
 # ------------------------------------------------------------------------------------------- benign population
 
+def _casual(tr, r, o, k, kind, tz):  # one in eight signs up during the trace
+    _chat_user(tr, r, o, k, kind, _lognormal(r, 12, 0.8, 1, 80), tz, o.casual_profile if r.random() < 0.8 else "owl",
+               r.uniform(1.5, 4.5), t_from=r.uniform(0, tr.days * DAY) if r.random() < 0.125 else 0.0)
+
+
+def _power(tr, r, o, k, kind, tz):
+    _chat_user(tr, r, o, k, kind, r.uniform(120, 450), tz, r.choice(("owl", "work", "evening")), r.uniform(4, 12))
+
+
+_HOMEWORK_GRADES = ("middle school", "grade 3-8", "high school")
+_PLAN = {  # owner: (kind, accounts, runner(trace, rng, owner, key, kind, tz))
+    "G": (("casual_dev", 78, _casual), ("power_dev", 12, _power),
+          ("ide_completion", 20, lambda tr, r, o, k, kind, tz: _g_ide(tr, r, o, k, kind, r.uniform(100, 500), tz,
+                                                                      "work")),
+          ("ide_vendor", 2, lambda tr, r, o, k, kind, tz: _g_ide(tr, r, o, k, kind, r.uniform(1800, 3500), 0, "flat")),
+          ("code_review_bot", 8, lambda tr, r, o, k, kind, tz: _g_review(tr, r, o, k, r.uniform(30, 300), tz)),
+          ("ci_agent", 6, lambda tr, r, o, k, kind, tz: _g_ci(tr, r, o, k, r.uniform(10, 50), tz)),
+          ("docs_rag", 5, lambda tr, r, o, k, kind, tz: _g_docs(tr, r, o, k, r.uniform(300, 1500), tz)),
+          ("sql_app", 4, lambda tr, r, o, k, kind, tz: _g_sql(tr, r, o, k, r.uniform(400, 2500), tz)),
+          ("eval_harness", 4, lambda tr, r, o, k, kind, tz: _eval_harness(tr, r, o, k, tz)),
+          ("batch_docgen", 3, lambda tr, r, o, k, kind, tz: _batch(tr, r, o, k, r.uniform(800, 3000), tz, kind)),
+          ("team_key", 8, lambda tr, r, o, k, kind, tz: _team(tr, r, o, k, r.randint(3, 12), tz, kind))),
+    "H": (("student", 86, _casual), ("power_tutor", 10, _power),
+          ("homework_app", 4, lambda tr, r, o, k, kind, tz: _h_app(
+              tr, r, o, k, r.uniform(1500, 5000), r.choice((-5, -6, -8, 1)),
+              _HOMEWORK_SYSTEM.format(grades=r.choice(_HOMEWORK_GRADES)), kind)),
+          ("essay_feedback", 4, lambda tr, r, o, k, kind, tz: _h_essay(tr, r, o, k, r.uniform(150, 1000), tz)),
+          ("teacher_quiz", 15, lambda tr, r, o, k, kind, tz: _h_quiz(tr, r, o, k, r.uniform(4, 40), tz)),
+          ("rag_textbook", 4, lambda tr, r, o, k, kind, tz: _h_rag(tr, r, o, k, r.uniform(200, 1200), tz)),
+          ("eval_harness", 3, lambda tr, r, o, k, kind, tz: _eval_harness(tr, r, o, k, tz)),
+          ("batch_content", 3, lambda tr, r, o, k, kind, tz: _batch(tr, r, o, k, r.uniform(800, 3000), tz, kind)),
+          ("tutor_agent", 5, lambda tr, r, o, k, kind, tz: _h_tutor_agent(tr, r, o, k, r.uniform(100, 600), tz)),
+          ("classroom_key", 10, lambda tr, r, o, k, kind, tz: _h_classroom(tr, r, o, k, tz)),
+          ("reading_level", 4, lambda tr, r, o, k, kind, tz: _h_reading(tr, r, o, k, r.uniform(100, 600), tz))),
+}
+
+
 def _benign(tr: _Trace, owner: _Owner) -> None:
     g = owner.source == "G"
     rng = tr.rng("benign-population")
-    plan: list[tuple[str, int]] = (
-        [("casual_dev", 78), ("power_dev", 12), ("ide_completion", 20), ("ide_vendor", 2), ("code_review_bot", 8),
-         ("ci_agent", 6), ("docs_rag", 5), ("sql_app", 4), ("eval_harness", 4), ("batch_docgen", 3),
-         ("team_key", 8)] if g else
-        [("student", 86), ("power_tutor", 10), ("homework_app", 4), ("essay_feedback", 4), ("teacher_quiz", 15),
-         ("rag_textbook", 4), ("eval_harness", 3), ("batch_content", 3), ("tutor_agent", 5),
-         ("classroom_key", 10), ("reading_level", 4)])
-    for kind, count in plan:
+    for kind, count, run in _PLAN[owner.source]:
         for i in range(count):
             r = tr.rng("benign", kind, i)
             key = _key(r, owner.source)
-            tz = r.choice(owner.tzs)
-            if kind in ("casual_dev", "student"):  # one in eight signs up during the trace
-                _chat_user(tr, r, owner, key, kind, _lognormal(r, 12, 0.8, 1, 80), tz, owner.casual_profile
-                           if r.random() < 0.8 else "owl", r.uniform(1.5, 4.5),
-                           t_from=r.uniform(0, tr.days * DAY) if r.random() < 0.125 else 0.0)
-            elif kind in ("power_dev", "power_tutor"):
-                _chat_user(tr, r, owner, key, kind, r.uniform(120, 450), tz, r.choice(("owl", "work", "evening")),
-                           r.uniform(4, 12))
-            elif kind == "ide_completion":
-                _g_ide(tr, r, owner, key, kind, r.uniform(100, 500), tz, "work")
-            elif kind == "ide_vendor":
-                _g_ide(tr, r, owner, key, kind, r.uniform(1800, 3500), 0, "flat")
-            elif kind == "code_review_bot":
-                _g_review(tr, r, owner, key, r.uniform(30, 300), tz)
-            elif kind == "ci_agent":
-                _g_ci(tr, r, owner, key, r.uniform(10, 50), tz)
-            elif kind == "docs_rag":
-                _g_docs(tr, r, owner, key, r.uniform(300, 1500), tz)
-            elif kind == "sql_app":
-                _g_sql(tr, r, owner, key, r.uniform(400, 2500), tz)
-            elif kind == "eval_harness":
-                _eval_harness(tr, r, owner, key, tz)
-            elif kind in ("batch_docgen", "batch_content"):
-                _batch(tr, r, owner, key, r.uniform(800, 3000), tz, kind)
-            elif kind == "team_key":
-                _team(tr, r, owner, key, r.randint(3, 12), tz, kind)
-            elif kind == "homework_app":
-                _h_app(tr, r, owner, key, r.uniform(1500, 5000), r.choice((-5, -6, -8, 1)),
-                       _HOMEWORK_SYSTEM.format(grades=r.choice(("middle school", "grade 3-8", "high school"))),
-                       kind)
-            elif kind == "essay_feedback":
-                _h_essay(tr, r, owner, key, r.uniform(150, 1000), tz)
-            elif kind == "teacher_quiz":
-                _h_quiz(tr, r, owner, key, r.uniform(4, 40), tz)
-            elif kind == "rag_textbook":
-                _h_rag(tr, r, owner, key, r.uniform(200, 1200), tz)
-            elif kind == "tutor_agent":
-                _h_tutor_agent(tr, r, owner, key, r.uniform(100, 600), tz)
-            elif kind == "classroom_key":
-                _h_classroom(tr, r, owner, key, tz)
-            elif kind == "reading_level":
-                _h_reading(tr, r, owner, key, r.uniform(100, 600), tz)
+            run(tr, r, owner, key, kind, r.choice(owner.tzs))
     r = tr.rng("benign", "many-keys")
     for j, n in enumerate((rng.randint(25, 40), rng.randint(10, 16))):
         if g:
