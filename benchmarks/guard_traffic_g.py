@@ -13,12 +13,18 @@ key itself for benign rows, the campaign instance id for campaign rows), request
 with "messages", or completions with "prompt"), completion_tokens (the answer length the server returns: per
 choice capped by max_tokens / max_completion_tokens, summed over n choices).  Message contents are always str
 ("" for an assistant turn that only calls tools); tool turns carry tool_calls / tool_call_id as OpenAI does.
-The trace starts Monday 2026-01-05 00:00 UTC.
+The trace starts Monday 2026-01-05 00:00 UTC.  Per owner: about 150 benign accounts (one key each) plus two
+many-key organisations; volumes are per day, so the trace scales with `days` (a 3-day trace holds about 200k
+rows per owner and takes 15-20 s; 14 days benign-only about 30 s).  Time zones, local working / school hours,
+weekday factors and busy / idle days shape every human-driven kind; machines keep their own schedules.
 
 Owner G: "CodeForge", a developer-platform API (models codeforge-pro, codeforge-fast, codeforge-fim).
 Benign kinds (why each is hard for a detector):
-  casual_dev      individual developers chatting about code, a few to a few dozen requests a workday, own tz.
+  casual_dev      individual developers chatting about code, a few to a few dozen requests a workday, own tz;
+                  busy and idle days; one in eight signs up during the trace (a new key is no evidence).
   power_dev       heavy individual users: long multi-turn debugging sessions, hundreds a day, late nights.
+                  (All chat users: 12% of sessions send reasoning-size budgets, max_completion_tokens 16k/32k,
+                  and a few per cent of questions are security-sensitive, as real users' are.)
   ide_completion  one developer's IDE plugin: completions endpoint, FIM prompts every few seconds while typing,
                   tiny answers, low temperature, stop sequences -- high volume, tiny answers, one prompt format.
   ide_vendor      a plugin vendor's single key serving thousands of developers worldwide: round-the-clock,
@@ -30,7 +36,8 @@ Benign kinds (why each is hard for a detector):
   docs_rag        documentation chatbot: long retrieved contexts + a short question, global users, one template.
   sql_app         text-to-SQL product wrapping customer questions in one schema template, thousands a day.
   eval_harness    a team benchmarking models: thousands of items in an hour, temperature 0, max_tokens 1 with
-                  top_logprobs (multiple choice), or pass@k sampling with n>1; the same items re-run per model.
+                  top_logprobs (multiple choice), pass@k sampling with n>1, or LLM-as-judge pairwise verdicts
+                  (the benign twin of rubric grading); the same items re-run per model.
   batch_docgen    nightly batch writing docstrings / unit tests for every function of a code base: systematic
                   coverage of a domain, one template, machine pacing -- looks like templated coverage.
   team_key        a startup's 3-12 developers behind one key: overlapping conversations, bursty volume.
@@ -39,7 +46,8 @@ Benign kinds (why each is hard for a detector):
 
 Owner H: "LearnWell", an education / tutoring API (models learnwell-2, learnwell-2-mini).
 Benign kinds:
-  student         students asking homework questions with follow-ups; after school, evenings, Sunday nights.
+  student         students asking homework questions with follow-ups; after school, evenings, the Sunday-night
+                  rush (quiet Friday / Saturday); some ask about politically sensitive history.
   power_tutor     private tutors / keen students preparing lessons: hundreds a day, long conversations.
   homework_app    a homework-help app wrapping each student's question in its "guide step by step" template,
                   thousands a day across the evening -- templated, high volume, explicitly asks for step by step
@@ -47,8 +55,8 @@ Benign kinds:
   essay_feedback  essay-feedback product: rubric + essay, JSON scores -- the benign twin of rubric grading.
   teacher_quiz    teachers generating quizzes / worksheets across their curriculum, long JSON answers.
   rag_textbook    textbook platform: long excerpts + a student question.
-  eval_harness    an edtech team scoring models on grade-school math / science MCQ with log-probs (max_tokens 1)
-                  and chain-of-thought math at temperature 0.
+  eval_harness    an edtech team scoring models on grade-school math / science MCQ with log-probs (max_tokens 1),
+                  chain-of-thought math at temperature 0, and LLM-as-judge pairwise verdicts.
   batch_content   a publisher generating worked solutions for a whole problem bank overnight -- systematic
                   curriculum coverage with step by step solutions.
   tutor_agent     tutoring agent with tools (calculator, curriculum lookup, student progress, practice sets).
@@ -59,16 +67,19 @@ Benign kinds:
 
 Campaign kinds (label == kind; two instances each per trace, one for thin_hydra and cover_traffic):
   templated_coverage     one template iterated in order over a domain grid (languages x algorithms x aspects /
-                         subjects x grades x concepts); 2-4 reseller keys, steady around-the-clock pacing.
-  paraphrased_coverage   the same kind of grid, every prompt paraphrased (30+ wordings, shuffled, typos) to
-                         defeat template clustering; 3-6 keys.
+                         subjects x topics x grades x aspects); 2-4 reseller keys live at a time, round-robin,
+                         each retired after hours to two days and replaced by a fresh one; around-the-clock.
+  paraphrased_coverage   the same kind of grid in random order, every prompt paraphrased (10 wordings x aspect
+                         phrasings, typos) to defeat template clustering; 3-6 rotating keys.
   reasoning_elicitation  hard problems with instructions to write out the full chain of thought, huge max_tokens,
                          sometimes n>1.
   rubric_grading         prompt + candidate responses, scored against a rubric as JSON (reward-model data).
   sensitive_rewrites     politically / security-sensitive prompts: rewrite them "safely", or answer neutrally.
   agentic_traces         synthetic tool-use trajectories over many tool schemas, fabricated tool results, fast.
-  logprob_harvest        short prefixes with top_logprobs 20 (chat) / logprobs 5 (completions), 1-4 tokens.
-  thin_hydra             60-90 fresh keys, each a few dozen requests over the trace, one shared task list.
+  logprob_harvest        short prefixes with top_logprobs 20 (chat) / logprobs 5 (completions), 1-4 tokens, or a
+                         logit_bias sweep re-asking each prefix with different boosted token ids.
+  thin_hydra             60-90 fresh keys, each 10-40 requests over the trace in its own time zone's hours, all
+                         walking one shared (paraphrased) coverage list.
   natural_high_volume    one key looking exactly like a power user (conversations, follow-ups) at ~10x volume,
                          active ~20 hours a day (shifts).
   wrapper_mimicry        (own invention) copies the template, model, pacing and time zone of one of this owner's
@@ -1297,17 +1308,27 @@ def _c_agentic(tr, rng, owner, cid, kind):
 
 
 def _c_logprob(tr, rng, owner, cid, kind):
+    """Top-k log-probs of the next token(s) after many prefixes; one mode per instance: the completions
+    endpoint (logprobs 5), chat with top_logprobs 20, or a logit_bias sweep that re-asks each prefix with a
+    different set of boosted token ids (recovering the full next-token distribution, as in published attacks)."""
     keys = _keys(rng, owner, rng.randint(1, 2))
     t_from, t_to = _window(rng, tr.days)
-    completions = rng.random() < 0.5
+    mode = rng.choice(("completions", "chat", "logit_bias"))
+    text, repeat = "", 0
     for t in _paced(tr, rng, rng.uniform(3000, 6000), t_from, t_to):
-        text = owner.prefix_text(rng)
-        if completions:
+        if repeat <= 0:
+            text = owner.prefix_text(rng)
+            repeat = rng.randint(5, 20) if mode == "logit_bias" else 1
+        repeat -= 1
+        if mode == "completions":
             req = {"model": owner.models[1], "prompt": text, "max_tokens": rng.choice((1, 1, 4)), "logprobs": 5,
                    "temperature": 0.0}
         else:
-            req = {"model": owner.models[rng.randrange(2)], "messages": _msgs([("user", text)]),
-                   "max_tokens": rng.choice((1, 2, 4)), "logprobs": True, "top_logprobs": 20, "temperature": 0.0}
+            req = {"model": owner.models[0], "messages": _msgs([("user", text)]),
+                   "max_tokens": rng.choice((1, 2, 4)) if mode == "chat" else 1, "logprobs": True,
+                   "top_logprobs": 20 if mode == "chat" else 5, "temperature": 0.0}
+            if mode == "logit_bias":
+                req["logit_bias"] = {str(tok): 100 for tok in rng.sample(range(100, 100000), rng.randint(5, 300))}
         tr.emit(rng.choice(keys), t, kind, kind, cid, req, 4)
 
 
