@@ -760,9 +760,12 @@ def _conversation(tr: _Trace, rng: random.Random, owner: _Owner, key: str, t: fl
         hist.append(("user", user))
         req = {"model": settings["model"], "messages": _msgs(hist),
                **{k: v for k, v in settings.items() if k != "model"}}
-        toks = _lognormal(rng, median, 0.6, 5, 6000)
+        if "max_completion_tokens" in req:  # reasoning tokens count as completion tokens
+            toks = _lognormal(rng, median * 5, 0.8, 50, 32000)
+        else:
+            toks = _lognormal(rng, median, 0.6, 5, 6000)
         tr.emit(key, t, label, kind, campaign, req, toks)
-        hist.append(("assistant", _answer_text(rng, owner.source, min(toks, req.get("max_tokens", toks)))))
+        hist.append(("assistant", _answer_text(rng, owner.source, min(toks, req.get("max_tokens", toks), 1500))))
         t += toks / rng.uniform(40, 90) + _lognormal(rng, think, 0.9, 3, 1800)
         user = (follow or owner.follow)(rng)
     return t
