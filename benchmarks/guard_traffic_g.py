@@ -878,12 +878,19 @@ def _schema(rng: random.Random) -> str:
 
 
 def _g_sql(tr, rng, owner, key, per_day, tz):
-    schema = _schema(rng)
+    schemas = [_schema(rng) for _ in range(rng.randint(3, 30))]  # the product's customers' databases
     for t in _starts(rng, tr.days, tz, "flat", per_day):
-        q = rng.choice(("top 10 customers by revenue last month", "how many orders were cancelled per week",
-                        "average order value by country", "users who signed up but never ordered",
-                        "monthly active users in 2025", "products never sold", "revenue by category this year",
-                        "unpaid invoices older than 30 days", "repeat purchase rate", "daily signups last 7 days"))
+        schema = rng.choice(schemas)
+        q = rng.choice(("{m} {d} {w}", "show {m} {d} {w}", "what was our {m} {w}?", "{m} {w} {f}",
+                        "compare {m} {w} vs the period before, {d}", "top 10 {d2} by {m} {w}")).format(
+            m=rng.choice(("revenue", "order count", "average order value", "active users", "refund rate", "signups",
+                          "churned customers", "units sold")),
+            d=rng.choice(("by country", "by product category", "per week", "per day", "by plan", "by channel")),
+            d2=rng.choice(("customers", "products", "countries", "categories")),
+            w=rng.choice(("last month", "in 2025", "this quarter", "over the last 7 days", "year to date",
+                          "since Black Friday")),
+            f=rng.choice(("excluding test accounts", "only for paid orders", "for users in the EU", "where total > 100",
+                          "")))
         req = {"model": owner.models[1], "messages": _msgs([
             ("system", "Translate the user's question into a single PostgreSQL query. Return only SQL."),
             ("user", f"Schema:\n{schema}\n\nQuestion: {_typo(rng, q)}")]), "temperature": 0.0, "max_tokens": 300}
