@@ -15,7 +15,7 @@ choice capped by max_tokens / max_completion_tokens, summed over n choices).  Me
 ("" for an assistant turn that only calls tools); tool turns carry tool_calls / tool_call_id as OpenAI does.
 The trace starts Monday 2026-01-05 00:00 UTC.  Per owner: about 150 benign accounts (one key each) plus two
 many-key organisations; volumes are per day, so the trace scales with `days` (a 3-day trace holds about 200k
-rows per owner and takes 15-20 s; 14 days benign-only about 30 s).  Time zones, local working / school hours,
+rows per owner and takes 15-20 s; 14 days benign-only about 40 s and 2 GB per owner).  Time zones, local working / school hours,
 weekday factors and busy / idle days shape every human-driven kind; machines keep their own schedules.
 
 Owner G: "CodeForge", a developer-platform API (models codeforge-pro, codeforge-fast, codeforge-fim).
@@ -82,7 +82,7 @@ Campaign kinds (label == kind; two instances each per trace, one for thin_hydra 
                          walking one shared (paraphrased) coverage list.
   natural_high_volume    one key looking exactly like a power user (conversations, follow-ups) at ~10x volume,
                          active ~20 hours a day (shifts).
-  wrapper_mimicry        (own invention) copies the template, model, pacing and time zone of one of this owner's
+  wrapper_mimicry        (own invention) copies the template, model, settings and daily rhythm of one of this owner's
                          hard benign kinds (G: the code-review bot and the docs chatbot; H: the homework app and
                          the school district's per-school keys), with the user slot filled from a coverage list.
   cover_traffic          (own invention) 12-18 keys that each look like an ordinary casual user (replayed benign-
