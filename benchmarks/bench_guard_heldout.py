@@ -12,7 +12,7 @@ simulator's "train" kinds), so `sim` is also run without it (`sim-nologistic`): 
 simulator's kinds are those.
 
 Sources: `A` and `B` are `benchmarks/guard_traffic.py`, `C` and `D` `benchmarks/guard_traffic_c.py`, `E` and `F`
-`benchmarks/guard_traffic_e.py` (each written by a helper who never read the guard's code nor the generators before
+`benchmarks/guard_traffic_e.py`, `G` and `H` `benchmarks/guard_traffic_g.py` (each written by a helper who never read the guard's code nor the generators before
 it; nine shared campaign kinds, two more per generator from C on, invented against a guard of this design; hard
 benign kinds of their own); `sim` is `distill guard simulate --profile heldout`. The guard was developed on `sim` and
 on `A` with seeds 7-9; B was run once on an earlier design (`results/guard_heldout_first_design_B.txt`: nothing
@@ -58,7 +58,8 @@ def traffic(source: str, seed: int, days: float, benign_only: bool) -> list[dict
         for r in rows:
             r["campaign"] = r["key"] if r["label"] == "benign" else f"{r['kind']}-{r['key'].rsplit('-', 1)[0]}"
         return rows
-    name = {"C": "guard_traffic_c", "D": "guard_traffic_c", "E": "guard_traffic_e", "F": "guard_traffic_e"}.get(
+    name = {"C": "guard_traffic_c", "D": "guard_traffic_c", "E": "guard_traffic_e", "F": "guard_traffic_e",
+            "G": "guard_traffic_g", "H": "guard_traffic_g"}.get(
         source, "guard_traffic")
     spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
