@@ -26,7 +26,7 @@ def _save(model, tokenizer, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def key(tmp_path_factory):
-    from distill.provenance import signing
+    from distill.keys import signing
 
     return signing.new_key(tmp_path_factory.mktemp("keys") / "k.pem")  # (private key path, fingerprint)
 

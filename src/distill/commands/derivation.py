@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 NAME = "derivation"
 HELP = ("Test whether a suspect model was distilled or fine-tuned from a candidate parent, without any watermark: "
@@ -100,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
         report = derivation.derivation_open(suspect, parent, refs, args.data, args.queries, args.seq_len, args.alpha,
                                             statistic)
     else:
+        from distill.keys.api import read_api_key
         from distill.protection.trace import read_prompts
 
         prompts = read_prompts(args.prompts)[: args.queries]
-        key = os.environ.get(args.api_key_env) if args.api_key_env else None
+        key = read_api_key(args.api_key_env, None, "--api-key-env")
         if args.concurrency < 1 or args.max_tries < 1 or args.timeout <= 0 or args.backoff < 0 or any(
                 v is not None and v <= 0 for v in (args.rpm, args.tpm)) or min(args.price_in, args.price_out) < 0:
             raise DistillError("--concurrency and --max-tries must be at least 1, --timeout, --rpm and --tpm "

@@ -130,7 +130,7 @@ def export(student: str, format: str = "gguf", out: str | Path | None = None, dt
     `data`; KL(student ‖ export) per token above `max_kl` (default `check.DEFAULT_MAX_KL` for the weight type)
     refuses it (DistillError, exit 4) and removes what was written. The record is signed with `signing_key` (else
     $DISTILL_SIGNING_KEY; unsigned without either), as lineage is."""
-    from distill.provenance.signing import resolve_signing_key
+    from distill.keys.signing import resolve_signing_key
 
     weights = _weights(format, dtype, quant)
     limit = check.DEFAULT_MAX_KL[weights] if max_kl is None else float(max_kl)

@@ -11,7 +11,7 @@ import torch
 
 from distill.config import load_config
 from distill.errors import DistillError
-from distill.served.client import ScoringClient
+from distill.remote.client import ScoringClient
 from distill.signals import SparseSignal
 from distill.teachers import ServedTeacherConfig
 from distill.training.callbacks import Callback
@@ -203,7 +203,7 @@ def test_server_prior_is_the_teachers_tail_below_the_top_k(teacher_server, teach
     the scored positions, the mass beyond tail_k spread by the fallback."""
     from distill.config import DataConfig
     from distill.data.corpus import load_corpus
-    from distill.served.source import data_log_prior, server_log_prior
+    from distill.remote.source import data_log_prior, server_log_prior
 
     tok = teacher_loaded.tokenizer
     corpus = load_corpus(DataConfig(path=str(text_file), seq_len=32), tok)
@@ -236,7 +236,7 @@ def test_server_prior_needs_tail_k_above_top_k(tmp_path, teacher_server, text_fi
 def test_eval_closes_the_served_teacher_it_opens(teacher_server, tiny_teacher_dir, tiny_model_dir, text_file,
                                                  monkeypatch):
     from distill.evaluation.report import evaluate
-    from distill.served.source import ServedTeacher
+    from distill.remote.source import ServedTeacher
 
     closed, close = [], ServedTeacher.close
     monkeypatch.setattr(ServedTeacher, "close", lambda self: (closed.append(self), close(self)))
@@ -249,7 +249,7 @@ def test_a_live_and_a_served_teacher_mix_and_both_are_closed(tmp_path, teacher_s
                                                             tiny_model_dir, monkeypatch):
     """A live teacher beside a served one: the ensemble trains, the served member is asked through its server and
     closed with the run."""
-    from distill.served.source import ServedTeacher
+    from distill.remote.source import ServedTeacher
 
     closed, close = [], ServedTeacher.close
     monkeypatch.setattr(ServedTeacher, "close", lambda self: (closed.append(self), close(self)))
