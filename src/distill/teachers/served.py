@@ -57,7 +57,7 @@ class ServedTeacherConfig(TeacherBase):
     def check(self, cfg: DistillConfig) -> None:
         from distill.teachers.api import is_generated_set
 
-        if is_generated_set(cfg) or cfg.loss.cross_tokenizer or cfg.student.init in ("layers", "prune"):
+        if is_generated_set(cfg) or cfg.loss.cross_tokenizer or cfg.student.cut_from_teacher:
             raise DistillError("teacher.endpoint scores with a served teacher; it cannot be combined with generated "
                                "data, loss.cross_tokenizer or student.init=layers / prune (each needs local weights)",
                                where="teacher.endpoint", fix="drop teacher.endpoint or the conflicting setting")
