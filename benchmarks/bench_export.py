@@ -40,13 +40,14 @@ def environment() -> dict:
 
 def exports(student: str, work: Path, sequences: int, seq_len: int) -> list[dict]:
     from distill.deploy.check import DEFAULT_MAX_KL
-    from distill.deploy.export import export
+    from distill.deploy.export import ExportSettings, export
 
     rows = []
     for fmt, dtype, quant in EXPORTS:
         name = f"{quant or dtype}" + (".gguf" if fmt == "gguf" else "")
-        rec = export(student, format=fmt, dtype=dtype, quant=quant, out=work / name, sequences=sequences,
-                     seq_len=seq_len, max_kl=float("inf"))  # every figure recorded; `refused` says what the default does
+        # no limit: every figure recorded; `refused_at_default` says what the default does
+        rec = export(ExportSettings(student=student, format=fmt, dtype=dtype, quant=quant, out=str(work / name),
+                                    sequences=sequences, seq_len=seq_len, max_kl=float("inf")))
         rows.append({"format": fmt, "weights": rec["weights"], "size_bytes": rec["size_bytes"],
                      "kl_per_token": rec["check"]["kl_per_token"], "kl_max_token": rec["check"]["kl_max_token"],
                      "top1_agreement": rec["check"]["top1_agreement"], "tokens": rec["check"]["tokens"],
@@ -63,11 +64,11 @@ def control(student: str, work: Path, sequences: int, seq_len: int) -> dict:
     from unittest import mock
 
     from distill.deploy import check, gguf_writer
-    from distill.deploy.export import export
+    from distill.deploy.export import ExportSettings, export
 
     with mock.patch.object(gguf_writer, "_permute", lambda w, heads: w):
-        rec = export(student, format="gguf", out=work / "broken-f16.gguf", sequences=sequences, seq_len=seq_len,
-                     max_kl=float("inf"))
+        rec = export(ExportSettings(student=student, format="gguf", out=str(work / "broken-f16.gguf"),
+                                    sequences=sequences, seq_len=seq_len, max_kl=float("inf")))
     print(f"control (Q/K not permuted, f16): KL {rec['check']['kl_per_token']:.3g}  top-1 "
           f"{rec['check']['top1_agreement']:.2%}  (f16's default limit: {check.DEFAULT_MAX_KL['f16']:g})", flush=True)
     return {"kl_per_token": rec["check"]["kl_per_token"], "top1_agreement": rec["check"]["top1_agreement"]}

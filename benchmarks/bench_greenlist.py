@@ -14,9 +14,9 @@ import time
 
 import torch
 
+from distill.keys.watermark import new_key
 from distill.models.loading import load_tokenizer
 from distill.protection.watermark.greenlist import green_mask, green_values, threshold
-from distill.protection.watermark.keys import new_key
 
 
 def per_step(fn, windows: torch.Tensor, steps: int, g: torch.Generator) -> float:

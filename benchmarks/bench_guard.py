@@ -213,10 +213,10 @@ def serve_recorded(args) -> None:
 
     import uvicorn
 
+    from distill.keys.api import load_api_keys
     from distill.models.loading import load_model
     from distill.serve.app import Limits, create_app
     from distill.serve.httpserver import JsonErrorH11Protocol
-    from distill.serve.keys import load_api_keys
     from distill.serve.protection import load_protection
 
     loaded = load_model(args.serve_recorded)

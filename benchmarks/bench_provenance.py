@@ -1,4 +1,4 @@
-"""`distill provenance` on suspects derived, and not derived, from the default teacher (SmolLM2-135M-Instruct).
+"""`distill derivation` on suspects derived, and not derived, from the default teacher (SmolLM2-135M-Instruct).
 
 Models (each trained once with `distill train`, cached under --work; short runs, small students):
 
@@ -16,7 +16,7 @@ model; black-box mode serves every model in process (the `distill serve` app) an
 (held out from the black-box student's training prompts) through `distill generate`'s client
 (`provenance.endpoint_answers`: resumable store, retries, accounting), greedy, then compares answers word by word.
 Every model is queried once; all (suspect, parent, references) tests are computed from the cached outputs with the
-functions `distill provenance` uses (`open_agreements`, `word_agreement`, `sign_test`, `judge`).
+functions `distill derivation` uses (`open_agreements`, `word_agreement`, `sign_test`, `judge`).
 
 Reported: the p of every suspect against the teacher (references ce_s11, ce_s12, oth_s21), precision/recall at
 p < 0.01, the queries (a prefix of the query list) needed for p < 1e-5, and soundness: the false-positive rate at
@@ -170,7 +170,7 @@ def open_outputs(work: Path, models: dict[str, str], queries: int, seq_len: int,
     uses the first (top-1). `accuracy` receives each model's top-1 accuracy on the passages' own next tokens (how
     much it learned: a diagnostic, not part of the test)."""
     from distill.models.loading import load_model, load_tokenizer
-    from distill.protection.provenance import open_passages, top_predictions
+    from distill.protection.derivation import open_passages, top_predictions
 
     passages = open_passages(load_tokenizer("default"), "shakespeare", queries, seq_len)
     out = {}
@@ -194,7 +194,7 @@ def blackbox_outputs(work: Path, models: dict[str, str], prompts: list[str], max
     """Each model served in process and asked the prompts through `distill generate`'s client; a model's complete
     set of answers is kept in `work/store/NAME.json` and reused for the same prompts and length."""
     from distill.models.loading import load_model
-    from distill.protection.provenance import Candidate, QueryOptions, endpoint_answers
+    from distill.protection.derivation import Candidate, QueryOptions, endpoint_answers
     from distill.serve.app import create_app
     from distill.serve.background import BackgroundServer
     from distill.serve.engine import Engine
@@ -224,7 +224,7 @@ def blackbox_outputs(work: Path, models: dict[str, str], prompts: list[str], max
 
 def agreements(outputs: dict, mode: str, words: int) -> dict[tuple[str, str], np.ndarray]:
     """Per-query agreement of every ordered pair of models (symmetric measures: computed once)."""
-    from distill.protection.provenance import open_agreements, word_agreement
+    from distill.protection.derivation import open_agreements, word_agreement
 
     names, ag = list(outputs), {}
     for a, b in itertools.combinations(names, 2):
@@ -238,7 +238,7 @@ def agreements(outputs: dict, mode: str, words: int) -> dict[tuple[str, str], np
 
 
 def p_of(ag: dict, suspect: str, parent: str, refs: list[str], upto: int | None = None) -> float:
-    from distill.protection.provenance import sign_test
+    from distill.protection.derivation import sign_test
 
     return max(sign_test(list((ag[suspect, parent] - ag[suspect, r])[:upto]))[0] for r in refs)
 
@@ -252,7 +252,7 @@ def queries_needed(ag: dict, suspect: str, parent: str, refs: list[str], target:
 
 
 def main_table(ag: dict, suspects: list[str] | None = None, alpha: float = 0.01) -> dict:
-    from distill.protection.provenance import judge
+    from distill.protection.derivation import judge
 
     rows = {}
     for s in suspects or DERIVED + UNDERIVED:

@@ -1,4 +1,4 @@
-"""`distill provenance` on black-box students: trained on the teacher's chat answers, or on another model's.
+"""`distill derivation` on black-box students: trained on the teacher's chat answers, or on another model's.
 
 The common case in court is a student trained on a teacher's *answers* (its API), not on its distributions. This
 benchmark builds that case at a scale where the student learns the teacher's answers, with the control that matters:
@@ -16,11 +16,11 @@ students of the same recipe trained on the answers of *another* chat model to th
   `bb_text` (CE on the answers only: an API that returns no log-probabilities); not derived: `hum_s1`..`hum_s4`
   (CE on the people's answers, seeds 11-14). `hum_s1`..`hum_s3` are the references, `hum_s4` is an underived
   suspect, and so is Gemma 3 270M (black-box mode only: another tokenizer).
-* Queries, both modes of `distill provenance`: **black-box**, every model served in process (the `distill serve`
+* Queries, both modes of `distill derivation`: **black-box**, every model served in process (the `distill serve`
   app) and asked the query prompts greedily through `distill generate`'s client, the first `--words` words compared;
   **open** (SmolLM2-tokenizer models only), the teacher's greedy answers to the query prompts fed to every model,
   agreement on the answer tokens only.
-* The test: `judge` (parent-centred, the default of `distill provenance`; the suspect-centred p is reported too) with
+* The test: `judge` (parent-centred, the default of `distill derivation`; the suspect-centred p is reported too) with
   parent = the teacher and references hum_s1..hum_s3; soundness: null tests with the parent and the references drawn
   from the exchangeable pool hum_s1..hum_s4, every model outside the parent as the suspect, on disjoint blocks of
   queries and on all of them.
@@ -131,10 +131,10 @@ def query_prompts(args) -> list[str]:
 
 @torch.inference_mode()
 def open_chat_outputs(work: Path, models: dict[str, str], prompts: list[str], teacher_answers: list[str]) -> dict:
-    """Open mode as `distill provenance --data FOLDER` runs it on the teacher's greedy answers (a `distill generate`
+    """Open mode as `distill derivation --data FOLDER` runs it on the teacher's greedy answers (a `distill generate`
     folder): every SmolLM2-tokenizer model's top-1 next token at each answer position."""
     from distill.models.loading import load_model, load_tokenizer
-    from distill.protection.provenance import compared_predictions, open_queries
+    from distill.protection.derivation import compared_predictions, open_queries
 
     folder = work / "chat_queries" / "teacher_greedy_answers"
     folder.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def open_chat_outputs(work: Path, models: dict[str, str], prompts: list[str], te
 
 def test(ag: dict, suspect: str, parent: str, refs: list[str], lo: int = 0, hi: int | None = None,
          statistic: str = "parent", alpha: float = 0.01) -> dict:
-    from distill.protection.provenance import judge
+    from distill.protection.derivation import judge
 
     return judge({parent: list(ag[suspect, parent][lo:hi]), **{r: list(ag[suspect, r][lo:hi]) for r in refs}},
                  parent, alpha, {r: list(ag[r, parent][lo:hi]) for r in refs}, statistic)

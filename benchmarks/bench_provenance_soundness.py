@@ -1,4 +1,4 @@
-"""Issue 25: is `distill provenance` sound when the references were trained on other data than the suspect?
+"""Issue 25: is `distill derivation` sound when the references were trained on other data than the suspect?
 
 A soundness matrix and a power curve for the open-mode test against the default teacher (SmolLM2-135M-Instruct) as
 the parent, on two corpora besides the default Shakespeare (A, selectable with --corpora, left out of the reported
@@ -16,7 +16,7 @@ training slice (seq 64, batch 8, AdamW lr 5e-3, 1 torch thread):
 
 Queries: 96 held-out passages of 32 tokens of each corpus's query slice (`provenance.open_queries`, disjoint from
 the training slice), in 2 blocks of 48 (one test per block). Every model's top-1 predictions are computed once; each
-test goes through the functions `distill provenance` uses (`open_statistics`, `judge`) with the defaults (departure
+test goes through the functions `distill derivation` uses (`open_statistics`, `judge`) with the defaults (departure
 statistic, coverage margin 0, alpha 0.01) — no threshold is fitted here: the margin was fixed at 0 (the most
 conservative value) before any run; the only design data were the test suite's tiny models on Shakespeare.
 
@@ -192,7 +192,7 @@ def train_student(tok, passages: list[list[int]], seed: int, epochs: tuple[float
 def build(work: Path, args) -> dict:
     """Every model's compared top-1 predictions on every corpus's queries (cached in work/preds.pt)."""
     from distill.models.loading import load_model, load_tokenizer
-    from distill.protection.provenance import compared_predictions, open_queries
+    from distill.protection.derivation import compared_predictions, open_queries
 
     cache = work / "preds.pt"
     if cache.exists():
@@ -231,8 +231,8 @@ def build(work: Path, args) -> dict:
 
 
 def one_test(preds: dict, targets: list, suspect: str, refs: list[str], q: str, lo: int, hi: int) -> dict:
-    """The `distill provenance` open-mode test (defaults) of `suspect` on queries q[lo:hi] with references `refs`."""
-    from distill.protection.provenance import judge, open_statistics
+    """The `distill derivation` open-mode test (defaults) of `suspect` on queries q[lo:hi] with references `refs`."""
+    from distill.protection.derivation import judge, open_statistics
 
     p = {label: preds[label][q][lo:hi] for label in ("parent", suspect, *refs)}
     st = open_statistics(p, targets[q][lo:hi], suspect, "parent", refs)
@@ -371,7 +371,7 @@ def show(condensed: dict) -> None:
 
 
 def fits(data: dict) -> dict:
-    from distill.protection.provenance import departure_agreement, fit_to_text
+    from distill.protection.derivation import departure_agreement, fit_to_text
 
     out = {}
     for label, by_q in data["preds"].items():

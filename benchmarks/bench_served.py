@@ -34,6 +34,7 @@ import httpx
 
 from distill.config import load_config
 from distill.evaluation.report import evaluate
+from distill.evaluation.settings import EvalSettings
 from distill.training.callbacks import StepTimer
 from distill.training.loop import train
 
@@ -149,8 +150,8 @@ def main() -> None:
                     f"output_dir={tmp}/{name}"])
                 timer = StepTimer()
                 train(cfg, callbacks=[timer])
-                rep = evaluate("default", f"{tmp}/{name}", "shakespeare", seq_len=a.seq_len,
-                               sequences=a.eval_sequences, gen_prompts=0)
+                rep = evaluate(EvalSettings(student=f"{tmp}/{name}", seq_len=a.seq_len, sequences=a.eval_sequences,
+                                            gen_prompts=0))
                 row = {"run": name, "heldout_kl": rep["student"]["kl_teacher_student"],
                        "top1_agreement": rep["student"]["top1_agreement"], "heldout_ppl": rep["student"]["heldout_ppl"],
                        "s_per_step": timer.seconds(1, a.steps - 1) / (a.steps - 2)}

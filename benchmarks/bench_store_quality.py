@@ -20,6 +20,7 @@ from pathlib import Path
 from distill.cli import main as cli
 from distill.config import load_config
 from distill.evaluation.report import evaluate
+from distill.evaluation.settings import EvalSettings
 from distill.training.loop import train
 
 
@@ -48,7 +49,7 @@ def main() -> None:
             result = train(cfg)
             times = [r["time"] for r in result.history]
             # both students measured the same way: against the live teacher's full distribution
-            report = evaluate("default", f"{tmp}/student-{name}", "shakespeare", seq_len=256, sequences=16, gen_prompts=0)
+            report = evaluate(EvalSettings(student=f"{tmp}/student-{name}", seq_len=256, sequences=16, gen_prompts=0))
             live_eval = {"heldout_kl": report["student"]["kl_teacher_student"],
                          "top1_agreement": report["student"]["top1_agreement"],
                          "heldout_ppl": report["student"]["heldout_ppl"]}

@@ -17,10 +17,10 @@ import time
 import torch
 from transformers import LogitsProcessorList
 
+from distill.keys.watermark import new_key
 from distill.models.loading import load_model
 from distill.protection.trace import DEFAULT_PROMPTS
 from distill.protection.watermark.detect import UnitCounter
-from distill.protection.watermark.keys import new_key
 from distill.protection.watermark.processor import WatermarkLogitsProcessor
 from distill.protection.watermark.stats import p_value
 

@@ -30,6 +30,7 @@ from scipy.stats import binom, kstest
 from scipy.stats import chi2 as chi2_dist
 
 from distill.data.corpus import read_text, shakespeare_files
+from distill.keys.watermark import WatermarkKey
 from distill.models.loading import load_tokenizer
 from distill.protection.watermark.calibrate import (
     MAX_UNIT_SHARE,
@@ -41,7 +42,6 @@ from distill.protection.watermark.calibrate import (
 )
 from distill.protection.watermark.detect import detect_ids
 from distill.protection.watermark.greenlist import exact_gamma
-from distill.protection.watermark.keys import WatermarkKey
 from distill.protection.watermark.stats import binom_log_sf
 
 LEVELS = (0.01, 0.001)

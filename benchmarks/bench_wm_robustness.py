@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 from transformers import LogitsProcessorList
 
+from distill.keys.watermark import WatermarkKey, new_key
 from distill.protection.trace import DEFAULT_PROMPTS
 from distill.protection.watermark.detect import UnitCounter, detect_ids, tokens_needed
-from distill.protection.watermark.keys import WatermarkKey, new_key
 from distill.protection.watermark.processor import SERVE_TOP_K, WatermarkLogitsProcessor
 from distill.tokens.chat import render_chat
 

@@ -1,6 +1,6 @@
 """Two provenance statistics compared on bench_provenance.py's cached open-mode outputs (no model is run again).
 
-* **suspect-centred** (what `distill provenance` computes, after Nikolić et al. 2025): per query,
+* **suspect-centred** (what `distill derivation` computes, after Nikolić et al. 2025): per query,
   d = agree(suspect, parent) − agree(suspect, r); "does the suspect side with the parent more than with each
   reference?"
 * **parent-centred** (a control-suspect test): per query, d = agree(suspect, parent) − agree(r, parent); "does the
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_provenance import DERIVED, POOL_SAME, REFS, UNDERIVED, wilson  # noqa: E402
 
-from distill.protection.provenance import sign_test  # noqa: E402
+from distill.protection.derivation import sign_test  # noqa: E402
 
 POOL = ["ce_same", *POOL_SAME]
 MODELS = ["teacher", *DERIVED, *UNDERIVED, *REFS]

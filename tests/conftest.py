@@ -36,7 +36,7 @@ def fixed_key():
     import dataclasses
     import hashlib
 
-    from distill.protection.watermark.keys import new_key
+    from distill.keys.watermark import new_key
 
     def make(tokenizer=None, label: str = "test", **params):
         secret = hashlib.sha256(b"distill-test-key\x00" + label.encode()).digest()

@@ -79,8 +79,8 @@ def test_keygen_failing_mid_write_leaves_no_half_written_key(tmp_path, capsys, m
 
 @pytest.fixture()
 def key_file(tmp_path, tiny_model_dir, fixed_key):
+    from distill.keys.watermark import save_key
     from distill.models.loading import load_tokenizer
-    from distill.protection.watermark.keys import save_key
 
     return save_key(fixed_key(load_tokenizer(str(tiny_model_dir)), "cli-binary"), tmp_path / "wm.key")
 

@@ -18,6 +18,7 @@ from distill.data.formats import data_format
 from distill.errors import DistillError
 from distill.fileio import decode_text
 from distill.loss.divergences import LOSSES
+from distill.models.student_init import INITS, InitName
 from distill.teachers import CLASSES, LiveTeacherConfig, TeacherConfig, TeacherKind, check_teacher
 from distill.teachers.legacy import declare
 from distill.teachers.several import MEMBER_FIELDS, TeacherMember, as_teacher, check_members
@@ -83,7 +84,7 @@ class PruneConfig(_Section):
 
 
 class StudentConfig(_Section):
-    init: Literal["fresh", "layers", "pretrained", "prune"] = Field(
+    init: InitName = Field(
         "fresh", description="How to build the student: 'fresh' = a new small Llama on the teacher's tokenizer; "
         "'layers' = a copy of the teacher keeping some of its layers; 'pretrained' = an existing model (`model`); "
         "'prune' = the teacher's architecture with fewer layers, channels and heads, the most important ones "
@@ -106,11 +107,14 @@ class StudentConfig(_Section):
                                       "intermediate_size, num_heads, or target_params) and the calibration data.")
 
     @model_validator(mode="after")
-    def _prune_target(self) -> StudentConfig:
-        if self.init == "prune" and self.prune is None:
-            raise ValueError("student.init=prune needs student.prune, e.g. {target_params: 0.5} or {layers: 20, "
-                             "intermediate_size: 1024}")
+    def _init_rules(self) -> StudentConfig:
+        INITS[self.init].check(self)  # each kind's rules live in distill.models.student_init
         return self
+
+    @property
+    def cut_from_teacher(self) -> bool:
+        """Whether the student is cut from the teacher's weights (`init` layers or prune): the teacher is read."""
+        return INITS[self.init].cut_from_teacher
 
 
 class DataConfig(_Section):
@@ -272,10 +276,6 @@ class DistillConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:
-        if self.student.init == "pretrained" and not self.student.model:
-            raise ValueError("student.init=pretrained needs student.model")
-        if self.student.init == "layers" and not (self.student.layers or self.student.every):
-            raise ValueError("student.init=layers needs student.layers or student.every")
         check_teacher(self)  # every rule about where the teacher signal comes from lives in distill.teachers
         if self.teachers:
             if self.teacher != as_teacher(self.teachers[0]):

@@ -14,7 +14,7 @@ import torch
 
 from distill.cli import main
 from distill.deploy import check
-from distill.deploy.export import export
+from distill.deploy.export import ExportSettings, export
 
 
 def _save(model, tokenizer, out: Path) -> Path:
@@ -26,7 +26,7 @@ def _save(model, tokenizer, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def key(tmp_path_factory):
-    from distill.provenance import signing
+    from distill.keys import signing
 
     return signing.new_key(tmp_path_factory.mktemp("keys") / "k.pem")  # (private key path, fingerprint)
 
@@ -65,7 +65,8 @@ def exports(tmp_path_factory, tiny_model_dir, gqa_student, key) -> dict:
         made[kind] = (src, path, {"tensors": write_gguf(model, load_tokenizer(str(src)), path, kind, "tiny")})
     for kind, kw in (("q4_0", dict(format="gguf", quant="q4_0", out=out / "g-q4_0.gguf", signing_key=key[0])),
                      ("bf16", dict(format="hf", out=out / "g-bf16"))):
-        made[kind] = (gqa_student, Path(kw["out"]), export(str(gqa_student), sequences=2, seq_len=64, **kw))
+        made[kind] = (gqa_student, Path(kw["out"]), export(ExportSettings(student=str(gqa_student), sequences=2,
+                                                                         seq_len=64, **kw)))
     return made
 
 

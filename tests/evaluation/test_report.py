@@ -12,6 +12,7 @@ from distill.cli import main
 from distill.config import DataConfig
 from distill.data.corpus import load_corpus
 from distill.evaluation.report import evaluate
+from distill.evaluation.settings import EvalSettings
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,8 @@ def _reference(teacher_dir, student_dir, data, tokenizer, seq_len: int, sequence
 
 
 def test_each_set_matches_a_direct_computation(tiny_teacher_dir, tiny_model_dir, text_file, other_domain, tokenizer):
-    rep = evaluate(str(tiny_teacher_dir), str(tiny_model_dir), [str(text_file), str(other_domain)], seq_len=32,
-                   sequences=4, gen_prompts=1)
+    rep = evaluate(EvalSettings(teacher=str(tiny_teacher_dir), student=str(tiny_model_dir),
+                                data=[str(text_file), str(other_domain)], seq_len=32, sequences=4, gen_prompts=1))
     assert len(rep["sets"]) == 2 and rep["sets"][0]["data"] != rep["sets"][1]["data"]
     for got, data in zip(rep["sets"], (text_file, other_domain), strict=True):
         ref = _reference(tiny_teacher_dir, tiny_model_dir, data, tokenizer, 32, 4)

@@ -19,6 +19,7 @@ pytest.importorskip("lm_eval")  # the `eval` extra; `make venv` installs it, so 
 
 from distill.evaluation import build_tasks  # noqa: E402
 from distill.evaluation.report import evaluate, format_report  # noqa: E402
+from distill.evaluation.settings import EvalSettings  # noqa: E402
 from distill.evaluation.tasks import BUNDLED, BUNDLED_TAG, plan_tasks, run_tasks  # noqa: E402
 
 CONTEXTS = ["The king came back to the castle and", "In the morning the old man went out to",
@@ -102,9 +103,10 @@ def test_report_has_tasks_and_every_set_in_json_and_table(tiny_task, tiny_teache
                                                           tmp_path):
     other = tmp_path / "other.txt"
     other.write_text(" ".join(f"Valve {i} is open and the pressure reads {i * 7} bar." for i in range(300)))
-    rep = evaluate(str(tiny_teacher_dir), str(tiny_model_dir), [str(text_file), str(other)], seq_len=32, sequences=2,
-                   gen_prompts=1, tasks=str(tiny_task), task_limit=4)
-    rep = json.loads(json.dumps(rep))  # what `--json` prints
+    rep = evaluate(EvalSettings(teacher=str(tiny_teacher_dir), student=str(tiny_model_dir),
+                                data=[str(text_file), str(other)], seq_len=32, sequences=2, gen_prompts=1,
+                                tasks=str(tiny_task), task_limit=4))
+    rep = json.loads(json.dumps(dict(rep)))  # what `--json` prints
     assert [s["data"].split(":")[0] for s in rep["sets"]] == [f"1 text file(s) from {text_file}",
                                                               f"1 text file(s) from {other}"]
     (row,) = rep["tasks"]["results"]

@@ -116,9 +116,10 @@ def test_run_prints_the_figure_and_refuses_above_the_threshold(tmp_path, tiny_te
 
 def test_eval_reports_the_figure(tiny_teacher_dir, tiny_model_dir, text_file, tokenizer):
     from distill.evaluation.report import evaluate, format_report
+    from distill.evaluation.settings import EvalSettings
 
-    r = evaluate(str(tiny_teacher_dir), str(tiny_model_dir), str(text_file), seq_len=32, sequences=6,
-                 gen_prompts=1, teacher_precision="bf16")
+    r = evaluate(EvalSettings(teacher=str(tiny_teacher_dir), student=str(tiny_model_dir), data=str(text_file),
+                              seq_len=32, sequences=6, gen_prompts=1, teacher_precision="bf16"))
     exact = AutoModelForCausalLM.from_pretrained(tiny_teacher_dir, dtype=torch.float32).eval()
     heldout = load_corpus(DataConfig(path=str(text_file), seq_len=32), tokenizer).heldout[:6]
     want = _direct_kl(exact, lower_precision(exact, "bf16", CPU), heldout)

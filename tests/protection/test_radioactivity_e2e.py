@@ -22,7 +22,7 @@ import torch
 
 from distill.cli import main
 from distill.config import load_config
-from distill.protection.watermark.keys import save_key
+from distill.keys.watermark import save_key
 from distill.training.loop import train
 
 

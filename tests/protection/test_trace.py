@@ -11,8 +11,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Lo
 
 from distill.cli import main
 from distill.errors import DistillError
+from distill.keys.watermark import WatermarkKey, save_key
 from distill.protection.trace import load_watermarked_data, trace_closed, trace_open
-from distill.protection.watermark.keys import WatermarkKey, save_key
 from distill.protection.watermark.processor import WatermarkLogitsProcessor
 
 STUDENT_VOCAB = 1024  # the students only model ids < 1024 (all the teacher emits): cheap full cross-entropy

@@ -1,18 +1,17 @@
-"""Signed lineage: keys, sign/verify round trip, tampering, unsigned records, chains and the card section."""
+"""Signed lineage: sign/verify round trip, tampering, unsigned records, chains and the card section."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import stat
 
 import pytest
 
 from distill.cli import main
 from distill.errors import DistillError
+from distill.keys import signing
 from distill.models.loading import ModelInfo, resolve
-from distill.provenance import lineage, signing
+from distill.provenance import lineage
 from distill.provenance.policy import check_model_teacher
 from distill.provenance.policy.identify import cached_gguf_metadata
 
@@ -45,23 +44,6 @@ def _record(default_teacher, **kw):
                                 data=[{"name": "shakespeare", "sha256": "ab" * 32}],
                                 evaluation={"perplexity": 42.5, "nan_is_dropped": float("nan")},
                                 student_name="tiny-student", **kw)
-
-
-def test_keys_new_cli_writes_private_key_0600_and_prints_fingerprint(tmp_path, capsys):
-    out = tmp_path / "k" / "signing.pem"
-    assert main(["keys", "new", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
-    assert out.read_text().startswith("-----BEGIN PRIVATE KEY-----")
-    fp = signing.fingerprint(signing.load_public_key(out.with_name("signing.pem.pub")))
-    assert fp in printed and fp.startswith("sha256:")
-    assert main(["keys", "new", "--out", str(out)]) == 2  # never overwrites silently
-    assert "already exists" in capsys.readouterr().err
-
-
-def test_keys_are_not_written_into_a_model_directory(student):
-    with pytest.raises(DistillError, match="model directory"):
-        signing.new_key(student / "key.pem")
 
 
 def test_sign_and_verify_round_trip(student, keys, default_teacher, capsys):

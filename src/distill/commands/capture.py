@@ -58,10 +58,11 @@ def _chunk_size(value: str) -> int | str:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    import distill
     from distill.config import DataConfig, load_config
     from distill.errors import DistillError
     from distill.models.loading import DEFAULT_TEACHER
-    from distill.store import CaptureSettings, run_capture, verify_store
+    from distill.store import CaptureSettings, verify_store
 
     teacher, trust, served, compiled = args.teacher, False, None, args.compile
     if args.config:
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         settings.served = _served_teacher(args, served)
         settings.top_k = args.top_k if args.top_k is not None else settings.served.top_k
     try:
-        result = run_capture(settings)
+        result = distill.capture(settings)
     except OSError as e:
         raise DistillError(f"could not write the store: {e}", where=args.out,
                            fix="check free disk space and permissions, then re-run: finished shards are kept") from e

@@ -41,12 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.evaluation.report import evaluate, format_report
+    import distill
+    from distill.evaluation.settings import EvalSettings
 
-    report = evaluate(args.teacher, args.student, args.data or ["shakespeare"], seq_len=args.seq_len, sequences=args.sequences,
-                      teacher_endpoint=args.teacher_endpoint, teacher_model=args.teacher_model, top_k=args.top_k,
-                      tasks=args.tasks, task_limit=args.task_limit, task_batch_size=args.task_batch_size,
-                      teacher_precision=args.teacher_precision, draft=args.draft, draft_tokens=args.draft_tokens,
-                      draft_prompts=args.draft_prompts, draft_new_tokens=args.draft_new_tokens)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    fields = {k: getattr(args, k) for k in EvalSettings.model_fields if getattr(args, k, None) is not None}
+    report = distill.evaluate(EvalSettings(**fields))
+    print(json.dumps(dict(report), indent=2) if args.json else report.text())
     return 0

@@ -38,11 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.deploy.export import export
+    import distill
+    from distill.deploy.export import ExportSettings
 
-    rec = export(args.student, format=args.format, out=args.out, dtype=args.dtype, quant=args.quant,
-                 max_kl=args.max_kl, data=args.data, sequences=args.sequences, seq_len=args.seq_len,
-                 overwrite=args.overwrite, name=args.name, signing_key=args.signing_key)
+    rec = distill.export(ExportSettings(**{k: getattr(args, k) for k in ExportSettings.model_fields}))
     if args.json:
         print(json.dumps(rec, indent=2, ensure_ascii=False))
         return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from distill.errors import DistillError
@@ -72,23 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
-    if args.api_key_file:
-        try:
-            lines = Path(args.api_key_file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise DistillError(f"cannot read the API key file ({type(e).__name__})", where=args.api_key_file,
-                               fix="pass a readable text file whose first line is the key") from None
-        key = lines[0].strip() if lines else ""
-        if not key:
-            raise DistillError("the API key file is empty", where=args.api_key_file, fix="put the key on line 1")
-        return key
-    if args.api_key_env:
-        key = os.environ.get(args.api_key_env, "").strip()
-        if not key:
-            raise DistillError(f"the environment variable {args.api_key_env} is not set or empty",
-                               where="--api-key-env", fix=f"export {args.api_key_env}=<your key>")
-        return key
-    return os.environ.get("OPENAI_API_KEY", "").strip() or None
+    from distill.keys.api import read_api_key
+
+    return read_api_key(args.api_key_env, args.api_key_file, "--api-key-env / --api-key-file",
+                        default_env="OPENAI_API_KEY")
 
 
 def write_source(out: Path, endpoint: str, model: str, verdict) -> None:

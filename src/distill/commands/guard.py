@@ -110,8 +110,8 @@ def _wait_ready(url: str, key: str, seconds: float) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from distill.keys.api import load_api_keys
     from distill.protection.guard.replay import read_trace, replay
-    from distill.serve.keys import load_api_keys
 
     rows = read_trace(args.trace)
     keys = {name: key for key, name in load_api_keys(args.keys).items()}

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.provenance import signing
+    from distill.keys import signing
 
     if args.keys_command == "new":
         path, fingerprint = signing.new_key(args.out, force=args.force)

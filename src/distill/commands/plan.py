@@ -24,29 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.config import load_config
-    from distill.errors import DistillError
+    import distill
     from distill.training import memory
 
-    if args.world < 1:
-        raise DistillError(f"--world must be at least 1 (got {args.world})", where="--world")
-    cfg = load_config(args.config, args.overrides)
-    if args.device_memory:
-        limit, source = memory.parse_bytes(args.device_memory), f"--device-memory {args.device_memory}"
-    else:
-        limit, source = memory.available_memory(args.device)
-    plans = {mode: memory.plan(memory.workload(cfg, args.world, args.device, mode)) for mode in ("ddp", "fsdp")}
-    chosen = plans[cfg.train.parallel]
-    ok = memory.fits(chosen, limit)
-    fixes = [] if ok else memory.advice(chosen.workload, limit, cfg.train.grad_accum)
+    cfg = distill.load_config(args.config, args.overrides)
+    result = distill.plan(cfg, world=args.world, device=args.device, device_memory=args.device_memory)
     if args.json:
-        print(json.dumps({"limit_bytes": limit, "limit_source": source, "parallel": cfg.train.parallel,
-                          "world": args.world, "device": args.device, "fits": ok,
-                          "plans": {m: {"parts": p.parts, "peak": p.peak, "host_total": p.host_total()}
-                                    for m, p in plans.items()},
-                          "advice": [{"change": a.change, "host_total": a.plan.host_total()} for a in fixes]},
-                         indent=1))
-        return 0 if ok else 2
+        print(json.dumps(result.to_dict(), indent=1))
+        return 0 if result.fits else 2
+    plans, chosen, limit, source, ok, fixes = (result.plans, result.chosen, result.limit, result.limit_source,
+                                               result.fits, result.advice)
     w = chosen.workload
     print(f"memory plan: {args.config or '(defaults)'} on {args.world} {args.device} rank(s), "
           f"{w.micro_batch} × {w.seq_len} tokens per rank per micro-batch; "

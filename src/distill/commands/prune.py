@@ -32,61 +32,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     from pydantic import ValidationError
 
-    from distill.config import DataConfig, PruneConfig
-    from distill.data.corpus import load_corpus
+    import distill
     from distill.errors import DistillError
-    from distill.fileio import write_json_atomic
-    from distill.models.loading import describe_model, load_model
-    from distill.models.prune import prune_teacher
-    from distill.provenance.policy import check_model_teacher
+    from distill.models.pruned import PruneSettings
 
-    out = Path(args.out).expanduser()
-    if out.exists() and not args.overwrite:
-        raise DistillError(f"output directory already exists: {out}", where="--out",
-                           fix="choose another --out or pass --overwrite")
-    fields = {k: getattr(args, k) for k in ("layers", "hidden_size", "intermediate_size", "num_heads",
-                                            "target_params") if getattr(args, k) is not None}
+    fields = {k: getattr(args, k) for k in PruneSettings.model_fields if getattr(args, k, None) is not None}
     try:
-        settings = PruneConfig(**fields, calibration_sequences=args.calibration_sequences)
-        data = DataConfig(path=args.data, seq_len=args.seq_len)
+        settings = PruneSettings(**fields)
     except ValidationError as e:
         msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'prune'}: {err['msg']}" for err in e.errors())
         raise DistillError(f"invalid prune settings: {msgs}", where="distill prune",
                            fix="pass --layers / --hidden-size / --intermediate-size / --num-heads (each ≥ 1) or "
                                "--target-params (> 0); --seq-len at least 8") from None
-    check_model_teacher(describe_model(args.teacher), None)  # the licence gate, before any compute
-    teacher = load_model(args.teacher)
-    corpus = load_corpus(data, teacher.tokenizer)
-    res = prune_teacher(teacher.model, settings, corpus.train, teacher.tokenizer.pad_token_id)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
-        res.student.save_pretrained(tmp, safe_serialization=True)
-        teacher.tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / "importance.json", {**res.report, "teacher": teacher.info.name, "data": args.data,
-                                                    "seq_len": args.seq_len})
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    d = res.dims
-    print(f"pruned {teacher.info.name} → {out}: {d.layers} layers (kept {res.selection.layers}), hidden "
+    res = distill.prune(settings)
+    d, cal = res.dims, res.report["calibration"]
+    print(f"pruned {res.teacher} → {res.path}: {d.layers} layers (kept {res.kept_layers}), hidden "
           f"{d.hidden_size}, intermediate {d.intermediate_size}, {d.num_heads} heads / {d.num_kv_heads} kv; "
           f"{res.student_params / 1e6:.2f} M of {res.teacher_params / 1e6:.2f} M params "
-          f"({res.student_params / res.teacher_params:.0%}); importance on {res.importance.sequences} sequences "
-          f"({res.importance.tokens} tokens) in importance.json")
+          f"({res.student_params / res.teacher_params:.0%}); importance on {cal['sequences']} sequences "
+          f"({cal['tokens']} tokens) in importance.json")
     return 0

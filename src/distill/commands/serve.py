@@ -57,11 +57,11 @@ def _exit_on_sigterm(signum, frame) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from distill.keys.api import load_api_keys
     from distill.models.loading import load_model
     from distill.serve.app import Limits, create_app
     from distill.serve.engine import Engine
     from distill.serve.httpserver import JsonErrorH11Protocol
-    from distill.serve.keys import load_api_keys
     from distill.tokens.toolparse import TOOL_SUPPORT, tool_support
 
     for opt in ("max_tokens", "max_n", "max_body_bytes", "max_batch"):

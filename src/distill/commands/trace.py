@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from distill.errors import DistillError
 
@@ -36,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from distill.keys.watermark import load_key
     from distill.protection.trace import (
         load_watermarked_rows,
         read_prompts,
@@ -43,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
         trace_closed,
         trace_open,
     )
-    from distill.protection.watermark.keys import load_key
 
     closed, opened = bool(args.suspect_endpoint), bool(args.suspect_model)
     if closed == opened:
@@ -56,13 +55,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.model:
             raise DistillError("closed mode needs --model (the model name the endpoint serves)",
                                fix="add e.g. `--model student`")
+        from distill.keys.api import read_api_key
         from distill.models.loading import load_tokenizer
 
-        api_key = None
-        if args.api_key_env:
-            api_key = os.environ.get(args.api_key_env)
-            if not api_key:
-                raise DistillError(f"environment variable {args.api_key_env} is not set", fix="export it first")
+        api_key = read_api_key(args.api_key_env, None, "--api-key-env")
         res = trace_closed(key, load_tokenizer(args.tokenizer), args.suspect_endpoint, args.model,
                            read_prompts(args.prompts), api_key=api_key, max_tokens=args.max_tokens)
     else:

@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.config import describe_fields, load_config
+    import distill
+    from distill.config import describe_fields
 
     if args.help_config:
         print("\n".join(describe_fields()))
@@ -33,13 +34,11 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"signing_key={args.signing_key}")
     if args.authorization:
         overrides.append(f"teacher.authorization={args.authorization}")
-    cfg = load_config(args.config, overrides)
+    cfg = distill.load_config(args.config, overrides)
     if args.print_config:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
         return 0
-    from distill.training.loop import train
-
-    result = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    result = distill.train(cfg, resume=args.resume, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"student written to {result.output_dir}")

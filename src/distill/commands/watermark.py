@@ -71,8 +71,8 @@ def _read(path: str, what: str) -> str:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from distill.keys.watermark import new_key, save_key
     from distill.models.loading import load_tokenizer
-    from distill.protection.watermark.keys import new_key, save_key
 
     h = args.context_width if args.context_width is not None else (1 if args.left_hash else 4)
     key = new_key(load_tokenizer(args.tokenizer), gamma=args.gamma, delta=args.delta, context_width=h,
@@ -112,6 +112,7 @@ def _corpus_documents(paths: list[str]) -> tuple[list[str], str]:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from distill.keys.watermark import load_key
     from distill.models.loading import load_tokenizer
     from distill.protection.watermark.calibrate import (
         MAX_UNIT_SHARE,
@@ -122,7 +123,6 @@ def _calibrate(args: argparse.Namespace) -> int:
         save_calibration,
     )
     from distill.protection.watermark.detect import account_keys
-    from distill.protection.watermark.keys import load_key
 
     key = load_key(args.key)
     n_tok = args.passage_tokens or PASSAGE_TOKENS
@@ -162,9 +162,9 @@ def _meaning(p: float, alpha: float) -> str:
 
 
 def _detect(args: argparse.Namespace) -> int:
+    from distill.keys.watermark import load_key
     from distill.models.loading import load_tokenizer
     from distill.protection.watermark.detect import account_keys, detect_accounts, detect_text, require_enough
-    from distill.protection.watermark.keys import load_key
     from distill.protection.watermark.stats import min_tokens_needed
 
     if not 0 < args.alpha < 1:

@@ -22,6 +22,7 @@ from hashlib import sha256
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.deploy import check
 from distill.deploy import record as export_record
@@ -118,7 +119,39 @@ def _card_note(fmt: str, weights: str, figures: dict, student: str) -> str:
             f"{figures['top1_agreement']:.2%}.\n")
 
 
-def export(student: str, format: str = "gguf", out: str | Path | None = None, dtype: str | None = None,
+class ExportSettings(BaseModel):
+    """What `distill.export` (and `distill export`) writes and how it is checked; each field is the flag of its name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    student: str | Path = Field(description="The student directory (written by `distill train`), kept as the fp32 "
+                         "reference the export is checked against.")
+    out: str | Path = Field(description="Where to write: a .gguf file, or a folder for `hf`.")
+    format: str = Field("gguf", description="'gguf' (one file: llama.cpp, Ollama, LM Studio) or 'hf' (a Hugging Face "
+                        "directory: vLLM, SGLang, TGI, transformers).")
+    dtype: str | None = Field(None, description="Float type of the weights: f32, f16 or bf16 (default: bf16 for hf, "
+                              "f16 for gguf).")
+    quant: str | None = Field(None, description="gguf only: a block quantization instead (`gguf_writer.QUANT_TYPES`, "
+                              "e.g. q8_0, q4_0).")
+    max_kl: float | None = Field(None, description="Refuse the export above this KL(student ‖ export) per token "
+                                 "(default: `check.DEFAULT_MAX_KL` for the weight type).")
+    data: str = Field("shakespeare", description="Held-out data the check scores.")
+    sequences: int = Field(8, description="Held-out sequences the check scores.")
+    seq_len: int = Field(128, description="Tokens per check sequence.")
+    overwrite: bool = Field(False, description="Replace an existing `out`.")
+    name: str | None = Field(None, description="Model name written in the GGUF metadata (default: the student's).")
+    signing_key: str | Path | None = Field(None, description="Ed25519 private key signing the export record (default "
+                                    "$DISTILL_SIGNING_KEY; unsigned without either).")
+
+
+def export(settings: ExportSettings) -> dict:
+    """Export and check `settings.student`; returns the export record written beside the export (format, weights,
+    size_bytes, sha256, `check`: the reader, tokens, KL per token and its maximum, top-1 agreement and the limit;
+    `llama_cpp` where llama.cpp checked it too; the student's lineage; the signature)."""
+    return _export(**settings.model_dump())
+
+
+def _export(student: str, format: str = "gguf", out: str | Path | None = None, dtype: str | None = None,
            quant: str | None = None, max_kl: float | None = None, data: str = "shakespeare", sequences: int = 8,
            seq_len: int = 128, overwrite: bool = False, name: str | None = None,
            signing_key: str | Path | None = None) -> dict:
@@ -130,7 +163,7 @@ def export(student: str, format: str = "gguf", out: str | Path | None = None, dt
     `data`; KL(student ‖ export) per token above `max_kl` (default `check.DEFAULT_MAX_KL` for the weight type)
     refuses it (DistillError, exit 4) and removes what was written. The record is signed with `signing_key` (else
     $DISTILL_SIGNING_KEY; unsigned without either), as lineage is."""
-    from distill.provenance.signing import resolve_signing_key
+    from distill.keys.signing import resolve_signing_key
 
     weights = _weights(format, dtype, quant)
     limit = check.DEFAULT_MAX_KL[weights] if max_kl is None else float(max_kl)

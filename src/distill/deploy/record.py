@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.fileio import read_json_object
-from distill.provenance import signing
+from distill.keys.signing import load_private_key
+from distill.provenance import signatures
 
 FORMAT = "distill-export/1"
 JSON_SUFFIX = ".export.json"
@@ -37,10 +38,10 @@ def sign(record: dict[str, Any], signing_key: str | Path | None) -> dict[str, An
     """`record` with its Ed25519 signature block when a key is given (the key file itself is never recorded)."""
     if signing_key is None:
         return record
-    key = signing.load_private_key(Path(signing_key).expanduser())
+    key = load_private_key(Path(signing_key).expanduser())
     body = json.loads(json.dumps(record, allow_nan=False))
-    body.pop(signing.SIGNATURE_KEY, None)
-    return {**body, signing.SIGNATURE_KEY: signing.sign_record(body, key)}
+    body.pop(signatures.SIGNATURE_KEY, None)
+    return {**body, signatures.SIGNATURE_KEY: signatures.sign_record(body, key)}
 
 
 @dataclass
@@ -88,7 +89,7 @@ def verify_export(path: str | Path, *, trusted_key: str | Path | None = None,
     rec = read_json_object(record_path(p), "export record", code=4, fmt=FORMAT,
                            fix="point at a file or directory written by `distill export` (its record sits beside "
                                "a .gguf file as FILE.export.json, inside a directory as export.json)")
-    status, signer, problems, trusted = signing.signature_problems(rec, "the export record", require_signature, trusted_key)
+    status, signer, problems, trusted = signatures.signature_problems(rec, "the export record", require_signature, trusted_key)
     if p.is_dir():
         weights_ok = weights_sha256(p) == rec.get("weights_sha256")
     else:
@@ -99,13 +100,13 @@ def verify_export(path: str | Path, *, trusted_key: str | Path | None = None,
     if not p.is_dir() and weights_ok:
         text, recorded = _embedded_lineage(p)
         if text is not None:
-            source = signing.verify_record(json.loads(text))[0]
+            source = signatures.verify_record(json.loads(text))[0]
             if recorded != rec.get("lineage_sha256"):
                 problems.append("the lineage hash in the GGUF metadata differs from the export record's")
             if source == "invalid":
                 problems.append("the student lineage embedded in the GGUF file does not verify")
     elif p.is_dir() and isinstance(rec.get("source_lineage"), dict):
-        source = signing.verify_record(rec["source_lineage"])[0]
+        source = signatures.verify_record(rec["source_lineage"])[0]
         if source == "invalid":
             problems.append("the student lineage in export.json does not verify")
     return ExportCheck(path=str(p), signature=status, signer=signer, trusted=trusted, weights_ok=weights_ok,

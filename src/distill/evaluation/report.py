@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from distill.config import DataConfig
 from distill.data.corpus import collate, load_corpus
 from distill.errors import DistillError
+from distill.evaluation.settings import EvalSettings
 from distill.loss.fused import evaluate_chunks
 from distill.models.fast import scoring_teacher
 from distill.models.loading import check_compatible, load_model
@@ -71,7 +74,65 @@ def generation_speed(model, tokenizer, prompts: list[str], new_tokens: int = 32)
     return total_tokens / max(total_time, 1e-9)
 
 
-def evaluate(teacher: str = "default", student: str | None = None, data: str | list[str] = "shakespeare",
+class EvalReport(Mapping):
+    """The report of one comparison, read as a mapping (`report["student"]["kl_teacher_student"]`, `dict(report)`
+    is what `distill eval --json` prints) or through its documented parts:
+
+    * `teacher`, `student`: model name, parameters, size in bf16 and on disk (with its format), held-out perplexity,
+      generation tokens/s; the student also `kl_teacher_student` (nats per token) and `top1_agreement`;
+    * `retention`: the student as a share of the teacher (parameters, size, size on disk, perplexity ratio,
+      speed-up, top-1 agreement, and the headline metric per task with `tasks`);
+    * `sets`: one block per data set (data, tokens scored, both perplexities, KL, top-1, perplexity ratio);
+    * `draft` and `tasks`: present when asked for, else None.
+    """
+
+    def __init__(self, report: dict[str, Any]):
+        self._report = report
+
+    def __getitem__(self, key: str) -> Any:
+        return self._report[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._report)
+
+    def __len__(self) -> int:
+        return len(self._report)
+
+    @property
+    def teacher(self) -> dict[str, Any]:
+        return self._report["teacher"]
+
+    @property
+    def student(self) -> dict[str, Any]:
+        return self._report["student"]
+
+    @property
+    def retention(self) -> dict[str, Any]:
+        return self._report["retention"]
+
+    @property
+    def sets(self) -> list[dict[str, Any]]:
+        return self._report["sets"]
+
+    @property
+    def draft(self) -> list[dict[str, Any]] | None:
+        return self._report.get("draft")
+
+    @property
+    def tasks(self) -> dict[str, Any] | None:
+        return self._report.get("tasks")
+
+    def text(self) -> str:
+        """The report as `distill eval` prints it."""
+        return format_report(self._report)
+
+
+def evaluate(settings: EvalSettings) -> EvalReport:
+    """Compare `settings.student` with its teacher (`distill eval`): the report described in `EvalReport`."""
+    return EvalReport(_report(**settings.model_dump()))
+
+
+def _report(teacher: str = "default", student: str | None = None, data: str | list[str] = "shakespeare",
              seq_len: int = 256, sequences: int = 32, batch_size: int = 4, gen_prompts: int = 3,
              chunk_size: int = 64, teacher_endpoint: str | None = None, teacher_model: str | None = None,
              top_k: int = 20, tasks: str | None = None, task_limit: int | None = None,
@@ -257,7 +318,7 @@ def _teacher_nll(source, signal, batch, positions, targets, chunk_size: int) -> 
     return float(-got.sum())
 
 
-def format_report(r: dict) -> str:
+def format_report(r: Mapping[str, Any]) -> str:
     T, S, R = r["teacher"], r["student"], r["retention"]
     rows = [
         ("parameters", _fmt(T["parameters"], "{:.1f} M", 1e6), _fmt(S["parameters"], "{:.1f} M", 1e6),

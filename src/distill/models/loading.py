@@ -289,7 +289,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
     """A hash of a tokenizer's vocabulary, special tokens and class: equal fingerprints tokenize identically.
 
     Recorded in capture stores (`identity.tokenizer_fingerprint`) and keys the cross-tokenizer vocabulary maps.
-    Watermark key files record a vocabulary-only hash of their own (`distill.protection.watermark.keys`)."""
+    Watermark key files record a vocabulary-only hash of their own (`distill.keys.watermark`)."""
     payload = {
         "vocab": sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]),
         "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},

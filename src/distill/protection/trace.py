@@ -38,8 +38,8 @@ import torch
 
 from distill.errors import DistillError
 from distill.generate.prompts import read_prompt_file
+from distill.keys.watermark import WatermarkKey
 from distill.protection.watermark.detect import UnitCounter, check_ids, encode, windows_of
-from distill.protection.watermark.keys import WatermarkKey
 from distill.tokens.openai import chat_url
 
 log = logging.getLogger(__name__)

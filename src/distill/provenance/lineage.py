@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from distill.errors import DistillError
 from distill.fileio import read_json_object, write_text_atomic
-from distill.provenance import signing
+from distill.keys.signing import load_private_key
+from distill.provenance import signatures
 
 if TYPE_CHECKING:
     from distill.models.loading import ModelInfo
@@ -201,14 +202,14 @@ def write_lineage(student_dir: str | Path, record: dict[str, Any], signing_key: 
                                "distributed with the model", where=str(key_path),
                                fix="move the key outside model/output directories (e.g. ~/.distill/) and point "
                                    "--signing-key or DISTILL_SIGNING_KEY at it")
-        key = signing.load_private_key(key_path)
+        key = load_private_key(key_path)
     rec = json.loads(json.dumps(jsonable(record), allow_nan=False))  # exactly what will be on disk
-    rec.pop(signing.SIGNATURE_KEY, None)
+    rec.pop(signatures.SIGNATURE_KEY, None)
     stale = ("artifact", "weights_sha256", "files_sha256")
     rec["student"] = {**{k: v for k, v in (rec.get("student") or {}).items() if k not in stale},
                       **artifact_hashes(d)}
     if key is not None:
-        rec[signing.SIGNATURE_KEY] = signing.sign_record(rec, key)
+        rec[signatures.SIGNATURE_KEY] = signatures.sign_record(rec, key)
     target = d / FILENAME
     write_text_atomic(target, json.dumps(rec, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
     return target
@@ -266,7 +267,7 @@ def _teacher_label(rec: dict[str, Any]) -> str:
 
 
 def _chain(rec: dict[str, Any], label: str, problems: list[str], depth: int = 0) -> list[ChainLink]:
-    status, signer, detail = signing.verify_record(rec)
+    status, signer, detail = signatures.verify_record(rec)
     if status == "invalid" and depth:
         problems.append(f"the teacher's embedded lineage (generation {depth}) is invalid: {detail}")
     link = ChainLink(student=label, teacher=_teacher_label(rec),
@@ -290,7 +291,7 @@ def verify(student_dir: str | Path, *, trusted_key: str | Path | None = None,
     if rec is None:
         raise DistillError(f"no {FILENAME} in {d}", where=str(d), code=4,
                            fix="point at a student directory written by `distill train`")
-    status, signer, problems, trusted = signing.signature_problems(rec, FILENAME, require_signature, trusted_key)
+    status, signer, problems, trusted = signatures.signature_problems(rec, FILENAME, require_signature, trusted_key)
     student = rec.get("student") or {}
     weights_ok = None
     try:
@@ -378,7 +379,7 @@ def card_section(record: dict[str, Any]) -> str:
                  + (" (with local changes)" if code.get("git_dirty") else "") + ".")
     if student.get("weights_sha256"):
         lines.append(f"- Student weights sha256 `{student['weights_sha256']}`.")
-    sig = record.get(signing.SIGNATURE_KEY)
+    sig = record.get(signatures.SIGNATURE_KEY)
     if sig:
         lines.append(f"- lineage.json is signed (Ed25519, key `{sig.get('fingerprint')}`); "
                      "check it with `distill lineage verify <dir>`.")

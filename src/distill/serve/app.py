@@ -41,8 +41,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from distill.keys.api import check_bearer
 from distill.serve.engine import Completion, Engine, EngineInputError, SamplingParams, TokenInfo
-from distill.serve.keys import check_bearer
 from distill.serve.openapi import openapi_document
 from distill.serve.schemas import ChatCompletionRequest, CompletionRequest, TokenizeRequest
 from distill.tokens.chat import render_chat

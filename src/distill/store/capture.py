@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 import distill
 from distill.config import DataConfig
@@ -56,30 +57,37 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-@dataclass
-class CaptureSettings:
-    """What to capture and how; every field has a CLI flag of the same name."""
+class CaptureSettings(BaseModel):
+    """What `distill.capture` (and `distill capture`) captures and how; a field with a flag has its name."""
 
-    data: DataConfig
-    out: str
-    teacher: str = DEFAULT_TEACHER
-    top_k: int = 32
-    shard_size: int = 1024  # sequences per shard (the unit of resumption and of parallel work)
-    batch_size: int = 8  # sequences per teacher forward pass
-    chunk_size: int | str = "auto"  # positions per head matmul + top-k; 'auto' as loss.chunk_size (chunk_rows)
-    dtype: str = "float32"  # teacher weights dtype
-    device: str = "auto"  # "auto": cuda:$LOCAL_RANK when available, else cpu
-    trust_remote_code: bool = False
-    compile: bool = False  # torch.compile the teacher's decoder (teacher.compile; distill.models.fast)
-    # a served teacher (then `teacher` is the served model's name, `top_k` its k, and nothing is loaded but the
-    # tokenizer): its endpoint, tokenizer, API key, concurrency, timeout and tries, declared once as training's
-    served: ServedTeacherConfig | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig = Field(description="The data whose sequences the teacher scores (as `data` in a training "
+                             "config: the store serves a run with the same data settings).")
+    out: str = Field(description="The store folder (re-running resumes: finished shards are kept).")
+    teacher: str = Field(DEFAULT_TEACHER, description="The teacher (directory, .gguf or hub id); with `served`, the "
+                         "served model's name.")
+    top_k: int = Field(32, description="Log-probabilities kept per position (the rest: the store's tail prior).")
+    shard_size: int = Field(1024, description="Sequences per shard: the unit of resumption and of parallel work.")
+    batch_size: int = Field(8, description="Sequences per teacher forward pass.")
+    chunk_size: int | str = Field("auto", description="Positions per head matmul + top-k; 'auto' as "
+                                  "loss.chunk_size (`chunk_rows`).")
+    dtype: str = Field("float32", description="The teacher's weights dtype: float32, bfloat16 or float16.")
+    device: str = Field("auto", description="'auto': cuda:$LOCAL_RANK when available, else cpu; or a torch device.")
+    trust_remote_code: bool = Field(False, description="Let transformers run the teacher repository's own code.")
+    compile: bool = Field(False, description="torch.compile the teacher's decoder (as teacher.compile).")
+    served: ServedTeacherConfig | None = Field(None, description="A served teacher instead (then `teacher` is the "
+                                               "served model's name, `top_k` its k, and only its tokenizer is "
+                                               "loaded): endpoint, tokenizer, API key, concurrency, timeout and "
+                                               "tries, declared as training's `teacher: {kind: served}`.")
 
 
 @dataclass
 class CaptureResult:
-    store: Path
-    manifest: dict[str, Any] | None  # None when other ranks' shards are still missing
+    """What `distill.capture` gives back (each process its own shards)."""
+
+    store: Path  # the store folder
+    manifest: dict[str, Any] | None  # manifest.json's content; None while other ranks' shards are still missing
     computed: list[int] = field(default_factory=list)  # shards captured by this call
     skipped: list[int] = field(default_factory=list)  # shards already finished on disk
     positions: int = 0  # positions captured by this call

@@ -60,7 +60,7 @@ class LiveScorer:
 
 
 class ServedScorer:
-    """Each batch of examples is one scoring request (`distill.served.client.ScoringClient`: vLLM's
+    """Each batch of examples is one scoring request (`distill.remote.client.ScoringClient`: vLLM's
     `prompt_logprobs`, with its retries); `concurrency` requests are in flight at once, results kept in order.
 
     A position where the server returned fewer than k usable entries (tokens it sent as strings that do not map to

@@ -29,7 +29,7 @@ class CrossTokenizerTeacherConfig(LocalModelTeacher):
             raise DistillError("a cross_tokenizer teacher needs loss.cross_tokenizer (how its tokens are mapped onto "
                                "the student's)", where="loss.cross_tokenizer", fix="set loss.cross_tokenizer to align "
                                "or uld")
-        if is_generated_set(cfg) or cfg.student.init in ("layers", "prune"):
+        if is_generated_set(cfg) or cfg.student.cut_from_teacher:
             raise DistillError("loss.cross_tokenizer works with a live teacher and a fresh or pretrained student; it "
                                f"cannot be combined with generated data or student.init={cfg.student.init}",
                                where="loss.cross_tokenizer", fix="drop loss.cross_tokenizer or the conflicting setting")

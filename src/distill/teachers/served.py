@@ -57,7 +57,7 @@ class ServedTeacherConfig(TeacherBase):
     def check(self, cfg: DistillConfig) -> None:
         from distill.teachers.api import is_generated_set
 
-        if is_generated_set(cfg) or cfg.loss.cross_tokenizer or cfg.student.init in ("layers", "prune"):
+        if is_generated_set(cfg) or cfg.loss.cross_tokenizer or cfg.student.cut_from_teacher:
             raise DistillError("teacher.endpoint scores with a served teacher; it cannot be combined with generated "
                                "data, loss.cross_tokenizer or student.init=layers / prune (each needs local weights)",
                                where="teacher.endpoint", fix="drop teacher.endpoint or the conflicting setting")
@@ -72,7 +72,8 @@ class ServedTeacherConfig(TeacherBase):
 
     def client(self, tokenizer, *, where: str = "teacher.endpoint"):
         """A scoring client of this server, after the server proved to serve `model` with `tokenizer`."""
-        from distill.served.client import ScoringClient, read_api_key
+        from distill.keys.api import read_api_key
+        from distill.remote.client import ScoringClient
 
         key = read_api_key(self.api_key_env, self.api_key_file, "teacher.api_key_env / teacher.api_key_file")
         client = ScoringClient(self.endpoint, self.model, self.top_k, api_key=key, timeout_s=self.timeout_s,
@@ -86,7 +87,7 @@ class ServedTeacherConfig(TeacherBase):
 
     def open(self, inputs: TeacherInputs, split: str):
         """For 'train' with a sampler, prefetching the schedule; a tail prior from the data or the server."""
-        from distill.served.source import ServedTeacher, data_log_prior, server_log_prior, training_schedule
+        from distill.remote.source import ServedTeacher, data_log_prior, server_log_prior, training_schedule
 
         client = self.client(inputs.tokenizer, where=inputs.where or "teacher.endpoint")
         try:

@@ -21,7 +21,8 @@ import yaml
 from distill.config import DistillConfig
 from distill.data.corpus import Corpus
 from distill.models import lora
-from distill.models.loading import ModelInfo, describe_model, weights_sha256
+from distill.models.loading import ModelInfo, weights_sha256
+from distill.models.student_init import student_init
 from distill.models.students import param_count
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ A {params / 1e6:.1f} M-parameter student distilled with [Distill](https://pypi.o
 - Loss: {cfg.loss.kind} (T={cfg.loss.temperature}, KD weight {cfg.loss.kd_weight}, CE weight {cfg.loss.ce_weight})
 - Steps: {cfg.train.steps} × {cfg.train.batch_size * cfg.train.grad_accum} sequences of {cfg.data.seq_len} tokens
 - Weights: {cfg.output.dtype} safetensors (`output.dtype`)
+{student_init(cfg).card_line(cfg, teacher)}
 {lora_line(cfg)}{hidden_line(cfg)}
 ## Held-out figures (final step)
 
@@ -118,29 +120,12 @@ def hidden_line(cfg: DistillConfig) -> str:
             "the projections it trained are not part of this model\n")
 
 
-def lora_base(cfg: DistillConfig, teacher: ModelInfo) -> tuple[dict, str | None]:
-    """What the adapter applies to (for lineage), and the spec peft can load it from (None: write it out)."""
-    s = cfg.student
-    if s.init == "pretrained":
-        info = describe_model(s.model)
-        entry = {"init": "pretrained", "spec": info.spec, "model_kind": info.kind, "name": info.name,
-                 "weights_sha256": info.weights_sha256 or None}
-        return entry, (info.path if info.kind in ("dir", "hub") else None)
-    if s.init == "layers":
-        return {"init": "layers", "teacher": teacher.name, "teacher_weights_sha256": teacher.weights_sha256 or None,
-                "layers": s.layers, "every": s.every}, None
-    if s.init == "prune" and s.prune is not None:
-        return {"init": "prune", "teacher": teacher.name, "teacher_weights_sha256": teacher.weights_sha256 or None,
-                "prune": s.prune.model_dump(mode="json")}, None
-    return {"init": "fresh", "seed": cfg.train.seed, "hidden_size": s.hidden_size, "num_layers": s.num_layers}, None
-
-
 def write_lora(tmp: Path, final: Path, student, cfg: DistillConfig, teacher: ModelInfo) -> dict:
     """Write `adapter/` (and `adapter/base/` when needed) for `save_adapter`; return the lineage entry."""
     s = cfg.student.lora
     entry: dict = {"r": s.r, "alpha": s.alpha, "dropout": s.dropout, "target_modules": s.target_modules,
                    "merged": True, "adapter": None}
-    entry["base"], base_spec = lora_base(cfg, teacher)
+    entry["base"], base_spec = student_init(cfg).origin(cfg, teacher)
     if not s.save_adapter:
         return entry
     if base_spec is None:  # the base exists nowhere else: write it next to the adapter
@@ -207,7 +192,7 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
         texts = [policy.notice_text(v) for v in [verdict, *(member_verdicts or [])] if v is not None]
         if notice := "\n\n".join(dict.fromkeys(t for t in texts if t)):
             (tmp / "NOTICE").write_text(notice)
-        from distill.provenance.signing import resolve_signing_key
+        from distill.keys.signing import resolve_signing_key
 
         lineage.write_lineage(tmp, record, resolve_signing_key(cfg.signing_key))
         if out_dir.exists():

@@ -32,10 +32,12 @@ from distill.training.sources import api_identity
 
 @dataclass
 class TrainResult:
-    output_dir: Path
-    steps: int
-    final_eval: dict
-    history: list[dict] = field(default_factory=list)
+    """What `distill.train` gives back (rank 0 has the figures; other ranks the same paths)."""
+
+    output_dir: Path  # the written student: a Hugging Face directory with its model card and lineage.json
+    steps: int  # the run's train.steps (all applied: a run that stops early raises instead)
+    final_eval: dict  # the last step's row, with the final held-out figures (heldout_kl, top1_agreement, ...)
+    history: list[dict] = field(default_factory=list)  # one row per step of this call, as in metrics.jsonl
 
 
 def train(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False,

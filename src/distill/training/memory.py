@@ -29,12 +29,11 @@ checked against measured peak RSS in `benchmarks/bench_memory.py` (docs/benchmar
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from distill.errors import DistillError
 from distill.loss.fused import chunk_rows
@@ -290,42 +289,16 @@ def _meta_model(config) -> torch.nn.Module:
         return AutoModelForCausalLM.from_config(config)
 
 
-def _student_config(cfg: DistillConfig, teacher_config):
-    from distill.models.loading import load_tokenizer, model_config
-    from distill.models.students import fresh_config
-
-    s = cfg.student
-    if s.init == "pretrained":
-        return model_config(s.model)
-    if s.init == "layers":
-        config = copy.deepcopy(teacher_config)
-        n = config.num_hidden_layers
-        keep = list(s.layers) if s.layers else list(range(0, n, s.every or 1))
-        config.num_hidden_layers = len(keep)
-        if getattr(config, "layer_types", None):
-            config.layer_types = [config.layer_types[i] for i in keep if i < len(config.layer_types)]
-        return config
-    if s.init == "prune":
-        from distill.models.prune import pruned_config, target_dims
-
-        teacher_config = teacher_config or model_config(cfg.teacher.model, cfg.teacher.trust_remote_code)
-        return pruned_config(teacher_config, target_dims(s.prune, teacher_config))
-    tok = load_tokenizer(s.tokenizer or cfg.teacher.local_spec, cfg.teacher.trust_remote_code)
-    return fresh_config(len(tok), hidden_size=s.hidden_size, num_layers=s.num_layers, num_heads=s.num_heads,
-                        intermediate_size=s.intermediate_size)
-
-
 def workload(cfg: DistillConfig, world: int, device: str, parallel: str | None = None,
              host_ranks: int | None = None) -> Workload:
     """The workload of `cfg` on `world` ranks of `device`, read from the models' configurations only."""
     from distill.models.loading import model_config
+    from distill.models.student_init import student_init
 
     kind = cfg.teacher_kind
-    loads_teacher = kind.needs_weights or cfg.student.init in ("layers", "prune")  # a cut student reads it too
+    loads_teacher = kind.needs_weights or cfg.student.cut_from_teacher
     teacher_config = model_config(cfg.teacher.model, cfg.teacher.trust_remote_code) if loads_teacher else None
-    if cfg.student.init == "layers" and teacher_config is None:
-        raise DistillError("student.init=layers needs the teacher's weights", where="student.init")
-    student_model = _meta_model(_student_config(cfg, teacher_config))
+    student_model = _meta_model(student_init(cfg).shape(cfg, teacher_config))
     trainable = None
     if cfg.student.lora:
         from distill.models.lora import adapter_parameters
@@ -388,6 +361,50 @@ def check(cfg: DistillConfig, world: int, device: str) -> Plan:
     if not fits(p, limit):
         raise refusal(p, limit, source, cfg.train.grad_accum)
     return p
+
+
+@dataclass
+class RunPlan:
+    """What `distill.plan` (and `distill plan`) gives back: the memory plan of a training config, before any
+    weights load."""
+
+    plans: dict[str, Plan]  # the plan under each train.parallel mode: "ddp" and "fsdp"
+    parallel: str  # the config's train.parallel: the plan that decides
+    limit: int  # the memory planned against, in bytes (per GPU on cuda; the host's RAM on cpu)
+    limit_source: str  # where `limit` came from ("--device-memory 80GiB", "MemAvailable", ...)
+    world: int  # processes (torchrun ranks)
+    device: str  # "cpu" or "cuda"
+    fits: bool  # whether the configured run fits in MARGIN × limit
+    advice: list[Advice] = field(default_factory=list)  # changes that fit, cheapest first (when it does not)
+
+    @property
+    def chosen(self) -> Plan:
+        """The plan of the configured train.parallel."""
+        return self.plans[self.parallel]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as `distill plan --json` prints it."""
+        return {"limit_bytes": self.limit, "limit_source": self.limit_source, "parallel": self.parallel,
+                "world": self.world, "device": self.device, "fits": self.fits,
+                "plans": {m: {"parts": p.parts, "peak": p.peak, "host_total": p.host_total()}
+                          for m, p in self.plans.items()},
+                "advice": [{"change": a.change, "host_total": a.plan.host_total()} for a in self.advice]}
+
+
+def plan_run(cfg: DistillConfig, *, world: int = 1, device: str = "cpu", device_memory: str | None = None) -> RunPlan:
+    """The memory plan of `cfg` on `world` ranks of `device` ("cpu": all ranks share this host's RAM; "cuda": one
+    GPU each) under ddp and fsdp, against `device_memory` ("80GiB"; default: what this machine has available)."""
+    if world < 1:
+        raise DistillError(f"--world must be at least 1 (got {world})", where="--world")
+    if device_memory:
+        limit, source = parse_bytes(device_memory), f"--device-memory {device_memory}"
+    else:
+        limit, source = available_memory(device)
+    plans = {mode: plan(workload(cfg, world, device, mode)) for mode in ("ddp", "fsdp")}
+    chosen = plans[cfg.train.parallel]
+    ok = fits(chosen, limit)
+    return RunPlan(plans, cfg.train.parallel, limit, source, world, device, ok,
+                   [] if ok else advice(chosen.workload, limit, cfg.train.grad_accum))
 
 
 def measured_peak(device: torch.device) -> tuple[int, str]:

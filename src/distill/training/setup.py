@@ -20,9 +20,7 @@ import torch
 from distill.config import DistillConfig
 from distill.data.corpus import Corpus, load_corpus
 from distill.errors import DistillError
-from distill.fileio import read_json_object
 from distill.loss.fused import chunk_rows
-from distill.loss.hidden import Origin
 from distill.models.fast import measured_teacher
 from distill.models.loading import (
     LoadedModel,
@@ -33,7 +31,8 @@ from distill.models.loading import (
     load_tokenizer,
 )
 from distill.models.lora import apply_lora, trainable_parameters
-from distill.models.students import fresh_llama, layer_subset, param_count
+from distill.models.student_init import student_init
+from distill.models.students import param_count
 from distill.signals import TeacherSource
 from distill.teachers import TeacherInputs
 from distill.teachers.live import LocalModelTeacher
@@ -86,56 +85,9 @@ class Run:
                 src.close()
 
 
-def base_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> torch.nn.Module:
-    s = cfg.student
-    if s.init == "fresh":
-        return fresh_llama(tokenizer, hidden_size=s.hidden_size, num_layers=s.num_layers, num_heads=s.num_heads,
-                           intermediate_size=s.intermediate_size, seed=cfg.train.seed)
-    if s.init == "layers":
-        if teacher is None:
-            raise DistillError("student.init=layers needs the teacher's weights", where="student.init")
-        student = layer_subset(teacher.model, layers=s.layers, every=s.every)
-        n = len(teacher.model.base_model.layers)
-        student.teacher_origin = Origin(tuple(s.layers or range(0, n, s.every or 1)))  # for loss.hidden: auto
-        return student
-    if s.init == "prune":
-        if teacher is None:
-            raise DistillError("student.init=prune needs the teacher's weights", where="student.init")
-        from distill.models.prune import prune_teacher
-
-        calibration = load_corpus(cfg.data, tokenizer).train  # the run's training sequences (deterministic)
-        res = prune_teacher(teacher.model, s.prune, calibration, tokenizer.pad_token_id)
-        log.info("pruned student: %s, %.1f M of the teacher's %.1f M params", res.dims, res.student_params / 1e6,
-                 res.teacher_params / 1e6)
-        width_cut = res.dims.hidden_size < teacher.model.config.hidden_size
-        res.student.teacher_origin = Origin(tuple(res.selection.layers),
-                                            tuple(res.selection.hidden.tolist()) if width_cut else None)
-        return res.student.train()
-    loaded = load_model(s.model)
-    origin = pruned_origin(loaded.info)
-    if origin is not None:
-        loaded.model.teacher_origin = origin
-    return loaded.model.train()
-
-
-def pruned_origin(info: ModelInfo) -> Origin | None:
-    """What a student written by `distill prune` kept of its teacher (its importance.json), else None."""
-    path = Path(info.local_dir) / "importance.json" if info.local_dir else None
-    if path is None or not path.is_file():
-        return None
-    report = read_json_object(path, "pruning report (importance.json)", "write it again with `distill prune`")
-    try:
-        hidden = report["hidden"]
-        width_cut = hidden["kept"] < hidden["of"]
-        return Origin(tuple(report["layers"]["kept"]), tuple(hidden["kept_indices"]) if width_cut else None)
-    except (KeyError, TypeError):
-        raise DistillError("importance.json next to the student is not a `distill prune` report", where=str(path),
-                           fix="write it again with `distill prune`, or remove it") from None
-
-
 def build_student(cfg: DistillConfig, teacher: LoadedModel | None, tokenizer) -> torch.nn.Module:
     """The student as `student.init` says, wrapped with LoRA adapters when `student.lora` is set."""
-    student = base_student(cfg, teacher, tokenizer)
+    student = student_init(cfg).build(cfg, teacher, tokenizer)
     return apply_lora(student, cfg.student.lora) if cfg.student.lora else student
 
 
@@ -172,15 +124,6 @@ def load_member(cfg: DistillConfig, teacher, corpus: Corpus, tokenizer, device: 
     tok = loaded.tokenizer if loaded else load_tokenizer(teacher.local_spec, teacher.trust_remote_code)
     check_compatible(tok, tokenizer, loaded.model if loaded else None, None)
     return loaded
-
-
-def student_tokenizer(cfg: DistillConfig, teacher_tok):
-    """The data is tokenized with the student's tokenizer: the teacher's, except in cross-tokenizer mode."""
-    if cfg.student.init == "pretrained":
-        return load_tokenizer(cfg.student.model)
-    if cfg.student.tokenizer:
-        return load_tokenizer(cfg.student.tokenizer)
-    return teacher_tok
 
 
 def checkpointed(module: StudentLoss) -> torch.nn.Module:
@@ -226,14 +169,14 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     other_infos = [describe_model(m.local_spec) for m in others]
     other_verdicts = [policy_verdict(cfg, i, m) for m, i in zip(others, other_infos, strict=True)]
     memory_plan = memory.check(cfg, world.size, world.device.type) if t.memory_check else None
-    cut = cfg.student.init in ("layers", "prune")  # a student cut from the teacher's weights
+    cut = cfg.student.cut_from_teacher
     needs_weights = kind.needs_weights or cut
     # On GPU a teacher that only scores is read in bf16 (half the host memory); one a student is cut from, in fp32.
     load_dtype = torch.bfloat16 if world.device.type == "cuda" and not cut else torch.float32
     teacher = load_model(cfg.teacher.model, dtype=load_dtype, trust_remote_code=cfg.teacher.trust_remote_code) \
         if needs_weights else None
     teacher_tok = teacher.tokenizer if teacher else load_tokenizer(cfg.teacher.local_spec, cfg.teacher.trust_remote_code)
-    tokenizer = student_tokenizer(cfg, teacher_tok)
+    tokenizer = student_init(cfg).tokenizer(cfg, teacher_tok)  # the data is tokenized with the student's
     corpus = load_corpus(cfg.data, tokenizer)
     student = build_student(cfg, teacher, tokenizer)
     if cfg.loss.cross_tokenizer:

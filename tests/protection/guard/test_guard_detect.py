@@ -64,7 +64,7 @@ def test_campaigns_flagged_benign_not(held_out):
 
 
 def test_actions_hooks_and_report(tmp_path, tokenizer, capsys, fixed_key):
-    from distill.protection.watermark.keys import save_key
+    from distill.keys.watermark import save_key
 
     save_key(fixed_key(tokenizer, "guard-actions"), tmp_path / "wm.key")
     cfg_file = tmp_path / "guard.yaml"

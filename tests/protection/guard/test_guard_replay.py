@@ -10,9 +10,9 @@ import pytest
 
 from distill.cli import main
 from distill.errors import DistillError
+from distill.keys.api import load_api_keys
 from distill.protection.guard import Guard, GuardConfig, Rule
 from distill.protection.guard.replay import read_trace, request_body
-from distill.serve.keys import load_api_keys
 from distill.serve.protection import Protection
 
 

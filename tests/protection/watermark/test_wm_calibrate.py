@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, LogitsProcessorList
 
 from distill.cli import main
 from distill.errors import DistillError
+from distill.keys.watermark import WatermarkKey, save_key
 from distill.protection.watermark.calibrate import (
     calibration_path,
     fit_calibration,
@@ -25,7 +26,6 @@ from distill.protection.watermark.calibrate import (
 )
 from distill.protection.watermark.detect import UnitCounter, detect_ids, tokens_needed
 from distill.protection.watermark.greenlist import green_of
-from distill.protection.watermark.keys import WatermarkKey, save_key
 from distill.protection.watermark.processor import WatermarkLogitsProcessor
 from distill.protection.watermark.stats import betabinom_log_sf, binom_log_sf
 

@@ -13,8 +13,8 @@ from scipy.stats import binom
 from transformers import AutoModelForCausalLM, LogitsProcessorList
 
 from distill.cli import main
+from distill.keys.watermark import WatermarkKey, load_key, save_key
 from distill.protection.watermark.detect import detect_ids, detect_text
-from distill.protection.watermark.keys import WatermarkKey, load_key, save_key
 from distill.protection.watermark.processor import WatermarkLogitsProcessor
 
 P0 = 0.01

@@ -8,8 +8,8 @@ import hmac
 import pytest
 import torch
 
+from distill.keys.watermark import WatermarkKey
 from distill.protection.watermark.greenlist import green_mask, score_pairs
-from distill.protection.watermark.keys import WatermarkKey
 from distill.protection.watermark.processor import WatermarkLogitsProcessor
 
 V = 3000

@@ -416,7 +416,7 @@ class Guard:
         if a == "degrade":
             return [DegradeLogitsProcessor(self.config.degrade_noise)]
         if a == "watermark" and self.config.watermark_key:
-            from distill.protection.watermark.keys import load_key
+            from distill.keys.watermark import load_key
             from distill.protection.watermark.processor import WatermarkLogitsProcessor
 
             if self._wm_master is None:

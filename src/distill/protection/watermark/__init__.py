@@ -1,5 +1,6 @@
 """Text watermarking (Kirchenbauer et al. 2023): keys, green lists, the logits processor and detection."""
 
+from distill.keys.watermark import WatermarkKey, load_key, new_key, save_key
 from distill.protection.watermark.detect import (
            Detection,
            UnitCounter,
@@ -7,7 +8,6 @@ from distill.protection.watermark.detect import (
            detect_ids,
            detect_text,
 )
-from distill.protection.watermark.keys import WatermarkKey, load_key, new_key, save_key
 from distill.protection.watermark.processor import WatermarkLogitsProcessor
 from distill.protection.watermark.stats import binom_log_sf, min_tokens_needed, p_value, z_score
 

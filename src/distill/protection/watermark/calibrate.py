@@ -49,8 +49,8 @@ import torch
 
 from distill.errors import DistillError
 from distill.fileio import read_json_object, write_json_atomic
+from distill.keys.watermark import WatermarkKey
 from distill.protection.watermark.greenlist import exact_gamma, score_pairs
-from distill.protection.watermark.keys import WatermarkKey
 from distill.protection.watermark.stats import betabinom_log_sf, min_tokens_needed
 
 FORMAT = "distill-watermark-calibration/1"

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from distill.errors import DistillError
+from distill.keys.watermark import WatermarkKey
 from distill.protection.watermark.greenlist import exact_gamma, score_pairs
-from distill.protection.watermark.keys import WatermarkKey
 from distill.protection.watermark.stats import binom_log_sf, bonferroni, min_tokens_needed, z_score
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 import torch
 
-from distill.protection.watermark.keys import WatermarkKey
+from distill.keys.watermark import WatermarkKey
 
 M32 = 0xFFFFFFFF
 _C1, _C2 = 0x85EBCA6B, 0xC2B2AE35

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from distill.errors import DistillError
+from distill.keys.watermark import WatermarkKey
 from distill.protection.watermark.greenlist import green_mask, green_of, key_tables
-from distill.protection.watermark.keys import WatermarkKey
 
 SERVE_TOP_K = 64
 """`distill serve` biases only the 64 highest-scoring candidates at each step. Same green bits, same detection;

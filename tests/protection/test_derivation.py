@@ -1,4 +1,4 @@
-"""`distill provenance` (no watermark): the sign test against a direct binomial sum, the agreement and departure
+"""`distill derivation` (no watermark): the sign test against a direct binomial sum, the agreement and departure
 measures by hand, the inconclusive verdicts on constructed inputs, and end to end on tiny models — a student distilled
 from a parent is flagged; a model trained on the same data without the parent is not; references of another domain
 make the test inconclusive (exit 3), never an accusation."""
@@ -13,41 +13,42 @@ import pytest
 import torch
 
 from distill.cli import main
+from distill.commands.provenance import NOTICE
 from distill.config import load_config
 from distill.errors import DistillError
-from distill.protection import provenance
+from distill.protection import derivation
 from distill.training.loop import train
 
 
 def test_sign_test_matches_a_direct_binomial_sum():
     diffs = [0.2, 0.1, -0.3, 0.0, 0.5, 0.4, 0.1, -0.1, 0.2, 0.3]  # 7 positive, 2 negative, 1 tie (dropped)
-    p, pos, n = provenance.sign_test(diffs)
+    p, pos, n = derivation.sign_test(diffs)
     assert (pos, n) == (7, 9)
     assert p == pytest.approx(sum(math.comb(9, k) for k in range(7, 10)) / 2**9, rel=1e-9)
-    assert provenance.sign_test([0.0, 0.0]) == (1.0, 0, 0)
-    assert provenance.min_queries(0.01) == 7 and 2.0**-7 < 0.01 < 2.0**-6
+    assert derivation.sign_test([0.0, 0.0]) == (1.0, 0, 0)
+    assert derivation.min_queries(0.01) == 7 and 2.0**-7 < 0.01 < 2.0**-6
 
 
 def test_word_agreement_counts_positions_and_missing_words():
-    assert provenance.word_agreement("the cat sat on", "the dog sat", 4) == 0.5  # the, sat; 'on' has no partner
-    assert provenance.word_agreement("", "anything", 3) == 0.0
+    assert derivation.word_agreement("the cat sat on", "the dog sat", 4) == 0.5  # the, sat; 'on' has no partner
+    assert derivation.word_agreement("", "anything", 3) == 0.0
     same = torch.tensor([1, 2, 3, 4])
-    assert provenance.open_agreements([same], [torch.tensor([1, 0, 3, 0])]) == [0.5]
+    assert derivation.open_agreements([same], [torch.tensor([1, 0, 3, 0])]) == [0.5]
 
 
 def test_the_verdict_needs_every_reference_beaten_and_enough_queries():
     parent = [0.9] * 40
-    rep = provenance.judge({"parent": parent, "a": [0.1] * 40, "b": [0.95] * 40, "c": [0.1] * 40}, "parent",
+    rep = derivation.judge({"parent": parent, "a": [0.1] * 40, "b": [0.95] * 40, "c": [0.1] * 40}, "parent",
                            parent_agreement={"a": [0.2] * 40, "b": [0.3] * 40, "c": [0.25] * 40})
     assert rep["references"]["a"]["p"] == pytest.approx(2.0**-40)
     assert rep["references"]["b"]["p"] == 1.0 and rep["p"] == 1.0 and not rep["derived"]
     assert rep["closest_reference"] == "b" and rep["verdict"] == "not_derived" and rep["inconclusive"] == []
     with pytest.raises(DistillError, match="cannot reach p < 0.01"):
-        provenance.judge({"parent": [1.0] * 5, "a": [0.0] * 5}, "parent", parent_agreement={"a": [0.0] * 5})
+        derivation.judge({"parent": [1.0] * 5, "a": [0.0] * 5}, "parent", parent_agreement={"a": [0.0] * 5})
     with pytest.raises(DistillError, match="model-level test of the suspect statistic needs"):
-        provenance.judge({"parent": parent, "a": [0.1] * 40}, "parent")
+        derivation.judge({"parent": parent, "a": [0.1] * 40}, "parent")
     with pytest.raises(DistillError, match="at least one reference"):
-        provenance.judge({"parent": [1.0] * 10}, "parent")
+        derivation.judge({"parent": [1.0] * 10}, "parent")
 
 
 def test_the_parent_centred_statistic_matches_a_direct_computation():
@@ -56,7 +57,7 @@ def test_the_parent_centred_statistic_matches_a_direct_computation():
     s_ref = [0.9] * 10  # the suspect is closer to the reference: the suspect-centred test says nothing
     r_parent = [0.5, 0.5, 0.6, 0.5, 0.4, 0.3, 0.5, 0.6, 0.5, 0.4]  # 7 queries below, 1 above, 2 ties
     # (one reference and 10 queries: inconclusive whatever p says; the p is still computed and reported)
-    rep = provenance.judge({"parent": s_parent, "r": s_ref}, "parent", parent_agreement={"r": r_parent},
+    rep = derivation.judge({"parent": s_parent, "r": s_ref}, "parent", parent_agreement={"r": r_parent},
                            statistic="parent")
     pos, n = 7, 8
     assert rep["references"]["r"]["parent_wins"] == pos and rep["references"]["r"]["decided"] == n
@@ -66,9 +67,9 @@ def test_the_parent_centred_statistic_matches_a_direct_computation():
     assert rep["reference_agreement_with_parent"]["r"] == pytest.approx(0.48)
     assert rep["verdict"] == "inconclusive" and not rep["derived"] and len(rep["inconclusive"]) == 2
     with pytest.raises(DistillError, match="needs every reference's agreement with the parent"):
-        provenance.judge({"parent": s_parent, "r": s_ref}, "parent", statistic="parent")
-    with pytest.raises(DistillError, match="unknown provenance statistic"):
-        provenance.judge({"parent": s_parent, "r": s_ref}, "parent", statistic="both")
+        derivation.judge({"parent": s_parent, "r": s_ref}, "parent", statistic="parent")
+    with pytest.raises(DistillError, match="unknown derivation statistic"):
+        derivation.judge({"parent": s_parent, "r": s_ref}, "parent", statistic="both")
 
 
 def test_the_departure_statistic_matches_a_direct_computation():
@@ -80,7 +81,7 @@ def test_the_departure_statistic_matches_a_direct_computation():
     # query 1: positions where the parent, the suspect and the reference all miss: 2, 3, 4, 6, 7 (1: ref right,
     # 5: suspect right, 0: parent right). The suspect picks the parent's token at 2, 4, 7 (3/5), the ref at 2 (1/5)
     # query 2: the parent never departs: a tie. Query 3: the suspect is right at 0, so only position 1: 1 - 1 = 0
-    d = provenance.departure_differences(suspect, ref, parent, y)
+    d = derivation.departure_differences(suspect, ref, parent, y)
     assert d == pytest.approx([3 / 5 - 1 / 5, 0.0, 0.0])
 
     def direct(m, p, yy):  # share of positions where the parent and m both miss at which m picks the parent's token
@@ -88,12 +89,12 @@ def test_the_departure_statistic_matches_a_direct_computation():
                  ty.tolist(), strict=True) if b != c and a != c]
         return sum(a == b for a, b in pairs) / len(pairs)
 
-    assert provenance.departure_agreement(suspect, parent, y) == pytest.approx(direct(suspect, parent, y))
-    assert provenance.fit_to_text(suspect, y) == pytest.approx(3 / 14)  # positions 0 and 5 of q1, 0 of q3
+    assert derivation.departure_agreement(suspect, parent, y) == pytest.approx(direct(suspect, parent, y))
+    assert derivation.fit_to_text(suspect, y) == pytest.approx(3 / 14)  # positions 0 and 5 of q1, 0 of q3
     # the statistic is blind to fit: a reference that knows the text better (right where the suspect is wrong)
     # loses those positions from the comparison instead of winning them
     knows = [t([1, 2, 3, 4, 5, 6, 7, 8]), t([1, 1, 1, 1]), t([5, 6])]
-    assert provenance.departure_differences(suspect, knows, parent, y) == [0.0, 0.0, 0.0]
+    assert derivation.departure_differences(suspect, knows, parent, y) == [0.0, 0.0, 0.0]
 
 
 def test_minimum_detectable_effect_matches_the_binomial():
@@ -102,23 +103,23 @@ def test_minimum_detectable_effect_matches_the_binomial():
 
     for n in (12, 32, 64):
         need = next(k for k in range(n + 1) if sf(k, n, 0.5) < 0.01)
-        q = provenance.min_detectable_win_rate(n, 0.01)
+        q = derivation.min_detectable_win_rate(n, 0.01)
         assert sf(need, n, q) >= 0.8 > sf(need, n, q - 1e-6)
-    assert provenance.min_detectable_win_rate(32, 0.01) <= provenance.MAX_MDE < provenance.min_detectable_win_rate(
+    assert derivation.min_detectable_win_rate(32, 0.01) <= derivation.MAX_MDE < derivation.min_detectable_win_rate(
         24, 0.01)
-    assert provenance.min_detectable_win_rate(5, 0.01) == 1.0  # 2^-5 > 0.01: never
+    assert derivation.min_detectable_win_rate(5, 0.01) == 1.0  # 2^-5 > 0.01: never
 
 
 def test_coverage_and_degenerate_models_are_reasons_not_to_conclude():
     fit = {"suspect": 0.30, "a": 0.20, "b": 0.29, "c": 0.10}
-    assert provenance.coverage_reasons(fit, "suspect", ["a", "b", "c"], margin=0.02) == []
-    why = provenance.coverage_reasons(fit, "suspect", ["a", "c"], margin=0.02)
+    assert derivation.coverage_reasons(fit, "suspect", ["a", "b", "c"], margin=0.02) == []
+    why = derivation.coverage_reasons(fit, "suspect", ["a", "c"], margin=0.02)
     assert len(why) == 1 and "do not cover the queries' domain" in why[0] and "a: 0.200" in why[0]
     t = torch.tensor
     preds = {"ok": [t([1, 2, 3, 1]), t([4, 5, 1, 6])], "stuck": [t([7, 7, 7, 1]), t([7, 7, 2, 7])]}  # 6 of 8
-    assert provenance.degenerate_predictions(preds) == []  # 75%: not more than MAX_TOP_TOKEN_SHARE
+    assert derivation.degenerate_predictions(preds) == []  # 75%: not more than MAX_TOP_TOKEN_SHARE
     preds["stuck"][1][2] = 7  # 7 of 8
-    out = provenance.degenerate_predictions(preds)
+    out = derivation.degenerate_predictions(preds)
     assert len(out) == 1 and out[0].startswith("stuck predicts one same token at 88%")
 
 
@@ -159,7 +160,7 @@ def _other_domain_text(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def family(tmp_path_factory, tokenizer, text_file):
-    root = tmp_path_factory.mktemp("provenance")
+    root = tmp_path_factory.mktemp("derivation")
     parent = _sharp_parent(root, tokenizer)
     other = _other_domain_text(root)
     return {"parent": str(parent),
@@ -177,7 +178,7 @@ def _refs(paths: list[str]) -> list[str]:
 
 
 def _run(capsys, suspect: str, f: dict, *extra: str, refs: list[str] | None = None) -> tuple[int, dict]:
-    code = main(["provenance", "--suspect", suspect, "--parent", f["parent"], *_refs(refs or f["refs"]),
+    code = main(["derivation", "--suspect", suspect, "--parent", f["parent"], *_refs(refs or f["refs"]),
                  "--data", f["data"], "--queries", "40", "--seq-len", "32", "--json", *extra])
     return code, json.loads(capsys.readouterr().out)
 
@@ -202,7 +203,7 @@ def test_the_report_records_the_models_and_queries_it_compared(family, capsys):
     _, again = _run(capsys, family["distilled"], family)
     _, fewer = _run(capsys, family["distilled"], family, "--queries", "36")
     assert again["evidence"]["queries_sha256"] == ev["queries_sha256"] != fewer["evidence"]["queries_sha256"]
-    main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"], *_refs(family["refs"]),
+    main(["derivation", "--suspect", family["distilled"], "--parent", family["parent"], *_refs(family["refs"]),
           "--data", family["data"], "--queries", "40", "--seq-len", "32"])
     text = capsys.readouterr().out
     assert "DERIVED at alpha 0.01" in text and "minimum detectable effect" in text and "model level: the suspect" in text
@@ -225,7 +226,7 @@ def test_references_of_another_domain_make_the_test_inconclusive(family, capsys)
     assert code == 3 and rep["verdict"] == "inconclusive" and not rep["derived"]
     assert any("do not cover the queries' domain" in r for r in rep["inconclusive"])
     assert rep["fit_top1"]["suspect"] > max(rep["fit_top1"][k] for k in rep["references"])
-    main(["provenance", "--suspect", family["same_data"], "--parent", family["parent"],
+    main(["derivation", "--suspect", family["same_data"], "--parent", family["parent"],
           *_refs(family["other_refs"]), "--data", family["data"], "--queries", "40", "--seq-len", "32"])
     text = capsys.readouterr().out
     assert "INCONCLUSIVE" in text and "inconclusive: the references do not cover" in text and "DERIVED" not in text
@@ -241,12 +242,12 @@ def test_a_text_corpus_is_compared_on_its_held_out_passages_only(family, tokeniz
 
     corpus = load_corpus(DataConfig(path=family["data"], seq_len=32, heldout_fraction=0.2, seed=0), tokenizer)
     assert not corpus.conversations and len(corpus.heldout) == 44
-    queries = provenance.open_queries(tokenizer, family["data"], 44, 32)
+    queries = derivation.open_queries(tokenizer, family["data"], 44, 32)
     assert [q.ids for q in queries] == [ex["input_ids"].tolist() for ex in corpus.heldout]
     assert all(q.compared is None and int(q.mask().sum()) == 31 for q in queries)
     assert queries[0].targets().tolist() == queries[0].ids[1:]
     with pytest.raises(DistillError, match="only 44 held-out passages of 32 tokens, 45 asked"):
-        provenance.open_queries(tokenizer, family["data"], 45, 32)  # never a training passage
+        derivation.open_queries(tokenizer, family["data"], 45, 32)  # never a training passage
     _, rep = _run(capsys, family["distilled"], family)
     assert rep["unit"] == f"a held-out passage of 32 tokens of {family['data']}" and "conversation" not in rep["unit"]
     assert "answer" not in rep["measure"]
@@ -267,7 +268,7 @@ def test_open_mode_on_conversations_compares_the_answer_tokens_only(family, toke
     from distill.models.loading import load_model
 
     folder = _answers_folder(tmp_path, 12)
-    queries = provenance.open_queries(tokenizer, str(folder), 10, 96)
+    queries = derivation.open_queries(tokenizer, str(folder), 10, 96)
     assert len(queries) == 10
     for q in queries:  # the compared positions predict exactly the answer's tokens and its end
         picked = [q.ids[t + 1] for t, on in enumerate(q.compared) if on]
@@ -290,41 +291,41 @@ def test_open_mode_on_conversations_compares_the_answer_tokens_only(family, toke
     direct = sum(float((a == b).float().mean()) for a, b in zip(mine, theirs, strict=True)) / len(queries)
     assert rep["agreement"]["parent"]["mean"] == pytest.approx(direct, abs=1e-6)
     with pytest.raises(DistillError, match="only 12 conversations with an answer, 20 asked"):
-        provenance.open_queries(tokenizer, str(folder), 20, 96)
+        derivation.open_queries(tokenizer, str(folder), 20, 96)
 
 
 def test_three_references_and_enough_queries_can_conclude():
     parent = [1.0] * 40
     own = {"a": [0.10] * 40, "b": [0.12] * 40, "c": [0.11] * 40}  # the references' own agreement with the parent
-    rep = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
+    rep = derivation.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
                            parent_agreement=own)
     assert rep["cautions"] == [] and rep["inconclusive"] == [] and rep["p_query"] == pytest.approx(2.0**-40)
     # the model-level test: t = (1.0 - 0.11) / (0.01 * sqrt(4/3)) with 2 degrees of freedom, in closed form
     t = 0.89 / (0.01 * math.sqrt(4 / 3))
     assert rep["p_model"] == pytest.approx(0.5 - t / (2 * math.sqrt(t * t + 2)), rel=1e-6)
     assert rep["p"] == rep["p_model"] and rep["verdict"] == "derived" and rep["derived"]
-    two = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40}, "parent", parent_agreement=own)
+    two = derivation.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40}, "parent", parent_agreement=own)
     assert two["verdict"] == "inconclusive" and "only 2 reference model(s)" in two["inconclusive"][0]
-    few = provenance.judge({"parent": [1.0] * 12, "a": [0.0] * 12, "b": [0.0] * 12, "c": [0.0] * 12}, "parent",
+    few = derivation.judge({"parent": [1.0] * 12, "a": [0.0] * 12, "b": [0.0] * 12, "c": [0.0] * 12}, "parent",
                            parent_agreement={r: v[:12] for r, v in own.items()})
     assert few["p_query"] == pytest.approx(2.0**-12) and few["verdict"] == "inconclusive"
     assert "12 queries are too few for the stated power" in few["inconclusive"][0]
-    given = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
+    given = derivation.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
                              parent_agreement=own, inconclusive=["the references do not cover the queries' domain"])
     assert given["verdict"] == "inconclusive" and not given["derived"] and given["p_query"] == pytest.approx(2.0**-40)
-    flat = provenance.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
+    flat = derivation.judge({"parent": parent, "a": [0.0] * 40, "b": [0.0] * 40, "c": [0.0] * 40}, "parent",
                             parent_agreement={r: [0.1] * 40 for r in own})
     assert flat["verdict"] == "inconclusive" and flat["p_model"] is None and "do not vary" in flat["inconclusive"][0]
 
 
 def test_the_model_level_test_matches_students_t_in_closed_form():
     # one degree of freedom (2 references): Cauchy, sf(t) = 1/2 - atan(t)/pi
-    rep = provenance.model_level_test(0.5, [0.1, 0.3])
+    rep = derivation.model_level_test(0.5, [0.1, 0.3])
     t = (0.5 - 0.2) / (math.sqrt(0.02) * math.sqrt(1.5))
     assert rep["t"] == pytest.approx(t) and rep["df"] == 1
     assert rep["p"] == pytest.approx(0.5 - math.atan(t) / math.pi, rel=1e-9)
-    assert provenance.model_level_test(0.0, [0.1, 0.3])["p"] > 0.5  # below the references: no evidence
-    assert provenance.model_level_test(0.9, [0.2, 0.2, 0.2])["p"] is None  # no spread: cannot be estimated
+    assert derivation.model_level_test(0.0, [0.1, 0.3])["p"] > 0.5  # below the references: no evidence
+    assert derivation.model_level_test(0.9, [0.2, 0.2, 0.2])["p"] is None  # no spread: cannot be estimated
 
 
 def test_a_seed_difference_is_not_called_derived_however_many_queries():
@@ -333,26 +334,32 @@ def test_a_seed_difference_is_not_called_derived_however_many_queries():
     # model), so the suspect is one more model of their kind and the verdict must not be 'derived'.
     n = 400
     own = {"a": [0.20] * n, "b": [0.30] * n, "c": [0.25] * n}
-    rep = provenance.judge({"parent": [0.31] * n, "a": [0.0] * n, "b": [0.0] * n, "c": [0.0] * n}, "parent",
+    rep = derivation.judge({"parent": [0.31] * n, "a": [0.0] * n, "b": [0.0] * n, "c": [0.0] * n}, "parent",
                            parent_agreement=own, statistic="parent")
     assert rep["p_query"] == pytest.approx(2.0**-n) and rep["p_model"] > 0.05
     assert rep["p"] == rep["p_model"] and rep["verdict"] == "not_derived"
 
 
 def test_too_few_queries_and_a_missing_parent_are_refused(family, capsys):
-    assert main(["provenance", "--suspect", family["distilled"], *_refs(family["refs"])]) == 2
+    assert main(["derivation", "--suspect", family["distilled"], *_refs(family["refs"])]) == 2
     assert "give the parent once" in capsys.readouterr().err
-    code = main(["provenance", "--suspect", family["distilled"], "--parent", family["parent"],
+    code = main(["derivation", "--suspect", family["distilled"], "--parent", family["parent"],
                  *_refs(family["refs"]), "--data", family["data"], "--queries", "5", "--seq-len", "32"])
     assert code == 2 and "use at least 7 queries" in capsys.readouterr().err
 
 
+def test_the_old_command_name_runs_the_same_test_with_a_notice(family, capsys):
+    assert main(["provenance", "--suspect", family["distilled"], *_refs(family["refs"])]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == NOTICE and "give the parent once" in err[1]
+
+
 def _blackbox(monkeypatch, said: dict[str, list[str]], words: int = 8) -> dict:
     """The black-box test on fixed answers (`said`, by label: suspect, parent, then the references)."""
-    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
-    cand = provenance.Candidate
+    monkeypatch.setattr(derivation, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
+    cand = derivation.Candidate
     refs = [cand(k, k) for k in said if k not in ("suspect", "parent")]
-    return provenance.provenance_blackbox(cand("suspect", "s"), cand("parent", "p"), refs,
+    return derivation.derivation_blackbox(cand("suspect", "s"), cand("parent", "p"), refs,
                                           [f"question {i}" for i in range(len(said["suspect"]))], max_tokens=16,
                                           words=words)
 
@@ -374,14 +381,14 @@ def test_blackbox_mode_compares_answers_word_by_word(monkeypatch):
     assert rep["p_query"] == pytest.approx(2.0**-n) and rep["p"] == rep["p_model"] < 0.01
     assert rep["derived"] and rep["verdict"] == "derived"
     assert not any("distinct answers" in c for c in rep["cautions"])
-    assert rep["cautions"] == [provenance.BLACKBOX_COVERAGE]  # the limitation is always stated
+    assert rep["cautions"] == [derivation.BLACKBOX_COVERAGE]  # the limitation is always stated
     import hashlib
 
     assert rep["evidence"]["answers_sha256"]["parent"] == hashlib.sha256("\n\x00".join(said["parent"]).encode()
                                                                          ).hexdigest()
     assert set(rep["evidence"]["answers_sha256"]) == {"suspect", "parent", "ref0", "ref1", "ref2"}
     with pytest.raises(DistillError, match="departure statistic needs the text's next tokens"):
-        provenance.provenance_blackbox(provenance.Candidate("suspect", "s"), provenance.Candidate("parent", "p"),
+        derivation.derivation_blackbox(derivation.Candidate("suspect", "s"), derivation.Candidate("parent", "p"),
                                        [], ["q"] * n, statistic="departure")
 
 
@@ -395,8 +402,8 @@ def test_a_reference_that_gives_the_same_few_answers_makes_it_inconclusive(monke
     assert rep["verdict"] == "inconclusive" and not rep["derived"] and rep["p_query"] == pytest.approx(2.0**-n)
     degenerate = [c for c in rep["inconclusive"] if "distinct answers" in c]
     assert len(degenerate) == 1 and degenerate[0].startswith("ref2 gave only 2 distinct answers (first 8 words) to 40")
-    assert provenance.degenerate_answers({"m": ["a b"] * 5 + ["c"] * 5 + [str(i) for i in range(10)]}, 4) == []
-    assert len(provenance.degenerate_answers({"m": ["a b"] * 12 + [str(i) for i in range(8)]}, 4)) == 1  # 9 of 20
+    assert derivation.degenerate_answers({"m": ["a b"] * 5 + ["c"] * 5 + [str(i) for i in range(10)]}, 4) == []
+    assert len(derivation.degenerate_answers({"m": ["a b"] * 12 + [str(i) for i in range(8)]}, 4)) == 1  # 9 of 20
 
 
 class _FakeChat:
@@ -441,16 +448,16 @@ def test_endpoints_are_queried_through_the_generate_client_and_resume(fake_endpo
     """Answers go through `distill generate`'s store: a run cut short by failures stops with no p-value, names
     how many are missing, and the next run asks only for the missing ones."""
     prompts = [f"question {i}" for i in range(10)]
-    c = provenance.Candidate("suspect", endpoint=fake_endpoint.url, model="their-model")
-    opts = provenance.QueryOptions(out_dir=str(tmp_path / "q"), max_tries=2, backoff=0.0, price_in=1.0,
+    c = derivation.Candidate("suspect", endpoint=fake_endpoint.url, model="their-model")
+    opts = derivation.QueryOptions(out_dir=str(tmp_path / "q"), max_tries=2, backoff=0.0, price_in=1.0,
                                    price_out=2.0)
     fake_endpoint.mode = "half"
     with pytest.raises(DistillError) as e:
-        provenance.endpoint_answers(c, prompts, 16, opts)
+        derivation.endpoint_answers(c, prompts, 16, opts)
     assert "left 5 of 10 prompts unanswered after 2 tries" in e.value.what and "server error" in e.value.what
     assert "run the same command again" in e.value.fix and fake_endpoint.requests == 5 + 5 * 2
     fake_endpoint.mode = "ok"
-    texts, spent = provenance.endpoint_answers(c, prompts, 16, opts)
+    texts, spent = derivation.endpoint_answers(c, prompts, 16, opts)
     assert texts == [f"the answer to {p} is plain" for p in prompts]
     assert (spent["skipped"], spent["succeeded"], spent["requests"]) == (5, 5, 5)  # only the missing five
     assert spent["tokens_out"] == 5 * 7 and spent["cost_usd"] == pytest.approx((5 * 5 * 1.0 + 35 * 2.0) / 1e6)
@@ -459,7 +466,7 @@ def test_endpoints_are_queried_through_the_generate_client_and_resume(fake_endpo
 
 def test_a_rate_limited_or_dead_suspect_endpoint_is_a_clear_error(fake_endpoint, tmp_path, family, capsys):
     fake_endpoint.mode = "429"
-    base = ["provenance", "--suspect-endpoint", fake_endpoint.url, "their-model", "--parent", family["parent"],
+    base = ["derivation", "--suspect-endpoint", fake_endpoint.url, "their-model", "--parent", family["parent"],
             *_refs(family["refs"]), "--mode", "blackbox", "--max-tries", "2", "--backoff", "0",
             "--queries", "8", "--queries-dir", str(tmp_path / "q")]
     assert main(base) == 2
@@ -478,14 +485,14 @@ def test_a_rate_limited_or_dead_suspect_endpoint_is_a_clear_error(fake_endpoint,
 def test_incomparable_answers_and_too_few_prompts_are_refused(monkeypatch):
     said = {"suspect": ["un deux trois"] * 10, "parent": ["one two three"] * 10, "ref": ["four five six"] * 10,
             "mute": [""] * 10}
-    monkeypatch.setattr(provenance, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
-    cand = provenance.Candidate
+    monkeypatch.setattr(derivation, "answers", lambda c, prompts, max_tokens, opts=None: (said[c.label], None))
+    cand = derivation.Candidate
     with pytest.raises(DistillError, match="cannot be compared"):
-        provenance.provenance_blackbox(cand("suspect", "s"), cand("parent", "p"), [cand("ref", "r")],
+        derivation.derivation_blackbox(cand("suspect", "s"), cand("parent", "p"), [cand("ref", "r")],
                                        [f"q{i}" for i in range(10)], words=3)
     with pytest.raises(DistillError, match="mute answered no prompt"):
-        provenance.provenance_blackbox(cand("suspect", "s"), cand("mute", "p"), [cand("ref", "r")],
+        derivation.derivation_blackbox(cand("suspect", "s"), cand("mute", "p"), [cand("ref", "r")],
                                        [f"q{i}" for i in range(10)], words=3)
     with pytest.raises(DistillError, match="use at least 7 queries"):
-        provenance.provenance_blackbox(cand("suspect", "s"), cand("parent", "p"), [cand("ref", "r")],
+        derivation.derivation_blackbox(cand("suspect", "s"), cand("parent", "p"), [cand("ref", "r")],
                                        ["q1", "q2", "q3"], words=3)

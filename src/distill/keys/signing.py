@@ -1,25 +1,19 @@
-"""Ed25519 keys and signatures for lineage records.
+"""Signing keys: the Ed25519 keys that sign lineage records and export records (`distill keys`).
 
 * `new_key(out)` writes an unencrypted PKCS#8 PEM private key with mode 0600 (and `<out>.pub`, the public key).
-* `sign_record(record, key)` returns a signature block: algorithm, the raw public key (base64), its
-  fingerprint ("sha256:<hex>") and the signature over `canonical_json(record without "signature")`.
-* `verify_record(record)` checks the embedded signature with the embedded public key, so no private key is
-  needed to verify; `--trusted-key` pins the signer's fingerprint.
+* `load_private_key`, `load_public_key`, `resolve_signing_key` (`--signing-key` or $DISTILL_SIGNING_KEY) read them;
+  `fingerprint` ("sha256:<hex>" of the raw public key) names a key, `trusted_fingerprint` a signer to require.
 
-Private keys are only ever read from the path the user names; their bytes are never logged or written
-anywhere else.
+The signatures themselves are `distill.provenance.signatures`. Private keys are only ever read from the path the user
+names; their bytes are never logged or written anywhere else.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 from pathlib import Path
-from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -27,27 +21,16 @@ from distill.errors import DistillError
 from distill.fileio import existing_file
 
 ENV_VAR = "DISTILL_SIGNING_KEY"
-ALGORITHM = "ed25519"
-SIGNATURE_KEY = "signature"
 
 
-def canonical_json(obj: Any) -> bytes:
-    """Canonical JSON used for signing: sorted keys, no whitespace, UTF-8, no NaN/Infinity."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-def signing_payload(record: dict[str, Any]) -> bytes:
-    """The bytes a lineage signature covers: the record without its signature block."""
-    return canonical_json({k: v for k, v in record.items() if k != SIGNATURE_KEY})
-
-
-def _raw_public(public: Ed25519PublicKey) -> bytes:
+def raw_public_bytes(public: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of a public key (what a fingerprint and a signature block hold)."""
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def fingerprint(public: Ed25519PublicKey | bytes) -> str:
     """"sha256:<hex>" of the raw 32-byte public key."""
-    raw = public if isinstance(public, bytes) else _raw_public(public)
+    raw = public if isinstance(public, bytes) else raw_public_bytes(public)
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
@@ -137,58 +120,3 @@ def resolve_signing_key(cli_value: str | Path | None) -> Path | None:
     return existing_file(value, "signing key file", origin,
                          "create one with `distill keys new --out FILE`, fix the path, or unset it to write "
                          "unsigned lineage")
-
-
-def sign_record(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
-    """The signature block for `record` (whose own "signature" entry, if any, is ignored)."""
-    pub = key.public_key()
-    return {
-        "algorithm": ALGORITHM,
-        "public_key": base64.b64encode(_raw_public(pub)).decode(),
-        "fingerprint": fingerprint(pub),
-        "value": base64.b64encode(key.sign(signing_payload(record))).decode(),
-    }
-
-
-def verify_record(record: dict[str, Any]) -> tuple[str, str | None, str]:
-    """Check the embedded signature: ("valid" | "unsigned" | "invalid", signer fingerprint, detail)."""
-    block = record.get(SIGNATURE_KEY)
-    if block is None:
-        return "unsigned", None, "no signature block"
-    if not isinstance(block, dict) or block.get("algorithm") != ALGORITHM:
-        return "invalid", None, "signature block is malformed or not ed25519"
-    try:
-        raw = base64.b64decode(block["public_key"], validate=True)
-        sig = base64.b64decode(block["value"], validate=True)
-        pub = Ed25519PublicKey.from_public_bytes(raw)
-    except (KeyError, ValueError, TypeError):
-        return "invalid", None, "signature block is malformed"
-    fp = fingerprint(raw)
-    if block.get("fingerprint") != fp:
-        return "invalid", fp, "the recorded fingerprint does not match the embedded public key"
-    try:
-        pub.verify(sig, signing_payload(record))
-    except InvalidSignature:
-        return "invalid", fp, "the signature does not match the record (lineage.json was changed after signing)"
-    except ValueError as e:  # non-JSON-able content cannot have been signed
-        return "invalid", fp, f"the record cannot be canonicalised: {e}"
-    return "valid", fp, "signature valid"
-
-
-def signature_problems(record: dict[str, Any], name: str, require_signature: bool = False,
-                       trusted_key: str | Path | None = None) -> tuple[str, str | None, list[str], bool | None]:
-    """A record's signature checked: (status and signer as `verify_record` gives them, what is wrong in words naming
-    the record (`name`, e.g. "lineage.json"), whether it was signed by `trusted_key` (None when none was given))."""
-    problems: list[str] = []
-    status, signer, detail = verify_record(record)
-    if status == "invalid":
-        problems.append(f"{name}'s signature: {detail}")
-    elif status == "unsigned" and require_signature:
-        problems.append(f"{name} is not signed and a signature was required")
-    trusted = None
-    if trusted_key is not None:
-        want = trusted_fingerprint(trusted_key)
-        trusted = status == "valid" and signer == want
-        if not trusted:
-            problems.append(f"not signed by the trusted key {want} (signer: {signer or 'none'})")
-    return status, signer, problems, trusted

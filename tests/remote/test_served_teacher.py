@@ -11,7 +11,7 @@ import torch
 
 from distill.config import load_config
 from distill.errors import DistillError
-from distill.served.client import ScoringClient
+from distill.remote.client import ScoringClient
 from distill.signals import SparseSignal
 from distill.teachers import ServedTeacherConfig
 from distill.training.callbacks import Callback
@@ -152,11 +152,12 @@ def test_server_faults_are_retried_then_refused(teacher_server, teacher_loaded, 
 
 def test_eval_against_the_served_teacher(teacher_server, tiny_teacher_dir, tiny_model_dir, text_file):
     from distill.evaluation.report import evaluate, format_report
+    from distill.evaluation.settings import EvalSettings
 
-    kw = dict(student=str(tiny_model_dir), data=str(text_file), seq_len=32, sequences=4, batch_size=2, gen_prompts=1)
-    live = evaluate(str(tiny_teacher_dir), **kw)
-    served = evaluate(str(tiny_teacher_dir), teacher_endpoint=teacher_server.url, teacher_model="tiny-teacher",
-                      top_k=K, **kw)
+    kw = dict(teacher=str(tiny_teacher_dir), student=str(tiny_model_dir), data=str(text_file), seq_len=32,
+              sequences=4, batch_size=2, gen_prompts=1)
+    live = evaluate(EvalSettings(**kw))
+    served = evaluate(EvalSettings(teacher_endpoint=teacher_server.url, teacher_model="tiny-teacher", top_k=K, **kw))
     # the teacher's perplexity from the served log-probability of each actual token equals its own
     assert served["teacher"]["heldout_ppl"] == pytest.approx(live["teacher"]["heldout_ppl"], rel=1e-4)
     assert served["student"]["heldout_ppl"] == live["student"]["heldout_ppl"]
@@ -203,7 +204,7 @@ def test_server_prior_is_the_teachers_tail_below_the_top_k(teacher_server, teach
     the scored positions, the mass beyond tail_k spread by the fallback."""
     from distill.config import DataConfig
     from distill.data.corpus import load_corpus
-    from distill.served.source import data_log_prior, server_log_prior
+    from distill.remote.source import data_log_prior, server_log_prior
 
     tok = teacher_loaded.tokenizer
     corpus = load_corpus(DataConfig(path=str(text_file), seq_len=32), tok)
@@ -236,12 +237,14 @@ def test_server_prior_needs_tail_k_above_top_k(tmp_path, teacher_server, text_fi
 def test_eval_closes_the_served_teacher_it_opens(teacher_server, tiny_teacher_dir, tiny_model_dir, text_file,
                                                  monkeypatch):
     from distill.evaluation.report import evaluate
-    from distill.served.source import ServedTeacher
+    from distill.evaluation.settings import EvalSettings
+    from distill.remote.source import ServedTeacher
 
     closed, close = [], ServedTeacher.close
     monkeypatch.setattr(ServedTeacher, "close", lambda self: (closed.append(self), close(self)))
-    evaluate(str(tiny_teacher_dir), student=str(tiny_model_dir), data=str(text_file), seq_len=32, sequences=2,
-             batch_size=2, gen_prompts=1, teacher_endpoint=teacher_server.url, teacher_model="tiny-teacher", top_k=K)
+    evaluate(EvalSettings(teacher=str(tiny_teacher_dir), student=str(tiny_model_dir), data=str(text_file), seq_len=32,
+                          sequences=2, batch_size=2, gen_prompts=1, teacher_endpoint=teacher_server.url,
+                          teacher_model="tiny-teacher", top_k=K))
     assert len(closed) == 1 and closed[0].pool._shutdown and closed[0].client.http.is_closed
 
 
@@ -249,7 +252,7 @@ def test_a_live_and_a_served_teacher_mix_and_both_are_closed(tmp_path, teacher_s
                                                             tiny_model_dir, monkeypatch):
     """A live teacher beside a served one: the ensemble trains, the served member is asked through its server and
     closed with the run."""
-    from distill.served.source import ServedTeacher
+    from distill.remote.source import ServedTeacher
 
     closed, close = [], ServedTeacher.close
     monkeypatch.setattr(ServedTeacher, "close", lambda self: (closed.append(self), close(self)))

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from distill.errors import DistillError
-from distill.served.protocol import ProtocolError, RowScores, parse_response, scoring_request
+from distill.remote.protocol import ProtocolError, RowScores, parse_response, scoring_request
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +30,6 @@ def api_base(endpoint: str, where: str = "teacher.endpoint") -> str:
         if url.endswith("/v1" + suffix):
             url = url[: -len(suffix)]
     return url if url.endswith("/v1") else url + "/v1"
-
-
-def read_api_key(env: str | None, file: str | None, where: str) -> str | None:
-    """The API key from an environment variable or a file (never from the config itself, never logged)."""
-    if env:
-        key = os.environ.get(env)
-        if not key:
-            raise DistillError(f"the environment variable {env} holding the teacher's API key is not set",
-                               where=where, fix=f"export {env}=... or drop the setting")
-        return key.strip()
-    if file:
-        try:
-            return Path(file).read_text().strip()
-        except OSError as e:
-            raise DistillError(f"cannot read the teacher's API key file ({e.strerror})", where=where,
-                               fix="check the path and its permissions") from None
-    return None
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Provenance testing without a watermark: is a suspect model derived from a candidate parent?
+"""The derivation test (`distill derivation`), no watermark needed: is a suspect model derived from a candidate parent?
 
 After Nikolić et al. 2025 ("Model Provenance Testing for Large Language Models"): a model distilled or fine-tuned from a
 parent keeps agreeing with the parent's next-token choices more than with unrelated models of the same domain. So
@@ -76,7 +76,7 @@ class Candidate:
 class QueryOptions:
     """How endpoints are queried in black-box mode (`distill generate`'s client and store)."""
 
-    out_dir: str = "runs/provenance-queries"  # one resumable answer folder per endpoint model under it
+    out_dir: str = "runs/derivation-queries"  # one resumable answer folder per endpoint model under it
     concurrency: int = 4  # requests in flight at most, per endpoint
     rpm: float | None = None  # requests per minute at most (None: unlimited)
     tpm: float | None = None  # tokens per minute at most, prompt + completion (None: unlimited)
@@ -115,7 +115,7 @@ def check_queries(n: int, alpha: float, where: str = "--queries") -> None:
     if n < min_queries(alpha):
         raise DistillError(f"{n} queries cannot reach p < {alpha:g} (the best possible p is 2^-{n})", where=where,
                            fix=f"use at least {min_queries(alpha)} queries (more for real power: see "
-                               "docs/provenance_test.md for how many a distilled suspect needed)")
+                               "docs/derivation_test.md for how many a distilled suspect needed)")
 
 
 def word_agreement(suspect: str, other: str, words: int) -> float:
@@ -235,7 +235,7 @@ def evidence(models: Sequence[Candidate], queries: Any, settings: dict[str, Any]
 
 
 STATISTICS = ("departure", "parent", "suspect")
-MIN_REFERENCES = 3  # fewer: inconclusive (docs/provenance_test.md: one reference's null tests gave 5% at 0.01)
+MIN_REFERENCES = 3  # fewer: inconclusive (docs/derivation_test.md: one reference's null tests gave 5% at 0.01)
 MIN_DISTINCT_ANSWERS = 0.5  # black-box: a model with fewer distinct answers per prompt than this is degenerate
 MAX_TOP_TOKEN_SHARE = 0.75  # open: a model whose one most frequent prediction fills more positions is degenerate
 POWER, MAX_MDE = 0.8, 0.8  # the stated power: 80% to flag a suspect that wins 80% of decided queries vs each ref
@@ -250,7 +250,7 @@ def departure_differences(suspect: Sequence[torch.Tensor], reference: Sequence[t
 
     Each model's fit to the text is conditioned on position by position (both missed it), so what is left is which
     wrong token each picked: the parent's idiosyncratic one, which a distilled student inherits and a model of the
-    data has no particular reason to pick (docs/provenance_test.md: why, and where that can still fail)."""
+    data has no particular reason to pick (docs/derivation_test.md: why, and where that can still fail)."""
     out = []
     for s, r, par, y in zip(suspect, reference, parent, targets, strict=True):
         both = (par != y) & (s != y) & (r != y)
@@ -281,7 +281,7 @@ def coverage_reasons(fit: dict[str, float], suspect: str, references: Sequence[s
     """Why the references do not cover the queries' domain, if they do not: the suspect fits the query text (top-1
     accuracy) better than the best reference, beyond `margin`. A model that knows a text better agrees more with
     any good model of it, the parent included, and even its wrong guesses are better ones: measured, that alone
-    gives p down to 1e-20 for a model that never saw the parent (docs/provenance_test.md)."""
+    gives p down to 1e-20 for a model that never saw the parent (docs/derivation_test.md)."""
     best = max(references, key=lambda r: fit[r])
     if fit[suspect] <= fit[best] + margin:
         return []
@@ -325,7 +325,7 @@ def min_detectable_win_rate(n: int, alpha: float, power: float = POWER) -> float
 def degenerate_answers(texts: dict[str, Sequence[str]], words: int) -> list[str]:
     """Black-box: the models that give the same answer (its compared words) to many prompts. Such a model (collapsed
     to a few fixed replies) agrees with another through which replies it happened to learn, not through descent:
-    measured, references of that kind gave 17% false positives at 0.01 in null tests (docs/provenance_test.md)."""
+    measured, references of that kind gave 17% false positives at 0.01 in null tests (docs/derivation_test.md)."""
     out = []
     for label, said in texts.items():
         distinct = len({" ".join(a.split()[:words]) for a in said})
@@ -368,7 +368,7 @@ def model_level_test(suspect: float, references: Sequence[float]) -> dict[str, A
 
     The query-level sign test alone cannot see this source of chance: two seeds of one recipe differ, and with
     enough queries any difference between two models becomes 'significant' (measured: 2.1% false DERIVED at 0.01
-    when one reference set mixed recipes; docs/provenance_test.md). Returns p (None when the references' spread is
+    when one reference set mixed recipes; docs/derivation_test.md). Returns p (None when the references' spread is
     0: it cannot be estimated), t, the references' mean and standard deviation and the degrees of freedom."""
     from scipy.special import stdtr  # Student's t cdf (scipy.stats takes seconds to import)
 
@@ -407,7 +407,7 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
           parent_agreement: dict[str, list[float]] | None = None, statistic: str = "suspect",
           departure: dict[str, list[float]] | None = None, inconclusive: Sequence[str] = (),
           departure_level: tuple[float, dict[str, float]] | None = None) -> dict[str, Any]:
-    """The provenance test on per-query agreements of the suspect with the parent and each reference
+    """The derivation test on per-query agreements of the suspect with the parent and each reference
     (`agreement`), each reference's agreement with the parent (`parent_agreement`, for the parent-centred
     statistic), the departure statistic's differences per reference (`departure`, same keys as the references) and
     each model's departure agreement (`departure_level`: the suspect's, and each reference's by label).
@@ -420,12 +420,12 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
     exceeds MAX_MDE, or any reason given in `inconclusive` (references that do not cover the domain, degenerate
     ones)."""
     if statistic not in STATISTICS:
-        raise DistillError(f"unknown provenance statistic {statistic!r}", where="--statistic",
+        raise DistillError(f"unknown derivation statistic {statistic!r}", where="--statistic",
                            fix="use 'departure' (default), 'parent' (parent-centred) or 'suspect' (suspect-centred)")
     n = len(agreement[parent])
     refs = [r for r in agreement if r != parent]
     if not refs:
-        raise DistillError("the provenance test needs at least one reference model besides the parent",
+        raise DistillError("the derivation test needs at least one reference model besides the parent",
                            where="--reference", fix="add unrelated models of the same domain and size with --reference")
     if statistic_differences(statistic, parent, agreement, parent_agreement, departure) is None:
         what = "the departure differences" if statistic == "departure" else "every reference's agreement with the parent"
@@ -555,7 +555,7 @@ def open_statistics(preds: dict[str, list[torch.Tensor]], targets: Sequence[torc
             "reasons": reasons, "cautions": degenerate_predictions({suspect: preds[suspect]})}
 
 
-def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[Candidate], data: str,
+def derivation_open(suspect: Candidate, parent: Candidate, references: Sequence[Candidate], data: str,
                     queries: int = 64, seq_len: int = 64, alpha: float = 0.01,
                     statistic: str = "departure") -> dict[str, Any]:
     """Open mode: every model local with the suspect's tokenizer, fed the same passages of `data`."""
@@ -592,7 +592,7 @@ def provenance_open(suspect: Candidate, parent: Candidate, references: Sequence[
     return report
 
 
-def provenance_blackbox(suspect: Candidate, parent: Candidate, references: Sequence[Candidate],
+def derivation_blackbox(suspect: Candidate, parent: Candidate, references: Sequence[Candidate],
                         prompts: Sequence[str], max_tokens: int = 48, words: int = 24, alpha: float = 0.01,
                         opts: QueryOptions | None = None, statistic: str = "parent") -> dict[str, Any]:
     """Black-box mode: greedy answers to the same prompts, compared word by word with the suspect's. There is no

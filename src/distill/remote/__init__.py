@@ -1,4 +1,5 @@
-"""A teacher behind an inference server: the trainer asks it to *score* token sequences.
+"""The client of a teacher behind an inference server (`teacher: {kind: served}`; the server itself, for any
+model, is `distill.serve`): the trainer asks it to *score* token sequences.
 
 The wire protocol is vLLM's (`protocol.py`): `POST /v1/completions` with `prompt` as lists of token ids,
 `max_tokens: 1` and `prompt_logprobs: k`, answered per prompt position with the top-k next-token log-probabilities

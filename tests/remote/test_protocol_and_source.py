@@ -8,8 +8,8 @@ import threading
 import pytest
 import torch
 
-from distill.served.protocol import ProtocolError, RowScores, parse_response, parse_row, scoring_request
-from distill.served.source import ServedTeacher, data_log_prior
+from distill.remote.protocol import ProtocolError, RowScores, parse_response, parse_row, scoring_request
+from distill.remote.source import ServedTeacher, data_log_prior
 from distill.signals import SparseSignal, TailPriorSignal, scored_positions
 
 

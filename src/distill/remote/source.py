@@ -18,8 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 from torch import Tensor
 
-from distill.served.client import ScoringClient
-from distill.served.protocol import RowScores
+from distill.remote.client import ScoringClient
+from distill.remote.protocol import RowScores
 from distill.signals import SparseSignal, TailPriorSignal
 
 Row = tuple[int, ...]
