@@ -52,7 +52,7 @@ from trl_side import (
     versions,
 )
 
-THREADS = 2
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # torch threads per child (--threads sets it)
 MODES = {  # batch, seq_len, new (sampled tokens; 0 = off-policy)
     "onpolicy": (2, 128, 64),
     "offpolicy262k": (2, 128, 0),
@@ -150,9 +150,9 @@ def child_trl(mode: str, beta: float, warmup: int, timed: int) -> dict:
             "wall_s": wall, "rows_in_order": seen[: batch * steps] == list(range(batch * steps))}
 
 
-def side(framework: str, mode: str, beta: float, allocator: str, warmup: int, timed: int) -> dict:
+def side(framework: str, mode: str, beta: float, allocator: str, warmup: int, timed: int, threads: int) -> dict:
     out = run_child(__file__, ["--child", framework, "--mode", mode, "--beta", str(beta), "--warmup", str(warmup),
-                               "--timed", str(timed)], allocator, THREADS)
+                               "--timed", str(timed)], allocator, threads)
     print(f"  {mode:14s} {framework:7s} {allocator:8s} {out['s_per_step']:.3f} s/step "
           f"(cpu {out['cpu_s_per_step']:.3f}) peak RSS {out['peak_rss_mb']:.0f} MB", flush=True)
     return out
@@ -169,7 +169,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--timed", type=int, default=3)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--threads", type=int, default=THREADS,
+                    help="torch threads per child (default 2; 1 suffers less from a loaded machine)")
     a = ap.parse_args()
+    os.environ["BENCH_THREADS"] = str(a.threads)  # the children read it
     if a.child:
         fn = child_distill if a.child == "distill" else child_trl
         print(json.dumps(fn(a.mode, a.beta, a.warmup, a.timed)))
@@ -179,13 +182,13 @@ def main() -> None:
         for allocator in a.allocators:
             for mode in a.modes:
                 order = ["distill", "trl"] if r % 2 == 0 else ["trl", "distill"]
-                pair = {fw: side(fw, mode, a.beta, allocator, a.warmup, a.timed) for fw in order}
+                pair = {fw: side(fw, mode, a.beta, allocator, a.warmup, a.timed, a.threads) for fw in order}
                 runs.append({"repeat": r, "mode": mode, "allocator": allocator, **pair,
                              "speedup": pair["distill"]["steps_per_s"] / pair["trl"]["steps_per_s"],
                              "rss_ratio": pair["distill"]["peak_rss_mb"] / pair["trl"]["peak_rss_mb"]})
     import platform
 
-    meta = {**versions(), "threads": THREADS, "beta": a.beta, "warmup": a.warmup, "timed": a.timed,
+    meta = {**versions(), "threads": a.threads, "beta": a.beta, "warmup": a.warmup, "timed": a.timed,
             "modes": {m: dict(zip(("batch", "seq_len", "new"), MODES[m], strict=True)) for m in a.modes},
             "cpus": os.cpu_count(), "machine": platform.processor(), "load_avg_at_end": os.getloadavg()}
     for r in runs:
