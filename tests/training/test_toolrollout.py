@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from chat_templates import LLAMA31, LLAMA_SPECIALS, QWEN25, with_template
 
 from distill.config import load_config
 from distill.data.corpus import collate, conversation_example
@@ -215,3 +216,25 @@ def test_training_run_with_tools_logs_the_rollouts(tmp_path, tiny_teacher_dir):
     rows = train(cfg).history
     assert [r["tool_turns"] for r in rows] == [2, 4]  # a random student writes no call: one turn per row
     assert all(r["kd"] > 0 and r["tool_calls"] == 0 for r in rows)
+
+
+@pytest.mark.parametrize("style", ["qwen25", "llama31"])
+def test_tool_turn_ids_follow_templates_with_tool_support(tokenizer, style):
+    """With a template that renders tools itself, the appended ids are its own tool turn and generation prompt
+    (written out here as Qwen2.5's and Llama 3.1's templates render them)."""
+    from distill.tokens.toolparse import parse_tool_calls, tool_support
+    from distill.training.toolrollout import tool_turn_ids
+
+    if style == "qwen25":
+        tok, text, stop = with_template(tokenizer, QWEN25), CALL, EOS
+        expected = "\n<|im_start|>user\n<tool_response>\n42\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    else:
+        tok, stop = with_template(tokenizer, LLAMA31, LLAMA_SPECIALS), "<|eot_id|>"
+        text = '{"name": "calculate", "parameters": {"a": 6, "op": "*", "b": 7}}'
+        expected = "<|start_header_id|>ipython<|end_header_id|>\n\n42<|eot_id|><|start_header_id|>assistant" \
+                   "<|end_header_id|>\n\n"
+    content, calls = parse_tool_calls(text, tool_support(tok))
+    assert len(calls) == 1
+    calls[0]["id"] = "call_0_0"
+    ids = tool_turn_ids(tok, content, calls, ["42"], list(load_tools(TOOLS).schemas), stop)
+    assert ids == _ids(tok, expected)

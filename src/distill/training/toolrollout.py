@@ -126,6 +126,10 @@ class ToolRollout:
         return cls(tokenizer, ToolRunner(tools, d.tool_timeout_s, d.tool_max_chars), fmt,
                    sorted(s for s in stop if s is not None), t.sample_max_turns, d.seq_len)
 
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+
     def _run_calls(self, calls: list[dict]) -> list[str]:
         """Every call of a turn (all conversations), concurrently; each call's tool message."""
         if not calls:
@@ -146,13 +150,12 @@ class ToolRollout:
         seqs = [list(p) for p in prompts]
         sampled = [[False] * len(p) for p in prompts]
         active = [i for i in range(len(seqs)) if len(seqs[i]) < self.max_len]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         for turn in range(self.max_turns):
             if not active:
                 break
             new = min(max_new_tokens, max(self.max_len - len(seqs[i]) for i in active))
-            outs = self.sample_turn(student, [list(seqs[i]) for i in active], new, temperature, self.stop_ids, pad,
-                                    seed + 7919 * turn)
+            outs = self.sample_turn(student, [list(seqs[i]) for i in active], new, temperature, self.stop_ids,
+                                    self.pad_id, seed + 7919 * turn)
             self.turns += len(active)
             pending: list[tuple[int, str | None, list[dict], str]] = []
             for i, out in zip(active, outs, strict=True):
@@ -163,6 +166,8 @@ class ToolRollout:
                     continue  # the last turn, or cut off: its calls are not run
                 content, calls = parse_tool_calls(self.tokenizer.decode(out[:-1], skip_special_tokens=False),
                                                   self.fmt)
+                for j, c in enumerate(calls):  # fixed ids: a template that renders them stays deterministic
+                    c["id"] = f"call_{turn}_{j}"
                 if calls:
                     pending.append((i, content, calls, self.tokenizer.decode(out[-1:], skip_special_tokens=False)))
             results = iter(self._run_calls([c for _, _, calls, _ in pending for c in calls]))
@@ -188,7 +193,7 @@ class ToolRollout:
             prompts.append(ids[: int(first[0]) + 1 if len(first) else n].tolist())
         played = self.trajectories(student, prompts, max_new_tokens, temperature, seed)
         L = max(len(ids) for ids, _ in played)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        pad = self.pad_id
         device = batch["input_ids"].device
         input_ids = torch.full((len(played), L), pad, dtype=torch.long)
         attention = torch.zeros((len(played), L), dtype=torch.long)
