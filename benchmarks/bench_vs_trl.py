@@ -30,7 +30,6 @@ import json
 import os
 import tempfile
 import time
-from pathlib import Path
 
 from trl_side import (
     BATCH,
@@ -41,6 +40,9 @@ from trl_side import (
     distill_rows,
     gkd_args,
     peak_rss_mb,
+    ratio_rows,
+    save_json,
+    versions,
 )
 from trl_side import run_child as run_script
 
@@ -144,24 +146,13 @@ def main() -> None:
             runs.append({"allocator": allocator, "beta": beta, **pair,
                          "speedup": pair["distill"]["steps_per_s"] / pair["trl"]["steps_per_s"],
                          "rss_ratio": pair["distill"]["peak_rss_mb"] / pair["trl"]["peak_rss_mb"]})
-    import torch
-    import transformers
-    import trl
-
-    meta = {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
-            "threads": THREADS, "batch": BATCH, "seq_len": SEQ_LEN, "warmup": a.warmup, "timed": a.timed,
-            "jemalloc_conf": JEMALLOC_CONF, "cpus": os.cpu_count(), "distill_overrides": a.set}
+    meta = {**versions(), "threads": THREADS, "batch": BATCH, "seq_len": SEQ_LEN, "warmup": a.warmup,
+            "timed": a.timed, "jemalloc_conf": JEMALLOC_CONF, "cpus": os.cpu_count(), "distill_overrides": a.set}
     print("\n| beta | allocator | Distill s/step | TRL s/step | steps/s Distill/TRL | Distill RSS MB | TRL RSS MB "
           "| peak RSS Distill/TRL |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in runs:
-        d, t = r["distill"], r["trl"]
-        print(f"| {r['beta']} | {r['allocator']} | {d['s_per_step']:.2f} | {t['s_per_step']:.2f} | "
-              f"{r['speedup']:.2f}× | {d['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} | {r['rss_ratio']:.2f}× |")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps({"meta": meta, "runs": runs}, indent=2) + "\n")
-
+    print("\n".join(ratio_rows(runs, "beta")))
+    save_json(a.json, meta, runs)
 
 if __name__ == "__main__":
     main()

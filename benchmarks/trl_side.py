@@ -49,13 +49,13 @@ def run_child(script: str, args: list[str], allocator: str, threads: int) -> dic
     return out
 
 
-def distill_rows(n_steps: int, tokenizer) -> list[list[int]]:
-    """The token ids of the train-set rows Distill's loop draws at steps 0..n-1 (seed 0, batch 4), in order."""
+def distill_rows(n_steps: int, tokenizer, batch: int = BATCH, seq_len: int = SEQ_LEN) -> list[list[int]]:
+    """The token ids of the train-set rows Distill's loop draws at steps 0..n-1 (seed 0), in order."""
     from distill.config import load_config
     from distill.data.corpus import load_corpus
     from distill.training.sampler import BatchSampler
 
-    cfg = load_config(None, [f"train.batch_size={BATCH}", f"data.seq_len={SEQ_LEN}"])
+    cfg = load_config(None, [f"train.batch_size={batch}", f"data.seq_len={seq_len}"])
     corpus = load_corpus(cfg.data, tokenizer)
     sampler = BatchSampler.for_config(cfg, len(corpus.train))
     return [corpus.train[i]["input_ids"].tolist() for s in range(n_steps) for i in sampler.rows(s, 0)]
@@ -99,3 +99,28 @@ class StepClock:
         """Wall and CPU seconds per step over steps warmup … warmup+timed−1."""
         end, start = warmup + timed - 1, warmup - 1
         return (self.wall[end] - self.wall[start]) / timed, (self.cpu[end] - self.cpu[start]) / timed
+
+
+def versions() -> dict:
+    """The library versions a benchmark's JSON records."""
+    import torch
+    import transformers
+    import trl
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__}
+
+
+def ratio_rows(runs: list[dict], key: str) -> list[str]:
+    """One markdown table row per run: `key`, allocator, each side's s/step, the steps/s and peak-RSS ratios."""
+    rows = []
+    for r in runs:
+        d, t = r["distill"], r["trl"]
+        rows.append(f"| {r[key]} | {r['allocator']} | {d['s_per_step']:.2f} | {t['s_per_step']:.2f} | "
+                    f"{r['speedup']:.2f}× | {d['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} | {r['rss_ratio']:.2f}× |")
+    return rows
+
+
+def save_json(path: str | None, meta: dict, runs: list[dict]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps({"meta": meta, "runs": runs}, indent=2) + "\n")

@@ -133,6 +133,17 @@ class DataConfig(_Section):
         "keep", description="Chat rows: an assistant's reasoning (`reasoning_content`, or `<think>...</think>` in its "
         "content) is kept as `<think>\\n...\\n</think>\\n\\n` before its answer and trained on ('keep'), or removed "
         "before rendering ('drop'). See docs/agents.md.")
+    tools: str | None = Field(None, description="On-policy with tools: a Python module whose public functions (type "
+                              "hints + Google-style docstrings) are the tools, or a JSON file of OpenAI tool schemas "
+                              "(with tool_command). During on-policy sampling the student's tool calls run through "
+                              "the tool runner of `distill generate --tools` and their results join its trajectory "
+                              "(docs/agents.md). Needs chat data and train.on_policy_fraction > 0.")
+    tool_command: str | None = Field(None, description="With `tools` a JSON schema file: the command that runs a "
+                                     "call (it reads {\"name\", \"arguments\"} as JSON on stdin, prints the result).")
+    tool_timeout_s: float = Field(10.0, gt=0, description="Seconds a tool call may run before its process group is "
+                                  "killed (the tool message then says so).")
+    tool_max_chars: int = Field(4000, ge=1, description="Characters of a tool's answer kept; the rest is cut and "
+                                "marked.")
 
 
 class HiddenLossConfig(_Section):
@@ -205,6 +216,9 @@ class TrainConfig(_Section):
     sample_fast: bool = Field(True, description="On-policy: sample with a static KV cache and a minimal decode "
                               "loop (the same samples as transformers' `generate` for the same seed, less work per "
                               "token); false = `generate` itself.")
+    sample_max_turns: int = Field(4, ge=1, description="On-policy with data.tools: assistant turns per sampled "
+                                  "trajectory at most (each turn up to sample_max_new_tokens; the whole trajectory "
+                                  "up to data.seq_len tokens).")
     progress: bool = Field(True, description="Show a progress bar.")
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp", description="Under torchrun: 'ddp' = every rank holds the whole student, its gradients and optimizer "
@@ -276,6 +290,13 @@ class DistillConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:
+        if self.data.tools and self.train.on_policy_fraction == 0:
+            raise ValueError("data.tools runs the student's tool calls during on-policy sampling: set "
+                             "train.on_policy_fraction > 0, or remove data.tools (tool conversations train "
+                             "off-policy without it)")
+        if self.data.tool_command and not self.data.tools:
+            raise ValueError("data.tool_command runs the tools of a JSON schema file: set data.tools to it, or "
+                             "remove data.tool_command")
         check_teacher(self)  # every rule about where the teacher signal comes from lives in distill.teachers
         if self.teachers:
             if self.teacher != as_teacher(self.teachers[0]):

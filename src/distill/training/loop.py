@@ -58,6 +58,8 @@ def train(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False,
             if cfg.train.on_policy_fraction > 0:
                 row["sampling_share"] = run.sample_time / max(time.perf_counter() - t_start, 1e-9)
                 row["sample_tokens_per_s"] = run.sample_tokens / max(run.sample_time, 1e-9)
+                if run.tools is not None:  # what the rollouts did so far (this process)
+                    row.update(tool_turns=run.tools.turns, tool_calls=run.tools.calls, tool_errors=run.tools.errors)
             run.history.append(row)
             for cb in hooks:
                 cb.on_step_end(run, row)
@@ -83,7 +85,7 @@ def micro_batches(run: Run, step: int) -> list[dict[str, Tensor]]:
         if run.cfg.train.on_policy_fraction > 0:
             t0 = time.perf_counter()
             with gathered(run.model):
-                sampled = maybe_on_policy(batch, run.student, run.cfg, step, m, run.tokenizer)
+                sampled = maybe_on_policy(batch, run.student, run.cfg, step, m, run.tokenizer, run.tools)
             run.sample_time += time.perf_counter() - t0
             if sampled is not batch:
                 run.sample_tokens += int(sampled["loss_mask"].sum())

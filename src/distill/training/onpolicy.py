@@ -13,6 +13,7 @@ from distill.models.lora import causal_lm
 
 if TYPE_CHECKING:
     from distill.config import DistillConfig
+    from distill.training.toolrollout import ToolRollout
 
 
 def is_on_policy(seed: int, step: int, micro: int, fraction: float) -> bool:
@@ -71,15 +72,19 @@ def sample_static(student: torch.nn.Module, prompt_ids: Tensor, max_new_tokens: 
 
 
 def maybe_on_policy(batch: dict[str, Tensor], student: torch.nn.Module, cfg: DistillConfig, step: int,
-                    micro: int, tokenizer) -> dict[str, Tensor]:
+                    micro: int, tokenizer, tools: ToolRollout | None = None) -> dict[str, Tensor]:
     """Replace the batch with prompt + student samples on a λ share of micro-batches; else return it as is.
 
     The prompt is the first (seq_len − max_new_tokens) tokens of each data sequence; only the sampled
-    positions are scored.
+    positions are scored. With `tools` (data.tools), each conversation's prompt is its text up to the first
+    answer, and the student plays a whole trajectory, its tool calls executed (`distill.training.toolrollout`).
     """
     t = cfg.train
     if not is_on_policy(t.seed, step, micro, t.on_policy_fraction):
         return batch
+    if tools is not None:
+        return tools.batch(batch, getattr(student, "module", student), t.sample_max_new_tokens,
+                           t.sample_temperature, t.seed * 1000 + step * 10 + micro)
     T = batch["input_ids"].shape[1]
     new = min(t.sample_max_new_tokens, T - 1)
     prompt = batch["input_ids"][:, : T - new]

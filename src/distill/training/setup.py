@@ -42,6 +42,7 @@ from distill.training.checkpoint import latest_checkpoint, load_checkpoint
 from distill.training.module import StudentLoss, hidden_parts
 from distill.training.sampler import BatchSampler
 from distill.training.sources import make_source, policy_verdict
+from distill.training.toolrollout import ToolRollout
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Run:
     teacher_fidelity: dict | None = None  # teacher.precision bf16/int8: KL(fp32 ‖ fast) per held-out token, measured
     members: list[dict] = field(default_factory=list)  # several teachers: each one's name, kind, weight, identity
     member_verdicts: list = field(default_factory=list)  # ... and the policy gate's verdict of each after the first
+    tools: ToolRollout | None = None  # data.tools: on-policy trajectories with the student's tool calls executed
 
     def close(self) -> None:
         """Release the teacher sources (a served teacher's connections and threads), logging what each did."""
@@ -179,6 +181,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     tokenizer = student_init(cfg).tokenizer(cfg, teacher_tok)  # the data is tokenized with the student's
     corpus = load_corpus(cfg.data, tokenizer)
     student = build_student(cfg, teacher, tokenizer)
+    tools = ToolRollout.from_config(cfg, tokenizer, student, corpus.conversations) if cfg.data.tools else None
     if cfg.loss.cross_tokenizer:
         vocab = len(tokenizer)
     else:
@@ -235,7 +238,7 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
               teacher_fidelity=fidelity.to_dict() if fidelity else None,
               members=[{"name": m.name, "kind": m.kind, "weight": m.weight, "model": m.model, "identity": i.to_dict()}
                        for m, i in zip(cfg.teachers, [info, *other_infos], strict=True)] if cfg.teachers else [],
-              member_verdicts=other_verdicts)
+              member_verdicts=other_verdicts, tools=tools)
     if world.main:
         log.info("teacher %s (%s: %s) | student %.1f M params (%.2f M trained) | %s", info.name, kind.name,
                  kind.description, param_count(student) / 1e6, sum(p.numel() for p in trainable_parameters(student))
