@@ -296,7 +296,12 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=400.0)
     ap.add_argument("--out", default=str(HERE / "results" / "guard_heldout.json"))
     ap.add_argument("--markdown", default=None, help="print the tables of a results JSON and exit")
+    ap.add_argument("--seed-offset", type=int, default=0,
+                    help="added to every seed (calibration, judged and fresh traces): new draws of each source")
     args = ap.parse_args()
+    global CAL_SEED, EVAL_SEED, FRESH_SEEDS
+    CAL_SEED, EVAL_SEED = CAL_SEED + args.seed_offset, EVAL_SEED + args.seed_offset
+    FRESH_SEEDS = tuple(s + args.seed_offset for s in FRESH_SEEDS)
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
         return
@@ -305,7 +310,8 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip()
     results: dict = {"command": "python benchmarks/bench_guard_heldout.py " + " ".join(sys.argv[1:]),
-                     "commit": commit, "cpu": cpu, "python": platform.python_version(), "rate": RATE, "sources": {}}
+                     "commit": commit, "cpu": cpu, "python": platform.python_version(), "rate": RATE,
+                     "seeds": {"calibration": CAL_SEED, "judged": EVAL_SEED, "fresh": list(FRESH_SEEDS)}, "sources": {}}
     for source in args.sources.split(","):
         for exclude in ((), ("logistic",)) if source == "sim" else ((),):
             tag = source + ("-nologistic" if exclude else "")
