@@ -247,7 +247,7 @@ def main() -> int:
     record = {"smoke": args.smoke, "ok": ok, "seconds": round(time.time() - t0, 1), "blocks": blocks,
               "blocks_in_readme": len(bash_blocks(readme))}
     out = Path(args.out or RESULTS / "readme" / f"readme_run{'_smoke' if args.smoke else ''}.json")
-    write_result(out, record, started)
+    write_result(out, record)
     out.with_suffix(".md").write_text(markdown({**record, "provenance": started}))
     print(f"wrote {out} and {out.with_suffix('.md')}; clone: {clone if args.keep else 'removed'}")
     if not args.keep:
