@@ -101,3 +101,24 @@ def test_readme_servers_use_distinct_ports_and_are_stopped_in_their_block():
             assert block.rstrip().count("kill $server") == len(started), block
         ports += started
     assert len(ports) == len(set(ports)), ports
+
+
+def test_the_readme_runner_splits_statements_and_shrinks_only_distill_commands():
+    from benchmarks.readme_run import smoke, statements
+
+    block = ("distill serve --port 8000 & server=$!   # a server\n"
+             "until curl -s http://127.0.0.1:8000/v1/models; do sleep 1; done\n"
+             "# a comment\n"
+             "for s in 1 2; do\n  echo $s\ndone\n"
+             "distill generate --endpoint http://x/v1 --out runs/a \\\n    --max-tokens 96 --limit 100   # prompts\n"
+             "make test\n")
+    got = statements(block)
+    assert [g.split()[0] for g in got] == ["distill", "until", "for", "distill", "make"]
+    assert got[2] == "for s in 1 2; do\n  echo $s\ndone"
+    assert smoke(got[0], []) == got[0]  # a server keeps its size
+    assert smoke(got[3], []) == ("distill generate --endpoint http://x/v1 --out runs/a --max-tokens 48 --limit 3"
+                                 " # prompts")
+    assert smoke(got[4], []) is None  # the test suite is not part of the README run
+    assert smoke("distill train x.yaml --set a=1 && echo done", []) == (
+        "distill train x.yaml --set a=1 --set train.steps=2 --set train.eval_every=2 && echo done")
+    assert smoke("make demo", ["distill eval --student s"]) == "distill eval --student s --sequences 2"

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import ROOT, write_result
+from benchmarks.common import RESULTS, ROOT, write_result
 
 DISTILL = [sys.executable, "-m", "distill.cli"]
 
@@ -131,7 +131,7 @@ def main() -> None:
     ap.add_argument("--students", default="proxy,fresh", help="which students are distilled from every answer set: "
                     "proxy (started from the proxy itself), sibling (started from --sibling: a model like the proxy "
                     "but not it), fresh (a fresh random init, --fresh-seed)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "antidistill.json"))
+    ap.add_argument("--out", default=str(RESULTS / "antidistill" / "antidistill.json"))
     ap.add_argument("--sibling", default=None, help="the sibling student's starting model (e.g. another seed of the "
                     "proxy's recipe)")
     ap.add_argument("--fresh-seed", type=int, default=99)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import matmul_rate, write_result
+from benchmarks.common import RESULTS, matmul_rate, write_result
 from distill.config import load_config
 from distill.data.corpus import collate, load_corpus
 from distill.models.loading import load_model
@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--loss", default="forward_kl")
-    ap.add_argument("--json", default="benchmarks/results/engine/flops.json")
+    ap.add_argument("--json", default=str(RESULTS / "engine" / "flops.json"))
     a = ap.parse_args()
     torch.set_num_threads(THREADS)
     allocator.tune_glibc_malloc()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 
 LINE = re.compile(r"peak memory \(rank (\d+)\): (\d+) MiB RSS, planned (\d+) MiB")
 
@@ -64,7 +64,7 @@ def run(root: Path, teacher: Path, parallel: str, nproc: int, steps: int) -> lis
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--json", default="benchmarks/results/engine/memory.json")
+    ap.add_argument("--json", default=str(RESULTS / "engine" / "memory.json"))
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:

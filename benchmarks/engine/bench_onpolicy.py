@@ -29,6 +29,7 @@ import tempfile
 
 from benchmarks.common import (
     BATCH,
+    RESULTS,
     SEQ_LEN,
     StepClock,
     distill_rows,
@@ -163,7 +164,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--fraction", type=float, default=0.5)
     ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--json", default="benchmarks/results/engine/onpolicy.json")
+    ap.add_argument("--json", default=str(RESULTS / "engine" / "onpolicy.json"))
     a = ap.parse_args()
     if a.child == "distill":
         print(json.dumps(child_distill(a.warmup, a.timed, a.threads, a.fast == "true", a.teacher_precision[0])))
@@ -172,7 +173,7 @@ def main() -> None:
         print(json.dumps(child_trl(a.warmup, a.timed, a.threads)))
         return
     if a.vs_trl:
-        a.json = a.json if a.json != "benchmarks/results/engine/onpolicy.json" else "benchmarks/results/engine/onpolicy_vs_trl.json"
+        a.json = a.json if a.json != str(RESULTS / "engine" / "onpolicy.json") else str(RESULTS / "engine" / "onpolicy_vs_trl.json")
         vs_trl(a)
         return
     common = ["train.batch_size=4", "data.seq_len=128", "train.progress=false", f"train.eval_every={a.eval_every}",

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.autograd.profiler import record_function
 
-from benchmarks.common import matmul_rate, write_result
+from benchmarks.common import RESULTS, matmul_rate, write_result
 from distill.config import load_config
 from distill.training.callbacks import Callback
 from distill.training.loop import train
@@ -206,7 +206,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--teacher-precision", default="fp32")
     ap.add_argument("--set", action="append", default=[], help="more config overrides (key=value)")
-    ap.add_argument("--json", default="benchmarks/results/engine/profile.json")
+    ap.add_argument("--json", default=str(RESULTS / "engine" / "profile.json"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rates = [matmul_rate() for _ in range(3)]

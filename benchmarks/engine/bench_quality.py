@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 from distill.config import load_config
 from distill.training.loop import train
 
@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--runs", nargs="+", default=list(RUNS))
-    ap.add_argument("--json", default="benchmarks/results/engine/quality.json")
+    ap.add_argument("--json", default=str(RESULTS / "engine" / "quality.json"))
     a = ap.parse_args()
     common = [f"train.steps={a.steps}", f"train.batch_size={a.batch_size}", f"data.seq_len={a.seq_len}",
               f"train.eval_sequences={a.eval_sequences}", f"train.threads={a.threads}", "train.progress=false",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 from distill.config import load_config
 from distill.data.corpus import collate, load_corpus
 from distill.models.fast import scoring_teacher
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", nargs="+", default=["fp32", "bf16", "int8"])
     ap.add_argument("--fidelity-sequences", type=int, default=16)
-    ap.add_argument("--json", default="benchmarks/results/engine/teacher.json")
+    ap.add_argument("--json", default=str(RESULTS / "engine" / "teacher.json"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cfg = load_config(None, ["train.batch_size=4", "data.seq_len=256", "train.seed=0"])

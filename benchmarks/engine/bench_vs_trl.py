@@ -35,6 +35,7 @@ from pathlib import Path
 from benchmarks.common import (
     BATCH,
     JEMALLOC_CONF,
+    RESULTS,
     SEQ_LEN,
     StepClock,
     allocator_in_use,
@@ -126,7 +127,7 @@ def main() -> None:
     ap.add_argument("--allocators", nargs="+", default=["glibc", "jemalloc"])
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--timed", type=int, default=8)
-    ap.add_argument("--json", default="benchmarks/results/engine/vs_trl.json")
+    ap.add_argument("--json", default=str(RESULTS / "engine" / "vs_trl.json"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Distill config overrides (e.g. teacher.precision=bf16): such rows are reported "
                          "apart from the exact ones; TRL is unchanged")

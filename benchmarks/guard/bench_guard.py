@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Server, announce
+from benchmarks.common import Server, announce, tiny_model
 from distill.protection.guard import FEATURES, Guard, GuardConfig, Rule, fit_logistic, simulate
 from distill.protection.guard.scoring import DEFAULT, LogisticScorer
 from distill.protection.guard.simulate import Event
@@ -164,17 +164,6 @@ def rule_thresholds(thr: float, top: float) -> tuple[float, float]:
     on; the fitted threshold `thr` is where the FPR figures are read, not an action)."""
     logit = math.log(top / (1 - top))
     return 1 / (1 + math.exp(-(logit + 0.5))), 1 / (1 + math.exp(-(logit + 1.0)))
-
-
-def tiny_model(out: Path) -> Path:
-    from distill.models.loading import load_tokenizer
-    from distill.models.students import fresh_llama
-
-    tok = load_tokenizer("default")
-    fresh_llama(tok, hidden_size=32, num_layers=2, num_heads=2, seed=0).save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny random model (guard benchmark)\n")
-    return out
 
 
 class RecordedLengthEngine(Engine):

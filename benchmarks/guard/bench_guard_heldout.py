@@ -34,8 +34,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.common import RESULTS, Server, write_result
-from benchmarks.guard import bench_guard
+from benchmarks.common import RESULTS, Server, tiny_model, write_result
 from distill.protection.guard import Guard, GuardConfig, Rule
 from distill.protection.guard.calibration import fit_calibration, save_calibration
 from distill.protection.guard.core import UNACTED
@@ -208,7 +207,7 @@ def through_server(source: str, rows: list[dict], cal_path: Path, cal, work: Pat
     (work / "guard.yaml").write_text(
         f"state_file: {state}\ncalibration: {cal_path}\ntime_scale: {speed}\ncooldown_seconds: 3600\n"
         f"throttle_interval_seconds: 3600\npersist_every_seconds: 600\nwarmup_seconds: {WARMUP}\nrules:\n{rl}")
-    model = bench_guard.tiny_model(work / "tiny")
+    model = tiny_model(work / "tiny")
     with Server([sys.executable, "-m", "benchmarks.guard.bench_guard", "--serve-recorded", str(model),
                  "--api-key-file", str(keys), "--guard-config", str(work / "guard.yaml")], work / "serve.log") as srv:
         subprocess.run([sys.executable, "-m", "distill.cli", "guard", "replay", str(trace), "--url",

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 from distill.config import DataConfig, load_config
 from distill.data.corpus import collate, load_corpus, read_text, shakespeare_files
 from distill.evaluation.build_tasks import chatterbot_pairs
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default="benchmarks/results/retention/multi_teacher.json")
+    ap.add_argument("--json", default=str(RESULTS / "retention" / "multi_teacher.json"))
     a = ap.parse_args()
     common = [f"data.seq_len={a.seq_len}", f"train.batch_size={a.batch_size}", f"train.threads={a.threads}",
               "train.progress=false", "train.checkpoint_every=100000", "train.seed=0", "loss.chunk_size=64"]

@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import chatterbot_text, write_result
+from benchmarks.common import RESULTS, chatterbot_text, write_result
 
 DISTILL = [sys.executable, "-m", "distill.cli"]
 PRUNED = {  # name -> distill prune arguments
@@ -168,8 +168,8 @@ def main() -> None:
     ap.add_argument("--speed-rounds", type=int, default=5)
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="skip training a run whose student is already there")
-    ap.add_argument("--json", default="benchmarks/results/retention/retention.json")
-    ap.add_argument("--log", default="benchmarks/results/retention/retention_run.txt")
+    ap.add_argument("--json", default=str(RESULTS / "retention" / "retention.json"))
+    ap.add_argument("--log", default=str(RESULTS / "retention" / "retention_run.txt"))
     a = ap.parse_args()
     work = Path(a.work)
     table = runs(work)

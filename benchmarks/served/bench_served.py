@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import DISTILL, Server, write_result
+from benchmarks.common import DISTILL, RESULTS, Server, write_result
 from distill.config import load_config
 from distill.evaluation.report import evaluate
 from distill.training.callbacks import StepTimer
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--parts", default="quality,timing", help="comma-separated: quality, timing")
     ap.add_argument("--runs", default="", help="comma-separated quality runs to do (default all): live, "
                     "served_bucket, served_data_prior, served_server_prior")
-    ap.add_argument("--json", default="benchmarks/results/served/served.json")
+    ap.add_argument("--json", default=str(RESULTS / "served" / "served.json"))
     a = ap.parse_args()
     server = Server([*DISTILL, "serve", "default", "--log-level", "warning", "--max-logprobs", "256"]).start()
     url = server.api

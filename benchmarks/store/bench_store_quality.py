@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 from distill.cli import main as cli
 from distill.config import load_config
 from distill.evaluation.report import evaluate
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=32)
     ap.add_argument("--tails", type=lambda v: v.split(","), default=["prior", "bucket"],
                     help="store_tail settings to train from the same capture")
-    ap.add_argument("--json", default="benchmarks/results/store/store_quality.json")
+    ap.add_argument("--json", default=str(RESULTS / "store" / "store_quality.json"))
     a = ap.parse_args()
     sequences = a.steps * 4
     common = [f"train.steps={a.steps}", "train.batch_size=4", "data.seq_len=256", f"data.max_sequences={sequences}",

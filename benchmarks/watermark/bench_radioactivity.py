@@ -16,7 +16,7 @@
 Before the students, the teacher itself (whose weights never saw the watermark, yet predict its answers best of
 all) is traced in open mode on every served answer: the check that open mode holds its level.
 
-Writes benchmarks/results/<work folder name>.json. The work folder (default runs/radioactivity) is reused: the
+Writes benchmarks/results/watermark/<work folder name>.json. The work folder (default runs/radioactivity) is reused: the
 generated sets resume, finished students are kept (delete the folder for a clean run).
 """
 
@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, distill_server, write_result
+from benchmarks.common import RESULTS, ROOT, distill_server, write_result
 
 DISTILL = [sys.executable, "-m", "distill.cli"]
 
@@ -153,7 +153,7 @@ def main() -> None:
             res[mode] = {k: r.get(k) for k in ("N", "S", "p_value", "log10_p_value", "tested", "refused")}
             print(json.dumps({"X": x, "mode": mode, **{k: r.get(k) for k in ("N", "S", "p_value")}}), flush=True)
         results["students"][str(x)] = res
-    out = ROOT / "benchmarks" / "results" / f"{work.name}.json"
+    out = RESULTS / "watermark" / f"{work.name}.json"
     write_result(out, results)
     print("\n| X (% watermarked answers) | open, supervised: N / p | open, all answers: N / p | closed: N / p |")
     print("|---|---|---|---|")
