@@ -89,6 +89,8 @@ def _module_name(script: str) -> str:
 def write_result(path: str | Path, result: dict) -> Path:
     """Write `result` as JSON to `path` with its provenance (`provenance()`) under the key "provenance"; written to
     a temporary name and renamed, so a killed run leaves no half-written file. Every result file goes through here."""
+    if not isinstance(result, dict):
+        raise TypeError(f"write_result takes a dict (the provenance goes beside it), not {type(result).__name__}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

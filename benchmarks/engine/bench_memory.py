@@ -79,7 +79,7 @@ def main() -> None:
                 print(f"| {parallel} | {nproc} | {rank} | {measured} | {planned} | {measured / planned:.2f} |",
                       flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    write_result(args.json, results)
+    write_result(args.json, {"rows": results})
 
 
 if __name__ == "__main__":
