@@ -179,6 +179,7 @@ def main() -> None:
         sys.exit(f"unknown runs {unknown}; known: {list(table)}")
     out = Path(a.json)
     done = json.loads(out.read_text()) if out.is_file() else {"runs": {}}
+    Path(a.log).parent.mkdir(parents=True, exist_ok=True)
     with open(a.log, "a") as log:
         print(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} bench_retention {' '.join(sys.argv[1:])} "
               f"(load: {os.getloadavg()})", file=log, flush=True)
