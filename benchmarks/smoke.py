@@ -44,7 +44,7 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
     "retention.bench_retention": (["--steps", "1", "--batch-size", "1", "--seq-len", "32", "--eval-sequences", "2",
                                    "--threads", "1", "--runs", "fresh", "--no-speed", "--work", "{tmp}/retention"],
                                   None),
-    "retention.bench_multi_teacher": (["--ft-steps", "1", "--steps", "2", "--seq-len", "32", "--batch-size", "1",
+    "retention.bench_multi_teacher": (["--ft-steps", "1", "--steps", "4", "--seq-len", "32", "--batch-size", "1",
                                        "--threads", "1"], None),
     "retention.bench_crosstok": (["--steps", "1", "--batch", "1", "--seq-len", "32", "--generations", "2",
                                   "--gen-tokens", "8", "--eval-sequences", "2", "--threads", "1"],
