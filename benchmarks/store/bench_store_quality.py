@@ -30,16 +30,19 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=32)
     ap.add_argument("--tails", type=lambda v: v.split(","), default=["prior", "bucket"],
                     help="store_tail settings to train from the same capture")
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--eval-sequences", type=int, default=16, help="held-out sequences scored (in training and after)")
     ap.add_argument("--json", default=str(RESULTS / "store" / "store_quality.json"))
     a = ap.parse_args()
     sequences = a.steps * 4
-    common = [f"train.steps={a.steps}", "train.batch_size=4", "data.seq_len=256", f"data.max_sequences={sequences}",
-              "train.progress=false", f"train.eval_every={a.steps}", "train.eval_sequences=16", "train.lr=2e-3",
+    common = [f"train.steps={a.steps}", "train.batch_size=4", f"data.seq_len={a.seq_len}",
+              f"data.max_sequences={sequences}", "train.progress=false", f"train.eval_every={a.steps}",
+              f"train.eval_sequences={a.eval_sequences}", "train.lr=2e-3",
               "train.checkpoint_every=100000", "train.threads=2"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path = Path(tmp) / "cfg.yaml"
-        cfg_path.write_text(f"data: {{path: shakespeare, seq_len: 256, max_sequences: {sequences}}}\n")
+        cfg_path.write_text(f"data: {{path: shakespeare, seq_len: {a.seq_len}, max_sequences: {sequences}}}\n")
         t0 = time.perf_counter()
         assert cli(["capture", "--config", str(cfg_path), "--out", f"{tmp}/store", "--top-k", str(a.top_k)]) == 0
         capture_s = time.perf_counter() - t0
@@ -49,7 +52,8 @@ def main() -> None:
             result = train(cfg)
             times = [r["time"] for r in result.history]
             # both students measured the same way: against the live teacher's full distribution
-            report = evaluate("default", f"{tmp}/student-{name}", "shakespeare", seq_len=256, sequences=16, gen_prompts=0)
+            report = evaluate("default", f"{tmp}/student-{name}", "shakespeare", seq_len=a.seq_len,
+                              sequences=a.eval_sequences, gen_prompts=0)
             live_eval = {"heldout_kl": report["student"]["kl_teacher_student"],
                          "top1_agreement": report["student"]["top1_agreement"],
                          "heldout_ppl": report["student"]["heldout_ppl"]}
