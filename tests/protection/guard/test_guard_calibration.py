@@ -16,11 +16,11 @@ from distill.protection.guard import Guard, GuardConfig, Rule, load_config
 from distill.protection.guard.calibration import (
     BANDS,
     Band,
+    actors,
     band_of,
     departure,
     fit_calibration,
     load_calibration,
-    neighbours,
     save_calibration,
     tail_log_p,
 )
@@ -76,9 +76,9 @@ def test_departure_is_the_smallest_squared_excess_over_a_reference():
     assert departure(np.array([1.0, 2.0]), np.array([[5.0, 0.0], [1.0, 2.5]]))[0] == 0.0
 
 
-def test_groups_are_direct_links_not_chains():
-    got = neighbours([("a", "b"), ("c", "d"), ("b", "c"), ("x", "y")])
-    assert got["a"] == {"a", "b"} and got["b"] == {"a", "b", "c"} and got["x"] == {"x", "y"} and "z" not in got
+def test_actors_are_connected_components():
+    got = actors([("a", "b"), ("c", "d"), ("b", "c"), ("x", "y")])
+    assert len({got[k] for k in "abcd"}) == 1 and got["x"] == got["y"] != got["a"]
 
 
 def test_bands():
@@ -102,21 +102,21 @@ def calibrated(benign):
 def test_calibration_extremes_are_each_account_days_largest_jackknifed_departure(benign):
     records, pool, links = benign_records(benign)
     cal = fit_calibration(records, {"test": True}, pool=pool, links=links, warmup=0.0)
-    # recompute some accounts' extremes by brute force: their group's reference records left out of the columns and
+    # recompute some accounts' extremes by brute force: their actor's reference records left out of the columns and
     # of the nearest-record search, D after each of their requests, the largest per day
-    group = neighbours(links)
+    group = actors(links)
     t0 = records[0][1]
     accounts = sorted({a for a, _, _ in records})
     checked = 0
     for account in accounts[:: max(1, len(accounts) // 5)]:
-        who = group.get(account, {account})
+        who = group.get(account, account)
         worst: dict[int, float] = {}
         for a, ts, st in records:
             b = band_of(int(st["requests"]))
             if a != account or b is None:
                 continue
             band = cal.bands[b]
-            keep = [i for i, o in enumerate(band.owners) if o not in who]
+            keep = [i for i, o in enumerate(band.owners) if group.get(o, o) != who]
             x = cal.vector(st)
             s = []
             for j in range(len(x)):

@@ -19,10 +19,9 @@ it departs from all of them, as a probability with a stated error rate:
    extreme in every one. D = 0 whenever some benign account was at least as high on every statistic at once: a
    templated app, an eval harness or a power user explains away what it also does; what no benign account does *all
    together* (single-turn prompts and a topic sweep and long answers and a steady pace) is what D measures.
-3. **Calibrated on account-days.** Every benign account is also judged as a newcomer: against the reference records
-   and values of every account but itself and those directly linked to it (left out of both - the accounts whose
-   frames overlapped its own, such as a tutorial's users, vouch for each other, so they leave together: a jackknife
-   over linked groups; direct links only, as chains of overlaps join unrelated products), and the largest D of each of its
+3. **Calibrated on account-days.** Every benign account is also judged as a newcomer: against the *other* actors'
+   reference records and their values (its own actor left out of both - the accounts linked to it by shared frames, such as a tutorial's
+   users, vouch for each other, so they leave together: a jackknife over actors), and the largest D of each of its
    days (over every request of the day) is recorded. An account's final probability is the conformal p-value
    p = (1 + #{calibration account-days with max D >= D}) / (1 + N), and its score is 1 - p. Acting at
    `score >= 1 - a` therefore acts on about a fraction a of benign account-days (at most a + 1 / (N + 1) for an
@@ -122,7 +121,7 @@ class Band:
 
     def surprise(self, x: np.ndarray, own: list[np.ndarray] | None = None) -> np.ndarray:
         """-log p_j (`tail_log_p`, vectorised) of statistics x [J] or [N, J] against this band's columns; `own`: per
-        column, the ascending values to leave out (an account's own group's records, when calibrating)."""
+        column, the ascending values to leave out (an account's actor's own records, when calibrating)."""
         x2 = np.atleast_2d(x)
         m = np.full(x2.shape[1], len(self.values))
         above = np.stack([len(c) - np.searchsorted(c, x2[:, j], side="left") for j, c in enumerate(self.columns)],
@@ -232,16 +231,22 @@ def _spaced(values: list, k: int) -> list:
     return [values[round(i * (len(values) - 1) / (k - 1))] for i in range(k)]
 
 
-def neighbours(links: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
-    """Account -> itself and the accounts *directly* linked to it (its frame overlapped theirs); unlinked accounts
-    are absent. Not the connected components: on an owner whose products share vocabulary, chains of pairwise
-    overlaps join most accounts into one component (159 of 191 accounts of a developer platform's traffic), and
-    leaving a whole component out judges its accounts against almost nothing."""
-    out: dict[str, set[str]] = {}
+def actors(links: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Account -> the name of its actor: connected components of the links (union-find); unlinked accounts are
+    their own actor (absent from the result)."""
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
     for a, b in links:
-        out.setdefault(a, {a}).add(b)
-        out.setdefault(b, {b}).add(a)
-    return {a: frozenset(g) for a, g in out.items()}
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {a: find(a) for a in parent}
 
 
 def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta: dict[str, Any] | None = None,
@@ -254,7 +259,7 @@ def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta
     windows and shared word counts fill up then: a guard started cold sees every topic as rare).
 
     Every account gives both: reference records (PER_BAND per band, evenly spaced) and its account-days' largest
-    departure, computed with its *group's* reference records left out (a jackknife over linked groups: the accounts linked
+    departure, computed with its *actor's* reference records left out (a jackknife over actors: the accounts linked
     to it by shared frames - a tutorial's users, one team's keys - vouch for each other, so they leave together; it is
     judged by the others, as a new account will be)."""
     records = list(records)
@@ -275,22 +280,20 @@ def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta
             owners[b].append(account)
     bands = [Band(np.asarray(r), owners[b]) if r else None for b, r in enumerate(rows)]
     cal = Calibration(names, bands, [], dict(meta or {}), pool)
-    group = neighbours(links)
-    owner_arr = [np.asarray(own) for own in owners]
+    actor = actors(links)
+    owner_arr = [np.asarray([actor.get(o, o) for o in own]) for own in owners]
     worst: dict[tuple[str, int], float] = {}  # (account, day) -> largest D
-    own_cols: dict[tuple[int, str], list[np.ndarray]] = {}  # (band, account) -> its group's records' sorted columns
-    masks: dict[tuple[int, str], np.ndarray] = {}
+    own_cols: dict[tuple[int, str], list[np.ndarray]] = {}  # (band, actor) -> its own records' sorted columns
     for account, ts, stats in records:
         b = band_of(int(stats.get("requests", 0)))
         i = None if b is None else next((i for i in range(b, -1, -1) if bands[i] is not None), None)
         if i is None:
             continue
-        if (i, account) not in masks:
-            mine = np.isin(owner_arr[i], list(group.get(account, (account,))))
-            masks[(i, account)] = mine
-            own_cols[(i, account)] = [np.sort(c) for c in bands[i].values[mine].T]
-        mine = masks[(i, account)]
-        d, _ = departure(bands[i].surprise(cal.vector(stats), own_cols[(i, account)]), bands[i].surprises, ~mine)
+        who = actor.get(account, account)
+        mine = owner_arr[i] == who
+        if (i, who) not in own_cols:
+            own_cols[(i, who)] = [np.sort(c) for c in bands[i].values[mine].T]
+        d, _ = departure(bands[i].surprise(cal.vector(stats), own_cols[(i, who)]), bands[i].surprises, ~mine)
         day = (account, int((ts - t0) // DAY))
         worst[day] = max(worst.get(day, 0.0), d)
     if len(worst) < 20:
@@ -303,8 +306,8 @@ def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta
     meta = dict(meta or {})
     cal.meta["highest_account_days"] = [{"account": a, "day": d, "departure": round(v, 3)} for (a, d), v in top]
     empty = [BANDS[i] for i, b in enumerate(bands) if b is None]
-    cal.meta.update(accounts=len({a for a, _, _ in records}), linked_accounts=len(group),
-                    largest_group=max((len(g) for g in group.values()), default=1), calibration_account_days=len(worst),
+    cal.meta.update(accounts=len({a for a, _, _ in records}), linked_accounts=len(actor),
+                    actors_of_several=len(set(actor.values())), calibration_account_days=len(worst),
                     records=len(records), reference_records=sum(len(r) for r in rows), empty_bands=empty,
                     smallest_rate=round(cal.smallest_rate, 6))
     return cal
