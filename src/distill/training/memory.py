@@ -24,7 +24,7 @@ counts exactly that. "tokens" = sequences per rank per micro-batch × `data.seq_
 `fits(plan, limit)` compares with 90% of the memory available: on CPU every rank of this host shares its RAM, on
 GPU each rank has its own device. `advice` lists the changes that make a run fit. `distill plan` prints all this;
 `distill train` refuses a run that cannot fit before loading any weights (`train.memory_check`). The formula is
-checked against measured peak RSS in `benchmarks/bench_memory.py` (docs/benchmarks.md).
+checked against measured peak RSS in `benchmarks/engine/bench_memory.py` (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def fit_logistic(x: Sequence[Sequence[float]], y: Sequence[int], cap: float = CA
                           round(float(b), 4), cap)
 
 
-# Fitted by `python benchmarks/bench_guard.py` on the training traces (profile "train", seeds 0-1,
+# Fitted by `python -m benchmarks.guard.bench_guard` on the training traces (profile "train", seeds 0-1,
 # 100 benign accounts each); DEFAULT_THRESHOLD is the 99th percentile of the benign per-key maximum score there.
 DEFAULT = LogisticScorer(
     mean=(0.4617, 0.0919, 0.4192, 0.3047, 0.33, 0.0055, 0.0434, 0.1421, 0.0086, 0.1922, 0.0898),
@@ -102,7 +102,7 @@ def load_scorer(path: str | Path) -> LogisticScorer:
     from distill.fileio import read_json_object
 
     fix = ('pass the JSON of a fitted scorer: {"features": [...], "mean": [...], "scale": [...], "weight": [...], '
-           '"bias": NUMBER} (benchmarks/bench_guard.py writes one)')
+           '"bias": NUMBER} (benchmarks/guard/bench_guard.py writes one)')
     raw = read_json_object(path, "guard scorer file", fix)
     if raw.get("features") != list(FEATURES):
         raise DistillError("the scorer was fitted on other features", where=str(path),
