@@ -30,7 +30,7 @@ def invalid_settings(error, what: str, where: str, fix: str, *, known: tuple[str
                      flags: bool = False) -> DistillError:
     """A pydantic `ValidationError` of a settings object as one paragraph: "invalid WHAT: " and each problem as
     `field: message (got value)` (a list item as `rules[2]`; with `flags`, a top-level field as its command-line
-    flag, `max_tokens` → `--max-tokens`). An unknown key names the nearest of `known`."""
+    flag, `max_tokens` → `--max-tokens`). An unknown top-level key names the nearest of `known`."""
     import difflib
 
     problems = []
@@ -42,7 +42,7 @@ def invalid_settings(error, what: str, where: str, fix: str, *, known: tuple[str
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
             hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(sorted(known))
-            problems.append(f"unknown key '{name}' ({hint})")
+            problems.append(f"unknown key '{name}'" + (f" ({hint})" if known and len(loc) == 1 else ""))
             continue
         message = err["msg"].removeprefix("Value error, ")
         got = f" (got {err['input']!r:.60})" if loc and err["type"] != "missing" and "got " not in message else ""
