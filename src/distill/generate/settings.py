@@ -67,11 +67,21 @@ class GenerateSettings(BaseModel):
                                 "cut.")
     progress: bool = Field(True, description="Show a progress bar.")
 
-    @field_validator("out", "prompts", "tokenizer", "api_key_file", "authorization", "teacher_spec", "tools",
+    @field_validator("out", "tokenizer", "api_key_file", "authorization", "teacher_spec", "tools",
                      mode="before")
     @classmethod
     def _paths_as_text(cls, v: Any) -> Any:  # a pathlib.Path is as good as its text
         return str(v) if isinstance(v, PathLike) else v
+
+    @field_validator("prompts", mode="before")
+    @classmethod
+    def _prompt_lists(cls, v: Any) -> Any:
+        if v is None or isinstance(v, str | PathLike):
+            return v if v is None else str(v)
+        if isinstance(v, list) and all(isinstance(p, list) and all(isinstance(m, dict) for m in p) for p in v):
+            return v
+        raise ValueError(f"must be a prompt file, 'chatterbot', or a list of chat-message lists such as "
+                         f"[[{{'role': 'user', 'content': 'Hi'}}]] (got {v!r:.60})")
 
     @model_validator(mode="after")
     def _tool_rules(self) -> GenerateSettings:
