@@ -1,10 +1,12 @@
 """The documentation a newcomer follows: every relative link in README.md and docs/ resolves (file and heading), the
-install-without-make instructions name packages and extras that exist, and README's shell blocks parse.
+install-without-make instructions name packages and extras that exist, README's shell blocks parse, and the tables
+that list a settings object's fields list every field with its declared description.
 
 Whether README's blocks *run* is recorded by `python -m benchmarks.readme_run` (docs/results.md, appendix)."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 from pathlib import Path
@@ -126,3 +128,17 @@ def test_the_readme_runner_splits_statements_and_shrinks_only_distill_commands()
     assert smoke("distill train x.yaml --set a=1 && echo done", []) == (
         "distill train x.yaml --set a=1 --set train.steps=2 --set train.eval_every=2 && echo done")
     assert smoke("make demo", ["distill eval --student s"]) == "distill eval --student s --sequences 2"
+
+
+@pytest.mark.parametrize("doc,model,prefix", [
+    ("docs/protect.md", "distill.protection.guard.actions:GuardConfig", ""),
+    ("docs/protect.md", "distill.protection.guard.actions:Rule", "rules[]."),
+    ("docs/blackbox.md", "distill.generate.settings:GenerateSettings", ""),
+])
+def test_every_settings_field_is_in_its_docs_table_as_declared(doc, model, prefix):
+    module, name = model.split(":")
+    fields = getattr(importlib.import_module(module), name).model_fields
+    rows = dict(re.findall(r"^\| `([a-z_\[\].]+)` \|(.*)$", (ROOT / doc).read_text(), re.M))
+    for field, info in fields.items():
+        assert prefix + field in rows, f"{doc} does not list {name}.{field}"
+        assert info.description in rows[prefix + field], f"{doc}: {name}.{field}'s description differs"

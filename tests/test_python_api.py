@@ -1,4 +1,5 @@
-"""The public Python API (`distill.train / evaluate / capture / prune / plan / export`): each verb on a tiny config,
+"""The public Python API (`distill.train / evaluate / capture / prune / plan / export / collect`): each verb on a tiny
+config,
 taking the run's DistillConfig or its own settings object and giving back its documented result — the same as the
 CLI command that calls it prints."""
 
@@ -14,7 +15,8 @@ import pytest
 import distill
 from distill.cli import main
 
-VERBS = ("train", "evaluate", "capture", "prune", "plan", "export")
+VERBS = ("train", "evaluate", "capture", "prune", "plan", "export", "collect")
+KEY = "sk-python-api-3c9e"  # the tiny server's API key
 
 
 def test_import_distill_stays_torch_free():
@@ -32,10 +34,13 @@ def test_every_public_name_resolves_and_is_listed():
 
 
 def test_settings_objects_are_documented_and_strict():
-    for cls in (distill.EvalSettings, distill.CaptureSettings, distill.PruneSettings, distill.ExportSettings):
+    for cls in (distill.EvalSettings, distill.CaptureSettings, distill.PruneSettings, distill.ExportSettings,
+                distill.GenerateSettings):
         assert all(f.description for f in cls.model_fields.values()), cls.__name__
     with pytest.raises(ValueError, match="sequencess"):
         distill.EvalSettings(student="s", sequencess=3)  # a misspelt field is refused, not ignored
+    with pytest.raises(ValueError, match="timeout"):
+        distill.GenerateSettings(endpoint="http://127.0.0.1:9/v1", model="m", out="o", timeout=5)  # now timeout_s
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +122,55 @@ def test_export_checks_and_records_the_export(tmp_path, trained, text_file):
     assert rec["export_format"] == "hf" and rec["weights"] == "bf16"
     assert 0 <= rec["check"]["kl_per_token"] <= rec["check"]["max_kl"]
     assert json.loads((tmp_path / "hf" / "export.json").read_text())["check"] == rec["check"]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_teacher_dir):
+    """The tiny teacher behind `distill serve`'s app on 127.0.0.1 (a free port), with one API key."""
+    from distill.models.loading import load_model
+    from distill.serve.app import create_app
+    from distill.serve.background import BackgroundServer
+    from distill.serve.engine import Engine
+
+    loaded = load_model(str(tiny_teacher_dir))
+    engine = Engine(loaded.model, loaded.tokenizer, max_batch=4)
+    with BackgroundServer(create_app(engine, "tiny", api_keys={KEY: "api-test"})) as srv:
+        yield srv
+    engine.close()
+
+
+def test_collect_gathers_answers_resumably_as_distill_generate_does(served, tiny_teacher_dir, tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.setenv("DISTILL_API_TEST_KEY", KEY)
+    prompts = [[{"role": "user", "content": f"Count to {i}."}] for i in range(3)]
+    options = {"max_tokens": 4, "top_logprobs": 2, "temperature": 0.0, "api_key_env": "DISTILL_API_TEST_KEY",
+               "teacher_spec": str(tiny_teacher_dir), "tokenizer": str(tiny_teacher_dir)}
+    settings = distill.GenerateSettings(endpoint=served.url, model="tiny", out=tmp_path / "g", prompts=prompts,
+                                        progress=False, **options)
+    res = distill.collect(settings)
+    assert isinstance(res, distill.GenerateResult) and res.complete and res.out == tmp_path / "g"
+    assert (res.accounting.succeeded, res.accounting.failed, res.accounting.prompts) == (3, 0, 3)
+    rows = [json.loads(line) for line in res.results.read_text().splitlines()]
+    assert sorted(r["messages"][0]["content"] for r in rows) == sorted(p[0]["content"] for p in prompts)
+    assert all(r["choices"][0]["token_ids"] and len(r["choices"][0]["logprobs"][0]["top_logprobs"]) == 2
+               for r in rows)  # log-prob tokens mapped to ids with the tokenizer
+    assert json.loads((res.out / "source.json").read_text())["policy"] == res.policy
+    assert not [f for f in res.out.iterdir() if f.is_file() and KEY in f.read_text()]  # the key is never written
+    again = distill.collect(settings)
+    assert (again.accounting.skipped, again.accounting.requests) == (3, 0)
+    # the command builds the same settings from its flags: the same rows, nothing left to ask
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"messages": p}) + "\n" for p in prompts))
+    flags = [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    assert main(["generate", "--endpoint", served.url, "--model", "tiny", "--prompts", str(tmp_path / "p.jsonl"),
+                 "--out", str(tmp_path / "g"), "--no-progress", *flags]) == 0
+    assert "0 rows written, 3 already done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags,needle", [(["--timeout", "0"], "--timeout-s: Input should be greater than 0"),
+                                          (["--n", "2", "--tools", "t.py"], "--tools generates one trajectory")])
+def test_generate_settings_errors_are_one_paragraph_naming_the_flag(tmp_path, capsys, flags, needle):
+    code = main(["generate", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--out", str(tmp_path / "o"),
+                 *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: invalid generate settings: ") and err.count("\n") == 1
+    assert needle in err and not (tmp_path / "o").exists()

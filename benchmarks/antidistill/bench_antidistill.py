@@ -54,11 +54,12 @@ class Switch:
 
 
 def collect(url: str, folder: Path, prompts: list[list[dict]], temperature: float, max_tokens: int) -> None:
-    from distill.generate.client import GenerateConfig, run_generation
+    from distill.generate.client import run_generation
+    from distill.generate.settings import GenerateSettings
 
-    acct = run_generation(GenerateConfig(endpoint=url, model="default", out_dir=folder, prompts=prompts,
-                                         concurrency=16, max_tokens=max_tokens, temperature=temperature, seed=7,
-                                         timeout=1200, progress=False))
+    acct = run_generation(GenerateSettings(endpoint=url, model="default", out=str(folder), prompts=prompts,
+                                           concurrency=16, max_tokens=max_tokens, temperature=temperature, seed=7,
+                                           timeout_s=1200, progress=False))
     if acct.failed:
         sys.exit(f"{acct.failed} prompts failed in {folder}")
 

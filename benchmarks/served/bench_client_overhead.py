@@ -46,11 +46,13 @@ async def _plain(url: str, prompts, concurrency: int, max_tokens: int) -> float:
 
 
 def _client(base: str, prompts, concurrency: int, max_tokens: int, out: Path) -> float:
-    from distill.generate.client import GenerateConfig, run_generation
+    from distill.generate.client import run_generation
+    from distill.generate.settings import GenerateSettings
 
+    settings = GenerateSettings(endpoint=base, model="tiny", out=str(out), prompts=prompts, concurrency=concurrency,
+                                max_tokens=max_tokens, top_logprobs=5, progress=False)
     t = time.perf_counter()
-    acct = run_generation(GenerateConfig(base, "tiny", out, prompts, concurrency=concurrency, max_tokens=max_tokens,
-                                         top_logprobs=5, progress=False))
+    acct = run_generation(settings)
     assert acct.succeeded == len(prompts), acct.summary()
     return len(prompts) / (time.perf_counter() - t)
 

@@ -1,6 +1,6 @@
 """Distill: language-model distillation, white-box and black-box, with accountability built in.
 
-The Python API is what the CLI calls: six verbs, each taking the run's `DistillConfig` or one small settings object
+The Python API is what the CLI calls: seven verbs, each taking the run's `DistillConfig` or one small settings object
 (pydantic, every field documented) and returning a documented result::
 
     import distill
@@ -11,6 +11,8 @@ The Python API is what the CLI calls: six verbs, each taking the run's `DistillC
     record = distill.export(distill.ExportSettings(student=result.output_dir, quant="q8_0", out="s-q8_0.gguf"))
     pruned = distill.prune(distill.PruneSettings(out="runs/pruned", target_params=0.5))  # PruneOutput
     store = distill.capture(distill.CaptureSettings(data=cfg.data, out="runs/store"))    # CaptureResult
+    answers = distill.collect(distill.GenerateSettings(endpoint="http://127.0.0.1:8000/v1", model="default",
+                                                       out="runs/gen1", prompts="prompts.jsonl"))  # GenerateResult
 
 | verb | takes | gives | CLI |
 |---|---|---|---|
@@ -20,6 +22,7 @@ The Python API is what the CLI calls: six verbs, each taking the run's `DistillC
 | `prune` | `PruneSettings` | `PruneOutput` | `distill prune` |
 | `plan` | `DistillConfig` (+ `world`, `device`, `device_memory`) | `RunPlan` | `distill plan` |
 | `export` | `ExportSettings` | the export record (dict) | `distill export` |
+| `collect` | `GenerateSettings` | `GenerateResult` | `distill generate` (not named `generate`: that is the package) |
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ _API = {
     "RunPlan": ("distill.training.memory", "RunPlan"),
     "export": ("distill.deploy.export", "export"),
     "ExportSettings": ("distill.deploy.export", "ExportSettings"),
+    "collect": ("distill.generate.collect", "collect"),
+    "GenerateSettings": ("distill.generate.settings", "GenerateSettings"),
+    "GenerateResult": ("distill.generate.collect", "GenerateResult"),
 }
 
 __all__ = ["__version__", *_API]

@@ -18,7 +18,8 @@ import torch
 from fastapi import FastAPI, Request
 from gen_helpers import API_KEY, Gate
 
-from distill.generate.client import GenerateConfig, run_generation
+from distill.generate.client import run_generation
+from distill.generate.settings import GenerateSettings
 from distill.generate.tools import load_tools
 
 LOOP_KEY = "sk-loop-generate-5d1e"
@@ -86,9 +87,10 @@ def tools(tmp_path):
     return load_tools(tmp_path / "tools.py")
 
 
-def _cfg(server, tools, out, prompts, key=API_KEY, **kw) -> GenerateConfig:
-    return GenerateConfig(endpoint=server.url, model="tiny", out_dir=out, prompts=prompts, api_key=key, tools=tools,
-                          max_tokens=64, concurrency=2, progress=False, backoff_base=0.01, **kw)
+def _run(server, tools, out, prompts, key=API_KEY, **kw):
+    return run_generation(GenerateSettings(endpoint=server.url, model="tiny", out=out, prompts=prompts,
+                                           tools=tools.path, max_tokens=64, concurrency=2, progress=False,
+                                           backoff_s=0.01, **kw), api_key=key)
 
 
 PROMPTS = [[{"role": "user", "content": f"What is 2+3? (asked {i} times)"}] for i in range(3)]
@@ -98,7 +100,7 @@ def test_trajectories_are_stored_whole_and_counted_per_turn(agent_server, tools,
     from distill.data.generated import load_generated
 
     out = tmp_path / "out"
-    acct = run_generation(_cfg(agent_server, tools, out, PROMPTS))
+    acct = _run(agent_server, tools, out, PROMPTS)
     assert (acct.succeeded, acct.failed, acct.requests, acct.turns, acct.tool_calls, acct.tool_errors) == (
         3, 0, 6, 6, 6, 3)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -114,7 +116,7 @@ def test_trajectories_are_stored_whole_and_counted_per_turn(agent_server, tools,
         assert conv[4] == {"role": "assistant", "content": ANSWER}
         assert r["usage"]["prompt_tokens"] == sum(t["usage"]["prompt_tokens"] for t in r["turns"])
     assert acct.tokens_in == sum(r["usage"]["prompt_tokens"] for r in rows) > 0
-    again = run_generation(_cfg(agent_server, tools, out, PROMPTS))
+    again = _run(agent_server, tools, out, PROMPTS)
     assert (again.skipped, again.requests, again.turns) == (3, 0, 0)
     # as training data: one example per trajectory; the assistant's calls and answer are the targets
     tok = agent_server.tokenizer
@@ -127,7 +129,7 @@ def test_trajectories_are_stored_whole_and_counted_per_turn(agent_server, tools,
 
 
 def test_max_turns_ends_a_trajectory_that_keeps_calling(agent_server, tools, tmp_path):
-    acct = run_generation(_cfg(agent_server, tools, tmp_path / "o", PROMPTS[:1], key=LOOP_KEY, max_turns=2))
+    acct = _run(agent_server, tools, tmp_path / "o", PROMPTS[:1], key=LOOP_KEY, max_turns=2)
     row = json.loads((tmp_path / "o" / "results.jsonl").read_text())
     assert row["finish"] == "max_turns" and acct.turns == 2 and acct.tool_calls == 4
     assert [m["role"] for m in row["trajectory"]] == ["user"] + ["assistant", "tool", "tool"] * 2
@@ -173,11 +175,13 @@ def test_sigkill_mid_trajectory_then_resume_stores_each_once(tiny_model_dir, tmp
 
 
 def test_tools_refuse_several_samples_and_log_probabilities(agent_server, tools, tmp_path):
-    from distill.errors import DistillError
+    from pydantic import ValidationError
 
-    for kw in ({"n": 2}, {"top_logprobs": 2}, {"max_turns": 0}):
-        with pytest.raises(DistillError, match="--tools"):
-            run_generation(_cfg(agent_server, tools, tmp_path / "o", PROMPTS[:1], **kw))
+    for kw, needle in (({"n": 2}, "--tools generates one trajectory"), ({"top_logprobs": 2}, "--tools generates one "
+                       "trajectory"), ({"max_turns": 0}, "max_turns")):
+        with pytest.raises(ValidationError, match=needle):
+            _run(agent_server, tools, tmp_path / "o", PROMPTS[:1], **kw)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("extra,match", [
@@ -222,7 +226,7 @@ def test_any_api_tool_calls_and_reasoning_are_kept(tools, tmp_path, tokenizer):
 
     out = tmp_path / "o"
     with BackgroundServer(app) as srv:
-        acct = run_generation(_cfg(srv, tools, out, PROMPTS[:2], key=None))
+        acct = _run(srv, tools, out, PROMPTS[:2], key=None)
     assert (acct.succeeded, acct.turns, acct.tool_calls, acct.tool_errors, acct.tokens_in) == (2, 4, 2, 0, 40)
     conv = json.loads((out / "results.jsonl").read_text().splitlines()[0])["trajectory"]
     assert conv[1:] == [

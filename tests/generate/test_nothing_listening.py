@@ -10,7 +10,8 @@ import pytest
 
 from distill.cli import main
 from distill.errors import DistillError
-from distill.generate.client import REFUSED_BEFORE_STOP, GenerateConfig, run_generation
+from distill.generate.client import REFUSED_BEFORE_STOP, run_generation
+from distill.generate.settings import GenerateSettings
 
 
 @pytest.fixture()
@@ -29,8 +30,8 @@ def _prompts(n):
 @pytest.mark.parametrize("concurrency", [1, 8])
 def test_refused_connections_stop_the_run_naming_the_endpoint(dead_port, tmp_path, concurrency):
     url = f"http://127.0.0.1:{dead_port}/v1"
-    cfg = GenerateConfig(endpoint=url, model="m", out_dir=tmp_path / "out", prompts=_prompts(40),
-                         concurrency=concurrency, max_tries=6, backoff_base=0.001, progress=False)
+    cfg = GenerateSettings(endpoint=url, model="m", out=tmp_path / "out", prompts=_prompts(40),
+                           concurrency=concurrency, max_tries=6, backoff_s=0.001, progress=False)
     with pytest.raises(DistillError) as e:
         run_generation(cfg)
     assert "nothing is listening" in e.value.what and e.value.where == url + "/chat/completions"
@@ -40,8 +41,8 @@ def test_refused_connections_stop_the_run_naming_the_endpoint(dead_port, tmp_pat
 
 
 def test_a_run_with_fewer_tries_than_the_limit_stops_on_its_last_try(dead_port, tmp_path):
-    cfg = GenerateConfig(endpoint=f"http://127.0.0.1:{dead_port}", model="m", out_dir=tmp_path / "out",
-                         prompts=_prompts(1), max_tries=3, backoff_base=0.001, progress=False)
+    cfg = GenerateSettings(endpoint=f"http://127.0.0.1:{dead_port}", model="m", out=tmp_path / "out",
+                           prompts=_prompts(1), max_tries=3, backoff_s=0.001, progress=False)
     with pytest.raises(DistillError, match="the first 3 connection attempts were all refused"):
         run_generation(cfg)
 

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     import distill
     from distill.config import DataConfig, load_config
-    from distill.errors import DistillError
+    from distill.errors import DistillError, invalid_settings
     from distill.models.loading import DEFAULT_TEACHER
     from distill.store import CaptureSettings, verify_store
 
@@ -87,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         data_cfg = DataConfig.model_validate(data)
     except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise DistillError(f"invalid data settings: {msgs}", where="--data/--seq-len/--config",
-                           fix="fix the value (data.seq_len must be at least 8, data.max_sequences at least 1)") from e
+        raise invalid_settings(e, "data settings", "--data/--seq-len/--config", "fix the value (data.seq_len must "
+                               "be at least 8, data.max_sequences at least 1)") from e
     settings = CaptureSettings(data=data_cfg, out=args.out, teacher=teacher or DEFAULT_TEACHER,
                                top_k=args.top_k if args.top_k is not None else served.top_k if served else 32,
                                shard_size=args.shard_size,
@@ -125,7 +124,7 @@ def _served_teacher(args: argparse.Namespace, served):
     training (distill.teachers.served)."""
     from pydantic import ValidationError
 
-    from distill.errors import DistillError
+    from distill.errors import DistillError, invalid_settings
     from distill.models.loading import DEFAULT_TEACHER
     from distill.teachers import ServedTeacherConfig
 
@@ -142,7 +141,5 @@ def _served_teacher(args: argparse.Namespace, served):
     try:
         return ServedTeacherConfig.model_validate(fields)
     except ValidationError as e:
-        msgs = "; ".join(f"--{'-'.join(map(str, err['loc'])).replace('_', '-')} {err['msg']} (got {err.get('input')})"
-                         for err in e.errors())
-        raise DistillError(f"invalid served-teacher settings: {msgs}", where="--teacher-endpoint/--config",
-                           fix="fix the flag or the config's teacher section") from e
+        raise invalid_settings(e, "served-teacher settings", "--teacher-endpoint/--config", "fix the flag or the "
+                               "config's teacher section", flags=True) from e

@@ -35,17 +35,16 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     import distill
-    from distill.errors import DistillError
+    from distill.errors import invalid_settings
     from distill.models.pruned import PruneSettings
 
     fields = {k: getattr(args, k) for k in PruneSettings.model_fields if getattr(args, k, None) is not None}
     try:
         settings = PruneSettings(**fields)
     except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'prune'}: {err['msg']}" for err in e.errors())
-        raise DistillError(f"invalid prune settings: {msgs}", where="distill prune",
-                           fix="pass --layers / --hidden-size / --intermediate-size / --num-heads (each ≥ 1) or "
-                               "--target-params (> 0); --seq-len at least 8") from None
+        raise invalid_settings(e, "prune settings", "distill prune", "pass --layers / --hidden-size / "
+                               "--intermediate-size / --num-heads (each ≥ 1) or --target-params (> 0); --seq-len at "
+                               "least 8", flags=True) from None
     res = distill.prune(settings)
     d, cal = res.dims, res.report["calibration"]
     print(f"pruned {res.teacher} → {res.path}: {d.layers} layers (kept {res.kept_layers}), hidden "

@@ -5,8 +5,8 @@ request a worker waits for the shared 429 pause and the requests/min and tokens/
 is charged an estimate - prompt characters / 4 + max_tokens x n - and corrected with the reported usage).
 
 Retries: 429 waits `retry-after-ms` / `Retry-After` (else backoff); 5xx, 408, timeouts (a whole-request
-deadline of `timeout` seconds, so stalled bodies count), dropped connections and malformed JSON back off
-exponentially with full jitter (`backoff_base * 2**attempt`, capped at `backoff_cap`). Other 4xx are not
+deadline of `timeout_s` seconds, so stalled bodies count), dropped connections and malformed JSON back off
+exponentially with full jitter (`backoff_s * 2**attempt`, capped at `backoff_cap_s`). Other 4xx are not
 retried; 401/403/404 stop the whole run (a wrong key or model would fail every row). After `max_tries` tries
 a row is recorded in failures.jsonl with the reason and retried by the next run. Nothing listening: when the
 first `REFUSED_BEFORE_STOP` tries of a run (fewer if the run has fewer tries in all) were all refused
@@ -26,7 +26,6 @@ import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,9 @@ import httpx
 from distill.errors import DistillError
 from distill.generate.accounting import Accounting, cost
 from distill.generate.ratelimit import Pause, TokenBucket
+from distill.generate.settings import GenerateSettings
 from distill.generate.store import ResultStore, row_key
-from distill.generate.tools import ToolRunner
+from distill.generate.tools import ToolRunner, ToolSet
 from distill.tokens.openai import chat_url
 from distill.tokens.tokenmap import TokenMapper
 
@@ -45,45 +45,14 @@ log = logging.getLogger(__name__)
 REFUSED_BEFORE_STOP = 8  # refused connections, with no answer before them, that stop a run (the first wave of 8 workers)
 
 
-@dataclass
-class GenerateConfig:
-    """Everything one generation run needs (the CLI options of `distill generate`)."""
-
-    endpoint: str  # base URL (".../v1" added when missing) or the full .../chat/completions URL
-    model: str  # model name sent to the API
-    out_dir: str | Path  # output folder (results.jsonl, failures.jsonl, accounting.json)
-    prompts: list[list[dict]]  # chat-message lists
-    concurrency: int = 8  # requests in flight at most
-    rpm: float | None = None  # requests per minute (None: unlimited)
-    tpm: float | None = None  # tokens per minute, prompt + completion (None: unlimited)
-    top_logprobs: int = 0  # alternatives per token to ask for (0: no log-probabilities)
-    n: int = 1  # samples per prompt
-    max_tokens: int = 256  # new tokens per sample
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    api_key: str | None = field(default=None, repr=False)  # never logged, never stored
-    tokenizer: Any = None  # teacher tokenizer for mapping log-prob tokens to ids (optional)
-    price_in: float = 0.0  # USD per million prompt tokens
-    price_out: float = 0.0  # USD per million completion tokens
-    max_tries: int = 6  # tries per row before giving up
-    timeout: float = 120.0  # seconds per request, whole response included
-    backoff_base: float = 1.0  # first backoff step in seconds
-    backoff_cap: float = 60.0  # longest backoff step in seconds
-    progress: bool = True  # show a tqdm progress bar
-    tools: Any = None  # a `distill.generate.tools.ToolSet`: each prompt becomes a tool-calling trajectory
-    max_turns: int = 8  # with tools: assistant turns per trajectory at most
-    tool_timeout: float = 10.0  # with tools: seconds per tool call
-    tool_max_chars: int = 4000  # with tools: characters of a tool's answer kept
-
-    def params(self) -> dict[str, Any]:
-        """The sampling parameters that are part of each row's key (with tools: their schemas' hash and
-        max_turns too, so changed tools are generated again)."""
-        params = {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p, "n": self.n,
-                  "seed": self.seed, "top_logprobs": self.top_logprobs}
-        if self.tools is not None:
-            params |= {"tools": self.tools.fingerprint(), "max_turns": self.max_turns}
-        return params
+def row_params(settings: GenerateSettings, tools: ToolSet | None = None) -> dict[str, Any]:
+    """The sampling parameters that are part of each row's key (with tools: their schemas' hash and max_turns too,
+    so changed tools are generated again)."""
+    params = {"max_tokens": settings.max_tokens, "temperature": settings.temperature, "top_p": settings.top_p,
+              "n": settings.n, "seed": settings.seed, "top_logprobs": settings.top_logprobs}
+    if tools is not None:
+        params |= {"tools": tools.fingerprint(), "max_turns": settings.max_turns}
+    return params
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
@@ -180,11 +149,11 @@ def _parse_choices(data: Any, mapper: TokenMapper | None) -> list[dict]:
     return out
 
 
-def _estimate_tokens(messages: list[dict], cfg: GenerateConfig) -> int:
+def _estimate_tokens(messages: list[dict], cfg: GenerateSettings, tools: ToolSet | None) -> int:
     chars = sum(len(m.get("content") or "") + (len(json.dumps(m["tool_calls"])) if m.get("tool_calls") else 0)
                 for m in messages)
-    if cfg.tools is not None:
-        chars += len(json.dumps(cfg.tools.schemas))
+    if tools is not None:
+        chars += len(json.dumps(tools.schemas))
     return chars // 4 + 8 + cfg.max_tokens * cfg.n
 
 
@@ -192,16 +161,16 @@ class _Generation:
     """One run's shared state - config, store, HTTP client, rate limits, writer thread, progress, accounting -
     and the steps of a row: `attempt` (one request), `row` (tries until stored or given up), `worker`."""
 
-    def __init__(self, cfg: GenerateConfig, store: ResultStore, client: httpx.AsyncClient, acct: Accounting,
-                 mapper: TokenMapper | None, writer: ThreadPoolExecutor, bar) -> None:
-        self.cfg, self.store, self.client, self.acct, self.mapper = cfg, store, client, acct, mapper
+    def __init__(self, cfg: GenerateSettings, tools: ToolSet | None, store: ResultStore, client: httpx.AsyncClient,
+                 acct: Accounting, mapper: TokenMapper | None, writer: ThreadPoolExecutor, bar) -> None:
+        self.cfg, self.tools, self.store, self.client, self.acct, self.mapper = cfg, tools, store, client, acct, mapper
         self.writer, self.bar = writer, bar
-        self.url, self.params = chat_url(cfg.endpoint), cfg.params()
+        self.url, self.params = chat_url(cfg.endpoint), row_params(cfg, tools)
         self.rpm, self.tpm, self.pause = TokenBucket(cfg.rpm), TokenBucket(cfg.tpm), Pause()
         self.loop = asyncio.get_running_loop()
         self.refused, self.reached = 0, False  # refused connections so far; whether anything ever answered
         self.refused_limit = REFUSED_BEFORE_STOP
-        self.runner = ToolRunner(cfg.tools, cfg.tool_timeout, cfg.tool_max_chars) if cfg.tools is not None else None
+        self.runner = ToolRunner(tools, cfg.tool_timeout_s, cfg.tool_max_chars) if tools is not None else None
 
     def connection_failed(self, e: httpx.TransportError) -> None:
         """Count a refused connection; stop the run when nothing has ever answered and the limit is reached."""
@@ -224,21 +193,21 @@ class _Generation:
         if cfg.top_logprobs > 0:
             body["logprobs"] = True
             body["top_logprobs"] = cfg.top_logprobs
-        if cfg.tools is not None:
-            body["tools"] = list(cfg.tools.schemas)
+        if self.tools is not None:
+            body["tools"] = list(self.tools.schemas)
         return body
 
     async def attempt(self, msgs: list[dict]) -> tuple[dict, list[dict]]:
         """One request after the rate limits: (body, parsed choices); raises _Retry, _GiveUp or DistillError."""
         cfg, acct, url = self.cfg, self.acct, self.url
         body = self.body(msgs)
-        est = _estimate_tokens(msgs, cfg)
+        est = _estimate_tokens(msgs, cfg, self.tools)
         await self.pause.wait()
         await self.rpm.take(1)
         await self.tpm.take(est)
         acct.requests += 1
         try:
-            resp = await asyncio.wait_for(self.client.post(url, json=body), cfg.timeout)
+            resp = await asyncio.wait_for(self.client.post(url, json=body), cfg.timeout_s)
         except (asyncio.TimeoutError, httpx.TimeoutException):
             raise _Retry("timeout") from None
         except httpx.TransportError as e:
@@ -286,7 +255,7 @@ class _Generation:
             except _Retry as r:
                 reason = r.reason
                 if n_try < cfg.max_tries:
-                    step = min(cfg.backoff_cap, cfg.backoff_base * 2 ** (n_try - 1))
+                    step = min(cfg.backoff_cap_s, cfg.backoff_s * 2 ** (n_try - 1))
                     await asyncio.sleep(r.wait if r.wait is not None else random.uniform(0, step))
             except _GiveUp as g:
                 raise _Failed(str(g), n_try) from None
@@ -322,7 +291,7 @@ class _Generation:
         total = {k: sum(int((t["usage"] or {}).get(k) or 0) for t in turns) for k in ("prompt_tokens",
                                                                                         "completion_tokens")}
         record = {"key": key, "model": cfg.model, "messages": msgs, "params": self.params,
-                  "tools": list(cfg.tools.schemas), "trajectory": conv, "finish": finish, "turns": turns,
+                  "tools": list(self.tools.schemas), "trajectory": conv, "finish": finish, "turns": turns,
                   "usage": total, "tries": sum(t["tries"] for t in turns), "time": time.time()}
         return record, total
 
@@ -376,13 +345,13 @@ class _Generation:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _todo(cfg: GenerateConfig, store: ResultStore, acct: Accounting) -> list[tuple[str, list[dict]]]:
+def _todo(prompts: list[list[dict]], params: dict[str, Any], model: str, store: ResultStore, acct: Accounting
+          ) -> list[tuple[str, list[dict]]]:
     """(key, messages) of each distinct prompt not yet stored; counts duplicates, skipped and prompts."""
-    params = cfg.params()
     todo: list[tuple[str, list[dict]]] = []
     seen: set[str] = set()
-    for msgs in cfg.prompts:
-        key = row_key(msgs, params, cfg.model)
+    for msgs in prompts:
+        key = row_key(msgs, params, model)
         if key in seen:
             acct.duplicates += 1
             continue
@@ -395,23 +364,25 @@ def _todo(cfg: GenerateConfig, store: ResultStore, acct: Accounting) -> list[tup
     return todo
 
 
-async def _run(cfg: GenerateConfig) -> Accounting:
+async def _run(cfg: GenerateSettings, prompts: list[list[dict]], api_key: str | None, tokenizer: Any,
+               tools: ToolSet | None) -> Accounting:
     from tqdm import tqdm
 
     acct = Accounting(price_in=cfg.price_in, price_out=cfg.price_out)
-    mapper = TokenMapper(cfg.tokenizer) if cfg.tokenizer is not None else None
+    mapper = TokenMapper(tokenizer) if tokenizer is not None else None
     start = time.monotonic()
-    with ResultStore(cfg.out_dir) as store:
-        todo = _todo(cfg, store, acct)
+    with ResultStore(cfg.out) as store:
+        todo = _todo(prompts, row_params(cfg, tools), cfg.model, store, acct)
         headers = {"Content-Type": "application/json"}
-        if cfg.api_key:
-            headers["Authorization"] = f"Bearer {cfg.api_key}"
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
         bar = tqdm(total=len(todo), disable=not cfg.progress, desc="generate", unit="row", dynamic_ncols=True)
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="distill-store")  # the single writer
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits, headers=headers) as client:
+        timeout = httpx.Timeout(cfg.timeout_s)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) as client:
             try:
-                await _Generation(cfg, store, client, acct, mapper, writer, bar).run(todo)
+                await _Generation(cfg, tools, store, client, acct, mapper, writer, bar).run(todo)
             finally:
                 writer.shutdown(wait=True)
                 bar.close()
@@ -419,11 +390,11 @@ async def _run(cfg: GenerateConfig) -> Accounting:
                 if mapper is not None:
                     acct.token_map = mapper.stats.to_dict()
                 acct.store = _store_totals(store, cfg)
-                acct.save(Path(cfg.out_dir) / "accounting.json")
+                acct.save(Path(cfg.out) / "accounting.json")
     return acct
 
 
-def _store_totals(store: ResultStore, cfg: GenerateConfig) -> dict[str, float]:
+def _store_totals(store: ResultStore, cfg: GenerateSettings) -> dict[str, float]:
     rows = store.rows_now()
     t_in = sum(int((r.get("usage") or {}).get("prompt_tokens") or 0) for r in rows)
     t_out = sum(int((r.get("usage") or {}).get("completion_tokens") or 0) for r in rows)
@@ -440,20 +411,29 @@ def _error_text(resp: httpx.Response) -> str:
         return resp.text[:300]
 
 
-def run_generation(cfg: GenerateConfig) -> Accounting:
-    """Run (or resume) a generation; returns the run's accounting (also saved as accounting.json)."""
-    if cfg.concurrency < 1 or cfg.max_tries < 1 or cfg.n < 1 or cfg.max_tokens < 1:
-        raise DistillError("concurrency, max-tries, n and max-tokens must be at least 1", where="distill generate",
-                           fix="pass positive numbers")
-    if cfg.timeout <= 0 or cfg.top_logprobs < 0:
-        raise DistillError("timeout must be positive and top-logprobs not negative", where="distill generate",
-                           fix="fix the option values")
-    if cfg.tools is not None:
-        if cfg.n != 1 or cfg.top_logprobs:
-            raise DistillError("--tools generates one trajectory per prompt, without log-probabilities",
-                               where="distill generate --tools", fix="leave out --n and --top-logprobs")
-        if cfg.max_turns < 1 or cfg.tool_timeout <= 0 or cfg.tool_max_chars < 1:
-            raise DistillError("--max-turns, --tool-timeout and --tool-max-chars must be positive",
-                               where="distill generate --tools", fix="fix the option values")
-    chat_url(cfg.endpoint)
-    return asyncio.run(_run(cfg))
+def _inputs(settings: GenerateSettings) -> tuple[list[list[dict]], ToolSet | None, Any]:
+    """What a run reads besides its settings, each refused with a DistillError before anything is written: the
+    prompts (the first `limit`), the tools, and the tokenizer that maps log-prob tokens to ids."""
+    from distill.generate.prompts import load_prompts
+
+    prompts = settings.prompts if isinstance(settings.prompts, list) else load_prompts(settings.prompts)
+    prompts = prompts[: settings.limit] if settings.limit is not None else prompts
+    tools = None
+    if settings.tools:
+        from distill.generate.tools import load_tools
+
+        tools = load_tools(settings.tools, settings.tool_command)
+    tokenizer = None
+    if settings.tokenizer:
+        from distill.models.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(settings.tokenizer)
+    return prompts, tools, tokenizer
+
+
+def run_generation(settings: GenerateSettings, api_key: str | None = None) -> Accounting:
+    """Run (or resume) a generation with `api_key` (already read: never logged, never stored); returns the run's
+    accounting (also saved as accounting.json). `distill.collect` adds the policy gate and the key's source."""
+    chat_url(settings.endpoint)
+    prompts, tools, tokenizer = _inputs(settings)
+    return asyncio.run(_run(settings, prompts, api_key, tokenizer, tools))

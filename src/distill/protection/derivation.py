@@ -168,24 +168,24 @@ def endpoint_answers(c: Candidate, prompts: Sequence[str], max_tokens: int,
     unanswered after its tries raises DistillError (the stored answers are kept: the next run resumes)."""
     from distill.data.formats import RESULTS
     from distill.fileio import read_appended_jsonl
-    from distill.generate.client import GenerateConfig, run_generation
+    from distill.generate.client import row_params, run_generation
+    from distill.generate.settings import GenerateSettings
     from distill.generate.store import row_key
     from distill.tokens.openai import chat_url
 
     url = chat_url(c.endpoint or "", where=f"{c.label}'s endpoint")
     msgs = [[{"role": "user", "content": p}] for p in prompts]
     folder = query_folder(opts.out_dir, c)
-    cfg = GenerateConfig(endpoint=c.endpoint or "", model=c.model or "", out_dir=folder, prompts=msgs,
-                         concurrency=opts.concurrency, rpm=opts.rpm, tpm=opts.tpm, max_tokens=max_tokens,
-                         temperature=0.0, top_p=1.0, api_key=opts.api_key, price_in=opts.price_in,
-                         price_out=opts.price_out, max_tries=opts.max_tries, timeout=opts.timeout,
-                         backoff_base=opts.backoff, progress=False)
+    cfg = GenerateSettings(endpoint=c.endpoint or "", model=c.model or "", out=str(folder), prompts=msgs,
+                           concurrency=opts.concurrency, rpm=opts.rpm, tpm=opts.tpm, max_tokens=max_tokens,
+                           temperature=0.0, top_p=1.0, price_in=opts.price_in, price_out=opts.price_out,
+                           max_tries=opts.max_tries, timeout_s=opts.timeout, backoff_s=opts.backoff, progress=False)
     try:
-        acct = run_generation(cfg)
+        acct = run_generation(cfg, api_key=opts.api_key)
     except DistillError as e:
         raise DistillError(f"querying {c.label} failed: {e.what}", where=e.where, fix=e.fix, code=e.code) from e
     stored = {r.get("key"): r for r in read_appended_jsonl(folder / RESULTS)}
-    rows = [stored.get(row_key(m, cfg.params(), cfg.model)) for m in msgs]
+    rows = [stored.get(row_key(m, row_params(cfg), cfg.model)) for m in msgs]
     missing = sum(r is None for r in rows)
     if missing:
         why = "; ".join(f"{k} (x{v})" for k, v in acct.failure_reasons.items()) or "no answer"

@@ -4,6 +4,7 @@ is lifted, every change logged with its evidence, actions restored after a resta
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -210,3 +211,26 @@ def test_config_fields_are_checked(tmp_path):
     f.write_text(f"state_file: {tmp_path / 'state.json'}\n" + rules)
     with pytest.raises(DistillError, match="account 'a' is a number"):
         load_config(f)
+
+
+def test_config_fields_are_documented_and_mistakes_named_in_one_paragraph(tmp_path, capsys):
+    from distill.cli import main
+
+    assert all(f.description for f in GuardConfig.model_fields.values())
+    assert all(f.description for f in Rule.model_fields.values())
+    assert Rule(0.5, "log") == Rule(min_score=0.5, action="log") and GuardConfig(rules=None).rules == []
+    f = tmp_path / "g.yaml"
+    for text, needle in (("windw_seconds: 3\n", "unknown key 'windw_seconds' (did you mean 'window_seconds'?)"),
+                         ("rules:\n  - log\n", "rules[0]: a rule needs min_score and an action"),
+                         ("rules:\n  - {min_score: 0.5, action: log, after: 3}\n", "unknown key 'rules[0].after'"),
+                         ("rules:\n  - {min_score: high, action: log}\n", "rules[0].min_score"),
+                         ("max_window_requests: 2.5\nrules: []\n", "max_window_requests: Input should be a valid "
+                          "integer"),
+                         ("scorer: 3\nrules: []\n", "scorer: must be a file path (got 3)")):
+        f.write_text(text)
+        with pytest.raises(DistillError, match=re.escape(needle)) as e:
+            load_config(f)
+        assert e.value.where == str(f) and e.value.what.startswith("invalid guard config: ")
+        assert main(["serve", "--guard-config", str(f)]) == 2  # refused before any model is loaded
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and needle in err and "Traceback" not in err

@@ -36,51 +36,155 @@ Example config:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import torch
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from distill.errors import DistillError
+from distill.errors import DistillError, invalid_settings
 
-ACTIONS = ("none", "log", "degrade", "watermark", "throttle", "block")
-
-
-@dataclass
-class Rule:
-    min_score: float
-    action: str
+Action = Literal["none", "log", "degrade", "watermark", "throttle", "block"]
+ACTIONS: tuple[str, ...] = get_args(Action)  # mildest first
 
 
-@dataclass
-class GuardConfig:
-    window_seconds: float = 86400.0
-    max_window_requests: int = 2000
-    min_requests: int = 20
-    min_requests_shared: int = 8  # ... or this many, for a key whose frame words overlap two other keys' (a campaign
-    # spread over many low-rate keys: the group has made the requests)
-    state_file: str | None = None
-    persist_every_seconds: float = 5.0
-    watermark_key: str | None = None
-    scorer: str | None = None  # a fitted scorer's JSON (LogisticScorer.to_dict); None: the shipped DEFAULT
-    degrade_noise: float = 1.0
-    allow: list[str] = field(default_factory=list)
-    rules: list[Rule] = field(default_factory=lambda: [Rule(0.5, "log"), Rule(0.8, "watermark"), Rule(0.97, "block")])
-    cooldown_seconds: float = 3600.0  # an action holds at least this long after it was taken
-    hysteresis: float = 0.1  # an action is lifted only when the score is this far below its rule's min_score
-    throttle_interval_seconds: float = 3600.0  # a throttled account's bucket gains one request per interval ...
-    throttle_burst: float = 1.0  # ... and holds at most this many (it is empty when the throttle starts)
-    throttle_shared: bool = True  # throttled keys whose frame words overlap draw on one bucket (a spread campaign)
-    time_scale: float = 1.0  # replays only: guard time runs this many times faster than the wall clock
-    max_logged_changes: int = 20  # action changes kept per account in the state file (all are logged)
-    calibration: str | None = None  # `distill guard calibrate`'s JSON: scores become 1 - a calibrated tail
-    # probability, so a rule's min_score 1 - a acts on at most a fraction a of benign account-days (docs/protect.md)
-    warmup_seconds: float = 0.0  # after a cold start the guard observes this long before it acts (actions restored
-    # from state_file hold): its windows and shared word counts fill up first, as the calibration's first day did. A
-    # day matches the calibration; 0 acts at once, on statistics a cold guard inflates (every topic looks rare)
-    traffic_log: str | None = None  # append one JSON line per served request (hashed words, numbers; no prompt text):
-    # what `distill guard calibrate --traffic` reads
+def _at_least(low: float, inclusive: bool, words: str) -> BeforeValidator:
+    """A number (never a boolean) of at least `low` (above it when not `inclusive`), else "must be WORDS"."""
+    def check(v: Any) -> Any:
+        number = not isinstance(v, bool) and isinstance(v, int | float)
+        if not number or not (v >= low if inclusive else v > low):
+            raise ValueError(f"must be {words} (got {v!r})")
+        return v
+    return BeforeValidator(check)
+
+
+def _flag(v: Any) -> Any:
+    if not isinstance(v, bool):
+        raise ValueError(f"must be true or false (got {v!r})")
+    return v
+
+
+def _names(v: Any) -> Any:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError(f"must be a list of API-key names (got {v!r})")
+    return v
+
+
+def _path(v: Any) -> Any:
+    if isinstance(v, PathLike):
+        return str(v)
+    if v is not None and not isinstance(v, str):
+        raise ValueError(f"must be a file path (got {v!r})")
+    return v
+
+
+NonNegative = Annotated[float, _at_least(0, True, "a non-negative number")]
+Count = Annotated[int, _at_least(0, True, "a non-negative number")]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+File = Annotated[str | None, BeforeValidator(_path)]
+
+
+class Rule(BaseModel):
+    """One row of `rules`: the action an account gets once its score reaches `min_score`. Also written
+    positionally, `Rule(0.8, "watermark")`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_score: float = Field(strict=True, description="The score from which the rule applies (with a calibration: "
+                             "1 - the share of benign account-days it may act on).")
+    action: Action = Field(description="What is done: none, log, degrade (Gumbel noise on the logits), watermark "
+                           "(the account's own sub-key), throttle (a token bucket) or block (403).")
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        super().__init__(**dict(zip(("min_score", "action"), args, strict=False)), **data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, v: Any) -> Any:
+        if not isinstance(v, dict | Rule):
+            raise ValueError(f"a rule needs min_score and an action, as {{min_score: 0.9, action: throttle}} (got {v!r})")
+        return v
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _known(cls, v: Any) -> Any:
+        if v not in ACTIONS:
+            raise ValueError(f"a rule needs an action among {', '.join(ACTIONS)} (got {v!r})")
+        return v
+
+
+def _default_rules() -> list[Rule]:
+    return [Rule(0.5, "log"), Rule(0.8, "watermark"), Rule(0.97, "block")]
+
+
+class GuardConfig(BaseModel):
+    """The guard's YAML config (`distill serve --guard-config`): windows, when to act, the rules and the files it
+    reads and writes; `load_config` reads one. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_seconds: NonNegative = Field(86400.0, description="The sliding window of requests kept per key, in "
+                                        "seconds.")
+    max_window_requests: Count = Field(2000, description="Requests kept per key's window at most (the oldest "
+                                       "dropped first).")
+    min_requests: Count = Field(20, description="No action before a key has made this many requests in its "
+                                "window.")
+    min_requests_shared: Count = Field(8, description="... or this many, for a key whose frame words overlap two "
+                                       "other keys' (a campaign spread over many low-rate keys: the group has made "
+                                       "the requests).")
+    state_file: File = Field(None, description="Where accounts, scores, evidence and actions are kept (written "
+                             "atomically; a guard started on it restores every account's action). A relative path is "
+                             "taken from the working directory.")
+    persist_every_seconds: NonNegative = Field(5.0, description="How often the state file is written, in seconds.")
+    watermark_key: File = Field(None, description="The watermark key file (`distill watermark keygen`): needed by "
+                                "the watermark action. Relative to the config's folder.")
+    scorer: File = Field(None, description="A fitted scorer's JSON (`LogisticScorer.to_dict`), weights fitted on "
+                         "your own traffic (default: the shipped ones). Relative to the config's folder.")
+    degrade_noise: NonNegative = Field(1.0, description="The scale of the Gumbel noise the degrade action adds to the "
+                                       "logits.")
+    allow: Annotated[list[str], BeforeValidator(_names)] = Field(
+        default_factory=list, description="API-key names never acted on (nor restored from the state file: how an "
+        "operator lifts a block).")
+    rules: list[Rule] = Field(default_factory=_default_rules, description="Score thresholds and their actions: the "
+                              "highest rule whose min_score is reached applies.")
+    cooldown_seconds: NonNegative = Field(3600.0, description="An action holds at least this long after it was "
+                                          "taken, in seconds.")
+    hysteresis: NonNegative = Field(0.1, description="An action is lifted only once the score is this far below its "
+                                    "rule's min_score.")
+    throttle_interval_seconds: NonNegative = Field(3600.0, description="A throttled account's bucket gains one "
+                                                   "request per this many seconds ...")
+    throttle_burst: Annotated[float, _at_least(1, True, "at least 1 (1 lets one request through at a time)")] = Field(
+        1.0, description="... and holds at most this many (it is empty when the throttle starts).")
+    throttle_shared: Flag = Field(True, description="Throttled keys whose frame words overlap draw on one bucket (a "
+                                  "spread campaign is throttled as one account).")
+    time_scale: Annotated[float, _at_least(0, False, "positive")] = Field(
+        1.0, description="Replays only: guard time runs this many times faster than the wall clock.")
+    max_logged_changes: Count = Field(20, description="Action changes kept per account in the state file (all are "
+                                      "logged).")
+    calibration: File = Field(None, description="`distill guard calibrate`'s JSON: scores become 1 - a calibrated "
+                              "tail probability, so a rule's min_score 1 - a acts on at most a fraction a of benign "
+                              "account-days (docs/protect.md). Relative to the config's folder.")
+    warmup_seconds: NonNegative = Field(0.0, description="After a cold start the guard observes this long before it "
+                                        "acts (actions restored from state_file hold), so its windows and shared word "
+                                        "counts fill up first, as the calibration's first day did; a day matches the "
+                                        "calibration, 0 acts at once on statistics a cold guard inflates.")
+    traffic_log: File = Field(None, description="Append one JSON line per served request (hashed words, numbers; no "
+                              "prompt text): what `distill guard calibrate --traffic` reads. Relative to the "
+                              "config's folder.")
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return [] if v is None else v
 
     def ordered(self) -> list[Rule]:
         """The rules by min_score; a rule's *level* is its position here plus one (0: no rule)."""
@@ -105,60 +209,29 @@ class GuardConfig:
         return max((i + 1 for i, r in enumerate(self.ordered()) if r.action == action), default=0)
 
 
-NUMBERS = ("window_seconds", "max_window_requests", "min_requests", "min_requests_shared", "persist_every_seconds",
-           "degrade_noise", "cooldown_seconds", "hysteresis", "throttle_interval_seconds", "throttle_burst",
-           "time_scale", "max_logged_changes", "warmup_seconds")
-FLAGS = ("throttle_shared",)
+FILES = ("watermark_key", "scorer", "calibration", "traffic_log")  # relative paths: from the config's folder
 
 
 def load_config(path: str | Path) -> GuardConfig:
-    """Read and check a guard YAML config (unknown keys and actions are refused)."""
+    """Read and check a guard YAML config: its fields (unknown keys and actions refused), then the files it names
+    (scorer, calibration, state), so a bad one fails at start, not at the first request."""
     from distill.config import read_yaml
 
     if not Path(path).is_file():
         raise DistillError("guard config not found", where=str(path), fix="check --guard-config")
     raw = read_yaml(path, "guard config", "pass the guard's YAML config (see docs/protect.md)") or {}
     if not isinstance(raw, dict):
-        raise DistillError("the guard config must be a YAML mapping", where=str(path))
-    cfg = GuardConfig()
-    known = set(cfg.__dataclass_fields__)
-    for k, v in raw.items():
-        if k not in known:
-            raise DistillError(f"unknown guard config key {k!r}", where=str(path),
-                               fix="valid keys: " + ", ".join(sorted(known)))
-        if k == "rules":
-            rules = []
-            for i, r in enumerate(v or []):
-                if not isinstance(r, dict) or r.get("action") not in ACTIONS or "min_score" not in r:
-                    raise DistillError(f"rule {i + 1} needs min_score and an action among {', '.join(ACTIONS)}",
-                                       where=f"{path}: rules[{i}]")
-                rules.append(Rule(float(r["min_score"]), str(r["action"])))
-            cfg.rules = rules
-        elif k in NUMBERS:
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-                raise DistillError(f"{k} must be a non-negative number (got {v!r})", where=f"{path}: {k}")
-            setattr(cfg, k, type(getattr(cfg, k))(v))
-        elif k in FLAGS:
-            if not isinstance(v, bool):
-                raise DistillError(f"{k} must be true or false (got {v!r})", where=f"{path}: {k}")
-            setattr(cfg, k, v)
-        elif k == "allow":
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                raise DistillError("allow must be a list of API-key names", where=f"{path}: allow")
-            cfg.allow = list(v)
-        else:
-            if v is not None and not isinstance(v, str):
-                raise DistillError(f"{k} must be a file path (got {v!r})", where=f"{path}: {k}")
-            setattr(cfg, k, v)
-    if cfg.time_scale <= 0:
-        raise DistillError("time_scale must be positive", where=f"{path}: time_scale")
-    if cfg.throttle_burst < 1:
-        raise DistillError(f"throttle_burst must be at least 1 (got {cfg.throttle_burst:g})",
-                           where=f"{path}: throttle_burst", fix="1 lets one request through at a time")
+        raise DistillError("the guard config must be a YAML mapping", where=str(path),
+                           fix="write one `key: value` per line (see docs/protect.md)")
+    try:
+        cfg = GuardConfig.model_validate(raw)
+    except ValidationError as e:
+        raise invalid_settings(e, "guard config", str(path), "fix the value; docs/protect.md lists every field "
+                               "with its meaning", known=tuple(GuardConfig.model_fields)) from None
     if cfg.watermark_key is None and any(r.action == "watermark" for r in cfg.rules):
         raise DistillError("a rule uses the watermark action but no watermark_key is configured", where=str(path),
                            fix="add `watermark_key: FILE` (from `distill watermark keygen`) or drop that rule")
-    for k in ("watermark_key", "scorer", "calibration", "traffic_log"):
+    for k in FILES:
         v = getattr(cfg, k)
         if v and not Path(v).is_absolute():
             setattr(cfg, k, str(Path(path).parent / v))
