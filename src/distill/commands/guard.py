@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cp.add_argument("--guard-config", default=None,
                     help="the serving guard's config: its window settings are the calibration's (default: 1 day, "
                          "2000 requests)")
+    cp.add_argument("--leave-out", default="account", choices=("account", "actor"),
+                    help="how each logged account is judged as a newcomer: without its own records ('account', the "
+                         "default: the stated rate holds for new accounts of the kinds of customer the log holds) or "
+                         "without every account linked to it by shared prompt frames ('actor': every group judged as "
+                         "a kind never seen; far more conservative where the log holds a large group). "
+                         "docs/protect.md")
     sp.add_argument("--out", required=True, help="trace file to write (JSONL, one request per line, in time order)")
     sp.add_argument("--keys-out", default=None,
                     help="also write a fresh random key for every account (name:key lines, mode 0600), the "
@@ -140,7 +146,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     records, pool, links = benign_records(rows, cfg.window_seconds, cfg.max_window_requests)
     meta = {"window_seconds": cfg.window_seconds, "max_window_requests": cfg.max_window_requests,
             "sources": [str(p) for p in args.traffic]}
-    cal = fit_calibration(records, meta, pool=pool, links=links)
+    cal = fit_calibration(records, meta, pool=pool, links=links, leave_out=args.leave_out)
     save_calibration(cal, args.out)
     print(f"wrote {args.out}: " + calibration_summary(cal))
     return 0

@@ -15,6 +15,8 @@ from distill.errors import DistillError
 from distill.protection.guard import Guard, GuardConfig, Rule, load_config
 from distill.protection.guard.calibration import (
     BANDS,
+    COMPARED,
+    RELATIONAL,
     Band,
     actors,
     band_of,
@@ -76,6 +78,14 @@ def test_departure_is_the_smallest_squared_excess_over_a_reference():
     assert departure(np.array([1.0, 2.0]), np.array([[5.0, 0.0], [1.0, 2.5]]))[0] == 0.0
 
 
+def test_relational_statistics_are_not_compared_and_the_unit_is_checked(calibrated):
+    _, cal = calibrated
+    assert "cross_key" not in cal.statistics and "logistic" not in cal.statistics
+    assert set(cal.statistics) == set(COMPARED) and not set(RELATIONAL) & set(COMPARED)
+    with pytest.raises(DistillError, match="jackknife unit"):
+        fit_calibration([], leave_out="key")
+
+
 def test_actors_are_connected_components():
     got = actors([("a", "b"), ("c", "d"), ("b", "c"), ("x", "y")])
     assert len({got[k] for k in "abcd"}) == 1 and got["x"] == got["y"] != got["a"]
@@ -99,12 +109,15 @@ def calibrated(benign):
     return records, fit_calibration(records, {"test": True}, pool=pool, links=links, warmup=0.0)
 
 
-def test_calibration_extremes_are_each_account_days_largest_jackknifed_departure(benign):
+@pytest.mark.parametrize("leave_out", ["account", "actor"])
+def test_calibration_extremes_are_each_account_days_largest_jackknifed_departure(benign, leave_out):
     records, pool, links = benign_records(benign)
-    cal = fit_calibration(records, {"test": True}, pool=pool, links=links, warmup=0.0)
-    # recompute some accounts' extremes by brute force: their actor's reference records left out of the columns and
-    # of the nearest-record search, D after each of their requests, the largest per day
-    group = actors(links)
+    cal = fit_calibration(records, {"test": True}, pool=pool, links=links, warmup=0.0, leave_out=leave_out)
+    assert cal.meta["leave_out"] == leave_out
+    # recompute some accounts' extremes by brute force: their own (or their actor's) reference records left out of
+    # the columns and of the nearest-record search, D after each of their requests, the largest per day
+    group = actors(links) if leave_out == "actor" else {}
+    assert leave_out == "account" or len(set(group.values())) < len(group)  # the fixture has linked accounts
     t0 = records[0][1]
     accounts = sorted({a for a, _, _ in records})
     checked = 0

@@ -19,16 +19,28 @@ it departs from all of them, as a probability with a stated error rate:
    extreme in every one. D = 0 whenever some benign account was at least as high on every statistic at once: a
    templated app, an eval harness or a power user explains away what it also does; what no benign account does *all
    together* (single-turn prompts and a topic sweep and long answers and a steady pace) is what D measures.
-3. **Calibrated on account-days.** Every benign account is also judged as a newcomer: against the *other* actors'
-   reference records and their values (its own actor left out of both - the accounts linked to it by shared frames, such as a tutorial's
-   users, vouch for each other, so they leave together: a jackknife over actors), and the largest D of each of its
-   days (over every request of the day) is recorded. An account's final probability is the conformal p-value
+3. **Calibrated on account-days.** Every benign account is also judged as a newcomer: against the *other* accounts'
+   reference records and values (its own left out of both: a jackknife over accounts), and the largest D of each of
+   its days (over every request of the day) is recorded. An account's final probability is the conformal p-value
    p = (1 + #{calibration account-days with max D >= D}) / (1 + N), and its score is 1 - p. Acting at
    `score >= 1 - a` therefore acts on about a fraction a of benign account-days (at most a + 1 / (N + 1) for an
    exact conformal split; the jackknife reuses the accounts, so the benchmark measures it on fresh benign traffic)
-   for benign traffic exchangeable with the calibration's: the owner's accounts on other days. The smallest rate a
-   calibration can state is 1 / (N + 1): more days of benign traffic buy lower rates. The first `warmup` of the
-   traffic (a day) is left out: a guard's windows and shared word counts fill up then.
+   for benign accounts exchangeable with the calibration's: new accounts of the kinds of customer the log holds.
+   `leave_out="actor"` is the conservative alternative: the accounts linked to it by shared frames (a tutorial's
+   users, one company's keys) leave with it, so every group is judged as a kind never seen before. That null holds
+   when whole new kinds of customer arrive as often as the log's groups do, and it costs most of the power where
+   the log holds one large group (measured in docs/benchmarks.md: a company of 37 keys left out set the threshold
+   above most campaigns). The smallest rate a calibration can state is 1 / (N + 1): more days of benign traffic buy
+   lower rates. The first `warmup` of the traffic (a day) is left out: a guard's windows and shared word counts fill
+   up then.
+
+Relational statistics are not compared: `cross_key` (how many other keys share this key's frame) depends on which
+other customers happen to be there - two unrelated apps with overlapping templates in one week, none in the
+next - so a fresh population of ordinary accounts departs on it in ways no leave-one-out of the log can show
+(measured: fresh benign apps at D 75-128 on it alone, against a calibrated threshold of 28). Coordination is acted
+on through the clusters instead (the shared throttle bucket, `min_requests_shared`, the report's clusters). The
+earlier fitted logistic score carries `cross_key` with the largest weight and was fitted on the simulator's
+campaigns, so it is not compared either.
 
 What this cannot promise: attacks that some benign account matches or exceeds in every statistic at once are not
 flagged (a natural-looking user at a power user's volume); attacks *inside* the calibration traffic make the guard
@@ -52,14 +64,16 @@ from distill.errors import DistillError
 from distill.fileio import read_json_object, write_json_atomic
 from distill.protection.guard.features import STATISTICS
 
-FORMAT = "distill-guard-calibration/2"
+FORMAT = "distill-guard-calibration/3"
 BANDS = (3, 8, 20, 50, 150, 500)  # lower edges of the volume bands (requests in the window); none below the first
-COMPARED = STATISTICS + ("logistic",)
+RELATIONAL = ("cross_key",)  # statistics that depend on which other accounts are there (see the module doc)
+COMPARED = tuple(s for s in STATISTICS if s not in RELATIONAL)
+LEAVE_OUT = ("account", "actor")  # the jackknife's unit: an account alone, or its whole actor (linked accounts)
 PER_BAND = 8  # reference records kept per account and band (evenly spaced over its records there)
 DAY = 86400.0
 EXTRAPOLATE = 10.0  # a value beyond every reference is at most this much rarer than the rarest reference
 
-__all__ = ["BANDS", "COMPARED", "Calibration", "band_of", "fit_calibration", "load_calibration", "save_calibration",
+__all__ = ["BANDS", "COMPARED", "LEAVE_OUT", "RELATIONAL", "Calibration", "band_of", "fit_calibration", "load_calibration", "save_calibration",
            "tail_log_p"]
 
 
@@ -251,17 +265,22 @@ def actors(links: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta: dict[str, Any] | None = None,
                     exclude: Iterable[str] = (), pool: list[float] | None = None,
-                    links: Iterable[tuple[str, str]] = (), warmup: float = DAY) -> Calibration:
+                    links: Iterable[tuple[str, str]] = (), warmup: float = DAY,
+                    leave_out: str = "account") -> Calibration:
     """A calibration from (account, guard time, statistics) records of benign traffic, in time order: every served
     request of every account, as `Guard.observe` computes them (see `benign_records`); `exclude`: statistics not
     to compare (ablations); `pool`, `links`: the benign mean prompt vector and the pairs of accounts whose frames
     overlapped (`benign_records` returns both); `warmup`: seconds at the start of the traffic left out (the guard's
-    windows and shared word counts fill up then: a guard started cold sees every topic as rare).
+    windows and shared word counts fill up then: a guard started cold sees every topic as rare); `leave_out`: the
+    jackknife's unit, "account" (the default) or "actor" (the account with every account linked to it: see the
+    module doc for what each null assumes).
 
     Every account gives both: reference records (PER_BAND per band, evenly spaced) and its account-days' largest
-    departure, computed with its *actor's* reference records left out (a jackknife over actors: the accounts linked
-    to it by shared frames - a tutorial's users, one team's keys - vouch for each other, so they leave together; it is
-    judged by the others, as a new account will be)."""
+    departure, computed with its own reference records left out (with `leave_out="actor"`, its actor's: the
+    accounts linked to it by shared frames leave together); it is judged by the others, as a new account will be."""
+    if leave_out not in LEAVE_OUT:
+        raise DistillError(f"unknown jackknife unit {leave_out!r}", where="distill guard calibrate --leave-out",
+                           fix="use 'account' (new accounts of the log's kinds) or 'actor' (every group as a new kind)")
     records = list(records)
     t0 = records[0][1] if records else 0.0
     records = [r for r in records if r[1] >= t0 + warmup]
@@ -281,7 +300,8 @@ def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta
     bands = [Band(np.asarray(r), owners[b]) if r else None for b, r in enumerate(rows)]
     cal = Calibration(names, bands, [], dict(meta or {}), pool)
     actor = actors(links)
-    owner_arr = [np.asarray([actor.get(o, o) for o in own]) for own in owners]
+    judged_as = actor if leave_out == "actor" else {}
+    owner_arr = [np.asarray([judged_as.get(o, o) for o in own]) for own in owners]
     worst: dict[tuple[str, int], float] = {}  # (account, day) -> largest D
     own_cols: dict[tuple[int, str], list[np.ndarray]] = {}  # (band, actor) -> its own records' sorted columns
     for account, ts, stats in records:
@@ -289,7 +309,7 @@ def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta
         i = None if b is None else next((i for i in range(b, -1, -1) if bands[i] is not None), None)
         if i is None:
             continue
-        who = actor.get(account, account)
+        who = judged_as.get(account, account)
         mine = owner_arr[i] == who
         if (i, who) not in own_cols:
             own_cols[(i, who)] = [np.sort(c) for c in bands[i].values[mine].T]
@@ -306,7 +326,7 @@ def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta
     meta = dict(meta or {})
     cal.meta["highest_account_days"] = [{"account": a, "day": d, "departure": round(v, 3)} for (a, d), v in top]
     empty = [BANDS[i] for i, b in enumerate(bands) if b is None]
-    cal.meta.update(accounts=len({a for a, _, _ in records}), linked_accounts=len(actor),
+    cal.meta.update(accounts=len({a for a, _, _ in records}), leave_out=leave_out, linked_accounts=len(actor),
                     actors_of_several=len(set(actor.values())), calibration_account_days=len(worst),
                     records=len(records), reference_records=sum(len(r) for r in rows), empty_bands=empty,
                     smallest_rate=round(cal.smallest_rate, 6))
