@@ -8,8 +8,8 @@ then judged on a fresh trace of the same source (seed 200: fresh benign accounts
 rules applied in-process (gate, then observe, per request, in time order), and its benign rate measured on two more
 fresh benign-only traces (seeds 300, 301). Every campaign kind is thus held out by construction: leave-one-kind-out
 is the only mode there is (the shipped logistic score, fitted on the old simulator's "train" kinds, is no longer
-compared). `--leave-out account,actor` runs each source under both of the calibration's jackknife units (tags
-`SOURCE` and `SOURCE-actor`).
+compared). `--leave-out actor,account` runs each source under both of the calibration's jackknife units (tags
+`SOURCE` and `SOURCE-account`).
 
 Sources: `A` and `B` are `benchmarks/guard/guard_traffic.py`, `C` and `D` `benchmarks/guard/guard_traffic_c.py`, `E` and `F`
 `benchmarks/guard/guard_traffic_e.py`, `G` and `H`
@@ -167,13 +167,13 @@ def benign_rate(rows_list: list[list[dict]], cal_path: Path) -> dict:
     return out
 
 
-def run_source(source: str, work: Path, leave_out: str = "account") -> tuple[dict, Path, list[dict]]:
+def run_source(source: str, work: Path, leave_out: str = "actor") -> tuple[dict, Path, list[dict]]:
     t = time.time()
     cal_rows = traffic(source, CAL_SEED, CAL_DAYS, True)
     records, pool, links = benign_records(cal_rows)
     cal = fit_calibration(records, {"source": source, "seed": CAL_SEED, "days": CAL_DAYS}, pool=pool, links=links,
                           leave_out=leave_out)
-    tag = source + ("" if leave_out == "account" else f"-{leave_out}")
+    tag = source + ("" if leave_out == "actor" else f"-{leave_out}")
     cal_path = save_calibration(cal, work / f"cal-{tag}.json")
     ev_rows = traffic(source, EVAL_SEED, EVAL_DAYS, False)
     res = summarise(enforce(ev_rows, cal_path, cal))
@@ -280,8 +280,8 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=400.0)
     ap.add_argument("--out", default=str(RESULTS / "guard" / "guard_heldout.json"))
     ap.add_argument("--markdown", default=None, help="print the tables of a results JSON and exit")
-    ap.add_argument("--leave-out", default="account",
-                    help="the calibration's jackknife unit(s), comma-separated: account (the default), actor")
+    ap.add_argument("--leave-out", default="actor",
+                    help="the calibration's jackknife unit(s), comma-separated: actor (the default), account")
     ap.add_argument("--seed-offset", type=int, default=0,
                     help="added to every seed (calibration, judged and fresh traces): new draws of each source")
     args = ap.parse_args()
@@ -296,11 +296,11 @@ def main() -> None:
                      "sources": {}}
     for source in args.sources.split(","):
         for leave_out in args.leave_out.split(","):
-            tag = source + ("" if leave_out == "account" else f"-{leave_out}")
+            tag = source + ("" if leave_out == "actor" else f"-{leave_out}")
             res, cal_path, ev_rows = run_source(source, work, leave_out)
             print_table(tag, res)
             results["sources"][tag] = res
-            if args.server == source and leave_out == "account":
+            if args.server == source and leave_out == "actor":
                 from distill.protection.guard.calibration import load_calibration
 
                 srv = through_server(source, ev_rows, cal_path, load_calibration(cal_path), work, args.speed)

@@ -19,20 +19,20 @@ it departs from all of them, as a probability with a stated error rate:
    extreme in every one. D = 0 whenever some benign account was at least as high on every statistic at once: a
    templated app, an eval harness or a power user explains away what it also does; what no benign account does *all
    together* (single-turn prompts and a topic sweep and long answers and a steady pace) is what D measures.
-3. **Calibrated on account-days.** Every benign account is also judged as a newcomer: against the *other* accounts'
-   reference records and values (its own left out of both: a jackknife over accounts), and the largest D of each of
-   its days (over every request of the day) is recorded. An account's final probability is the conformal p-value
-   p = (1 + #{calibration account-days with max D >= D}) / (1 + N), and its score is 1 - p. Acting at
+3. **Calibrated on account-days.** Every benign account is also judged as a newcomer: against the *other* actors'
+   reference records and values (its own actor left out of both: the accounts linked to it by shared frames, such
+   as a tutorial's users or one company's keys, leave together - a jackknife over actors), and the largest D of
+   each of its days (over every request of the day) is recorded. An account's final probability is the conformal
+   p-value p = (1 + #{calibration account-days with max D >= D}) / (1 + N), and its score is 1 - p. Acting at
    `score >= 1 - a` therefore acts on about a fraction a of benign account-days (at most a + 1 / (N + 1) for an
    exact conformal split; the jackknife reuses the accounts, so the benchmark measures it on fresh benign traffic)
-   for benign accounts exchangeable with the calibration's: new accounts of the kinds of customer the log holds.
-   `leave_out="actor"` is the conservative alternative: the accounts linked to it by shared frames (a tutorial's
-   users, one company's keys) leave with it, so every group is judged as a kind never seen before. That null holds
-   when whole new kinds of customer arrive as often as the log's groups do, and it costs most of the power where
-   the log holds one large group (measured in docs/benchmarks.md: a company of 37 keys left out set the threshold
-   above most campaigns). The smallest rate a calibration can state is 1 / (N + 1): more days of benign traffic buy
-   lower rates. The first `warmup` of the traffic (a day) is left out: a guard's windows and shared word counts fill
-   up then.
+   for benign traffic like the calibration's. The smallest rate a calibration can state is 1 / (N + 1): more days
+   of benign traffic buy lower rates. The first `warmup` of the traffic (a day) is left out: a guard's windows and
+   shared word counts fill up then.
+   `leave_out="account"` leaves out only the account itself (linked accounts vouch for it): more power, but a fresh
+   population of ordinary accounts departs more than any leave-one-account-out of the log shows (measured on four
+   development sources, docs/benchmarks.md: 0.97% of fresh benign account-days acted on at a stated 0.5%, against
+   0.65% with actors left out). Use it only where the log holds every kind of customer many times over.
 
 Relational statistics are not compared: `cross_key` (how many other keys share this key's frame) depends on which
 other customers happen to be there - two unrelated apps with overlapping templates in one week, none in the
@@ -68,7 +68,7 @@ FORMAT = "distill-guard-calibration/3"
 BANDS = (3, 8, 20, 50, 150, 500)  # lower edges of the volume bands (requests in the window); none below the first
 RELATIONAL = ("cross_key",)  # statistics that depend on which other accounts are there (see the module doc)
 COMPARED = tuple(s for s in STATISTICS if s not in RELATIONAL)
-LEAVE_OUT = ("account", "actor")  # the jackknife's unit: an account alone, or its whole actor (linked accounts)
+LEAVE_OUT = ("actor", "account")  # the jackknife's unit: an account with its actor (linked accounts), or alone
 PER_BAND = 8  # reference records kept per account and band (evenly spaced over its records there)
 DAY = 86400.0
 EXTRAPOLATE = 10.0  # a value beyond every reference is at most this much rarer than the rarest reference
@@ -266,21 +266,21 @@ def actors(links: Iterable[tuple[str, str]]) -> dict[str, str]:
 def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta: dict[str, Any] | None = None,
                     exclude: Iterable[str] = (), pool: list[float] | None = None,
                     links: Iterable[tuple[str, str]] = (), warmup: float = DAY,
-                    leave_out: str = "account") -> Calibration:
+                    leave_out: str = "actor") -> Calibration:
     """A calibration from (account, guard time, statistics) records of benign traffic, in time order: every served
     request of every account, as `Guard.observe` computes them (see `benign_records`); `exclude`: statistics not
     to compare (ablations); `pool`, `links`: the benign mean prompt vector and the pairs of accounts whose frames
     overlapped (`benign_records` returns both); `warmup`: seconds at the start of the traffic left out (the guard's
     windows and shared word counts fill up then: a guard started cold sees every topic as rare); `leave_out`: the
-    jackknife's unit, "account" (the default) or "actor" (the account with every account linked to it: see the
+    jackknife's unit, "actor" (the default: the account with every account linked to it) or "account" (see the
     module doc for what each null assumes).
 
     Every account gives both: reference records (PER_BAND per band, evenly spaced) and its account-days' largest
-    departure, computed with its own reference records left out (with `leave_out="actor"`, its actor's: the
-    accounts linked to it by shared frames leave together); it is judged by the others, as a new account will be."""
+    departure, computed with its actor's reference records left out (the accounts linked to it by shared frames
+    leave together; with `leave_out="account"`, its own only); it is judged by the others, as a new account will be."""
     if leave_out not in LEAVE_OUT:
         raise DistillError(f"unknown jackknife unit {leave_out!r}", where="distill guard calibrate --leave-out",
-                           fix="use 'account' (new accounts of the log's kinds) or 'actor' (every group as a new kind)")
+                           fix="use 'actor' (the default) or 'account' (docs/protect.md)")
     records = list(records)
     t0 = records[0][1] if records else 0.0
     records = [r for r in records if r[1] >= t0 + warmup]
