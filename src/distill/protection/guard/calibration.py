@@ -68,6 +68,7 @@ FORMAT = "distill-guard-calibration/3"
 BANDS = (3, 8, 20, 50, 150, 500)  # lower edges of the volume bands (requests in the window); none below the first
 RELATIONAL = ("cross_key",)  # statistics that depend on which other accounts are there (see the module doc)
 COMPARED = tuple(s for s in STATISTICS if s not in RELATIONAL)
+KNOWN = STATISTICS + ("logistic",)  # what the guard computes for every request (`logistic`: the fallback score)
 LEAVE_OUT = ("actor", "account")  # the jackknife's unit: an account with its actor (linked accounts), or alone
 PER_BAND = 8  # reference records kept per account and band (evenly spaced over its records there)
 DAY = 86400.0
@@ -223,7 +224,7 @@ def load_calibration(path: str | Path) -> Calibration:
             or not isinstance(names, list):
         raise DistillError("the calibration has no references or no calibration account-days", where=str(path),
                            fix=fix)
-    unknown = sorted(set(names) - set(COMPARED))
+    unknown = sorted(set(names) - set(KNOWN))
     if unknown:
         raise DistillError(f"the calibration compares statistics this guard does not compute ({unknown[0]!r})",
                            where=str(path), fix="recalibrate with this version of Distill")
@@ -264,13 +265,13 @@ def actors(links: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta: dict[str, Any] | None = None,
-                    exclude: Iterable[str] = (), pool: list[float] | None = None,
+                    statistics: Iterable[str] = COMPARED, pool: list[float] | None = None,
                     links: Iterable[tuple[str, str]] = (), warmup: float = DAY,
                     leave_out: str = "actor") -> Calibration:
     """A calibration from (account, guard time, statistics) records of benign traffic, in time order: every served
-    request of every account, as `Guard.observe` computes them (see `benign_records`); `exclude`: statistics not
-    to compare (ablations); `pool`, `links`: the benign mean prompt vector and the pairs of accounts whose frames
-    overlapped (`benign_records` returns both); `warmup`: seconds at the start of the traffic left out (the guard's
+    request of every account, as `Guard.observe` computes them (see `benign_records`); `statistics`: the statistics
+    compared (default COMPARED; any of KNOWN, for ablations); `pool`, `links`: the benign mean prompt vector and
+    the pairs of accounts whose frames overlapped (`benign_records` returns both); `warmup`: seconds at the start of the traffic left out (the guard's
     windows and shared word counts fill up then: a guard started cold sees every topic as rare); `leave_out`: the
     jackknife's unit, "actor" (the default: the account with every account linked to it) or "account" (see the
     module doc for what each null assumes).
@@ -285,7 +286,10 @@ def fit_calibration(records: Iterable[tuple[str, float, dict[str, float]]], meta
     t0 = records[0][1] if records else 0.0
     records = [r for r in records if r[1] >= t0 + warmup]
     t0 = t0 + warmup
-    names = tuple(c for c in COMPARED if c not in set(exclude))
+    names = tuple(statistics)
+    if not names or set(names) - set(KNOWN):
+        raise DistillError(f"cannot compare statistics {sorted(set(names) - set(KNOWN)) or '(none)'}",
+                           where="fit_calibration", fix=f"choose among {', '.join(KNOWN)}")
     by_band: dict[tuple[str, int], list[dict[str, float]]] = defaultdict(list)
     for account, _, stats in records:
         b = band_of(int(stats.get("requests", 0)))
