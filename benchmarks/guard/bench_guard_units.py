@@ -21,7 +21,15 @@ from collections import defaultdict
 import numpy as np
 
 from benchmarks.common import RESULTS, write_result
-from benchmarks.guard.bench_guard_heldout import CAL_DAYS, CAL_SEED, EVAL_DAYS, EVAL_SEED, FRESH_SEEDS, RATE, traffic
+from benchmarks.guard.bench_guard_heldout import (
+    CAL_DAYS,
+    CAL_SEED,
+    EVAL_DAYS,
+    EVAL_SEED,
+    FRESH_SEEDS,
+    RATE,
+    traffic,
+)
 from distill.protection.guard.calibration import (
     BANDS,
     COMPARED,
