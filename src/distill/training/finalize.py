@@ -1,6 +1,9 @@
 """Writing the finished student: a normal Hugging Face model directory with a model card, loss plot,
 metrics and signed lineage. Everything is written to a temporary directory and renamed when complete.
 
+The weights are written in `output.dtype` (bf16 by default) from a converted copy; the model in memory stays fp32,
+and so do the resumable checkpoints (`checkpoint.py`), whatever `output.dtype` says.
+
 A LoRA student is written merged (its adapters folded into the weights); with `student.lora.save_adapter` the
 adapter is also written alone in `adapter/` (with the base it applies to in `adapter/base/` when that base
 exists nowhere else: a fresh or layer-subset student, or a GGUF one), and lineage records both."""
