@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_fileio import mode, umask_modes
 
 from distill.cli import main
 from distill.deploy import check
@@ -164,6 +165,7 @@ def test_a_bf16_student_exports_without_a_second_rounding(tmp_path, tiny_model_d
     got = load_file(str(tmp_path / "hf" / "model.safetensors"))
     assert {t.dtype for t in want.values()} == {torch.bfloat16} and got.keys() == want.keys()
     assert all(torch.equal(got[k], want[k]) for k in want)
+    assert (mode(tmp_path / "hf"), mode(tmp_path / "hf" / "model.safetensors")) == umask_modes()  # not 0700
     assert rec["student_weights_sha256"] == weights_sha256(student)
     model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32).eval()
     write_gguf(model, tokenizer, tmp_path / "s.gguf", "f16", "bf16 student")

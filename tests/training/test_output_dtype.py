@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
+from test_fileio import mode, umask_modes
 from test_lora import StopAfter
 from test_trainer import tiny_config
 
@@ -44,6 +45,8 @@ def test_bf16_by_default_is_the_fp32_run_rounded_and_its_lineage_verifies(tmp_pa
     assert "- Weights: bf16 safetensors" in (out / "README.md").read_text()
     assert "- Weights: fp32 safetensors" in (fp32_out / "README.md").read_text()
     assert lineage.verify(out).weights_ok
+    folder, file = umask_modes()  # readable by a runtime run as another user, not mkdtemp's 0700
+    assert mode(out) == folder and mode(out / "model.safetensors") == file
     if extra:  # the adapter and the base it applies to stay what was trained: fp32
         assert _dtypes(_tensors(out / "adapter" / "adapter_model.safetensors")) == {torch.float32}
         assert _dtypes(_tensors(out / "adapter" / "base" / "model.safetensors")) == {torch.float32}

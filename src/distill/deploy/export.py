@@ -28,7 +28,7 @@ from distill.deploy import check
 from distill.deploy import record as export_record
 from distill.deploy.gguf_writer import FLOAT_TYPES, QUANT_TYPES, arch_spec, write_gguf
 from distill.errors import DistillError
-from distill.fileio import write_json_atomic
+from distill.fileio import shareable, write_json_atomic
 from distill.models.loading import file_sha256, load_model, model_config, weights_sha256
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,7 @@ def _export(student: str, format: str = "gguf", out: str | Path | None = None, d
         record = export_record.sign(record, key)
         if format == "hf":
             write_json_atomic(tmp / export_record.DIR_RECORD, record)
+            shareable(tmp)
         _replace(tmp, out, overwrite)
     except BaseException:
         if tmp.is_dir():

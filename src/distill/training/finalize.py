@@ -23,6 +23,7 @@ import yaml
 
 from distill.config import DistillConfig
 from distill.data.corpus import Corpus
+from distill.fileio import shareable
 from distill.models import lora
 from distill.models.loading import ModelInfo, weights_sha256
 from distill.models.student_init import student_init
@@ -198,6 +199,7 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
         from distill.keys.signing import resolve_signing_key
 
         lineage.write_lineage(tmp, record, resolve_signing_key(cfg.signing_key))
+        shareable(tmp)
         if out_dir.exists():
             if not replace:
                 raise FileExistsError(out_dir)
