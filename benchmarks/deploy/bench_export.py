@@ -2,10 +2,10 @@
 its teacher's draft model.
 
 Each export is `distill.export` exactly as `distill export` runs it (written, read back by transformers, measured on
-held-out Shakespeare against the student, computed in fp32). With --draft, speculative decoding of the default teacher with the
-student drafting (transformers assisted generation, `distill.evaluation.draft`) on held-out Shakespeare and
-chatterbot prompts, greedy and sampled; with --ce-student, the same for a CE-only student of the same shape trained
-the same steps (DistillSpec's comparison).
+held-out Shakespeare against the student, computed in fp32). With --draft, speculative decoding of the default
+teacher with the student drafting (transformers assisted generation, `distill.evaluation.draft`) on held-out
+Shakespeare and chatterbot prompts, greedy and sampled; with --ce-student, the same for a CE-only student of the same
+shape trained the same steps (DistillSpec's comparison).
 
     make demo        # or: distill train examples/demo.yaml  -> runs/demo-student
     python -m benchmarks.deploy.bench_export --student runs/demo-student [--draft] [--ce-student DIR]

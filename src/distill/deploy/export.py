@@ -2,11 +2,12 @@
 
 A Hugging Face directory in bf16 / f16 / f32 (vLLM, SGLang, TGI, transformers) or one GGUF file (llama.cpp, Ollama,
 LM Studio) in a float type or a block quantization. Every export is written under a temporary name, read back by
-an independent reader (`check.read_back`), and measured against the student (its saved weights, computed in fp32) on
-held-out sequences (KL(student ‖ export) per token, top-1 agreement); above `max_kl` it is refused and nothing is left
-under the final name. The figures, the file's sha256 and the student's lineage go in `<export>.export.json` beside a GGUF
-file (`export.json` inside a directory); a GGUF file also carries the lineage in its own metadata
-(`distill.lineage`, `distill.lineage_sha256`), so a copy that travels alone still says where it came from.
+an independent reader (`check.read_back`), and measured against the student (its saved weights, computed in
+fp32) on held-out sequences (KL(student ‖ export) per token, top-1 agreement); above `max_kl` it is refused and
+nothing is left under the final name. The figures, the file's sha256 and the student's lineage go in
+`<export>.export.json` beside a GGUF file (`export.json` inside a directory); a GGUF file also carries the lineage in
+its own metadata (`distill.lineage`, `distill.lineage_sha256`), so a copy that travels alone still says where it came
+from.
 """
 
 from __future__ import annotations
@@ -160,8 +161,8 @@ def _export(student: str, format: str = "gguf", out: str | Path | None = None, d
     `format` "hf" writes a Hugging Face directory in `dtype` (default bf16); "gguf" one GGUF file in `dtype`
     (default f16) or the block quantization `quant` (`gguf_writer.QUANT_TYPES`). The export is read back by
     transformers and compared with the student (computed in fp32) on `sequences` held-out sequences of `seq_len`
-    tokens of `data`; KL(student ‖ export) per token above `max_kl` (default `check.DEFAULT_MAX_KL` for the weight type)
-    refuses it (DistillError, exit 4) and removes what was written. The record is signed with `signing_key` (else
+    tokens of `data`; KL(student ‖ export) per token above `max_kl` (default `check.DEFAULT_MAX_KL` for the weight
+    type) refuses it (DistillError, exit 4) and removes what was written. The record is signed with `signing_key` (else
     $DISTILL_SIGNING_KEY; unsigned without either), as lineage is."""
     from distill.keys.signing import resolve_signing_key
 
