@@ -1,11 +1,11 @@
-"""Exports of a trained student (issue 28): file size, KL to the fp32 student and top-1 per format, and the student
-as its teacher's draft model.
+"""Exports of a trained student (issue 28): file size, KL to the student and top-1 per format, and the student as
+its teacher's draft model.
 
 Each export is `distill.export` exactly as `distill export` runs it (written, read back by transformers, measured on
-held-out Shakespeare against the fp32 student). With --draft, speculative decoding of the default teacher with the
-student drafting (transformers assisted generation, `distill.evaluation.draft`) on held-out Shakespeare and
-chatterbot prompts, greedy and sampled; with --ce-student, the same for a CE-only student of the same shape trained
-the same steps (DistillSpec's comparison).
+held-out Shakespeare against the student, computed in fp32). With --draft, speculative decoding of the default
+teacher with the student drafting (transformers assisted generation, `distill.evaluation.draft`) on held-out
+Shakespeare and chatterbot prompts, greedy and sampled; with --ce-student, the same for a CE-only student of the same
+shape trained the same steps (DistillSpec's comparison).
 
     make demo        # or: distill train examples/demo.yaml  -> runs/demo-student
     python -m benchmarks.deploy.bench_export --student runs/demo-student [--draft] [--ce-student DIR]
@@ -105,13 +105,15 @@ def main() -> None:
     if not (Path(args.student) / "config.json").is_file():
         sys.exit(f"no student at {args.student}: train the demo one first (`make demo`, or "
                  "`distill train examples/demo.yaml`), or pass --student DIR")
+    from distill.evaluation.report import disk_format
     from distill.models.loading import load_model
     from distill.models.students import param_count
 
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
     src = load_model(args.student)
     results = {"student": args.student, "parameters": param_count(src.model),
-               "fp32_bytes": sum(f.stat().st_size for f in Path(args.student).glob("*.safetensors")),
+               "student_bytes": sum(f.stat().st_size for f in Path(args.student).glob("*.safetensors")),
+               "student_format": disk_format(src.info),
                "check": {"data": "shakespeare", "sequences": args.sequences, "seq_len": args.seq_len}}
     del src
     if not args.draft_only:

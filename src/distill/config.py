@@ -234,9 +234,11 @@ class TrainConfig(_Section):
 
 class OutputConfig(_Section):
     dtype: Literal["fp32", "bf16", "f16"] = Field(
-        "fp32", description="Weight type the finished student is saved in (safetensors), recorded in its model "
-        "card: 'bf16' halves the file and is what vLLM/SGLang serve; 'fp32' (the default) keeps the trained "
-        "weights exactly. Training always runs in fp32. `distill export` writes other formats and types later.")
+        "bf16", description="Weight type the finished student is saved in (safetensors), recorded in its model "
+        "card and lineage: 'bf16' (the default) halves the file and is what vLLM/SGLang serve; 'fp32' keeps the "
+        "trained weights exactly (e.g. to continue training from the student, or to compare runs bit for bit); "
+        "'f16' for runtimes without bf16. Training, its held-out figures and the resumable checkpoints in "
+        "`<output_dir>.ckpt/` are always fp32, whatever this says. `distill export` writes other formats and types.")
 
 
 class DistillConfig(_Section):

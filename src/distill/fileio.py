@@ -35,6 +35,18 @@ def atomic_write(path: str | Path, write: Callable[[IO], Any], *, binary: bool =
         raise
 
 
+def shareable(root: str | Path) -> None:
+    """Give a finished folder written under `tempfile.mkdtemp` (mode 0700), and the files in it that libraries write
+    0600, the modes an ordinary `mkdir` and `open` would have: what the umask allows. A model folder must be
+    readable by the runtime that serves it, often another user (vLLM's, llama.cpp's)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    root = Path(root)
+    for p in [root, *root.rglob("*")]:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def existing_file(path: str | Path, what: str, where: str, fix: str) -> Path:
     """`path` with `~` expanded; a DistillError "<what> not found: <path>" when it is not a file."""
     p = Path(path).expanduser()

@@ -11,14 +11,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_fileio import mode, umask_modes
 
 from distill.cli import main
 from distill.deploy import check
 from distill.deploy.export import ExportSettings, export
+from distill.models.loading import weights_sha256
 
 
 def _save(model, tokenizer, out: Path) -> Path:
     model.save_pretrained(out, safe_serialization=True)
+    return _save_tokenizer_and_card(tokenizer, out)
+
+
+def _save_tokenizer_and_card(tokenizer, out: Path) -> Path:
     tokenizer.save_pretrained(out)
     (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny student\n")
     return out
@@ -104,7 +110,7 @@ def test_q8_0_untied_gqa_read_back_is_close_to_the_student(exports, tokenizer):
 
 
 def test_the_whole_export_checks_and_records_the_gguf_file(exports):
-    from distill.models.loading import file_sha256, weights_sha256
+    from distill.models.loading import file_sha256
 
     src, path, rec = exports["q4_0"]
     assert rec["tokenizer"] == {"texts": 2, "identical_ids": 2, "chat_template": True}
@@ -141,6 +147,31 @@ def test_hf_bf16_directory_is_bf16_with_tokenizer_chat_template_and_card(exports
     assert "license: apache-2.0" in card and "**bf16** weights" in card
     assert json.loads((path / "export.json").read_text())["weights"] == "bf16" == rec["weights"]
     assert 0 < rec["check"]["kl_per_token"] < check.DEFAULT_MAX_KL["bf16"]
+
+
+def test_a_bf16_student_exports_without_a_second_rounding(tmp_path, tiny_model_dir, tokenizer):
+    """A student as `distill train` now writes it (bf16): the hf bf16 export holds its very tensors, and an f16 GGUF
+    read back by transformers gives its logits (every bf16 value is an f16 one in the weights' range)."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from distill.deploy.gguf_writer import write_gguf
+    from distill.training.finalize import save_weights
+
+    student = _save_tokenizer_and_card(tokenizer, tmp_path / "student")
+    save_weights(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), student, "bf16")
+    rec = export(ExportSettings(student=str(student), format="hf", out=tmp_path / "hf", sequences=2, seq_len=64))
+    want = load_file(str(student / "model.safetensors"))
+    got = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    assert {t.dtype for t in want.values()} == {torch.bfloat16} and got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert (mode(tmp_path / "hf"), mode(tmp_path / "hf" / "model.safetensors")) == umask_modes()  # not 0700
+    assert rec["student_weights_sha256"] == weights_sha256(student)
+    model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32).eval()
+    write_gguf(model, tokenizer, tmp_path / "s.gguf", "f16", "bf16 student")
+    ids = torch.tensor([tokenizer.encode("To be, or not to be, that is the question: whether 'tis nobler")])
+    back = _logits(check.read_back(tmp_path / "s.gguf", "gguf"), ids)
+    assert torch.allclose(back, _logits(model, ids), atol=1e-4, rtol=0), (back - _logits(model, ids)).abs().max()
 
 
 def _one_paragraph(capsys, code: int) -> str:

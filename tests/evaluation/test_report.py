@@ -87,3 +87,32 @@ def test_size_lines_compare_like_with_like_and_draft_block(tiny_teacher_dir, tin
           "--seq-len", "32", "--sequences", "2", "--draft", "--draft-prompts", "1", "--draft-new-tokens", "4"])
     out = capsys.readouterr().out
     assert "size at bf16" in out and "MiB safetensors f32" in out and "Student as draft model" in out
+
+
+def test_a_bf16_student_is_scored_as_its_saved_weights_and_its_file_is_not_compared_with_an_f32_one(
+        tmp_path, tiny_teacher_dir, tiny_model_dir, text_file):
+    """`distill train` saves bf16 by default: the report scores those weights (in fp32), exactly as the same values
+    stored in f32, names the format and gives no file ratio against the f32 teacher (only like with like)."""
+    from distill.models.loading import load_tokenizer
+    from distill.training.finalize import save_weights
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(torch.bfloat16).float())  # values every bf16 file can hold exactly
+    reps = {}
+    for dtype in ("fp32", "bf16"):
+        out = tmp_path / dtype
+        save_weights(model, out, dtype)
+        load_tokenizer(str(tiny_model_dir)).save_pretrained(out)
+        reps[dtype] = evaluate(EvalSettings(teacher=str(tiny_teacher_dir), student=str(out), data=str(text_file),
+                                            seq_len=32, sequences=2, gen_prompts=1))
+    f32, bf16 = reps["fp32"], reps["bf16"]
+    for key in ("kl_teacher_student", "top1_agreement", "heldout_ppl", "parameters", "bf16_bytes"):
+        assert bf16.student[key] == f32.student[key], key
+    assert (f32.student["disk_format"], bf16.student["disk_format"]) == ("safetensors f32", "safetensors bf16")
+    assert bf16.student["size_bytes"] < 0.51 * f32.student["size_bytes"]
+    assert bf16.teacher["disk_format"] == "safetensors f32"
+    assert bf16.retention["size_on_disk"] is None and f32.retention["size_on_disk"] is not None
+    assert bf16.retention["size"] == f32.retention["size"]  # both at 2 bytes per parameter
+    assert "MiB safetensors bf16" in bf16.text()

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from test_fileio import mode, umask_modes
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from distill.config import PruneConfig, load_config
@@ -209,6 +210,7 @@ def test_prune_cli_writes_model_and_importance(tmp_path, tiny_teacher_dir, text_
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.num_hidden_layers == 2 and model.num_parameters() == report["params"]["student"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary directory left behind"
+    assert (mode(out), mode(out / "model.safetensors")) == umask_modes()  # not mkdtemp's 0700
     assert main(argv) == 2  # an existing output is not replaced without --overwrite
     assert main([*argv, "--overwrite", "--layers", "1"]) == 0
     assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 1

@@ -25,7 +25,7 @@ def _config(path: Path, server, teacher_dir: Path, data: Path, out: Path) -> Pat
            "loss": {"kind": "jsd", "beta": 0.5, "chunk_size": 32, "ce_weight": 0.2},
            "train": {"steps": 3, "grad_accum": 2, "batch_size": 4, "eval_every": 100, "eval_sequences": 2,
                      "checkpoint_every": 100, "progress": False, "warmup_steps": 1, "threads": 1},
-           "output_dir": str(out)}
+           "output_dir": str(out), "output": {"dtype": "fp32"}}  # compared weight for weight, unrounded
     path.write_text(yaml.safe_dump(cfg))
     return path
 

@@ -26,7 +26,7 @@ def _config(path: Path, teacher: Path, data: Path, out: Path, parallel: str, **t
            "train": {"steps": 8, "grad_accum": 2, "batch_size": 4, "eval_every": 100, "eval_sequences": 2,
                      "checkpoint_every": 2, "progress": False, "warmup_steps": 1, "threads": 1,
                      "parallel": parallel, **train},
-           "output_dir": str(out)}
+           "output_dir": str(out), "output": {"dtype": "fp32"}}  # compared weight for weight, unrounded
     path.write_text(yaml.safe_dump(cfg))
     return path
 

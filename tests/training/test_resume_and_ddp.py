@@ -24,6 +24,7 @@ def _write_config(path: Path, teacher: Path, data: Path, out: Path, **train) -> 
         "train": {"steps": 8, "batch_size": 4, "eval_every": 100, "eval_sequences": 2, "checkpoint_every": 2,
                   "progress": False, "warmup_steps": 2, "threads": 1, **train},
         "output_dir": str(out),
+        "output": {"dtype": "fp32"},  # runs compared weight for weight: the trained fp32 values, unrounded
     }
     path.write_text(yaml.safe_dump(cfg))
     return path

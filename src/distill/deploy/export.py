@@ -2,11 +2,12 @@
 
 A Hugging Face directory in bf16 / f16 / f32 (vLLM, SGLang, TGI, transformers) or one GGUF file (llama.cpp, Ollama,
 LM Studio) in a float type or a block quantization. Every export is written under a temporary name, read back by
-an independent reader (`check.read_back`), and measured against the fp32 student on held-out sequences
-(KL(student ‖ export) per token, top-1 agreement); above `max_kl` it is refused and nothing is left under the
-final name. The figures, the file's sha256 and the student's lineage go in `<export>.export.json` beside a GGUF
-file (`export.json` inside a directory); a GGUF file also carries the lineage in its own metadata
-(`distill.lineage`, `distill.lineage_sha256`), so a copy that travels alone still says where it came from.
+an independent reader (`check.read_back`), and measured against the student (its saved weights, computed in
+fp32) on held-out sequences (KL(student ‖ export) per token, top-1 agreement); above `max_kl` it is refused and
+nothing is left under the final name. The figures, the file's sha256 and the student's lineage go in
+`<export>.export.json` beside a GGUF file (`export.json` inside a directory); a GGUF file also carries the lineage in
+its own metadata (`distill.lineage`, `distill.lineage_sha256`), so a copy that travels alone still says where it came
+from.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from distill.deploy import check
 from distill.deploy import record as export_record
 from distill.deploy.gguf_writer import FLOAT_TYPES, QUANT_TYPES, arch_spec, write_gguf
 from distill.errors import DistillError
-from distill.fileio import write_json_atomic
+from distill.fileio import shareable, write_json_atomic
 from distill.models.loading import file_sha256, load_model, model_config, weights_sha256
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def _lineage(student_dir: Path) -> tuple[dict | None, str | None]:
 
 
 def _write_hf(tmp: Path, model, tokenizer, weights: str, student_dir: Path) -> None:
-    """Weights in `weights` (a copy: the fp32 student stays the reference), tokenizer with its chat template, and
+    """Weights in `weights` (a copy: the student as loaded stays the reference), tokenizer with its chat template, and
     the student's licence files (a policy notice must travel with the model)."""
     copy.deepcopy(model).to(_TORCH_DTYPE[weights]).save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
@@ -114,7 +115,7 @@ def _write_card(tmp: Path, student_dir: Path, note: str) -> None:
 
 def _card_note(fmt: str, weights: str, figures: dict, student: str) -> str:
     return (f"## Export\n\nWritten by `distill export` from `{student}` as {fmt.upper()} with **{weights}** weights. "
-            f"Read back by transformers and compared with the fp32 student on {figures['tokens']} held-out tokens: "
+            f"Read back by transformers and compared with the student on {figures['tokens']} held-out tokens: "
             f"KL(student ‖ export) {figures['kl_per_token']:.3g} nats/token, top-1 agreement "
             f"{figures['top1_agreement']:.2%}.\n")
 
@@ -124,8 +125,8 @@ class ExportSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    student: str | Path = Field(description="The student directory (written by `distill train`), kept as the fp32 "
-                         "reference the export is checked against.")
+    student: str | Path = Field(description="The student directory (written by `distill train`): the reference the "
+                         "export is checked against, its saved weights computed in fp32.")
     out: str | Path = Field(description="Where to write: a .gguf file, or a folder for `hf`.")
     format: str = Field("gguf", description="'gguf' (one file: llama.cpp, Ollama, LM Studio) or 'hf' (a Hugging Face "
                         "directory: vLLM, SGLang, TGI, transformers).")
@@ -159,9 +160,9 @@ def _export(student: str, format: str = "gguf", out: str | Path | None = None, d
 
     `format` "hf" writes a Hugging Face directory in `dtype` (default bf16); "gguf" one GGUF file in `dtype`
     (default f16) or the block quantization `quant` (`gguf_writer.QUANT_TYPES`). The export is read back by
-    transformers and compared with the fp32 student on `sequences` held-out sequences of `seq_len` tokens of
-    `data`; KL(student ‖ export) per token above `max_kl` (default `check.DEFAULT_MAX_KL` for the weight type)
-    refuses it (DistillError, exit 4) and removes what was written. The record is signed with `signing_key` (else
+    transformers and compared with the student (computed in fp32) on `sequences` held-out sequences of `seq_len`
+    tokens of `data`; KL(student ‖ export) per token above `max_kl` (default `check.DEFAULT_MAX_KL` for the weight
+    type) refuses it (DistillError, exit 4) and removes what was written. The record is signed with `signing_key` (else
     $DISTILL_SIGNING_KEY; unsigned without either), as lineage is."""
     from distill.keys.signing import resolve_signing_key
 
@@ -175,7 +176,7 @@ def _export(student: str, format: str = "gguf", out: str | Path | None = None, d
                            fix=f"pass e.g. --out {out.with_suffix('.gguf')}")
     if out.resolve() == Path(student).expanduser().resolve():
         raise DistillError("--out is the student itself", where="--out",
-                           fix="write the export to another path; the fp32 student is the reference it is checked "
+                           fix="write the export to another path; the student is the reference it is checked "
                                "against")
     _check_target(out, overwrite)
     key = resolve_signing_key(signing_key)
@@ -238,6 +239,7 @@ def _export(student: str, format: str = "gguf", out: str | Path | None = None, d
         record = export_record.sign(record, key)
         if format == "hf":
             write_json_atomic(tmp / export_record.DIR_RECORD, record)
+            shareable(tmp)
         _replace(tmp, out, overwrite)
     except BaseException:
         if tmp.is_dir():

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from distill.config import DataConfig, PruneConfig
 from distill.errors import DistillError
-from distill.fileio import write_json_atomic
+from distill.fileio import shareable, write_json_atomic
 from distill.models.prune import Dims
 
 
@@ -71,6 +71,7 @@ def prune(settings: PruneSettings) -> PruneOutput:
         res.student.save_pretrained(tmp, safe_serialization=True)
         teacher.tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / "importance.json", report)
+        shareable(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -1,6 +1,9 @@
 """Writing the finished student: a normal Hugging Face model directory with a model card, loss plot,
 metrics and signed lineage. Everything is written to a temporary directory and renamed when complete.
 
+The weights are written in `output.dtype` (bf16 by default) from a converted copy; the model in memory stays fp32,
+and so do the resumable checkpoints (`checkpoint.py`), whatever `output.dtype` says.
+
 A LoRA student is written merged (its adapters folded into the weights); with `student.lora.save_adapter` the
 adapter is also written alone in `adapter/` (with the base it applies to in `adapter/base/` when that base
 exists nowhere else: a fresh or layer-subset student, or a GGUF one), and lineage records both."""
@@ -20,6 +23,7 @@ import yaml
 
 from distill.config import DistillConfig
 from distill.data.corpus import Corpus
+from distill.fileio import shareable
 from distill.models import lora
 from distill.models.loading import ModelInfo, weights_sha256
 from distill.models.student_init import student_init
@@ -195,6 +199,7 @@ def write_student(out_dir: Path, student, tokenizer, cfg: DistillConfig, teacher
         from distill.keys.signing import resolve_signing_key
 
         lineage.write_lineage(tmp, record, resolve_signing_key(cfg.signing_key))
+        shareable(tmp)
         if out_dir.exists():
             if not replace:
                 raise FileExistsError(out_dir)
