@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, tiny_model
+from benchmarks.common import ROOT, announce, tiny_model
 
 # entry -> (arguments, requirement: a module that must import, or None). {tmp}: the run's temporary folder;
 # {tiny}: a tiny random model on the default tokenizer, made once.
@@ -108,6 +108,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=600, help="seconds one entry may run")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
     args = ap.parse_args()
+    announce()  # the run's commit, CPU, versions and load, first: a kept log (benchmarks/results/smoke/) carries them
     tmp = Path(tempfile.mkdtemp(prefix="bench-smoke-"))
     env = dict(os.environ, DISTILL_BENCH_RESULTS=str(tmp / "results"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
