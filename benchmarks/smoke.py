@@ -28,7 +28,8 @@ from benchmarks.common import ROOT, announce, tiny_model
 ENTRIES: dict[str, tuple[list[str], str | None]] = {
     "engine.bench_vs_trl --child distill": (["--child", "distill", "--warmup", "1", "--timed", "1"], None),
     "engine.bench_vs_trl": (["--warmup", "1", "--timed", "1", "--betas", "0.5", "--allocators", "glibc"], "trl"),
-    "engine.bench_onpolicy": (["--steps", "2", "--eval-every", "2", "--new-tokens", "4", "--threads", "1"], None),
+    "engine.bench_onpolicy": (["--steps", "2", "--eval-every", "2", "--new-tokens", "4", "--threads", "1",
+                               "--eval-sequences", "2"], None),
     "engine.bench_onpolicy --vs-trl": (["--vs-trl", "--warmup", "1", "--timed", "1", "--threads", "1",
                                         "--allocators", "glibc", "--sample-fast", "true"], "trl"),
     "engine.bench_trl_distillation --child distill": (["--child", "distill", "--mode", "onpolicy", "--warmup", "1",
@@ -56,7 +57,7 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
     "store.bench_store": (["--sequences", "4", "--seq-len", "32", "--batch-size", "2", "--shard-size", "2"], None),
     "store.bench_store_training": (["--steps", "1", "--batch-size", "1", "--seq-len", "32"], None),
     "store.bench_store_quality": (["--steps", "3", "--top-k", "8", "--tails", "prior", "--seq-len", "32",
-                                     "--eval-sequences", "2"], None),
+                                     "--eval-sequences", "2", "--heldout-fraction", "0.005"], None),
     "served.bench_served": (["--steps", "3", "--batch-size", "1", "--seq-len", "32", "--eval-sequences", "2",
                              "--timing-steps", "1", "--latency-ms", "10", "--runs", "live,served_bucket"], None),
     "served.bench_client_overhead": (["--requests", "4", "--rounds", "1", "--max-tokens", "2"], None),
