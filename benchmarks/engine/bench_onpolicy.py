@@ -155,7 +155,8 @@ def main() -> None:
     ap.add_argument("--fast", default="true", help=argparse.SUPPRESS)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--timed", type=int, default=6)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (both modes)")
+    ap.add_argument("--eval-sequences", type=int, default=16, help="held-out sequences per evaluation")
     ap.add_argument("--allocators", nargs="+", default=["jemalloc"])
     ap.add_argument("--sample-fast", nargs="+", default=["true", "false"])
     ap.add_argument("--teacher-precision", nargs="+", default=["fp32"], help="Distill's teacher.precision "
@@ -177,7 +178,8 @@ def main() -> None:
         vs_trl(a)
         return
     common = ["train.batch_size=4", "data.seq_len=128", "train.progress=false", f"train.eval_every={a.eval_every}",
-              "train.eval_sequences=16", "train.lr=2e-3", "train.checkpoint_every=100000", "train.threads=2",
+              f"train.eval_sequences={a.eval_sequences}", "train.lr=2e-3", "train.checkpoint_every=100000",
+              f"train.threads={a.threads}",
               "loss.kind=forward_kl"]
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -49,6 +49,11 @@ test (the null: each CE student against K of the others); `--no-matrix` skips th
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.provenance.bench_provenance_soundness --power --corpora D --ce-seeds 10 \
         --refs 9 --no-matrix --seed-offset 2000 --out-suffix refs9_D --work /tmp/p25refs9
+
+Budgets are optimizer steps, round(epochs x steps per epoch), at least one; the result's `budget_steps` records them.
+`--ce-seeds N --queries Q` shrink the matrix (N >= 4, Q >= 14). `make bench-smoke` runs it at its smallest,
+`--train-tokens 512 --query-tokens 3072 --queries 14 --ce-seeds 4`: 8 passages, one step per epoch, so 1/4, 1/2 and
+1 epoch are the same checkpoint there (said on stdout).
 """
 
 from __future__ import annotations
@@ -86,6 +91,18 @@ def power_mode(ce_seeds: int = 4) -> None:
     global CE_SEEDS, KD_SEEDS, PR_SEEDS, CE_EPOCHS, REF_EPOCHS, QUERIES
     CE_SEEDS, KD_SEEDS, PR_SEEDS = tuple(range(1, ce_seeds + 1)), (11, 12), (21,)
     CE_EPOCHS, REF_EPOCHS, QUERIES = KD_EPOCHS, max(KD_EPOCHS), max(QUERY_BUDGETS)
+
+
+def matrix_size(ce_seeds: int, queries: int) -> None:
+    """The soundness matrix's size (smaller for `make bench-smoke`): `ce_seeds` CE seeds, `queries` queries per
+    corpus in 2 blocks."""
+    from distill.protection.derivation import min_queries
+
+    global CE_SEEDS, QUERIES, BLOCK
+    if ce_seeds < 4 or queries // 2 < min_queries(0.01):
+        sys.exit(f"--ce-seeds must be at least 4 (3 references besides the suspect) and --queries at least "
+                 f"{2 * min_queries(0.01)} (2 blocks, each able to reach p < 0.01)")
+    CE_SEEDS, QUERIES, BLOCK = tuple(range(1, ce_seeds + 1)), queries, queries // 2
 
 
 def corpus_text(name: str) -> str:
@@ -154,6 +171,14 @@ def pruned_student(teacher, tok, passages: list[list[int]]):
     return prune_teacher(teacher, SimpleNamespace(**PRUNED), seqs, tok.pad_token_id).student.float().train()
 
 
+def budget_steps(passages: int, epochs: tuple[float, ...]) -> dict[float, int]:
+    """The optimizer steps each budget (in epochs) stands for: round(epochs x steps per epoch), at least one. On a
+    small training slice several budgets round to the same step (at 8 passages, one step per epoch, 1/4, 1/2 and 1
+    epoch are all step 1): each still gets its checkpoint, that step's, and the results record the steps."""
+    per_epoch = math.ceil(passages / BATCH)
+    return {e: max(1, round(e * per_epoch)) for e in epochs}
+
+
 def train_student(tok, passages: list[list[int]], seed: int, epochs: tuple[float, ...], kd=None, on_ckpt=None,
                   model=None):
     """Train a student (a fresh tiny one unless `model` is given) with CE on the text, or forward KL to the cached
@@ -165,8 +190,9 @@ def train_student(tok, passages: list[list[int]], seed: int, epochs: tuple[float
         model = fresh_llama(tok, hidden_size=128, num_layers=2, num_heads=2, seed=seed)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
     data = torch.tensor(passages)
-    per_epoch = math.ceil(len(data) / BATCH)
-    marks = {max(1, round(e * per_epoch)): e for e in epochs}
+    marks: dict[int, list[float]] = {}
+    for e, step in budget_steps(len(data), epochs).items():
+        marks.setdefault(step, []).append(e)
     g = torch.Generator().manual_seed(seed)
     order = torch.cat([torch.randperm(len(data), generator=g) for _ in range(math.ceil(max(epochs)) + 1)])
     for step in range(1, max(marks) + 1):
@@ -185,7 +211,8 @@ def train_student(tok, passages: list[list[int]], seed: int, epochs: tuple[float
         opt.zero_grad()
         if step in marks:
             model.eval()
-            on_ckpt(marks[step], model)
+            for e in marks[step]:  # budgets that round to the same step share its checkpoint (see budget_steps)
+                on_ckpt(e, model)
             model.train()
 
 
@@ -203,7 +230,14 @@ def build(work: Path, args) -> dict:
     for c in CORPORA:
         train[c], qfile = split_files(work, c, tok, args.train_tokens, args.query_tokens)
         queries[c] = open_queries(tok, str(qfile), QUERIES, QLEN)
-    out = {"targets": {c: [q.targets() for q in queries[c]] for c in CORPORA}, "preds": {}}
+    out = {"targets": {c: [q.targets() for q in queries[c]] for c in CORPORA}, "preds": {},
+           "budget_steps": {c: {f"{e:g}": n for e, n in budget_steps(len(train[c]), KD_EPOCHS).items()}
+                            for c in CORPORA}}
+    for c, steps in out["budget_steps"].items():
+        shared = [n for n in set(steps.values()) if list(steps.values()).count(n) > 1]
+        for n in sorted(shared):
+            print(f"# {c}: budgets {', '.join(e for e, m in steps.items() if m == n)} epochs all stop at step {n} "
+                  f"({len(train[c])} passages): their cells compare the same checkpoints", flush=True)
 
     def record(label: str, model) -> None:
         with torch.inference_mode():
@@ -392,7 +426,10 @@ def main() -> None:
                     "(default 16384; 30500 with --power)")
     ap.add_argument("--power", action="store_true", help="the power curve with students that learn (see above)")
     ap.add_argument("--refs", type=int, default=3, help="--power: references per test (3 CE students by default)")
-    ap.add_argument("--ce-seeds", type=int, default=4, help="--power: CE students per corpus (4 by default)")
+    ap.add_argument("--ce-seeds", type=int, default=None, help="CE students per corpus (6 by default; 4 with "
+                    "--power; at least 4: the soundness matrix takes 3 references besides the suspect)")
+    ap.add_argument("--queries", type=int, default=None, help="the soundness matrix's queries per corpus, tested "
+                    "in 2 blocks (default 96; --power always uses 192)")
     ap.add_argument("--no-matrix", action="store_true", help="skip the soundness matrix (its 3-reference sets grow "
                     "combinatorially with --ce-seeds)")
     ap.add_argument("--out-suffix", default="", help="results file name suffix (provenance_power_SUFFIX.json)")
@@ -402,8 +439,12 @@ def main() -> None:
     global CORPORA, SEED_OFFSET, REFS
     SEED_OFFSET, REFS = args.seed_offset, args.refs
     if args.power:
-        power_mode(args.ce_seeds)
+        if args.queries is not None:
+            sys.exit("--queries is for the soundness matrix; --power tests 48, 96 and 192 queries")
+        power_mode(args.ce_seeds or 4)
         args.corpora = args.corpora if "--corpora" in sys.argv else "AB"
+    else:
+        matrix_size(args.ce_seeds or len(CE_SEEDS), args.queries or QUERIES)
     args.train_tokens = args.train_tokens or (16000 if args.power else 4096)
     args.query_tokens = args.query_tokens or (30500 if args.power else 16384)
     CORPORA = tuple(args.corpora)
@@ -414,7 +455,8 @@ def main() -> None:
     cells = {} if args.no_matrix else matrix(data)
     res = {"args": vars(args), "corpora": NAMES, "students": "fresh Llama hidden 128, 2 layers, 2 heads (6.8M)"
            + (f"; pruned: the teacher cut to {PRUNED}" if PR_SEEDS else ""),
-           "train_s": data.get("train_s"), "cells": cells, "fit": fits(data)}
+           "train_s": data.get("train_s"), "budget_steps": data.get("budget_steps"), "cells": cells,
+           "fit": fits(data)}
     res["condensed"] = condense(cells)
     if args.power:
         res["power"] = power(data)
