@@ -83,6 +83,7 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
     "guard.bench_guard": (["--train-benign", "10", "--heldout-benign", "10", "--server-benign", "10",
                            "--server-repeats", "1", "--days", "0.2"], None),
     "guard.bench_guard_heldout": (["--sources", "sim"], None),
+    "guard.bench_guard_units": (["--sources", "sim", "--variants", "actor,account"], None),
     "antidistill.bench_antidistill": (["--work", "{tmp}/antidistill", "--proxy", "{tiny}", "--prompts", "2",
                                        "--eval-prompts", "2", "--max-tokens", "4", "--temperatures", "0.7",
                                        "--lambdas", "1", "--steps", "1", "--students", "fresh"], None),

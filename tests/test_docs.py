@@ -142,3 +142,17 @@ def test_every_settings_field_is_in_its_docs_table_as_declared(doc, model, prefi
     for field, info in fields.items():
         assert prefix + field in rows, f"{doc} does not list {name}.{field}"
         assert info.description in rows[prefix + field], f"{doc}: {name}.{field}'s description differs"
+
+
+def test_every_benchmark_script_is_in_the_smoke_run_or_says_why_not():
+    from fnmatch import fnmatch
+
+    from benchmarks.smoke import ENTRIES, NOT_RUN
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    scripts = {f"{p.parent.name}.{p.stem}" for p in root.glob("*/*.py") if p.stem != "__init__"}
+    assert len(scripts) > 20
+    entered = {name.split()[0] for name in ENTRIES}  # an entry may add a mode: "engine.bench_vs_trl --child distill"
+    missing = sorted(s for s in scripts if s not in entered and not any(fnmatch(s, pat) for pat in NOT_RUN))
+    assert not missing, f"benchmark scripts neither in benchmarks/smoke.py's ENTRIES nor in NOT_RUN: {missing}"
+    assert not entered - scripts, f"smoke entries naming no script: {sorted(entered - scripts)}"
