@@ -20,9 +20,11 @@ from distill.protection.guard.calibration import (
     Band,
     actors,
     band_of,
+    conformal_p,
     departure,
     fit_calibration,
     load_calibration,
+    nearness,
     save_calibration,
     tail_log_p,
 )
@@ -76,6 +78,49 @@ def test_departure_is_the_smallest_squared_excess_over_a_reference():
         assert sum(max(0.0, s[j] - refs[i, j]) ** 2 for j in range(5)) == pytest.approx(d)
     # a record at least as high on every statistic explains the account away
     assert departure(np.array([1.0, 2.0]), np.array([[5.0, 0.0], [1.0, 2.5]]))[0] == 0.0
+
+
+def test_normal_scores_are_the_mid_rank_quantiles_and_leave_out_own_values():
+    from statistics import NormalDist
+
+    rng = random.Random(2)
+    values = np.array([[rng.choice([0.0, 0.0, 0.1, rng.random()]), float(rng.randint(0, 4))] for _ in range(150)])
+    band = Band(values)
+    own_rows = values[rng.sample(range(150), 6)]
+    own = [np.sort(c) for c in own_rows.T]
+    inv = NormalDist().inv_cdf
+    for _ in range(60):
+        x = np.array([rng.random() * 0.9, float(rng.randint(0, 4))])
+        got, got_own = band.normal(x), band.normal(x, own)
+        for j in range(2):
+            col = list(values[:, j])
+            if not min(col) <= x[j] <= max(col):
+                continue
+            rest = list(col)
+            for v in own_rows[:, j]:
+                rest.remove(v)
+            for ref, g in ((col, got[j]), (rest, got_own[j])):
+                mid = (sum(r < x[j] for r in ref) + 0.5 * sum(r == x[j] for r in ref) + 0.5) / (len(ref) + 1)
+                assert g == pytest.approx(inv(mid), rel=1e-9, abs=1e-12)
+    # beyond the band's extremes: further, by at most SHIFT, in the right direction
+    top, bottom = band.normal(np.array([1e6, 1e6])), band.normal(np.array([-1e6, -1e6]))
+    edge = inv((150 + 0.5) / 151)  # the score of a value just above every reference
+    assert np.allclose(top, edge + 1.0) and np.allclose(bottom, -edge - 1.0)
+    assert np.all(band.normal(values.max(axis=0) + 1e-9) < edge + 1e-3)
+
+
+def test_nearness_is_the_mean_of_the_nearest_squared_distances():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        refs = rng.normal(size=(40, 6))
+        z = rng.normal(size=6) * 2
+        mask = rng.random(40) < 0.6
+        d = sorted(float(np.sum((z - refs[r]) ** 2)) for r in range(40) if mask[r])
+        got, i = nearness(z, refs, mask, k=3)
+        assert got == pytest.approx(sum(d[:3]) / 3, rel=1e-12) and mask[i]
+        assert float(np.sum((z - refs[i]) ** 2)) == pytest.approx(d[0])
+    assert nearness(np.zeros(2), np.ones((2, 2)), k=5)[0] == pytest.approx(2.0)  # fewer references than k: all
+    assert nearness(np.zeros(2), np.ones((0, 2)))[0] == 0.0
 
 
 def test_relational_statistics_are_not_compared_and_the_unit_is_checked(calibrated):
@@ -141,10 +186,16 @@ def test_calibration_extremes_are_each_account_days_largest_jackknifed_departure
                                                      for jj in range(len(x))])[j])
                 s.append(-math.log(p))
             d = min(sum(max(0.0, s[j] - band.surprises[i, j]) ** 2 for j in range(len(x))) for i in keep)
+            own = [np.sort(band.values[[i for i in range(len(band.owners)) if i not in keep], j])
+                   for j in range(len(x))]
+            z = band.normal(x, own)  # the normal scores are checked against a direct computation above
+            near = sorted(sum((z[j] - band.scores[i, j]) ** 2 for j in range(len(x))) for i in keep)[:3]
             day = int((ts - t0) // 86400)
-            worst[day] = max(worst.get(day, 0.0), d)
-        for v in worst.values():
+            w = worst.setdefault(day, [0.0, 0.0])
+            w[0], w[1] = max(w[0], d), max(w[1], sum(near) / len(near))
+        for v, n in worst.values():
             assert any(abs(v - e) <= 1e-9 * max(1.0, v) for e in cal.extremes)
+            assert any(abs(n - e) <= 1e-9 * max(1.0, n) for e in cal.near_extremes)
             checked += 1
     assert checked >= 5
 
@@ -152,12 +203,20 @@ def test_calibration_extremes_are_each_account_days_largest_jackknifed_departure
 def test_acting_at_rate_a_acts_on_at_most_a_of_the_calibration_account_days(calibrated):
     _, cal = calibrated
     n = len(cal.extremes)
-    assert n >= 20 and cal.smallest_rate == pytest.approx(1 / (n + 1))
-    for a in (0.02, 0.05, 0.1, 0.25):
-        acted = sum(1 for e in cal.extremes if 1 - cal.p_value(e) >= 1 - a)
-        assert acted / n <= a + 1 / (n + 1)
-        ties = len(cal.extremes) - len(set(cal.extremes))
-        assert acted >= math.floor(a * (n + 1)) - 1 - ties  # and the rate is used, not wasted
+    assert n >= 20 and len(cal.near_extremes) == n and cal.smallest_rate == pytest.approx(2 / (n + 1))
+    for a in (0.02, 0.05, 0.1, 0.25):  # each departure alone, at half the rate: their union acts on at most a
+        for ext, p in ((cal.extremes, lambda e: cal.p_value(e, 0.0)), (cal.near_extremes, lambda e: cal.p_value(0.0, e))):
+            acted = sum(1 for e in ext if 1 - p(e) >= 1 - a)
+            assert acted / n <= a / 2 + 1 / (n + 1)
+            ties = len(ext) - len(set(ext))
+            assert acted >= math.floor(a / 2 * (n + 1)) - 1 - ties  # and the rate is used, not wasted
+    rng = random.Random(4)
+    for _ in range(50):  # the combination rule against a direct computation
+        d, near = rng.choice(cal.extremes) * rng.random() * 1.5, rng.choice(cal.near_extremes) * rng.random() * 1.5
+        pd = (1 + sum(e >= d for e in cal.extremes)) / (n + 1) if d > 0 else 1.0
+        pn = (1 + sum(e >= near for e in cal.near_extremes)) / (n + 1) if near > 0 else 1.0
+        assert cal.p_value(d, near) == pytest.approx(min(1.0, 2 * min(pd, pn)))
+        assert conformal_p(cal.extremes, d) == pytest.approx(pd)
 
 
 def test_saved_calibration_round_trips(calibrated, tmp_path):
@@ -165,6 +224,7 @@ def test_saved_calibration_round_trips(calibrated, tmp_path):
     path = save_calibration(cal, tmp_path / "cal.json")
     back = load_calibration(path)
     assert back.statistics == cal.statistics and back.extremes == cal.extremes and back.pool == cal.pool
+    assert back.near_extremes == cal.near_extremes
     for a, b in zip(back.bands, cal.bands, strict=True):  # exactly: a value at a band's top stays at its top
         assert (a is None and b is None) or np.array_equal(a.values, b.values)
     raw = json.loads(path.read_text())
@@ -190,6 +250,7 @@ def test_traffic_log_keeps_no_prompt_text_and_calibrates_like_the_trace(benign, 
     for a, b in zip(from_log.bands, cal.bands, strict=True):
         assert (a is None and b is None) or np.array_equal(a.values, b.values)
     assert from_log.extremes == pytest.approx(cal.extremes)
+    assert from_log.near_extremes == pytest.approx(cal.near_extremes)
 
 
 def test_a_calibrated_rule_acts_on_a_departure_and_the_action_holds(calibrated, tmp_path):

@@ -315,9 +315,10 @@ class Guard:
     def _change(self, key: str, st: dict[str, Any], level: int, reason: str, score: float,
                 feats: dict[str, float], now: float) -> None:
         before, after = st["action"], self.config.action_of(level)
-        if self.calibration is not None:  # how far each statistic exceeds the nearest benign record's (surprise)
-            pct = st.get("percentiles", {})
-            top = dict(sorted(pct.get("over_nearest", {}).items(), key=lambda kv: -kv[1])[:5])
+        if self.calibration is not None:  # how far each statistic exceeds the nearest benign record's (surprise),
+            pct = st.get("percentiles", {})  # or, where nothing does, differs from the most alike one's (normal score)
+            top = dict(sorted(pct.get("over_nearest", {}).items(), key=lambda kv: -kv[1])[:5]) or dict(
+                pct.get("unlike_nearest", {}))
         else:
             contrib = self.scorer.contributions(feats)
             top = dict(sorted(((k, v) for k, v in contrib.items() if v > 0), key=lambda kv: -kv[1])[:4])
@@ -329,6 +330,9 @@ class Guard:
             change["percentiles"] = {k: pct[k] for k in top if k in pct}
             change["departure"] = pct.get("departure")
             change["nearest_benign_account"] = pct.get("nearest_account")
+            change["unlikeness"] = pct.get("unlikeness")
+            change["unlike_nearest"] = pct.get("unlike_nearest", {})
+            change["most_alike_benign_account"] = pct.get("most_alike_account")
         st["changes"] = (st["changes"] + [change])[-max(1, self.config.max_logged_changes):]
         st["changes_total"] += 1
         st.update(action=after, level=level, action_since=now, hold_until=now + self.config.cooldown_seconds,

@@ -25,6 +25,9 @@ def format_table(state: dict[str, Any]) -> str:
             ev = f"departure {pct.get('departure', 0):.1f}" + (f": {ev}" if ev else "")
             if pct.get("nearest_account") and over:
                 ev += f" (nearest benign: {pct['nearest_account']})"
+            unlike = list((pct.get("unlike_nearest") or {}).items())[:3]
+            ev += f"; unlikeness {pct.get('unlikeness', 0):.1f}" + (
+                ": " + ", ".join(f"{k} {v:+.1f}" for k, v in unlike) if unlike else "")
         else:
             contrib = r.get("contributions", {})
             top = sorted(contrib.items(), key=lambda kv: -kv[1])[:3]
