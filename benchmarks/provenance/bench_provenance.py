@@ -199,7 +199,7 @@ def blackbox_outputs(work: Path, models: dict[str, str], prompts: list[str], max
     from distill.serve.background import BackgroundServer
     from distill.serve.engine import Engine
 
-    opts = QueryOptions(out_dir=str(work / store), concurrency=16, timeout=600)
+    opts = QueryOptions(out_dir=str(work / store), concurrency=16, timeout_s=600)
     out = {}
     for name, spec in models.items():
         cache = work / store / f"{name}.json"

@@ -449,7 +449,7 @@ def test_endpoints_are_queried_through_the_generate_client_and_resume(fake_endpo
     how many are missing, and the next run asks only for the missing ones."""
     prompts = [f"question {i}" for i in range(10)]
     c = derivation.Candidate("suspect", endpoint=fake_endpoint.url, model="their-model")
-    opts = derivation.QueryOptions(out_dir=str(tmp_path / "q"), max_tries=2, backoff=0.0, price_in=1.0,
+    opts = derivation.QueryOptions(out_dir=str(tmp_path / "q"), max_tries=2, backoff_s=0.0, price_in=1.0,
                                    price_out=2.0)
     fake_endpoint.mode = "half"
     with pytest.raises(DistillError) as e:
@@ -480,6 +480,11 @@ def test_a_rate_limited_or_dead_suspect_endpoint_is_a_clear_error(fake_endpoint,
         assert main([*base[:2], dead, *base[3:]]) == 2
     err = capsys.readouterr().err
     assert "querying suspect failed: nothing is listening" in err and "Traceback" not in err
+    asked = fake_endpoint.requests
+    assert main([*base, "--concurrency", "0", "--timeout", "-1"]) == 2  # refused before anything is queried
+    err = capsys.readouterr().err
+    assert "invalid query options" in err and "concurrency" in err and "timeout_s" in err
+    assert "Traceback" not in err and fake_endpoint.requests == asked
 
 
 def test_incomparable_answers_and_too_few_prompts_are_refused(monkeypatch):

@@ -99,20 +99,23 @@ def run(args: argparse.Namespace) -> int:
         report = derivation.derivation_open(suspect, parent, refs, args.data, args.queries, args.seq_len, args.alpha,
                                             statistic)
     else:
+        from pydantic import ValidationError
+
+        from distill.errors import invalid_settings
         from distill.keys.api import read_api_key
         from distill.protection.trace import read_prompts
 
         prompts = read_prompts(args.prompts)[: args.queries]
         key = read_api_key(args.api_key_env, None, "--api-key-env")
-        if args.concurrency < 1 or args.max_tries < 1 or args.timeout <= 0 or args.backoff < 0 or any(
-                v is not None and v <= 0 for v in (args.rpm, args.tpm)) or min(args.price_in, args.price_out) < 0:
-            raise DistillError("--concurrency and --max-tries must be at least 1, --timeout, --rpm and --tpm "
-                               "positive, --backoff and the prices not negative", where="distill derivation",
-                               fix="fix the option values")
-        opts = derivation.QueryOptions(out_dir=args.queries_dir, concurrency=args.concurrency, rpm=args.rpm,
-                                       tpm=args.tpm, max_tries=args.max_tries, timeout=args.timeout,
-                                       backoff=args.backoff, price_in=args.price_in, price_out=args.price_out,
-                                       api_key=key)
+        try:
+            opts = derivation.QueryOptions(out_dir=args.queries_dir, concurrency=args.concurrency, rpm=args.rpm,
+                                           tpm=args.tpm, max_tries=args.max_tries, timeout_s=args.timeout,
+                                           backoff_s=args.backoff, price_in=args.price_in, price_out=args.price_out,
+                                           api_key=key)
+        except ValidationError as e:
+            raise invalid_settings(e, "query options", "distill derivation", "fix the option values: --concurrency "
+                                   "and --max-tries at least 1; --timeout (timeout_s), --rpm and --tpm positive; "
+                                   "--backoff (backoff_s) and the prices not negative") from None
         report = derivation.derivation_blackbox(suspect, parent, refs, prompts, args.max_tokens, args.words,
                                                 args.alpha, opts=opts, statistic=statistic)
     report["suspect"], report["parent"] = suspect.label, parent.label

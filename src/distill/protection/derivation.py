@@ -47,12 +47,13 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.errors import DistillError
 from distill.protection.watermark.stats import binom_log_sf
@@ -72,20 +73,27 @@ class Candidate:
         return self.endpoint is None
 
 
-@dataclass(frozen=True)
-class QueryOptions:
-    """How endpoints are queried in black-box mode (`distill generate`'s client and store)."""
+class QueryOptions(BaseModel):
+    """How endpoints are queried in black-box mode (`distill generate`'s client and store); the names follow
+    `GenerateSettings` (`--timeout`: timeout_s, `--backoff`: backoff_s, `--queries-dir`: out_dir)."""
 
-    out_dir: str = "runs/derivation-queries"  # one resumable answer folder per endpoint model under it
-    concurrency: int = 4  # requests in flight at most, per endpoint
-    rpm: float | None = None  # requests per minute at most (None: unlimited)
-    tpm: float | None = None  # tokens per minute at most, prompt + completion (None: unlimited)
-    max_tries: int = 6  # tries per prompt (429, 5xx, timeouts, dropped connections back off and retry)
-    timeout: float = 120.0  # seconds per request, whole answer
-    backoff: float = 1.0  # first backoff step in seconds, doubled per retry with full jitter
-    price_in: float = 0.0  # USD per million prompt tokens, for the cost in the report
-    price_out: float = 0.0  # USD per million completion tokens
-    api_key: str | None = field(default=None, repr=False)  # never logged, never stored
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    out_dir: str = Field("runs/derivation-queries", description="One resumable answer folder per endpoint model "
+                         "under it.")
+    concurrency: int = Field(4, ge=1, description="Requests in flight at most, per endpoint.")
+    rpm: float | None = Field(None, gt=0, description="Requests per minute at most (None: unlimited).")
+    tpm: float | None = Field(None, gt=0, description="Tokens per minute at most, prompt + completion (None: "
+                              "unlimited).")
+    max_tries: int = Field(6, ge=1, description="Tries per prompt (429, 5xx, timeouts and dropped connections back "
+                           "off and retry).")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds per request, the whole answer included.")
+    backoff_s: float = Field(1.0, ge=0, description="The first backoff step in seconds, doubled per retry with full "
+                             "jitter.")
+    price_in: float = Field(0.0, ge=0, description="USD per million prompt tokens, for the cost in the report.")
+    price_out: float = Field(0.0, ge=0, description="USD per million completion tokens.")
+    api_key: str | None = Field(None, repr=False, exclude=True, description="The key sent to every endpoint; never "
+                                "logged, never stored.")
 
 
 def sign_test(diffs: Sequence[float]) -> tuple[float, int, int]:
@@ -179,7 +187,7 @@ def endpoint_answers(c: Candidate, prompts: Sequence[str], max_tokens: int,
     cfg = GenerateSettings(endpoint=c.endpoint or "", model=c.model or "", out=str(folder), prompts=msgs,
                            concurrency=opts.concurrency, rpm=opts.rpm, tpm=opts.tpm, max_tokens=max_tokens,
                            temperature=0.0, top_p=1.0, price_in=opts.price_in, price_out=opts.price_out,
-                           max_tries=opts.max_tries, timeout_s=opts.timeout, backoff_s=opts.backoff, progress=False)
+                           max_tries=opts.max_tries, timeout_s=opts.timeout_s, backoff_s=opts.backoff_s, progress=False)
     try:
         acct = run_generation(cfg, api_key=opts.api_key)
     except DistillError as e:
