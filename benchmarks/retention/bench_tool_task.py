@@ -9,8 +9,8 @@ drawn with a fixed seed and split into disjoint train and held-out sets (no expr
    the fallback `<tool_call>` format, docs/agents.md) and calls no tool on its own, so the benchmark makes it
    competent: a short fine-tune with Distill's own training (`student.init: pretrained` from the default model,
    cross-entropy only, `loss.kd_weight: 0`) on the correct train trajectories.
-2. **Warm-up.** A small student cut from that teacher (`student.init: layers`, every k-th layer) is distilled
-   off-policy for a few steps on the train trajectories, so that it already answers in the tool format (on-policy
+2. **Warm-up.** A student half the teacher's size, pruned from it (`student.init: prune`, `target_params: 0.5`:
+   the demo's construction, calibrated on the train trajectories) is distilled off-policy for a few steps on them, so that it already answers in the tool format (on-policy
    with tools pays off from such a student, docs/agents.md).
 3. **Two arms from the warm-up**, the same steps, seed, learning rate and loss: *off-policy* (the teacher scores the
    data's correct trajectories: `train.on_policy_fraction: 0`) and *on-policy with tools* (the student plays the
@@ -21,8 +21,8 @@ drawn with a fixed seed and split into disjoint train and held-out sets (no expr
    on-policy arm trains with) at a near-greedy temperature; a problem counts as solved when the calculator ran
    without error at least once and the final answer's last integer is the right one.
 
-Usage:  python -m benchmarks.retention.bench_tool_task [--train-problems 240] [--heldout-problems 48]
-            [--ft-steps 40] [--warmup-steps 20] [--steps 30] [--on-policy-fraction 1.0] [--threads 2]
+Usage:  python -m benchmarks.retention.bench_tool_task [--train-problems 200] [--heldout-problems 32]
+            [--ft-steps 12] [--warmup-steps 12] [--steps 20] [--on-policy-fraction 1.0] [--threads 2]
         python -m benchmarks.retention.bench_tool_task --smoke     # every size at its smallest (benchmarks/smoke.py)
 """
 
@@ -55,7 +55,8 @@ WORDS = {"+": "plus", "-": "minus", "*": "times"}
 ASSISTANT = "<|im_start|>assistant\n"  # the next-turn header of the fallback format (SmolLM2's template)
 NEAR_GREEDY = 1e-4  # evaluation temperature: the rollout's sampler at this temperature picks the top token
 SMOKE = {"train_problems": 8, "heldout_problems": 4, "ft_steps": 2, "warmup_steps": 1, "steps": 1, "batch_size": 2,
-         "eval_batch": 4, "every": 10, "max_new_tokens": 32}
+         "eval_batch": 4, "prune_target": 0.3, "calibration": 2,
+         "max_new_tokens": 32}
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def run_train(overrides: list[str], common: list[str]) -> dict:
 def fine_tune_teacher(out: Path, data: str, a: argparse.Namespace, common: list[str]) -> dict:
     """The default teacher fine-tuned with cross-entropy on the correct train trajectories."""
     info = run_train(["student.init=pretrained", "student.model=default", "loss.kd_weight=0", "loss.ce_weight=1",
-                      f"train.steps={a.ft_steps}", f"train.lr={a.ft_lr}", f"train.warmup_steps={min(3, a.ft_steps)}",
+                      f"train.steps={a.ft_steps}", f"train.lr={a.ft_lr}",
                       f"data.path={data}", f"output_dir={out}"], common)
     add_licence(out)
     return info
@@ -189,8 +190,9 @@ def fine_tune_teacher(out: Path, data: str, a: argparse.Namespace, common: list[
 def student_runs(d: Path, teacher: Path, data: str, a: argparse.Namespace, common: list[str]) -> dict:
     """The warm-up (cut from the teacher, off-policy) and the two arms continued from it at equal steps."""
     kd = [f"teacher.model={teacher}", f"data.path={data}", f"loss.kind={a.loss}", f"train.lr={a.lr}"]
-    info = {"warmup": run_train(kd + ["student.init=layers", f"student.every={a.every}",
-                                      f"train.steps={a.warmup_steps}", f"output_dir={d / 'warmup'}"], common)}
+    prune = f"student.prune={{target_params: {a.prune_target}, calibration_sequences: {a.calibration}}}"
+    info = {"warmup": run_train(kd + ["student.init=prune", prune, f"train.steps={a.warmup_steps}",
+                                      f"output_dir={d / 'warmup'}"], common)}
     arm = kd + ["student.init=pretrained", f"student.model={d / 'warmup'}", f"train.steps={a.steps}"]
     info["off_policy"] = run_train(arm + ["train.on_policy_fraction=0", f"output_dir={d / 'off_policy'}"], common)
     info["on_policy"] = run_train(arm + [f"train.on_policy_fraction={a.on_policy_fraction}", f"data.tools={TOOLS}",
@@ -214,21 +216,22 @@ def table(success: dict, a: argparse.Namespace) -> str:
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--train-problems", type=int, default=240)
-    ap.add_argument("--heldout-problems", type=int, default=48)
-    ap.add_argument("--ft-steps", type=int, default=40, help="teacher fine-tune steps (cross-entropy)")
+    ap.add_argument("--train-problems", type=int, default=200)
+    ap.add_argument("--heldout-problems", type=int, default=32)
+    ap.add_argument("--ft-steps", type=int, default=12, help="teacher fine-tune steps (cross-entropy)")
     ap.add_argument("--ft-lr", type=float, default=1e-4)
-    ap.add_argument("--warmup-steps", type=int, default=20, help="student off-policy warm-up steps")
-    ap.add_argument("--steps", type=int, default=30, help="steps of each arm after the warm-up")
-    ap.add_argument("--lr", type=float, default=5e-4, help="student learning rate (warm-up and both arms)")
+    ap.add_argument("--warmup-steps", type=int, default=12, help="student off-policy warm-up steps")
+    ap.add_argument("--steps", type=int, default=20, help="steps of each arm after the warm-up")
+    ap.add_argument("--lr", type=float, default=3e-4, help="student learning rate (warm-up and both arms)")
     ap.add_argument("--loss", default="forward_kl", help="loss.kind of the warm-up and both arms")
     ap.add_argument("--on-policy-fraction", type=float, default=1.0, help="λ of the on-policy arm")
-    ap.add_argument("--every", type=int, default=3, help="the student keeps every k-th teacher layer")
+    ap.add_argument("--prune-target", type=float, default=0.5, help="the student's share of the teacher's params")
+    ap.add_argument("--calibration", type=int, default=16, help="train sequences the pruning is calibrated on")
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--seq-len", type=int, default=384)
+    ap.add_argument("--seq-len", type=int, default=352)
     ap.add_argument("--max-new-tokens", type=int, default=48, help="tokens per sampled turn (training and eval)")
     ap.add_argument("--max-turns", type=int, default=3)
-    ap.add_argument("--eval-batch", type=int, default=8)
+    ap.add_argument("--eval-batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="every size at its smallest (checks it runs, not figures)")
@@ -242,11 +245,13 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     a = parse_args()
     torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)  # the evaluations' threads (each training sets its own, to the same)
     tools = list(load_tools(TOOLS).schemas)
     train_set, held = problems(a.train_problems, a.heldout_problems, a.seed)
     common = [f"data.seq_len={a.seq_len}", f"train.batch_size={a.batch_size}", f"train.threads={a.threads}",
               "train.progress=false", "train.checkpoint_every=100000", f"train.seed={a.seed}", f"data.seed={a.seed}",
-              "data.heldout_fraction=0.02", "train.eval_sequences=4", "train.eval_every=100000"]
+              "data.heldout_fraction=0.02", "train.eval_sequences=4", "train.eval_every=100000",
+              "train.warmup_steps=3"]
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-tool-task-") as tmp:
         d = Path(tmp)
