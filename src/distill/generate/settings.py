@@ -9,7 +9,26 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
-class GenerateSettings(BaseModel):
+class RequestLimits(BaseModel):
+    """How hard a client of an OpenAI-compatible API may push it, and what its tokens cost: shared by
+    `GenerateSettings` and the derivation test's `QueryOptions` (both query through the same client)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: float | None = Field(None, gt=0, description="Requests per minute at most (None: unlimited).")
+    tpm: float | None = Field(None, gt=0, description="Tokens per minute at most, prompt + completion (None: "
+                              "unlimited).")
+    price_in: float = Field(0.0, ge=0, description="USD per million prompt tokens, for the cost.")
+    price_out: float = Field(0.0, ge=0, description="USD per million completion tokens, for the cost.")
+    max_tries: int = Field(6, ge=1, description="Tries per prompt before it is recorded in failures.jsonl (the next "
+                           "run tries it again).")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds per request, the whole answer included (so stalled "
+                             "bodies count).")
+    backoff_s: float = Field(1.0, ge=0, description="The first backoff step in seconds; it doubles per retry, with "
+                             "full jitter.")
+
+
+class GenerateSettings(RequestLimits):
     """One black-box generation run against an OpenAI-compatible API; a field with a `distill generate` flag has
     its name (`--max-tokens`: max_tokens), except `timeout_s`, `backoff_s` and `tool_timeout_s` (`--timeout`,
     `--backoff`, `--tool-timeout`) and `progress` (`--no-progress`)."""
@@ -27,9 +46,6 @@ class GenerateSettings(BaseModel):
         "themselves.")
     limit: int | None = Field(None, ge=1, description="Use only the first this many prompts (None: all).")
     concurrency: int = Field(8, ge=1, description="Requests in flight at most.")
-    rpm: float | None = Field(None, gt=0, description="Requests per minute at most (None: unlimited).")
-    tpm: float | None = Field(None, gt=0, description="Tokens per minute at most, prompt + completion (None: "
-                              "unlimited).")
     top_logprobs: int = Field(0, ge=0, description="Top log-probabilities asked per token (0: none; OpenAI allows up "
                               "to 20).")
     n: int = Field(1, ge=1, description="Samples per prompt.")
@@ -43,14 +59,6 @@ class GenerateSettings(BaseModel):
                                      "api_key_env).")
     tokenizer: str | None = Field(None, description="The teacher's tokenizer spec ('default', a model folder, a "
                                   ".gguf), to map the returned log-prob tokens to ids (None: not mapped).")
-    price_in: float = Field(0.0, ge=0, description="USD per million prompt tokens, for the cost.")
-    price_out: float = Field(0.0, ge=0, description="USD per million completion tokens, for the cost.")
-    max_tries: int = Field(6, ge=1, description="Tries per prompt before it is recorded in failures.jsonl (the next "
-                           "run tries it again).")
-    timeout_s: float = Field(120.0, gt=0, description="Seconds per request, the whole answer included (so stalled "
-                             "bodies count).")
-    backoff_s: float = Field(1.0, ge=0, description="The first backoff step in seconds; it doubles per retry, with "
-                             "full jitter.")
     backoff_cap_s: float = Field(60.0, ge=0, description="The longest backoff step in seconds.")
     authorization: str | None = Field(None, description="An authorization record permitting a teacher whose terms "
                                       "the policy gate refuses.")

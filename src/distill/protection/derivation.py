@@ -53,9 +53,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from distill.errors import DistillError
+from distill.generate.settings import RequestLimits
 from distill.protection.watermark.stats import binom_log_sf
 
 
@@ -73,25 +74,15 @@ class Candidate:
         return self.endpoint is None
 
 
-class QueryOptions(BaseModel):
-    """How endpoints are queried in black-box mode (`distill generate`'s client and store); the names follow
-    `GenerateSettings` (`--timeout`: timeout_s, `--backoff`: backoff_s, `--queries-dir`: out_dir)."""
+class QueryOptions(RequestLimits):
+    """How endpoints are queried in black-box mode (`distill generate`'s client and store, with its limits and
+    prices, `RequestLimits`); `--timeout`: timeout_s, `--backoff`: backoff_s, `--queries-dir`: out_dir."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     out_dir: str = Field("runs/derivation-queries", description="One resumable answer folder per endpoint model "
                          "under it.")
     concurrency: int = Field(4, ge=1, description="Requests in flight at most, per endpoint.")
-    rpm: float | None = Field(None, gt=0, description="Requests per minute at most (None: unlimited).")
-    tpm: float | None = Field(None, gt=0, description="Tokens per minute at most, prompt + completion (None: "
-                              "unlimited).")
-    max_tries: int = Field(6, ge=1, description="Tries per prompt (429, 5xx, timeouts and dropped connections back "
-                           "off and retry).")
-    timeout_s: float = Field(120.0, gt=0, description="Seconds per request, the whole answer included.")
-    backoff_s: float = Field(1.0, ge=0, description="The first backoff step in seconds, doubled per retry with full "
-                             "jitter.")
-    price_in: float = Field(0.0, ge=0, description="USD per million prompt tokens, for the cost in the report.")
-    price_out: float = Field(0.0, ge=0, description="USD per million completion tokens.")
     api_key: str | None = Field(None, repr=False, exclude=True, description="The key sent to every endpoint; never "
                                 "logged, never stored.")
 
@@ -184,10 +175,10 @@ def endpoint_answers(c: Candidate, prompts: Sequence[str], max_tokens: int,
     url = chat_url(c.endpoint or "", where=f"{c.label}'s endpoint")
     msgs = [[{"role": "user", "content": p}] for p in prompts]
     folder = query_folder(opts.out_dir, c)
+    limits = opts.model_dump(include=set(RequestLimits.model_fields))
     cfg = GenerateSettings(endpoint=c.endpoint or "", model=c.model or "", out=str(folder), prompts=msgs,
-                           concurrency=opts.concurrency, rpm=opts.rpm, tpm=opts.tpm, max_tokens=max_tokens,
-                           temperature=0.0, top_p=1.0, price_in=opts.price_in, price_out=opts.price_out,
-                           max_tries=opts.max_tries, timeout_s=opts.timeout_s, backoff_s=opts.backoff_s, progress=False)
+                           concurrency=opts.concurrency, max_tokens=max_tokens, temperature=0.0, top_p=1.0,
+                           progress=False, **limits)
     try:
         acct = run_generation(cfg, api_key=opts.api_key)
     except DistillError as e:
