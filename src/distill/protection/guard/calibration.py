@@ -274,7 +274,8 @@ class Calibration:
         x = self.vector(stats)
         s = band.surprise(x)
         d, i = departure(s, band.surprises)
-        near, j = nearness(band.normal(x), band.scores)
+        z = band.normal(x)
+        near, j = nearness(z, band.scores)
         pct: dict[str, Any] = {k: round(100.0 * (1.0 - math.exp(-v)), 2) for k, v in zip(self.statistics, s,
                                                                                           strict=True)}
         if d > 0 and i >= 0:
@@ -283,7 +284,7 @@ class Calibration:
             if band.owners:
                 pct["nearest_account"] = band.owners[i]
         if near > 0 and j >= 0:
-            diff = band.normal(x) - band.scores[j]
+            diff = z - band.scores[j]
             top = sorted(zip(self.statistics, diff, strict=True), key=lambda kv: -abs(kv[1]))[:5]
             pct["unlike_nearest"] = {k: round(float(v), 2) for k, v in top if abs(v) > 0}
             if band.owners:
