@@ -43,6 +43,8 @@ ENTRIES: dict[str, tuple[list[str], str | None]] = {
     "engine.bench_teacher": (["--rounds", "1", "--variants", "fp32", "int8", "--fidelity-sequences", "2",
                               "--threads", "1"], None),
     "engine.bench_memory": (["--steps", "1"], None),
+    "engine.bench_teachers_step": (["--rounds", "1", "--steps", "3", "--seq-len", "32", "--batch-size", "2",
+                                    "--threads", "1"], None),
     "engine.bench_quality": (["--steps", "2", "--batch-size", "1", "--seq-len", "32", "--eval-sequences", "2",
                               "--threads", "1", "--runs", "forward_kl", "ce_only"], None),
     "engine.gpu_check": ([], "cuda"),

@@ -7,7 +7,9 @@
 2. One fresh student (the same seed, data order and schedule) is trained at equal steps and tokens from
    (a) poet alone on the poet data, (b) chat alone on the chat data, (c) both, routed by source (each row names its
    teacher), (d) both as an ensemble (no row names one: every position's target is the 50/50 mixture).
-   (a) and (b) see one domain; (c) and (d) see the union, so each of their steps holds both domains.
+   (a) and (b) see one domain; (c) and (d) see the union, so each of their steps holds both domains. The data
+   holds about 12 times more Shakespeare than chat tokens, so (c) is also run with `data.teacher_shares:
+   {poet: 1, chat: 1}` (c'), half the sequences from each teacher's rows, as a team would set a mixture.
 3. Held-out figures per domain, against that domain's specialist: KL(specialist ‖ student) per token and top-1
    agreement on Shakespeare passages from plays the fine-tune never saw (9-12) and on the held-out fifth of the
    chatterbot pairs.
@@ -51,6 +53,10 @@ def domain_rows(eval_rows: int | None = None) -> dict[str, list[str]]:
     return {"poet": passages["poet"][:1500], "poet_eval": passages["poet_eval"][:240][:eval_rows],
             "chat": [t for i, t in enumerate(pairs) if i % 5],
             "chat_eval": [t for i, t in enumerate(pairs) if not i % 5][:eval_rows]}
+
+
+def slug(name: str) -> str:
+    return name.replace(",", "").replace(" ", "_")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
@@ -115,24 +121,28 @@ def main() -> None:
         runs = {"poet alone": [f"teacher.model={specialists['poet']}", f"data.path={files['poet']}"],
                 "chat alone": [f"teacher.model={specialists['chat']}", f"data.path={files['chat']}"],
                 "routed": [f"teachers=[{', '.join(members)}]", f"data.path={files['routed']}"],
+                "routed, equal shares": [f"teachers=[{', '.join(members)}]", f"data.path={files['routed']}",
+                                         "data.teacher_shares={poet: 1, chat: 1}"],
                 "ensemble": [f"teachers=[{', '.join(members)}]", f"data.path={files['both']}"]}
         results = []
         for name, extra in runs.items():  # 2. the students, at equal steps and tokens
             cfg = load_config(None, common + extra + [f"train.steps={a.steps}", "train.lr=2e-3",
                                                       f"train.eval_every={a.steps}", "train.eval_sequences=8",
-                                                      f"output_dir={d / name.replace(' ', '_')}"])
+                                                      f"output_dir={d / slug(name)}"])
             t0 = time.perf_counter()
             history = train(cfg).history
             step_s = sorted(b["time"] - a_["time"] for a_, b in zip(history[:-2], history[1:-1], strict=True))
             row = {"student": name, "wall_s": round(time.perf_counter() - t0, 1),
                    "median_step_s": step_s[len(step_s) // 2] if step_s else None}
             for dom in ("poet", "chat"):  # 3. against each specialist on its own held-out domain
-                row[dom] = score(str(d / name.replace(" ", "_")), specialists[dom], files[f"{dom}_eval"], a.seq_len)
+                row[dom] = score(str(d / slug(name)), specialists[dom], files[f"{dom}_eval"], a.seq_len)
             results.append(row)
             print(json.dumps(row), flush=True)
     best = {dom: min(r[dom]["kl"] for r in results if r["student"].endswith("alone")) for dom in ("poet", "chat")}
     routed = next(r for r in results if r["student"] == "routed")
-    summary = {dom: {"routed_kl_over_best_single": routed[dom]["kl"] / best[dom]} for dom in best}
+    shared = next(r for r in results if r["student"] == "routed, equal shares")
+    summary = {dom: {"routed_kl_over_best_single": routed[dom]["kl"] / best[dom],
+                     "routed_equal_shares_kl_over_best_single": shared[dom]["kl"] / best[dom]} for dom in best}
     single = next(r for r in results if r["student"] == "poet alone")
     summary["step_time_two_teachers_over_one"] = routed["median_step_s"] / single["median_step_s"]
     record = {

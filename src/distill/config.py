@@ -133,6 +133,11 @@ class DataConfig(_Section):
         "keep", description="Chat rows: an assistant's reasoning (`reasoning_content`, or `<think>...</think>` in its "
         "content) is kept as `<think>\\n...\\n</think>\\n\\n` before its answer and trained on ('keep'), or removed "
         "before rendering ('drop'). See docs/agents.md.")
+    teacher_shares: dict[str, float] | None = Field(
+        None, description="With several teachers: the share of training sequences drawn from the rows routed to "
+        "each teacher (by name; `ensemble` for the rows that name none), e.g. {math: 1, chat: 1} for half each "
+        "whatever the files' sizes. A smaller group's rows are repeated within an epoch (every row is still seen "
+        "at least once per epoch). Every group the data holds needs a share. null = as the data holds them.")
     tools: str | None = Field(None, description="On-policy with tools: a Python module whose public functions (type "
                               "hints + Google-style docstrings) are the tools, or a JSON file of OpenAI tool schemas "
                               "(with tool_command). During on-policy sampling the student's tool calls run through "
@@ -299,6 +304,9 @@ class DistillConfig(_Section):
         if self.data.tool_command and not self.data.tools:
             raise ValueError("data.tool_command runs the tools of a JSON schema file: set data.tools to it, or "
                              "remove data.tool_command")
+        if self.data.teacher_shares and not self.teachers:
+            raise ValueError("data.teacher_shares says how often each of several teachers' rows are drawn: set "
+                             "`teachers`, or remove data.teacher_shares")
         check_teacher(self)  # every rule about where the teacher signal comes from lives in distill.teachers
         if self.teachers:
             if self.teacher != as_teacher(self.teachers[0]):

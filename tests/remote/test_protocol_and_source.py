@@ -117,6 +117,20 @@ def test_unforeseen_batches_are_scored_when_asked_and_cached():
     assert len(src.pending) == 1  # the foreseen micro-batch is still waiting for its turn
 
 
+def test_the_rows_of_a_foreseen_micro_batch_routed_here_keep_the_prefetch_going():
+    """A member of several teachers is asked only for the rows routed to it: that counts as the foreseen
+    micro-batch, so the next one is put in flight and nothing is asked twice."""
+    micro = [[(1, 2, 3, 4), (5, 6, 7)], [(8, 9, 10, 11), (12, 13)], [(14, 15, 16, 17), (18, 19, 20)]]
+    client = FakeClient()
+    src = ServedTeacher(client, schedule=iter(micro), prefetch=1).start()
+    for rows in micro:
+        assert len(src.pending) == 1
+        mine = _batch(rows[1:])
+        src.signal(mine, scored_positions(mine))
+    assert len(src.pending) == 0 and src.schedule is None  # every micro-batch was foreseen and used
+    assert [r for req in client.requests for r in req] == [r for m in micro for r in m]
+
+
 def test_data_prior_gives_a_tail_prior_signal():
     corpus = type("C", (), {"train": [{"input_ids": torch.tensor([1, 2, 2, 3]),
                                        "loss_mask": torch.tensor([True, True, True, False])}]})()

@@ -262,3 +262,31 @@ def test_a_live_and_a_served_teacher_mix_and_both_are_closed(tmp_path, teacher_s
     rows = train(cfg).history
     assert all(r["kd"] > 0 for r in rows) and "heldout_kl" in rows[-1]
     assert len(closed) == 2 and all(s.client.stats.requests > 0 for s in closed)  # train and held-out sources
+
+
+def test_a_served_member_is_asked_only_for_the_rows_routed_to_it(tmp_path, teacher_server, text_file,
+                                                                 tiny_teacher_dir, tiny_model_dir, monkeypatch):
+    """Routed rows go to their own teacher only: the served member's prefetch and its on-demand requests hold the
+    rows routed to it and none routed to the live member."""
+    import json
+
+    from distill.remote.source import ServedTeacher
+    from distill.training.setup import setup
+
+    lines = [ln for ln in text_file.read_text().splitlines() if ln.strip()]
+    data = tmp_path / "routed.jsonl"
+    data.write_text("".join(json.dumps({"text": ln, "teacher": "local" if i % 2 else "remote"}) + "\n"
+                            for i, ln in enumerate(lines)))
+    submitted, submit = [], ServedTeacher._submit
+    monkeypatch.setattr(ServedTeacher, "_submit", lambda self, rows: (submitted.extend(rows), submit(self, rows)))
+    cfg = _cfg(tmp_path, teacher_server, data, tiny_teacher_dir, "teacher=null",
+               f"teachers=[{{name: local, model: '{tiny_model_dir}'}}, {{name: remote, kind: served, endpoint: "
+               f"'{teacher_server.url}/v1', model: tiny-teacher, tokenizer: '{tiny_teacher_dir}', top_k: {K}}}]")
+    run = setup(cfg)
+    try:
+        owner = {tuple(ex["input_ids"].tolist()): ex["teacher"] for ex in run.corpus.train + run.corpus.heldout}
+    finally:
+        run.close()
+    assert set(owner.values()) == {"local", "remote"}
+    assert all(r["kd"] > 0 for r in train(cfg).history)
+    assert submitted and {owner[tuple(r)] for r in submitted} == {"remote"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -128,6 +129,86 @@ def test_each_example_goes_to_its_teacher_and_the_rest_to_the_ensemble(tmp_path,
         assert torch.allclose(got, expect, atol=1e-5)
     finally:
         run.close()
+
+
+class Counting:
+    """A member source that records the example ids of every batch it is asked about."""
+
+    def __init__(self, src):
+        self.src, self.asked = src, []
+
+    def signal(self, batch, positions):
+        self.asked.append(batch["example_ids"].tolist())
+        return self.src.signal(batch, positions)
+
+
+def test_each_teacher_runs_only_on_the_rows_that_need_it(tmp_path, routed_data, tiny_teacher_dir, tiny_model_dir):
+    """Routing costs one teacher forward per row; every chunk of the target equals each row's own teacher (or the
+    ensemble) computed on the whole batch."""
+    from distill.data.corpus import collate
+
+    run = setup(_cfg(tmp_path, routed_data, tiny_teacher_dir, tiny_model_dir))
+    try:
+        names = [ex.get("teacher") for ex in run.corpus.train]
+        pick = [names.index("b"), names.index("a"), names.index(None), len(names) - 1 - names[::-1].index("a")]
+        batch = collate([run.corpus.train[i] for i in pick], run.tokenizer.pad_token_id, pick)
+        positions = scored_positions(batch)
+        whole = [LiveTeacher(src.model, len(run.tokenizer)).signal(batch, positions) for src in run.source.sources]
+        log_p = [torch.log_softmax(s.logits(slice(None)), -1) for s in whole]
+        run.source.sources = [Counting(s) for s in run.source.sources]
+        mix = run.source.signal(batch, positions)
+        assert [c.asked for c in run.source.sources] == [[[pick[1], pick[2], pick[3]]], [[pick[0], pick[2]]]]
+        row = positions // batch["input_ids"].shape[1]
+        expect = torch.where((row == 0)[:, None], log_p[1], torch.where(
+            (row == 2)[:, None], torch.logaddexp(log_p[0] + math.log(0.25), log_p[1] + math.log(0.75)), log_p[0]))
+        N = len(positions)
+        two_routed = slice(2, int((row <= 1).sum()) - 1)  # rows 0 and 1 only: routed to b, then to a
+        assert set(row[two_routed].tolist()) == {0, 1}
+        for rows in (slice(None), slice(0, 5), two_routed, slice(3, N - 2), slice(N - 7, N)):  # across row ends
+            assert torch.allclose(mix.logits(rows), expect[rows], atol=1e-5)
+            top2 = expect[rows].topk(2, dim=-1).values
+            clear = top2[:, 0] - top2[:, 1] > 1e-3  # no near-tie the rounding could flip
+            assert torch.equal(mix.top1(rows)[clear], expect[rows].argmax(-1)[clear]) and bool(clear.any())
+    finally:
+        run.close()
+
+
+def test_share_pool_gives_each_group_its_share():
+    from distill.teachers.several import share_pool
+
+    routed = [0] * 10 + [1] * 3 + [-1] * 2  # 10 rows of a, 3 of b, 2 that name none
+    pool = share_pool(routed, ["a", "b"], {"a": 1, "b": 1, "ensemble": 0.5})
+    counts = Counter("a" if routed[e] == 0 else "b" if routed[e] == 1 else "ens" for e in pool)
+    assert counts == {"a": 10, "b": 10, "ens": 5}  # a appears once; b and the ensemble rows grow to their shares
+    assert set(pool) == set(range(15))  # every row at least once per epoch
+    assert Counter(pool)[10] == 4 and Counter(pool)[12] == 3  # b's 3 rows: whole three times, then the first again
+    assert share_pool(routed, ["a", "b"], None) is None
+    with pytest.raises(DistillError, match="rows for 'ensemble'.*no share"):
+        share_pool(routed, ["a", "b"], {"a": 1, "b": 1})
+
+
+def test_teacher_shares_set_how_often_each_teachers_rows_are_drawn(tmp_path, routed_data, tiny_teacher_dir,
+                                                                   tiny_model_dir):
+    run = setup(_cfg(tmp_path, routed_data, tiny_teacher_dir, tiny_model_dir,
+                     "data.teacher_shares={a: 1, b: 3, ensemble: 1}"))
+    try:
+        group = [ex.get("teacher", "ensemble") for ex in run.corpus.train]
+        n = run.sampler.n_train
+        drawn = Counter(group[r] for step in range(n // 2) for r in run.sampler.rows(step, 0))  # one epoch
+        assert sum(drawn.values()) == n and set(drawn) == {"a", "b", "ensemble"}
+        assert abs(drawn["b"] / n - 3 / 5) < 1 / n + 1e-9 and abs(drawn["a"] - drawn["ensemble"]) <= 1
+    finally:
+        run.close()
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["teachers=[{name: a}, {name: b}]", "data.teacher_shares={a: 1, c: 1}"], "names 'c'"),
+    (["teachers=[{name: a}, {name: b}]", "data.teacher_shares={a: 1, b: 0}"], "positive number"),
+    (["data.teacher_shares={a: 1}"], "set `teachers`"),
+])
+def test_teacher_shares_rules(extra, needle):
+    with pytest.raises(DistillError, match=needle):
+        load_config(None, extra)
 
 
 class StopAfter(Callback):

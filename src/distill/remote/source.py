@@ -100,8 +100,8 @@ class ServedTeacher:
         lengths = batch["attention_mask"].sum(1).tolist()
         rows = [tuple(batch["input_ids"][b, :n].tolist()) for b, n in enumerate(lengths)]
         scored = self.scores(rows)
-        if self.pending and self.pending[0] == frozenset(map(row_key, rows)):
-            self.pending.popleft()  # the foreseen micro-batch: make room for the next one
+        if self.pending and frozenset(map(row_key, rows)) <= self.pending[0]:
+            self.pending.popleft()  # the foreseen micro-batch (or the rows of it routed here): make room for the next
         self._top_up()
         B, T = batch["input_ids"].shape
         k = self.client.top_k
@@ -170,8 +170,10 @@ def server_log_prior(client: ScoringClient, corpus, vocab_size: int, *, rows: in
     return (tail / tail.sum().clamp_min(1e-300)).clamp_min(1e-30).log().float()
 
 
-def training_schedule(cfg, corpus, world, sampler, start_step: int) -> Iterator[list[Row]]:
-    """This process's rows of every coming micro-batch that the data supplies (on-policy ones are sampled)."""
+def training_schedule(cfg, corpus, world, sampler, start_step: int, examples: frozenset[int] | None = None
+                      ) -> Iterator[list[Row]]:
+    """This process's rows of every coming micro-batch that the data supplies (on-policy ones are sampled); with
+    `examples`, only those examples' rows (a micro-batch with none of them is not asked for)."""
     from distill.training.onpolicy import is_on_policy
 
     t = cfg.train
@@ -179,6 +181,7 @@ def training_schedule(cfg, corpus, world, sampler, start_step: int) -> Iterator[
         for m in range(t.grad_accum):
             if t.on_policy_fraction > 0 and is_on_policy(t.seed, step, m, t.on_policy_fraction):
                 continue
-            mine = sampler.rows(step, m)[world.rank:: world.size]
-            yield [tuple(corpus.train[i]["input_ids"].tolist()) for i in mine]
+            mine = [i for i in sampler.rows(step, m)[world.rank:: world.size] if examples is None or i in examples]
+            if mine:
+                yield [tuple(corpus.train[i]["input_ids"].tolist()) for i in mine]
 

@@ -44,6 +44,8 @@ class TeacherInputs:
     start_step: int = 0  # the step training starts (or resumes) at
     hidden_layers: tuple[int, ...] = ()  # loss.hidden: the teacher layers whose outputs the training signal carries
     where: str | None = None  # how the user named this teacher, for errors (None: the config's teacher section)
+    examples: frozenset[int] | None = None  # the train examples this source is asked about (a member of several
+    # teachers: those routed to it or to the ensemble; sources that prefetch skip the others); None: every example
 
     @property
     def device(self):

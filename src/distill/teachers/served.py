@@ -94,7 +94,7 @@ class ServedTeacherConfig(TeacherBase):
             schedule = None
             if split == "train" and inputs.sampler:
                 schedule = training_schedule(inputs.cfg, inputs.corpus, inputs.world, inputs.sampler,
-                                             inputs.start_step)
+                                             inputs.start_step, inputs.examples)
             vocab = len(inputs.tokenizer)
             prior = data_log_prior(inputs.corpus, vocab) if self.endpoint_tail != "bucket" else None
             if self.endpoint_tail == "server_prior":

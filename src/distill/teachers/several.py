@@ -10,6 +10,8 @@ supported in a mixture), and an `api` member is refused (its answers are the dat
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field, create_model
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from distill.config import DistillConfig
 
 MEMBER_FIELDS = ("name", "weight")
+ENSEMBLE = "ensemble"  # data.teacher_shares' name for the rows that name no teacher
 
 
 def _member(cls: type[TeacherBase]) -> type[TeacherBase]:
@@ -73,6 +76,15 @@ def check_members(cfg: DistillConfig) -> None:
     if cfg.train.parallel == "fsdp":
         raise DistillError("several teachers run under DDP or in one process; train.parallel fsdp shards one teacher",
                            where="train.parallel", fix="use train.parallel ddp with `teachers`")
+    shares = cfg.data.teacher_shares or {}
+    unknown = sorted(set(shares) - set(names) - {ENSEMBLE})
+    if unknown:
+        raise DistillError(f"data.teacher_shares names {unknown[0]!r}, which is not one of this run's teachers",
+                           where="data.teacher_shares", fix=f"use the teachers' names ({', '.join(names)}) or "
+                           f"'{ENSEMBLE}' for rows that name none")
+    if any(not (v > 0 and math.isfinite(v)) for v in shares.values()):
+        raise DistillError("every share in data.teacher_shares must be a positive number", where="data.teacher_shares",
+                           fix="leave a group out of the data instead of giving it 0")
     if cfg.loss.hidden is not None:
         raise DistillError("loss.hidden pulls the student towards one teacher's layers; with several teachers it "
                            "would not say whose", where="loss.hidden", fix="drop loss.hidden with `teachers`")
@@ -90,6 +102,48 @@ def routes(corpus: Any, split: str, names: list[str]) -> list[int]:
                                fix="name one of the teachers in the row's `teacher` field, or add that teacher")
         out.append(names.index(name) if name is not None else -1)
     return out
+
+
+def sub_batch(batch: dict[str, Any], positions: Any, keep: Any) -> tuple[dict[str, Any], Any, Any]:
+    """The rows `keep` ([B] bool) of a batch: (the sub-batch, the scored positions that fall in those rows as
+    indices into its flattened [B', T], and their indices among `positions` [N'], ascending). Every tensor whose
+    first dimension is the batch's rows is cut; anything else is passed on."""
+    import torch
+
+    B, T = batch["input_ids"].shape
+    kept = keep.nonzero().squeeze(-1)  # [B']
+    new_row = torch.full((B,), -1, dtype=torch.long, device=positions.device)
+    new_row[kept.to(positions.device)] = torch.arange(len(kept), device=positions.device)
+    row = new_row[positions // T]  # [N]
+    cover = (row >= 0).nonzero().squeeze(-1)  # [N']
+    at = row[cover] * T + positions[cover] % T
+    sub = {k: v.index_select(0, kept.to(v.device)) if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == B
+           else v for k, v in batch.items()}
+    return sub, at, cover
+
+
+def share_pool(routed: list[int], names: list[str], shares: dict[str, float] | None) -> list[int] | None:
+    """The training examples one epoch draws from (`training.sampler.BatchSampler`'s pool), so that each teacher's
+    rows (`routed`: per train example, the member index or -1) make up its share of `shares` (`data.teacher_shares`):
+    a group's rows repeated whole, then the first of them again for the remainder; the largest group relative to its
+    share appears once. None without shares (each example once). A group the data holds without a share is a
+    DistillError."""
+    if not shares:
+        return None
+    groups: dict[str, list[int]] = {}
+    for e, r in enumerate(routed):
+        groups.setdefault(names[r] if r >= 0 else ENSEMBLE, []).append(e)
+    missing = sorted(set(groups) - set(shares))
+    if missing:
+        raise DistillError(f"the data has rows for {missing[0]!r} but data.teacher_shares gives it no share",
+                           where="data.teacher_shares", fix=f"give every group a share ({', '.join(sorted(groups))})")
+    total = sum(shares[g] for g in groups)
+    epoch = max(len(ids) * total / shares[g] for g, ids in groups.items())
+    pool: list[int] = []
+    for g, ids in groups.items():
+        count = max(len(ids), round(epoch * shares[g] / total))
+        pool += ids * (count // len(ids)) + ids[: count % len(ids)]
+    return pool
 
 
 class TeacherMix:
@@ -113,15 +167,28 @@ class TeacherMix:
         return torch.where((route >= 0)[:, None], one_hot, self.ensemble.expand_as(one_hot))
 
     def signal(self, batch, positions):
+        """The mixture at `positions` ([N] into the flattened [B, T] batch). Each member runs only on the rows
+        that need it (a routed row on its teacher's alone; an ensemble row on every member's), so routing two
+        teachers costs one teacher forward per row, as one teacher does."""
         from distill.signals import MixtureSignal
 
         B, T = batch["input_ids"].shape
-        rows = self.row_weights(batch["example_ids"]).to(positions.device)
+        rows = self.row_weights(batch["example_ids"]).to(positions.device)  # [B, M]
         weights = rows.repeat_interleave(T, dim=0).index_select(0, positions)  # [N, M]
-        needed = (weights > 0).any(0).tolist()
-        members = [src.signal(batch, positions) if need else None
-                   for src, need in zip(self.sources, needed, strict=True)]
-        return MixtureSignal(members=members, weights=weights, vocab=self.vocab)
+        members, covers = [], []
+        for m, src in enumerate(self.sources):
+            need = rows[:, m] > 0  # [B]
+            if not bool(need.any()):
+                members.append(None)
+                covers.append(None)
+            elif bool(need.all()):
+                members.append(src.signal(batch, positions))
+                covers.append(None)
+            else:
+                sub, at, cover = sub_batch(batch, positions, need)
+                members.append(src.signal(sub, at))
+                covers.append(cover)
+        return MixtureSignal(members=members, weights=weights, vocab=self.vocab, covers=covers)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -143,12 +210,14 @@ def open_mix(cfg: DistillConfig, inputs: list[TeacherInputs], split: str) -> Tea
     from distill.teachers import close_source, open_source
 
     members = cfg.teachers or []
+    names = [m.name for m in members]
+    routed = routes(inputs[0].corpus, split, names)
     sources: list[Any] = []
     try:
-        for m, x in zip(members, inputs, strict=True):
-            sources.append(open_source(as_teacher(m), x, split))
-        return TeacherMix([m.name for m in members], [m.weight for m in members], sources,
-                          routes(inputs[0].corpus, split, [m.name for m in members]), len(inputs[0].tokenizer))
+        for i, (m, x) in enumerate(zip(members, inputs, strict=True)):
+            mine = frozenset(e for e, r in enumerate(routed) if r in (i, -1))
+            sources.append(open_source(as_teacher(m), replace(x, examples=mine), split))
+        return TeacherMix(names, [m.weight for m in members], sources, routed, len(inputs[0].tokenizer))
     except BaseException:
         for src in sources:
             close_source(src)

@@ -36,7 +36,7 @@ from distill.models.students import param_count
 from distill.signals import TeacherSource
 from distill.teachers import TeacherInputs
 from distill.teachers.live import LocalModelTeacher
-from distill.teachers.several import as_teacher
+from distill.teachers.several import as_teacher, routes, share_pool
 from distill.training import allocator, distributed, memory, sharding
 from distill.training.checkpoint import latest_checkpoint, load_checkpoint
 from distill.training.module import StudentLoss, hidden_parts
@@ -224,7 +224,9 @@ def setup(cfg: DistillConfig, *, resume: bool = False, overwrite: bool = False) 
     elif world.main:
         shutil.rmtree(run_dir, ignore_errors=True)
     world.barrier()
-    sampler = BatchSampler.for_config(cfg, len(corpus.train))
+    pool = share_pool(routes(corpus, "train", [m.name for m in cfg.teachers]), [m.name for m in cfg.teachers],
+                      cfg.data.teacher_shares) if cfg.teachers else None
+    sampler = BatchSampler.for_config(cfg, len(corpus.train), pool)
     inputs: TeacherInputs | list[TeacherInputs] = TeacherInputs(
         cfg, teacher if kind.needs_weights else None, info, tokenizer, corpus, world, sampler, start_step,
         tuple(t_layer for _, t_layer in pairs))
