@@ -24,6 +24,9 @@ drawn with a fixed seed and split into disjoint train and held-out sets (no expr
 Usage:  python -m benchmarks.retention.bench_tool_task [--train-problems 200] [--heldout-problems 32]
             [--ft-steps 12] [--warmup-steps 12] [--steps 20] [--on-policy-fraction 1.0] [--threads 2]
         python -m benchmarks.retention.bench_tool_task --smoke     # every size at its smallest (benchmarks/smoke.py)
+        python -m benchmarks.retention.bench_tool_task --workdir DIR --arms on_policy --tag rkl --loss-on-policy
+            reverse_kl --json OUT.json   # one variant of one arm: the teacher and warm-up of DIR are reused
+            (trained there on the first call), the arm is written to DIR/on_policy_rkl
 """
 
 from __future__ import annotations
@@ -170,12 +173,18 @@ def task_success(model_dir: str, held: list[Problem], rows: list[dict], data: st
 # --- the three trainings, all through distill.train ---
 
 def run_train(overrides: list[str], common: list[str]) -> dict:
-    """One `distill.train` run; its wall time and median step time."""
+    """One `distill.train` run; its wall time, median step time, last row and KD per step."""
     t0 = time.perf_counter()
     history = train(load_config(None, common + overrides)).history
     steps = sorted(b["time"] - p["time"] for p, b in zip(history[:-1], history[1:], strict=True))
     return {"wall_s": round(time.perf_counter() - t0, 1), "median_step_s": steps[len(steps) // 2] if steps else None,
-            "last": {k: history[-1].get(k) for k in ("kd", "ce", "tool_calls", "tool_errors") if k in history[-1]}}
+            "last": {k: history[-1].get(k) for k in ("kd", "ce", "tool_calls", "tool_errors") if k in history[-1]},
+            "kd_per_step": [round(r["kd"], 4) for r in history]}
+
+
+def done(model_dir: Path) -> bool:
+    """A model directory written by an earlier call with the same --workdir (reused, not trained again)."""
+    return (model_dir / "config.json").exists()
 
 
 def fine_tune_teacher(out: Path, data: str, a: argparse.Namespace, common: list[str]) -> dict:
@@ -188,25 +197,40 @@ def fine_tune_teacher(out: Path, data: str, a: argparse.Namespace, common: list[
 
 
 def student_runs(d: Path, teacher: Path, data: str, a: argparse.Namespace, common: list[str]) -> dict:
-    """The warm-up (cut from the teacher, off-policy) and the two arms continued from it at equal steps."""
-    kd = [f"teacher.model={teacher}", f"data.path={data}", f"loss.kind={a.loss}", f"train.lr={a.lr}"]
+    """The warm-up (cut from the teacher, off-policy) and the arms of `a.arms` continued from it at equal steps
+    (a warm-up already in `d` is reused)."""
+    kd = [f"teacher.model={teacher}", f"data.path={data}", f"train.lr={a.lr}"]
     prune = f"student.prune={{target_params: {a.prune_target}, calibration_sequences: {a.calibration}}}"
-    info = {"warmup": run_train(kd + ["student.init=prune", prune, f"train.steps={a.warmup_steps}",
-                                      f"output_dir={d / 'warmup'}"], common)}
+    info = {}
+    if not done(d / "warmup"):
+        info["warmup"] = run_train(kd + [f"loss.kind={a.loss}", "student.init=prune", prune,
+                                         f"train.steps={a.warmup_steps}", f"output_dir={d / 'warmup'}"], common)
     arm = kd + ["student.init=pretrained", f"student.model={d / 'warmup'}", f"train.steps={a.steps}"]
-    info["off_policy"] = run_train(arm + ["train.on_policy_fraction=0", f"output_dir={d / 'off_policy'}"], common)
-    info["on_policy"] = run_train(arm + [f"train.on_policy_fraction={a.on_policy_fraction}", f"data.tools={TOOLS}",
-                                         f"train.sample_max_new_tokens={a.max_new_tokens}",
-                                         f"train.sample_max_turns={a.max_turns}", f"output_dir={d / 'on_policy'}"],
-                                  common)
+    if "off_policy" in a.arms:
+        info["off_policy"] = run_train(arm + [f"loss.kind={a.loss}", "train.on_policy_fraction=0",
+                                              f"output_dir={d / arm_dir('off_policy', a)}"], common)
+    if "on_policy" in a.arms:
+        on_lr = [f"train.lr={a.lr_on_policy}"] if a.lr_on_policy is not None else []
+        on_lr += [f"train.sample_temperature={a.sample_temperature}"] if a.sample_temperature is not None else []
+        info["on_policy"] = run_train(arm + on_lr + [
+            f"loss.kind={a.loss_on_policy or a.loss}", f"train.on_policy_fraction={a.on_policy_fraction}",
+            f"data.tools={TOOLS}", f"train.sample_max_new_tokens={a.max_new_tokens}",
+            f"train.sample_max_turns={a.max_turns}", f"output_dir={d / arm_dir('on_policy', a)}"], common)
     return info
+
+
+def arm_dir(name: str, a: argparse.Namespace) -> str:
+    """The folder of an arm: its name, with `--tag` appended (variants of one arm side by side in a --workdir)."""
+    return f"{name}_{a.tag}" if a.tag else name
 
 
 def table(success: dict, a: argparse.Namespace) -> str:
     """The printed result: one row per model."""
     steps = {"teacher": f"{a.ft_steps} CE (fine-tune)", "warmup": f"{a.warmup_steps} off-policy",
              "off_policy": f"{a.warmup_steps} + {a.steps} off-policy",
-             "on_policy": f"{a.warmup_steps} + {a.steps} on-policy (λ={a.on_policy_fraction})"}
+             "on_policy": f"{a.warmup_steps} + {a.steps} on-policy (λ={a.on_policy_fraction}, "
+                          f"{a.loss_on_policy or a.loss}, lr {a.lr_on_policy or a.lr}, "
+                          f"T {a.sample_temperature or 1.0})"}
     lines = ["| model | steps | task success | tool called | answer right | n |", "|---|---|---|---|---|---|"]
     for name, s in success.items():
         lines.append(f"| {name} | {steps[name]} | {s['success']:.3f} ({s['solved']}/{s['n']}) | {s['called']:.3f} | "
@@ -225,6 +249,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=3e-4, help="student learning rate (warm-up and both arms)")
     ap.add_argument("--loss", default="forward_kl", help="loss.kind of the warm-up and both arms")
     ap.add_argument("--on-policy-fraction", type=float, default=1.0, help="λ of the on-policy arm")
+    ap.add_argument("--loss-on-policy", default=None, help="loss.kind of the on-policy arm (default: --loss)")
+    ap.add_argument("--sample-temperature", type=float, default=None, help="train.sample_temperature of the "
+                    "on-policy arm (default: the config's, 1.0)")
+    ap.add_argument("--lr-on-policy", type=float, default=None, help="learning rate of the on-policy arm "
+                    "(default: --lr)")
     ap.add_argument("--prune-target", type=float, default=0.5, help="the student's share of the teacher's params")
     ap.add_argument("--calibration", type=int, default=16, help="train sequences the pruning is calibrated on")
     ap.add_argument("--batch-size", type=int, default=4)
@@ -235,10 +264,19 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="every size at its smallest (checks it runs, not figures)")
+    ap.add_argument("--workdir", default=None, help="keep the models in this folder instead of a temporary one; "
+                    "a teacher and warm-up already there are reused (not trained or evaluated again)")
+    ap.add_argument("--arms", default="off_policy,on_policy", help="the arms trained and evaluated (comma-separated: "
+                    "off_policy, on_policy)")
+    ap.add_argument("--tag", default="", help="suffix of the arms' folders (variants side by side in a --workdir)")
     ap.add_argument("--json", default=str(RESULTS / "retention" / "tool_task.json"))
     a = ap.parse_args()
     if a.smoke:
         vars(a).update(SMOKE)
+    a.arms = [x.strip() for x in a.arms.split(",") if x.strip()]
+    unknown = set(a.arms) - {"off_policy", "on_policy"}
+    if unknown:
+        ap.error(f"--arms: unknown {', '.join(sorted(unknown))} (off_policy, on_policy)")
     return a
 
 
@@ -254,17 +292,21 @@ def main() -> None:
               "train.warmup_steps=3"]
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-tool-task-") as tmp:
-        d = Path(tmp)
+        d = Path(a.workdir) if a.workdir else Path(tmp)
+        d.mkdir(parents=True, exist_ok=True)
         data = write_jsonl(d / "train.jsonl", [conversation(p, tools) for p in train_set])
         held_rows = [conversation(p, tools) for p in held]
-        trainings = {"teacher": fine_tune_teacher(d / "teacher", data, a, common)}
-        success = {"teacher": task_success(str(d / "teacher"), held, held_rows, data, a)}
-        print(json.dumps({"teacher": {k: v for k, v in success["teacher"].items() if k != "examples"}}), flush=True)
+        trainings, success, evaluate = {}, {}, []
+        if not done(d / "teacher"):
+            trainings["teacher"] = fine_tune_teacher(d / "teacher", data, a, common)
+            evaluate.append("teacher")
+        evaluate += [] if done(d / "warmup") else ["warmup"]
         trainings.update(student_runs(d, d / "teacher", data, a, common))
-        for name in ("warmup", "off_policy", "on_policy"):
-            success[name] = task_success(str(d / name), held, held_rows, data, a)
+        for name in evaluate + a.arms:
+            success[name] = task_success(str(d / (arm_dir(name, a) if name in a.arms else name)), held, held_rows,
+                                         data, a)
             print(json.dumps({name: {k: v for k, v in success[name].items() if k != "examples"}}), flush=True)
-    settings = {k: v for k, v in vars(a).items() if k != "json"}
+    settings = {k: v for k, v in vars(a).items() if k not in ("json", "workdir")}
     record = {"settings": settings, "train_problems": len(train_set), "heldout_problems": len(held),
               "example_problem": conversation(held[0], tools)["messages"][1:], "trainings": trainings,
               "success": success, "wall_s": round(time.perf_counter() - t_all, 1),
