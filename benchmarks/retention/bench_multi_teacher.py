@@ -13,7 +13,8 @@
 3. Held-out figures per domain, against that domain's specialist: KL(specialist ‖ student) per token and top-1
    agreement on Shakespeare passages from plays the fine-tune never saw (9-12) and on the held-out fifth of the
    chatterbot pairs.
-4. Step time: the routed two-teacher run vs the one-teacher run (same student, same tokens per step).
+4. Step time is not compared here (the runs are sequential): `benchmarks/engine/bench_teachers_step.py` interleaves
+   one teacher, two routed and two as an ensemble.
 
 Usage:  python -m benchmarks.retention.bench_multi_teacher [--ft-steps 30] [--steps 60] [--seq-len 128] [--batch-size 4]
                                                  [--threads 2] [--json benchmarks/results/retention/multi_teacher.json]
@@ -143,8 +144,6 @@ def main() -> None:
     shared = next(r for r in results if r["student"] == "routed, equal shares")
     summary = {dom: {"routed_kl_over_best_single": routed[dom]["kl"] / best[dom],
                      "routed_equal_shares_kl_over_best_single": shared[dom]["kl"] / best[dom]} for dom in best}
-    single = next(r for r in results if r["student"] == "poet alone")
-    summary["step_time_two_teachers_over_one"] = routed["median_step_s"] / single["median_step_s"]
     record = {
         "command": "python -m benchmarks.retention.bench_multi_teacher " + " ".join(f"--{k.replace('_', '-')} {v}"
                                                                           for k, v in vars(a).items() if k != "json"),
