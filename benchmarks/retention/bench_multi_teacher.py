@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import DISTILL, RESULTS, write_result
 from distill.config import DataConfig, load_config
 from distill.data.corpus import collate, load_corpus, read_text, shakespeare_files
 from distill.evaluation.build_tasks import chatterbot_pairs
@@ -96,6 +96,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-rows", type=int, default=None, help="held-out rows scored per domain (default all)")
+    ap.add_argument("--student-target-params", type=float, default=None,
+                    help="start every student from the default teacher pruned to this share of its parameters "
+                         "(`distill prune`, calibrated on both domains; the demo's construction) instead of the "
+                         "fresh 11.8 M student")
+    ap.add_argument("--lr", type=float, default=2e-3, help="the students' learning rate (3e-4 for a pruned student, as "
+                    "the demo)")
     ap.add_argument("--json", default=str(RESULTS / "retention" / "multi_teacher.json"))
     a = ap.parse_args()
     common = [f"data.seq_len={a.seq_len}", f"train.batch_size={a.batch_size}", f"train.threads={a.threads}",
@@ -125,9 +131,15 @@ def main() -> None:
                 "routed, equal shares": [f"teachers=[{', '.join(members)}]", f"data.path={files['routed']}",
                                          "data.teacher_shares={poet: 1, chat: 1}"],
                 "ensemble": [f"teachers=[{', '.join(members)}]", f"data.path={files['both']}"]}
+        start = []  # the student every run starts from: fresh by default, or one pruned model for all
+        if a.student_target_params:
+            subprocess.run([*DISTILL, "prune", "--teacher", "default", "--data", files["both"], "--out",
+                            str(d / "pruned"), "--target-params", str(a.student_target_params),
+                            "--calibration-sequences", "32", "--seq-len", str(a.seq_len)], check=True)
+            start = ["student.init=pretrained", f"student.model={d / 'pruned'}"]
         results = []
         for name, extra in runs.items():  # 2. the students, at equal steps and tokens
-            cfg = load_config(None, common + extra + [f"train.steps={a.steps}", "train.lr=2e-3",
+            cfg = load_config(None, common + start + extra + [f"train.steps={a.steps}", f"train.lr={a.lr}",
                                                       f"train.eval_every={a.steps}", "train.eval_sequences=8",
                                                       f"output_dir={d / slug(name)}"])
             t0 = time.perf_counter()
