@@ -137,7 +137,8 @@ class DataConfig(_Section):
         None, description="With several teachers: the share of training sequences drawn from the rows routed to "
         "each teacher (by name; `ensemble` for the rows that name none), e.g. {math: 1, chat: 1} for half each "
         "whatever the files' sizes. A smaller group's rows are repeated within an epoch (every row is still seen "
-        "at least once per epoch). Every group the data holds needs a share. null = as the data holds them.")
+        "at least once per epoch). Every group the data holds needs a share, and only those. null = as the data holds "
+        "them.")
     tools: str | None = Field(None, description="On-policy with tools: a Python module whose public functions (type "
                               "hints + Google-style docstrings) are the tools, or a JSON file of OpenAI tool schemas "
                               "(with tool_command). During on-policy sampling the student's tool calls run through "

@@ -185,6 +185,8 @@ def test_share_pool_gives_each_group_its_share():
     assert share_pool(routed, ["a", "b"], None) is None
     with pytest.raises(DistillError, match="rows for 'ensemble'.*no share"):
         share_pool(routed, ["a", "b"], {"a": 1, "b": 1})
+    with pytest.raises(DistillError, match="gives 'c' a share but no training row"):
+        share_pool(routed, ["a", "b", "c"], {"a": 1, "b": 1, "c": 1, "ensemble": 1})
 
 
 def test_teacher_shares_set_how_often_each_teachers_rows_are_drawn(tmp_path, routed_data, tiny_teacher_dir,

@@ -126,8 +126,8 @@ def share_pool(routed: list[int], names: list[str], shares: dict[str, float] | N
     """The training examples one epoch draws from (`training.sampler.BatchSampler`'s pool), so that each teacher's
     rows (`routed`: per train example, the member index or -1) make up its share of `shares` (`data.teacher_shares`):
     a group's rows repeated whole, then the first of them again for the remainder; the largest group relative to its
-    share appears once. None without shares (each example once). A group the data holds without a share is a
-    DistillError."""
+    share appears once. None without shares (each example once). A group the data holds without a share, or a share
+    for a group it does not hold, is a DistillError."""
     if not shares:
         return None
     groups: dict[str, list[int]] = {}
@@ -137,6 +137,11 @@ def share_pool(routed: list[int], names: list[str], shares: dict[str, float] | N
     if missing:
         raise DistillError(f"the data has rows for {missing[0]!r} but data.teacher_shares gives it no share",
                            where="data.teacher_shares", fix=f"give every group a share ({', '.join(sorted(groups))})")
+    empty = sorted(set(shares) - set(groups))
+    if empty:
+        raise DistillError(f"data.teacher_shares gives {empty[0]!r} a share but no training row is routed to it",
+                           where="data.teacher_shares", fix=f"name it in the data's `teacher` fields, or share "
+                           f"only among the groups the data holds ({', '.join(sorted(groups))})")
     total = sum(shares[g] for g in groups)
     epoch = max(len(ids) * total / shares[g] for g, ids in groups.items())
     pool: list[int] = []
