@@ -74,6 +74,7 @@ CORPORA = ("B", "C")  # --corpora; A (Shakespeare) is available but left out of 
 NAMES = {"A": "Shakespeare", "B": "chatterbot conversations", "C": "package licences",
          "D": "package descriptions (READMEs in the installed packages' metadata)",
          "E": "Python standard library source"}
+STATISTIC = "departure"  # --statistic: the one the verdicts use (every model's outputs hold both)
 SEED_OFFSET = 0  # --seed-offset: added to every student's seed (fresh replicates of the whole run)
 REFS = 3  # --refs: references per power test (--power; the soundness matrix always uses 3)
 CE_SEEDS, KD_SEEDS, PR_SEEDS = (1, 2, 3, 4, 5, 6), (11, 12), ()
@@ -217,11 +218,12 @@ def train_student(tok, passages: list[list[int]], seed: int, epochs: tuple[float
 
 
 def build(work: Path, args) -> dict:
-    """Every model's compared top-1 predictions on every corpus's queries (cached in work/preds.pt)."""
+    """Every model's compared top-1 predictions, and its log-probabilities of the parent's alternatives, on every
+    corpus's queries (cached in work/outputs.pt)."""
     from distill.models.loading import load_model, load_tokenizer
-    from distill.protection.derivation import compared_predictions, open_queries
+    from distill.protection.derivation import open_outputs, open_queries
 
-    cache = work / "preds.pt"
+    cache = work / "outputs.pt"
     if cache.exists():
         return torch.load(cache)
     tok = load_tokenizer("default")
@@ -230,7 +232,7 @@ def build(work: Path, args) -> dict:
     for c in CORPORA:
         train[c], qfile = split_files(work, c, tok, args.train_tokens, args.query_tokens)
         queries[c] = open_queries(tok, str(qfile), QUERIES, QLEN)
-    out = {"targets": {c: [q.targets() for q in queries[c]] for c in CORPORA}, "preds": {},
+    out = {"targets": {c: [q.targets() for q in queries[c]] for c in CORPORA}, "preds": {}, "alternatives": {},
            "budget_steps": {c: {f"{e:g}": n for e, n in budget_steps(len(train[c]), KD_EPOCHS).items()}
                             for c in CORPORA}}
     for c, steps in out["budget_steps"].items():
@@ -238,10 +240,14 @@ def build(work: Path, args) -> dict:
         for n in sorted(shared):
             print(f"# {c}: budgets {', '.join(e for e, m in steps.items() if m == n)} epochs all stop at step {n} "
                   f"({len(train[c])} passages): their cells compare the same checkpoints", flush=True)
+    at: dict[str, list[torch.Tensor]] = {}  # per corpus: the parent's alternatives at every compared position
 
     def record(label: str, model) -> None:
-        with torch.inference_mode():
-            out["preds"][label] = {c: compared_predictions(model, queries[c]) for c in CORPORA}
+        for c in CORPORA:
+            top1, lps, ids = open_outputs(model, queries[c], at.get(c))
+            at.setdefault(c, ids)
+            out["preds"].setdefault(label, {})[c] = top1
+            out["alternatives"].setdefault(label, {})[c] = [x.half() for x in lps]
 
     t0 = time.perf_counter()
     record("parent", teacher)
@@ -264,14 +270,16 @@ def build(work: Path, args) -> dict:
     return out
 
 
-def one_test(preds: dict, targets: list, suspect: str, refs: list[str], q: str, lo: int, hi: int) -> dict:
-    """The `distill derivation` open-mode test (defaults) of `suspect` on queries q[lo:hi] with references `refs`."""
+def one_test(data: dict, suspect: str, refs: list[str], q: str, lo: int, hi: int) -> dict:
+    """The `distill derivation` open-mode test (defaults but --statistic) of `suspect` on queries q[lo:hi] with
+    references `refs`."""
     from distill.protection.derivation import judge, open_statistics
 
-    p = {label: preds[label][q][lo:hi] for label in ("parent", suspect, *refs)}
-    st = open_statistics(p, targets[q][lo:hi], suspect, "parent", refs)
-    rep = judge(st["agreement"], "parent", 0.01, st["with_parent"], "departure", st["departure"], st["reasons"],
-                (st["departure_agreement"][suspect], st["departure_agreement"]))
+    labels = ("parent", suspect, *refs)
+    p = {label: data["preds"][label][q][lo:hi] for label in labels}
+    alts = {label: data["alternatives"][label][q][lo:hi] for label in labels}
+    st = open_statistics(p, data["targets"][q][lo:hi], suspect, "parent", refs, alts)
+    rep = judge(st["agreement"], "parent", 0.01, st["with_parent"], STATISTIC, st["measured"], st["reasons"])
     return {"verdict": rep["verdict"], "p": rep["p"], "p_query": rep["p_query"], "p_model": rep["p_model"],
             "p_parent": rep["p_by_statistic"]["parent"],
             "p_suspect": rep["p_by_statistic"]["suspect"], "coverage": any("cover" in r for r in rep["inconclusive"]),
@@ -283,7 +291,6 @@ def power(data: dict) -> dict:
     """--power: per corpus, suspect (kd, pr: derived; ce: the null) and budget, references of the suspect's data
     (3 CE students at the same budget, or at the longest) and query budget, every test on disjoint blocks of the
     suspect's own corpus's queries."""
-    preds, targets = data["preds"], data["targets"]
     cells = {}
     for x in CORPORA:
         for kind, seeds in (("kd", KD_SEEDS), ("pr", PR_SEEDS), ("ce", CE_SEEDS)):
@@ -295,7 +302,7 @@ def power(data: dict) -> dict:
                         for s in seeds:
                             pool = [f"{x}/ce{t}@{ref_e:g}" for t in CE_SEEDS if not (kind == "ce" and t == s)]
                             for refs in itertools.combinations(pool, REFS):
-                                rows += [one_test(preds, targets, f"{x}/{kind}{s}@{e:g}", list(refs), x, lo, lo + n)
+                                rows += [one_test(data, f"{x}/{kind}{s}@{e:g}", list(refs), x, lo, lo + n)
                                          for lo in range(0, QUERIES - n + 1, n)]
                         v = summarise(rows)
                         v["p"] = sorted(r["p"] for r in rows)
@@ -356,7 +363,6 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def matrix(data: dict) -> dict:
-    preds, targets = data["preds"], data["targets"]
     blocks = [(lo, lo + BLOCK) for lo in range(0, QUERIES - BLOCK + 1, BLOCK)]
     cells = {}
     for x, y in itertools.permutations(CORPORA, 2):
@@ -369,7 +375,7 @@ def matrix(data: dict) -> dict:
                         for s in seeds:
                             suspect = f"{x}/{kind}{s}@{e:g}"
                             for refs in ref_sets(x, y, f"{x}/{kind}{s}")[refs_kind]:
-                                rows += [one_test(preds, targets, suspect, refs, qdom, lo, hi) for lo, hi in blocks]
+                                rows += [one_test(data, suspect, refs, qdom, lo, hi) for lo, hi in blocks]
                         cells[f"{x}>{y}|{kind}@{e:g}|refs={refs_kind}|queries={'suspect' if qdom == x else 'other'}"] \
                             = summarise(rows)
     return cells
@@ -405,13 +411,17 @@ def show(condensed: dict) -> None:
 
 
 def fits(data: dict) -> dict:
-    from distill.protection.derivation import departure_agreement, fit_to_text
+    """Per model and query corpus: top-1 fit to the text, departure agreement and alternatives agreement (all
+    queries)."""
+    from distill.protection.derivation import alternatives_agreement, departure_agreement, fit_to_text
 
     out = {}
     for label, by_q in data["preds"].items():
         out[label] = {q: {"top1": round(fit_to_text(p, data["targets"][q]), 4),
                           "departure_agreement": round(departure_agreement(p, data["preds"]["parent"][q],
-                                                                           data["targets"][q]), 4)}
+                                                                           data["targets"][q]), 4),
+                          "alternatives_agreement": round(float(sum(alternatives_agreement(
+                              data["alternatives"][label][q], data["alternatives"]["parent"][q]))) / len(p), 4)}
                       for q, p in by_q.items()}
     return out
 
@@ -434,10 +444,13 @@ def main() -> None:
                     "combinatorially with --ce-seeds)")
     ap.add_argument("--out-suffix", default="", help="results file name suffix (provenance_power_SUFFIX.json)")
     ap.add_argument("--seed-offset", type=int, default=0, help="added to every student's seed: fresh replicates")
+    ap.add_argument("--statistic", choices=["departure", "alternatives"], default="departure", help="the "
+                    "statistic the verdicts use (the models' outputs are cached once for both: run again with the "
+                    "other on the same --work)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    global CORPORA, SEED_OFFSET, REFS
-    SEED_OFFSET, REFS = args.seed_offset, args.refs
+    global CORPORA, SEED_OFFSET, REFS, STATISTIC
+    SEED_OFFSET, REFS, STATISTIC = args.seed_offset, args.refs, args.statistic
     if args.power:
         if args.queries is not None:
             sys.exit("--queries is for the soundness matrix; --power tests 48, 96 and 192 queries")

@@ -97,6 +97,52 @@ def test_the_departure_statistic_matches_a_direct_computation():
     assert derivation.departure_differences(suspect, knows, parent, y) == [0.0, 0.0, 0.0]
 
 
+def test_the_alternatives_statistic_matches_a_direct_computation(tokenizer):
+    """`open_outputs` reads the parent's k most likely tokens other than the text's, and every other model's
+    log-probabilities of exactly those; `alternatives_agreement` is -KL between the two renormalised over them."""
+    from distill.models.students import fresh_llama
+
+    parent = fresh_llama(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=3).eval()
+    other = fresh_llama(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=4).eval()
+    ids = [[5, 17, 300, 42, 42, 9, 1000, 7], [12, 13, 14, 15, 16]]
+    queries = [derivation.OpenQuery(ids[0]), derivation.OpenQuery(ids[1], [False, True, True, False, False])]
+    k = 4
+    top1, p_lp, at = derivation.open_outputs(parent, queries, k=k)
+    _, o_lp, o_at = derivation.open_outputs(other, queries, at)
+    assert o_at is not at and all(torch.equal(a, b) for a, b in zip(o_at, at, strict=True))
+    for q, t1, lp_p, lp_o, alt in zip(queries, top1, p_lp, o_lp, at, strict=True):
+        pos = [i for i, on in enumerate(q.mask().tolist()) if on]
+        y = q.targets()
+        with torch.no_grad():
+            full_p = torch.log_softmax(parent(input_ids=torch.tensor([q.ids])).logits[0, pos].double(), -1)
+            full_o = torch.log_softmax(other(input_ids=torch.tensor([q.ids])).logits[0, pos].double(), -1)
+        assert torch.equal(t1, full_p.argmax(-1)) and alt.shape == (len(pos), k)
+        for row in range(len(pos)):
+            ranked = [v for v in full_p[row].argsort(descending=True).tolist() if v != int(y[row])][:k]
+            assert alt[row].tolist() == ranked  # the parent's own top-k, the text's token skipped
+            assert lp_p[row].tolist() == pytest.approx(full_p[row, ranked].tolist(), abs=1e-5)
+            assert lp_o[row].tolist() == pytest.approx(full_o[row, ranked].tolist(), abs=1e-5)
+    got = derivation.alternatives_agreement(o_lp, p_lp)
+    for g, lp_p, lp_o in zip(got, p_lp, o_lp, strict=True):  # -KL(pi || rho), by hand, position by position
+        kls = []
+        for a, b in zip(lp_p.double().tolist(), lp_o.double().tolist(), strict=True):
+            zp, zo = math.log(sum(map(math.exp, a))), math.log(sum(map(math.exp, b)))
+            kls.append(sum(math.exp(x - zp) * ((x - zp) - (w - zo)) for x, w in zip(a, b, strict=True)))
+        assert g == pytest.approx(-sum(kls) / len(kls), rel=1e-5)
+    assert derivation.alternatives_agreement(p_lp, p_lp) == pytest.approx([0.0, 0.0], abs=1e-6)
+    # judged as a measured statistic: its per-query differences and model-level values are what decide
+    refs = {"a": [-0.5] * 30, "b": [-0.6] * 30, "c": [-0.55] * 30}
+    measured = {"alternatives": derivation.Measured({r: [-0.1 - v[0]] * 30 for r, v in refs.items()}, -0.1,
+                                                    {r: v[0] for r, v in refs.items()})}
+    rep = derivation.judge({"parent": [0.5] * 30, "a": [0.5] * 30, "b": [0.5] * 30, "c": [0.5] * 30}, "parent",
+                           statistic="alternatives", measured=measured)
+    t = (-0.1 + 0.55) / (0.05 * math.sqrt(4 / 3))
+    assert rep["p_query"] == pytest.approx(2.0**-30) and rep["p_model"] == pytest.approx(
+        0.5 - t / (2 * math.sqrt(t * t + 2)), rel=1e-6) and rep["verdict"] == "derived"
+    with pytest.raises(DistillError, match="alternatives statistic needs"):
+        derivation.judge({"parent": [0.5] * 30, "a": [0.5] * 30}, "parent", statistic="alternatives")
+
+
 def test_minimum_detectable_effect_matches_the_binomial():
     def sf(k, n, q):
         return sum(math.comb(n, j) * q**j * (1 - q) ** (n - j) for j in range(k, n + 1))
@@ -188,7 +234,10 @@ def test_a_distilled_student_is_flagged_open_mode(family, capsys):
     assert code == 0 and rep["derived"] and rep["mode"] == "open" and rep["verdict"] == "derived"
     assert rep["statistic"] == "departure" and rep["p"] < 1e-5  # 40 queries: the best possible p is 2^-40
     assert rep["agreement"]["parent"]["mean"] > 0.5 and rep["gap_ci95"][0] > 0 and rep["inconclusive"] == []
-    assert set(rep["p_by_statistic"]) == {"departure", "parent", "suspect"}
+    assert set(rep["p_by_statistic"]) == {"departure", "alternatives", "parent", "suspect"}
+    code, alt = _run(capsys, family["distilled"], family, "--statistic", "alternatives")
+    assert code == 0 and alt["derived"] and alt["statistic"] == "alternatives" and alt["p_query"] < 1e-5
+    assert alt["alternatives_agreement"]["suspect"] > max(alt["alternatives_agreement"][r] for r in alt["references"])
 
 
 def test_the_report_records_the_models_and_queries_it_compared(family, capsys):
@@ -214,7 +263,7 @@ def test_the_report_records_the_models_and_queries_it_compared(family, capsys):
 def test_a_model_trained_on_the_same_data_is_not_accused(family, capsys):
     # fixed seeds: deterministic. Not derived (1) or, if it happens to fit the text better than all three
     # references, inconclusive (3): never an accusation
-    for statistic in ("departure", "parent"):
+    for statistic in ("departure", "alternatives", "parent"):
         code, rep = _run(capsys, family["same_data"], family, "--statistic", statistic)
         assert code in (1, 3) and not rep["derived"] and rep["statistic"] == statistic
 

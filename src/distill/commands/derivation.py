@@ -38,10 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, default=64, help="open mode: tokens per passage")
     p.add_argument("--max-tokens", type=int, default=48, help="black-box mode: answer length asked of every model")
     p.add_argument("--words", type=int, default=24, help="black-box mode: words of each answer compared")
-    p.add_argument("--statistic", choices=["departure", "parent", "suspect"], default=None, help="departure "
+    p.add_argument("--statistic", choices=["departure", "alternatives", "parent", "suspect"], default=None, help="departure "
                    "(default in open mode) = where the parent's top-1 is not the text's next token and both the "
                    "suspect and a reference miss it too, does the suspect pick the parent's token more often than "
-                   "the reference (controls for each model's fit to the text); parent (default in black-box mode, "
+                   "the reference (controls for each model's fit to the text); alternatives (open mode) = does the "
+                   "suspect order the parent's 20 most likely tokens other than the text's as the parent does, more "
+                   "closely than each reference (its whole distribution, not only its top-1); parent (default in black-box mode, "
                    "where there is no text) = does the suspect agree with the parent more than each reference "
                    "does; suspect = does the suspect agree with the parent more than with each reference (Nikolić "
                    "et al.). parent and suspect are unsound when the references were trained on other data than the "
@@ -130,7 +132,9 @@ EXIT = {"derived": 0, "not_derived": 1, "inconclusive": 3}
 SAID = {"suspect": "the suspect agrees with the parent more than with every reference",
         "parent": "the suspect agrees with the parent more than every reference does",
         "departure": "where the parent departs from the text, the suspect picks the parent's token more often than "
-                     "every reference does"}
+                     "every reference does",
+        "alternatives": "the suspect orders the parent's alternatives to the text's tokens more as the parent does "
+                        "than every reference does"}
 
 
 def print_report(report: dict, alpha: float) -> None:
@@ -143,12 +147,16 @@ def print_report(report: dict, alpha: float) -> None:
         print(f"  {name}'s own agreement with the parent: {a:.3f}")
     for name, a in report.get("fit_top1", {}).items():
         copied = report["departure_agreement"].get(name)
+        ordered = report.get("alternatives_agreement", {}).get(name)
         print(f"  {name}: top-1 accuracy on the query text {a:.3f}" + ("" if copied is None else
-              f"; picks the parent's token at {copied:.3f} of the parent's misses it also misses"))
+              f"; picks the parent's token at {copied:.3f} of the parent's misses it also misses") +
+              ("" if ordered is None else f"; orders the parent's alternatives at -KL {ordered:.4f}"))
     for name, r in report["references"].items():
         what = {"suspect": "the suspect agrees with the parent more than with it",
                 "parent": "the suspect agrees with the parent more than it does",
-                "departure": "the suspect copies the parent's departures more than it does"}[report["statistic"]]
+                "departure": "the suspect copies the parent's departures more than it does",
+                "alternatives": "the suspect orders the parent's alternatives more as the parent does than it "
+                                "does"}[report["statistic"]]
         print(f"  vs {name}: {what} on {r['parent_wins']} of {r['decided']} decided queries, p = {r['p']:.3g}")
     for name, q in report.get("queried", {}).items():
         print(f"  queried {name}: {q['succeeded']} new answers, {q['skipped']} resumed from {q['folder']}; "

@@ -233,12 +233,24 @@ def evidence(models: Sequence[Candidate], queries: Any, settings: dict[str, Any]
             "queries_sha256": hashlib.sha256(blob.encode()).hexdigest(), "distill_version": __version__}
 
 
-STATISTICS = ("departure", "parent", "suspect")
+STATISTICS = ("departure", "alternatives", "parent", "suspect")
+MEASURED = ("departure", "alternatives")  # statistics measured on the models' own outputs (open mode only)
+ALTERNATIVES = 20  # the alternatives statistic compares the parent's this many most likely tokens besides the text's
 MIN_REFERENCES = 3  # fewer: inconclusive (docs/derivation_test.md: one reference's null tests gave 5% at 0.01)
 MIN_DISTINCT_ANSWERS = 0.5  # black-box: a model with fewer distinct answers per prompt than this is degenerate
 MAX_TOP_TOKEN_SHARE = 0.75  # open: a model whose one most frequent prediction fills more positions is degenerate
 POWER, MAX_MDE = 0.8, 0.8  # the stated power: 80% to flag a suspect that wins 80% of decided queries vs each ref
 COVERAGE_MARGIN = 0.0  # open: the suspect's top-1 accuracy on the queries may exceed the best reference's by this
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A statistic measured on the models' own outputs (open mode): per reference, the per-query differences d_i
+    (positive: the suspect is nearer the parent there), and one value per model for the model-level test."""
+
+    differences: dict[str, list[float]]  # reference -> d_i per query
+    suspect: float  # the suspect's value
+    references: dict[str, float]  # reference -> its value
 
 
 def departure_differences(suspect: Sequence[torch.Tensor], reference: Sequence[torch.Tensor],
@@ -345,14 +357,15 @@ BLACKBOX_COVERAGE = ("black-box mode cannot check that the references cover the 
 
 def statistic_differences(statistic: str, parent: str, agreement: dict[str, list[float]],
                           parent_agreement: dict[str, list[float]] | None,
-                          departure: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
+                          measured: dict[str, Measured] | None) -> dict[str, list[float]] | None:
     """Per reference, the per-query differences d_i of one statistic (None when its inputs were not given):
-    departure: given; parent: agree(suspect, parent) − agree(r, parent); suspect: agree(suspect, parent) −
-    agree(suspect, r)."""
+    departure, alternatives: measured on the models (`measured`); parent: agree(suspect, parent) − agree(r,
+    parent); suspect: agree(suspect, parent) − agree(suspect, r)."""
     refs = [r for r in agreement if r != parent]
-    other = {"suspect": agreement, "parent": parent_agreement}[statistic] if statistic != "departure" else None
-    if statistic == "departure":
-        return None if departure is None else {r: list(departure[r]) for r in refs}
+    if statistic in MEASURED:
+        m = (measured or {}).get(statistic)
+        return None if m is None else {r: list(m.differences[r]) for r in refs}
+    other = {"suspect": agreement, "parent": parent_agreement}[statistic]
     if other is None:
         return None
     return {r: [a - b for a, b in zip(agreement[parent], other[r], strict=True)] for r in refs}
@@ -382,15 +395,14 @@ def model_level_test(suspect: float, references: Sequence[float]) -> dict[str, A
 
 def model_values(statistic: str, parent: str, agreement: dict[str, list[float]],
                  parent_agreement: dict[str, list[float]] | None,
-                 departure_level: tuple[float, dict[str, float]] | None) -> tuple[float, dict[str, float]] | None:
-    """The one number per model the model-level test compares, as (the suspect's, {reference: its}): the departure
-    agreement for the departure statistic (`departure_level`: the suspect's, and by label), otherwise the
-    mean agreement with the parent (the suspect's, each reference's). None when the inputs were not given."""
+                 measured: dict[str, Measured] | None) -> tuple[float, dict[str, float]] | None:
+    """The one number per model the model-level test compares, as (the suspect's, {reference: its}): a measured
+    statistic's own values (departure agreement; alternatives agreement), otherwise the mean agreement with the
+    parent (the suspect's, each reference's). None when the inputs were not given."""
     refs = [r for r in agreement if r != parent]
-    if statistic == "departure":
-        if departure_level is None:
-            return None
-        return departure_level[0], {r: departure_level[1][r] for r in refs}
+    if statistic in MEASURED:
+        m = (measured or {}).get(statistic)
+        return None if m is None else (m.suspect, {r: m.references[r] for r in refs})
     if parent_agreement is None:
         return None
     return float(np.mean(agreement[parent])), {r: float(np.mean(parent_agreement[r])) for r in refs}
@@ -404,12 +416,11 @@ def verdict_of(p: float, alpha: float, inconclusive: Sequence[str]) -> str:
 
 def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
           parent_agreement: dict[str, list[float]] | None = None, statistic: str = "suspect",
-          departure: dict[str, list[float]] | None = None, inconclusive: Sequence[str] = (),
-          departure_level: tuple[float, dict[str, float]] | None = None) -> dict[str, Any]:
+          measured: dict[str, Measured] | None = None, inconclusive: Sequence[str] = ()) -> dict[str, Any]:
     """The derivation test on per-query agreements of the suspect with the parent and each reference
     (`agreement`), each reference's agreement with the parent (`parent_agreement`, for the parent-centred
-    statistic), the departure statistic's differences per reference (`departure`, same keys as the references) and
-    each model's departure agreement (`departure_level`: the suspect's, and each reference's by label).
+    statistic), and the statistics measured on the models' own outputs (`measured`, by name: departure,
+    alternatives; open mode).
 
     Two tests must both reject: the query-level one (per reference, the sign test over queries; p_query = the max
     over references) and the model-level one (`model_level_test` on one number per model, which accounts for how
@@ -420,21 +431,23 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
     ones)."""
     if statistic not in STATISTICS:
         raise DistillError(f"unknown derivation statistic {statistic!r}", where="--statistic",
-                           fix="use 'departure' (default), 'parent' (parent-centred) or 'suspect' (suspect-centred)")
+                           fix="use 'departure' (default), 'alternatives', 'parent' (parent-centred) or 'suspect' "
+                               "(suspect-centred)")
     n = len(agreement[parent])
     refs = [r for r in agreement if r != parent]
     if not refs:
         raise DistillError("the derivation test needs at least one reference model besides the parent",
                            where="--reference", fix="add unrelated models of the same domain and size with --reference")
-    if statistic_differences(statistic, parent, agreement, parent_agreement, departure) is None:
-        what = "the departure differences" if statistic == "departure" else "every reference's agreement with the parent"
+    if statistic_differences(statistic, parent, agreement, parent_agreement, measured) is None:
+        what = (f"the {statistic} measurements of every model" if statistic in MEASURED
+                else "every reference's agreement with the parent")
         raise DistillError(f"the {statistic} statistic needs {what}", where=f"statistic={statistic}",
-                           fix="pass " + ("departure" if statistic == "departure" else "parent_agreement")
+                           fix="pass " + ("measured" if statistic in MEASURED else "parent_agreement")
                            + " for each reference")
     check_queries(n, alpha)
     p_of, per_ref, diffs = {}, {}, {}
     for stat in STATISTICS:
-        d_of = statistic_differences(stat, parent, agreement, parent_agreement, departure)
+        d_of = statistic_differences(stat, parent, agreement, parent_agreement, measured)
         if d_of is None:
             continue
         rows = {}
@@ -445,12 +458,10 @@ def judge(agreement: dict[str, list[float]], parent: str, alpha: float = 0.01,
         if stat == statistic:
             per_ref, diffs = rows, d_of
     closest = min(refs, key=lambda r: per_ref[r]["mean_gap"])
-    values = model_values(statistic, parent, agreement, parent_agreement, departure_level)
-    if values is None:
-        raise DistillError(f"the model-level test of the {statistic} statistic needs "
-                           + ("each model's departure agreement" if statistic == "departure"
-                              else "every reference's agreement with the parent"), where=f"statistic={statistic}",
-                           fix="pass " + ("departure_level" if statistic == "departure" else "parent_agreement"))
+    values = model_values(statistic, parent, agreement, parent_agreement, measured)
+    if values is None:  # the suspect-centred statistic's model level compares every reference's own agreement
+        raise DistillError(f"the model-level test of the {statistic} statistic needs every reference's agreement "
+                           "with the parent", where=f"statistic={statistic}", fix="pass parent_agreement")
     level = model_level_test(values[0], [values[1][r] for r in refs])
     level.update(suspect=values[0], references=values[1])
     p = max(p_of[statistic], level["p"] if level["p"] is not None else 1.0)
@@ -536,21 +547,69 @@ def compared_predictions(model: torch.nn.Module, queries: Sequence[OpenQuery]) -
     return [q.select(t) for q, t in zip(queries, top1_predictions(model, [q.ids for q in queries]), strict=True)]
 
 
+@torch.inference_mode()
+def open_outputs(model: torch.nn.Module, queries: Sequence[OpenQuery], at: Sequence[torch.Tensor] | None = None,
+                 k: int = ALTERNATIVES) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """One model's outputs at the compared positions of each query: (top-1 next token [P], log-probabilities
+    [P, k] of the tokens `at` [P, k], those tokens [P, k]). Without `at` (the parent), the tokens are the model's
+    own k most likely next tokens other than the text's: its alternatives to the text."""
+    top1, lps, ids = [], [], []
+    for i, q in enumerate(queries):
+        lp = torch.log_softmax(q.select(model(input_ids=torch.tensor([q.ids])).logits[0]).float(), -1)  # [P, V]
+        top1.append(lp.argmax(-1))
+        if at is None:
+            top = lp.topk(k + 1, -1).indices  # [P, k + 1]: the text's token moved last wherever it is among them
+            first = torch.argsort((top == q.targets()[:, None]).int(), dim=-1, stable=True)[:, :k]
+            ids.append(top.gather(-1, first))
+        else:
+            ids.append(at[i])
+        lps.append(lp.gather(-1, ids[-1]))
+    return top1, lps, ids
+
+
+def alternatives_agreement(model: Sequence[torch.Tensor], parent: Sequence[torch.Tensor]) -> list[float]:
+    """The alternatives statistic per query: the mean over its compared positions of −KL(π ‖ ρ), where π is the
+    parent's distribution over its ALTERNATIVES most likely tokens other than the text's (renormalised over them)
+    and ρ the model's over the same tokens (0 at most: the model orders the parent's alternatives as it does).
+
+    model, parent: per query, log-probabilities [P, k] of the parent's alternatives (`open_outputs`). Renormalised
+    over tokens that are all *not* the text's, the comparison leaves out how well each model predicts the text
+    and keeps what the parent would have said instead: which a distilled student learned from the parent's
+    distribution, and a model of the data learned only as far as the data says it (docs/derivation_test.md)."""
+    out = []
+    for m, p in zip(model, parent, strict=True):
+        pi, rho = torch.log_softmax(p.float(), -1), torch.log_softmax(m.float(), -1)
+        out.append(float(-(pi.exp() * (pi - rho)).sum(-1).mean()) if len(p) else 0.0)
+    return out
+
+
 def open_statistics(preds: dict[str, list[torch.Tensor]], targets: Sequence[torch.Tensor], suspect: str,
-                    parent: str, references: Sequence[str]) -> dict[str, Any]:
-    """Everything the open-mode test needs from each model's compared top-1 predictions (`preds`, by label) and the
-    text's next tokens: the suspect's agreement with every model, each reference's with the parent, the departure
-    differences per reference, each model's fit to the text and departure agreement, and the reasons (coverage,
-    degenerate references or parent) that make the verdict inconclusive."""
+                    parent: str, references: Sequence[str],
+                    alternatives: dict[str, list[torch.Tensor]] | None = None) -> dict[str, Any]:
+    """Everything the open-mode test needs from each model's compared top-1 predictions (`preds`, by label), the
+    text's next tokens and, for the alternatives statistic, each model's log-probabilities of the parent's
+    alternatives (`alternatives`, by label; `open_outputs`): the suspect's agreement with every model, each
+    reference's with the parent, the measured statistics (`Measured`, by name), each model's fit to the text,
+    departure agreement and alternatives agreement, and the reasons (coverage, degenerate references or parent)
+    that make the verdict inconclusive."""
     agreement = {c: open_agreements(preds[suspect], preds[c]) for c in (parent, *references)}
     with_parent = {r: open_agreements(preds[r], preds[parent]) for r in references}
-    departure = {r: departure_differences(preds[suspect], preds[r], preds[parent], targets) for r in references}
     fit = {label: fit_to_text(p, targets) for label, p in preds.items()}
+    copied = {c: departure_agreement(preds[c], preds[parent], targets) for c in (suspect, *references)}
+    measured = {"departure": Measured(
+        {r: departure_differences(preds[suspect], preds[r], preds[parent], targets) for r in references},
+        copied[suspect], {r: copied[r] for r in references})}
+    ordered: dict[str, float] = {}
+    if alternatives is not None:
+        per_query = {c: alternatives_agreement(alternatives[c], alternatives[parent]) for c in (suspect, *references)}
+        ordered = {c: float(np.mean(v)) for c, v in per_query.items()}
+        measured["alternatives"] = Measured(
+            {r: [a - b for a, b in zip(per_query[suspect], per_query[r], strict=True)] for r in references},
+            ordered[suspect], {r: ordered[r] for r in references})
     reasons = coverage_reasons(fit, suspect, references) + degenerate_predictions(
         {c: preds[c] for c in (parent, *references)})
-    return {"agreement": agreement, "with_parent": with_parent, "departure": departure, "fit": fit,
-            "departure_agreement": {c: departure_agreement(preds[c], preds[parent], targets)
-                                    for c in (suspect, *references)},
+    return {"agreement": agreement, "with_parent": with_parent, "measured": measured, "fit": fit,
+            "departure_agreement": copied, "alternatives_agreement": ordered,
             "reasons": reasons, "cautions": degenerate_predictions({suspect: preds[suspect]})}
 
 
@@ -558,30 +617,32 @@ def derivation_open(suspect: Candidate, parent: Candidate, references: Sequence[
                     queries: int = 64, seq_len: int = 64, alpha: float = 0.01,
                     statistic: str = "departure") -> dict[str, Any]:
     """Open mode: every model local with the suspect's tokenizer, fed the same passages of `data`."""
-    from distill.models.loading import load_model, tokenizer_fingerprint
+    from distill.models.loading import load_model, load_tokenizer, tokenizer_fingerprint
 
     check_queries(queries, alpha)
-    s = load_model(suspect.spec)
-    asked = open_queries(s.tokenizer, data, queries, seq_len)
-    preds = {suspect.label: compared_predictions(s.model, asked)}
-    want = tokenizer_fingerprint(s.tokenizer)
-    infos = {suspect.label: s.info}
-    for c in (parent, *references):
-        other = load_model(c.spec)
-        infos[c.label] = other.info
-        if tokenizer_fingerprint(other.tokenizer) != want:
+    tok = load_tokenizer(suspect.spec)
+    asked = open_queries(tok, data, queries, seq_len)
+    want = tokenizer_fingerprint(tok)
+    preds, alts, infos, at = {}, {}, {}, None
+    for c in (parent, suspect, *references):  # the parent first: its alternatives are where the others are read
+        loaded = load_model(c.spec)
+        infos[c.label] = loaded.info
+        if tokenizer_fingerprint(loaded.tokenizer) != want:
             raise DistillError(f"{c.label} has another tokenizer than the suspect, so next tokens cannot be compared "
                                "position by position", where=c.spec, fix="use --mode blackbox (answers compared word "
                                "by word) for models with other tokenizers")
-        preds[c.label] = compared_predictions(other.model, asked)
+        preds[c.label], alts[c.label], ids = open_outputs(loaded.model, asked, at)
+        at = ids if at is None else at
+        del loaded
     st = open_statistics(preds, [q.targets() for q in asked], suspect.label, parent.label,
-                         [c.label for c in references])
-    report = judge(st["agreement"], parent.label, alpha, st["with_parent"], statistic, st["departure"],
-                   st["reasons"], (st["departure_agreement"][suspect.label], st["departure_agreement"]))
+                         [c.label for c in references], alts)
+    report = judge(st["agreement"], parent.label, alpha, st["with_parent"], statistic, st["measured"],
+                   st["reasons"])
     report["cautions"] += st["cautions"]
     chat = asked[0].compared is not None
     report.update(mode="open", fit_top1={k: round(v, 4) for k, v in st["fit"].items()},
                   departure_agreement={k: round(v, 4) for k, v in st["departure_agreement"].items()},
+                  alternatives_agreement={k: round(v, 4) for k, v in st["alternatives_agreement"].items()},
                   unit=(f"a conversation of {data} (answer tokens only, at most {seq_len} tokens)" if chat
                         else f"a held-out passage of {seq_len} tokens of {data}"),
                   measure="share of " + ("answer " if chat else "") + "positions with the same most likely next token",
