@@ -279,10 +279,12 @@ def one_test(data: dict, suspect: str, refs: list[str], q: str, lo: int, hi: int
     p = {label: data["preds"][label][q][lo:hi] for label in labels}
     alts = {label: data["alternatives"][label][q][lo:hi] for label in labels}
     st = open_statistics(p, data["targets"][q][lo:hi], suspect, "parent", refs, alts)
-    rep = judge(st["agreement"], "parent", 0.01, st["with_parent"], STATISTIC, st["measured"], st["reasons"])
+    rep = judge(st["agreement"], "parent", 0.01, st["with_parent"], STATISTIC, st["measured"],
+                st["reasons"] + st["reasons_by_statistic"].get(STATISTIC, []))
     return {"verdict": rep["verdict"], "p": rep["p"], "p_query": rep["p_query"], "p_model": rep["p_model"],
             "p_parent": rep["p_by_statistic"]["parent"],
-            "p_suspect": rep["p_by_statistic"]["suspect"], "coverage": any("cover" in r for r in rep["inconclusive"]),
+            "p_suspect": rep["p_by_statistic"]["suspect"],
+            "coverage": any("cover" in r or "suspect's kind" in r for r in rep["inconclusive"]),
             "degenerate": any("one same token" in r for r in rep["inconclusive"]),
             "fit_gap": st["fit"][suspect] - max(st["fit"][r] for r in refs)}
 

@@ -38,17 +38,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, default=64, help="open mode: tokens per passage")
     p.add_argument("--max-tokens", type=int, default=48, help="black-box mode: answer length asked of every model")
     p.add_argument("--words", type=int, default=24, help="black-box mode: words of each answer compared")
-    p.add_argument("--statistic", choices=["departure", "alternatives", "parent", "suspect"], default=None, help="departure "
-                   "(default in open mode) = where the parent's top-1 is not the text's next token and both the "
-                   "suspect and a reference miss it too, does the suspect pick the parent's token more often than "
-                   "the reference (controls for each model's fit to the text); alternatives (open mode) = does the "
-                   "suspect order the parent's 20 most likely tokens other than the text's as the parent does, more "
-                   "closely than each reference (its whole distribution, not only its top-1); parent (default in black-box mode, "
-                   "where there is no text) = does the suspect agree with the parent more than each reference "
-                   "does; suspect = does the suspect agree with the parent more than with each reference (Nikolić "
-                   "et al.). parent and suspect are unsound when the references were trained on other data than the "
-                   "suspect (false accusations at p = 1e-8 measured). Every computable p is reported; this one "
-                   "decides (docs/derivation_test.md)")
+    p.add_argument("--statistic", choices=["departure", "alternatives", "parent", "suspect"], default=None,
+                   help="departure (default in open mode) = where the parent's top-1 is not the text's next token and "
+                   "both the suspect and a reference miss it too, does the suspect pick the parent's token more "
+                   "often than the reference (controls for each model's fit to the text); alternatives (open mode) "
+                   "= does the suspect rank the parent's 20 most likely tokens other than the text's as the parent "
+                   "does (rank correlation), more than each reference: far more power on students distilled "
+                   "white-box, but sound only when a reference was trained on the suspect's kind of data; parent "
+                   "(default in black-box mode, where there is no text) = does the suspect agree with the parent "
+                   "more than each reference does; suspect = does the suspect agree with the parent more than with "
+                   "each reference (Nikolić et al.). alternatives, parent and suspect are unsound when every "
+                   "reference was trained on other data than the suspect (false accusations measured). Every "
+                   "computable p is reported; this one decides (docs/derivation_test.md)")
     p.add_argument("--alpha", type=float, default=0.01, help="significance level of the verdict (default 0.01)")
     p.add_argument("--api-key-env", help="environment variable holding the endpoints' API key (never printed)")
     q = p.add_argument_group("endpoint queries (black-box mode: `distill generate`'s client)")
@@ -150,7 +151,7 @@ def print_report(report: dict, alpha: float) -> None:
         ordered = report.get("alternatives_agreement", {}).get(name)
         print(f"  {name}: top-1 accuracy on the query text {a:.3f}" + ("" if copied is None else
               f"; picks the parent's token at {copied:.3f} of the parent's misses it also misses") +
-              ("" if ordered is None else f"; orders the parent's alternatives at -KL {ordered:.4f}"))
+              ("" if ordered is None else f"; ranks the parent's alternatives as it does at rho {ordered:.3f}"))
     for name, r in report["references"].items():
         what = {"suspect": "the suspect agrees with the parent more than with it",
                 "parent": "the suspect agrees with the parent more than it does",

@@ -303,6 +303,30 @@ def coverage_reasons(fit: dict[str, float], suspect: str, references: Sequence[s
             "or query text of a domain they know"]
 
 
+def kind_reasons(fit: dict[str, float], suspect: str, references: Sequence[str], alpha: float) -> list[str]:
+    """The alternatives statistic's extra condition: the references are models of the suspect's kind, judged by
+    their fit to the queries (top-1 accuracy). The suspect's fit must lie inside the references' two-sided 1 − alpha
+    prediction interval (Student's t with k − 1 degrees of freedom, as `model_level_test`); a suspect that fits the
+    text much *worse* than every reference is as out of place as one that fits it better. Measured on the
+    development models: with references trained on another corpus, or longer, the suspect ranks the parent's
+    alternatives unlike them for that reason alone, in either direction (docs/derivation_test.md)."""
+    level = model_level_test(fit[suspect], [fit[r] for r in references])
+    if level["p"] is None:
+        if abs(fit[suspect] - level["reference_mean"]) <= 1e-9:
+            return []
+        two_sided = 0.0
+    else:
+        two_sided = 2 * min(level["p"], 1 - level["p"])
+    if two_sided >= alpha:
+        return []
+    return [f"the references are not of the suspect's kind: its fit to the query text (top-1 accuracy "
+            f"{fit[suspect]:.3f}) is outside what theirs ({level['reference_mean']:.3f} ± "
+            f"{level['reference_sd']:.3f}) predicts (two-sided p = {two_sided:.2g} < {alpha:g}). The alternatives "
+            "statistic compares how models rank the parent's alternatives, which models of other data or other "
+            "training lengths do differently whatever their lineage. Give references trained like the suspect (its "
+            "kind of data, as long), or use --statistic departure"]
+
+
 def degenerate_predictions(predictions: dict[str, Sequence[torch.Tensor]]) -> list[str]:
     """Open mode: the models whose single most frequent top-1 prediction fills more than MAX_TOP_TOKEN_SHARE of the
     compared positions (collapsed or untrained: which few tokens they learned decides whom they agree with)."""
@@ -348,6 +372,11 @@ def degenerate_answers(texts: dict[str, Sequence[str]], words: int) -> list[str]
     return out
 
 
+ALTERNATIVES_CAUTION = ("the alternatives statistic is sound only when at least one reference was trained on the "
+                        "suspect's kind of data, as long: measured on development models, references of another "
+                        "corpus only gave up to 6% false DERIVED at alpha 0.01, which neither the coverage nor the "
+                        "kind check caught (docs/derivation_test.md). When that cannot be vouched for, use the "
+                        "default departure statistic")
 BLACKBOX_COVERAGE = ("black-box mode cannot check that the references cover the prompts' domain (answers carry no "
                      "fit to a text): a suspect that merely knows that domain better than the references agrees more "
                      "with any good parent. The verdict is only as sound as the references: models of the suspect's "
@@ -567,31 +596,48 @@ def open_outputs(model: torch.nn.Module, queries: Sequence[OpenQuery], at: Seque
     return top1, lps, ids
 
 
-def alternatives_agreement(model: Sequence[torch.Tensor], parent: Sequence[torch.Tensor]) -> list[float]:
-    """The alternatives statistic per query: the mean over its compared positions of −KL(π ‖ ρ), where π is the
-    parent's distribution over its ALTERNATIVES most likely tokens other than the text's (renormalised over them)
-    and ρ the model's over the same tokens (0 at most: the model orders the parent's alternatives as it does).
+def mid_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks along the last dimension, 0 = smallest, ties sharing their mean rank: x [..., k] -> [..., k]."""
+    less = (x.unsqueeze(-1) > x.unsqueeze(-2)).sum(-1)
+    ties = (x.unsqueeze(-1) == x.unsqueeze(-2)).sum(-1)
+    return less + (ties - 1) / 2.0
 
-    model, parent: per query, log-probabilities [P, k] of the parent's alternatives (`open_outputs`). Renormalised
-    over tokens that are all *not* the text's, the comparison leaves out how well each model predicts the text
-    and keeps what the parent would have said instead: which a distilled student learned from the parent's
-    distribution, and a model of the data learned only as far as the data says it (docs/derivation_test.md)."""
+
+def alternatives_agreement(model: Sequence[torch.Tensor], parent: Sequence[torch.Tensor]) -> list[float]:
+    """The alternatives statistic per query: the mean over its compared positions of Spearman's rank correlation
+    between the parent's and the model's log-probabilities of the parent's ALTERNATIVES most likely tokens other
+    than the text's (mid-ranks for ties; 0 at a position where either model ranks them all equal). 1: the model
+    orders the parent's alternatives as the parent does.
+
+    model, parent: per query, log-probabilities [P, k] of the parent's alternatives (`open_outputs`). None of them
+    is the text's token, so how well a model predicts the text is left out; and ranks leave out how sharp each
+    model is (a model trained less is flatter, and a comparison of probabilities, a KL, would count that as
+    nearness: measured, docs/derivation_test.md). What is left is which of the parent's alternatives each model
+    prefers: a distilled student learned that order from the parent's distribution, a model of the data only as
+    far as the data says it."""
     out = []
     for m, p in zip(model, parent, strict=True):
-        pi, rho = torch.log_softmax(p.float(), -1), torch.log_softmax(m.float(), -1)
-        out.append(float(-(pi.exp() * (pi - rho)).sum(-1).mean()) if len(p) else 0.0)
+        if not len(p):
+            out.append(0.0)
+            continue
+        rm, rp = mid_ranks(m.float()), mid_ranks(p.float())
+        rm, rp = rm - rm.mean(-1, keepdim=True), rp - rp.mean(-1, keepdim=True)
+        norm = rm.norm(dim=-1) * rp.norm(dim=-1)
+        rho = torch.where(norm > 0, (rm * rp).sum(-1) / norm.clamp_min(1e-12), torch.zeros_like(norm))
+        out.append(float(rho.mean()))
     return out
 
 
 def open_statistics(preds: dict[str, list[torch.Tensor]], targets: Sequence[torch.Tensor], suspect: str,
                     parent: str, references: Sequence[str],
-                    alternatives: dict[str, list[torch.Tensor]] | None = None) -> dict[str, Any]:
+                    alternatives: dict[str, list[torch.Tensor]] | None = None, alpha: float = 0.01) -> dict[str, Any]:
     """Everything the open-mode test needs from each model's compared top-1 predictions (`preds`, by label), the
     text's next tokens and, for the alternatives statistic, each model's log-probabilities of the parent's
     alternatives (`alternatives`, by label; `open_outputs`): the suspect's agreement with every model, each
     reference's with the parent, the measured statistics (`Measured`, by name), each model's fit to the text,
     departure agreement and alternatives agreement, and the reasons (coverage, degenerate references or parent)
-    that make the verdict inconclusive."""
+    that make the verdict inconclusive, with those that hold for one statistic only (`reasons_by_statistic`: the
+    alternatives statistic's `kind_reasons`)."""
     agreement = {c: open_agreements(preds[suspect], preds[c]) for c in (parent, *references)}
     with_parent = {r: open_agreements(preds[r], preds[parent]) for r in references}
     fit = {label: fit_to_text(p, targets) for label, p in preds.items()}
@@ -609,8 +655,9 @@ def open_statistics(preds: dict[str, list[torch.Tensor]], targets: Sequence[torc
     reasons = coverage_reasons(fit, suspect, references) + degenerate_predictions(
         {c: preds[c] for c in (parent, *references)})
     return {"agreement": agreement, "with_parent": with_parent, "measured": measured, "fit": fit,
-            "departure_agreement": copied, "alternatives_agreement": ordered,
-            "reasons": reasons, "cautions": degenerate_predictions({suspect: preds[suspect]})}
+            "departure_agreement": copied, "alternatives_agreement": ordered, "reasons": reasons,
+            "reasons_by_statistic": {"alternatives": kind_reasons(fit, suspect, references, alpha)},
+            "cautions": degenerate_predictions({suspect: preds[suspect]})}
 
 
 def derivation_open(suspect: Candidate, parent: Candidate, references: Sequence[Candidate], data: str,
@@ -635,10 +682,10 @@ def derivation_open(suspect: Candidate, parent: Candidate, references: Sequence[
         at = ids if at is None else at
         del loaded
     st = open_statistics(preds, [q.targets() for q in asked], suspect.label, parent.label,
-                         [c.label for c in references], alts)
+                         [c.label for c in references], alts, alpha)
     report = judge(st["agreement"], parent.label, alpha, st["with_parent"], statistic, st["measured"],
-                   st["reasons"])
-    report["cautions"] += st["cautions"]
+                   st["reasons"] + st["reasons_by_statistic"].get(statistic, []))
+    report["cautions"] += st["cautions"] + ([ALTERNATIVES_CAUTION] if statistic == "alternatives" else [])
     chat = asked[0].compared is not None
     report.update(mode="open", fit_top1={k: round(v, 4) for k, v in st["fit"].items()},
                   departure_agreement={k: round(v, 4) for k, v in st["departure_agreement"].items()},
