@@ -95,6 +95,7 @@ NOT_RUN = {  # scripts with no smallest size of their own, and why
     "provenance.provenance_chat_queries": "reads the `distill generate` answer folders of a provenance_chat run",
     "guard.guard_traffic*": "traffic generators read by bench_guard_heldout (run there)",
     "retention.tool_task_tools": "the calculator tool module of bench_tool_task (run there)",
+    "provenance.alternatives_choice": "an analysis of a bench_provenance_soundness --power work folder's cache",
 }
 
 
