@@ -264,8 +264,15 @@ def test_a_distilled_student_is_flagged_open_mode(family, capsys):
     # the alternatives statistic decides when asked; this parent is a sharp random model (nearly all its mass on
     # its top-1), so its alternatives carry little weight in distillation: only the structure is asserted here
     # (its power is measured on a real parent in docs/benchmarks.md)
-    code, alt = _run(capsys, family["distilled"], family, "--statistic", "alternatives")
+    # without the user's statement that a reference is of the suspect's data: inconclusive whatever its p
+    code, unvouched = _run(capsys, family["distilled"], family, "--statistic", "alternatives")
+    assert code == 3 and unvouched["verdict"] == "inconclusive" and not unvouched["derived"]
+    assert derivation.UNVOUCHED_ALTERNATIVES in unvouched["inconclusive"]
+    assert unvouched["evidence"]["settings"]["references_vouched_for"] is False
+    code, alt = _run(capsys, family["distilled"], family, "--statistic", "alternatives", "--vouch-references")
     assert alt["statistic"] == "alternatives" and code == {"derived": 0, "not_derived": 1, "inconclusive": 3}[alt["verdict"]]
+    assert derivation.UNVOUCHED_ALTERNATIVES not in alt["inconclusive"]
+    assert alt["evidence"]["settings"]["references_vouched_for"] is True
     assert set(alt["alternatives_agreement"]) == {"suspect", *alt["references"]}
     assert derivation.ALTERNATIVES_CAUTION in alt["cautions"] and derivation.ALTERNATIVES_CAUTION not in rep["cautions"]
     assert alt["model_level"]["suspect"] == pytest.approx(alt["alternatives_agreement"]["suspect"], abs=1e-4)
@@ -297,7 +304,7 @@ def test_a_model_trained_on_the_same_data_is_not_accused(family, capsys):
     # fixed seeds: deterministic. Not derived (1) or, if it happens to fit the text better than all three
     # references, inconclusive (3): never an accusation
     for statistic in ("departure", "alternatives", "parent"):
-        code, rep = _run(capsys, family["same_data"], family, "--statistic", statistic)
+        code, rep = _run(capsys, family["same_data"], family, "--statistic", statistic, "--vouch-references")
         assert code in (1, 3) and not rep["derived"] and rep["statistic"] == statistic
 
 

@@ -44,12 +44,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "often than the reference (controls for each model's fit to the text); alternatives (open mode) "
                    "= does the suspect rank the parent's 20 most likely tokens other than the text's as the parent "
                    "does (rank correlation), more than each reference: far more power on students distilled "
-                   "white-box, but sound only when a reference was trained on the suspect's kind of data; parent "
+                   "white-box, but sound only when a reference was trained on the suspect's kind of data "
+                   "(--vouch-references); parent "
                    "(default in black-box mode, where there is no text) = does the suspect agree with the parent "
                    "more than each reference does; suspect = does the suspect agree with the parent more than with "
                    "each reference (Nikolić et al.). alternatives, parent and suspect are unsound when every "
                    "reference was trained on other data than the suspect (false accusations measured). Every "
                    "computable p is reported; this one decides (docs/derivation_test.md)")
+    p.add_argument("--vouch-references", action="store_true", help="with --statistic alternatives: you state that "
+                   "at least one reference was trained on the suspect's kind of data, as long (recorded in the "
+                   "report). Without it that statistic answers INCONCLUSIVE, since it is not sound with references "
+                   "of other data only")
     p.add_argument("--alpha", type=float, default=0.01, help="significance level of the verdict (default 0.01)")
     p.add_argument("--api-key-env", help="environment variable holding the endpoints' API key (never printed)")
     q = p.add_argument_group("endpoint queries (black-box mode: `distill generate`'s client)")
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     statistic = args.statistic or ("departure" if mode == "open" else "parent")
     if mode == "open":
         report = derivation.derivation_open(suspect, parent, refs, args.data, args.queries, args.seq_len, args.alpha,
-                                            statistic)
+                                            statistic, args.vouch_references)
     else:
         from pydantic import ValidationError
 

@@ -375,8 +375,14 @@ def degenerate_answers(texts: dict[str, Sequence[str]], words: int) -> list[str]
 ALTERNATIVES_CAUTION = ("the alternatives statistic is sound only when at least one reference was trained on the "
                         "suspect's kind of data: with references of another corpus only, 2.7% (development corpora) "
                         "and 20% (fresh corpora) of null tests were falsely DERIVED at alpha 0.01, which neither the "
-                        "coverage nor the kind check caught (docs/derivation_test.md). Unless that can be vouched "
-                        "for, use the default departure statistic")
+                        "coverage nor the kind check caught (docs/derivation_test.md). This verdict rests on your "
+                        "statement (--vouch-references) that one was")
+UNVOUCHED_ALTERNATIVES = ("the alternatives statistic cannot tell by itself whether the references were trained on "
+                          "the suspect's kind of data, and it is not sound when none was (measured: 20% false "
+                          "DERIVED at alpha 0.01 with references of another corpus only, docs/derivation_test.md). "
+                          "Give --vouch-references if you can show that at least one reference was trained on the "
+                          "suspect's kind of data, as long (the report records that you did), or use the default "
+                          "departure statistic")
 BLACKBOX_COVERAGE = ("black-box mode cannot check that the references cover the prompts' domain (answers carry no "
                      "fit to a text): a suspect that merely knows that domain better than the references agrees more "
                      "with any good parent. The verdict is only as sound as the references: models of the suspect's "
@@ -662,8 +668,10 @@ def open_statistics(preds: dict[str, list[torch.Tensor]], targets: Sequence[torc
 
 def derivation_open(suspect: Candidate, parent: Candidate, references: Sequence[Candidate], data: str,
                     queries: int = 64, seq_len: int = 64, alpha: float = 0.01,
-                    statistic: str = "departure") -> dict[str, Any]:
-    """Open mode: every model local with the suspect's tokenizer, fed the same passages of `data`."""
+                    statistic: str = "departure", vouched: bool = False) -> dict[str, Any]:
+    """Open mode: every model local with the suspect's tokenizer, fed the same passages of `data`. `vouched`: the
+    user states that at least one reference was trained on the suspect's kind of data; without it the
+    alternatives statistic is inconclusive whatever its p (UNVOUCHED_ALTERNATIVES)."""
     from distill.models.loading import load_model, load_tokenizer, tokenizer_fingerprint
 
     check_queries(queries, alpha)
@@ -683,9 +691,11 @@ def derivation_open(suspect: Candidate, parent: Candidate, references: Sequence[
         del loaded
     st = open_statistics(preds, [q.targets() for q in asked], suspect.label, parent.label,
                          [c.label for c in references], alts, alpha)
+    alternatives = statistic == "alternatives"
+    unvouched = [UNVOUCHED_ALTERNATIVES] if alternatives and not vouched else []
     report = judge(st["agreement"], parent.label, alpha, st["with_parent"], statistic, st["measured"],
-                   st["reasons"] + st["reasons_by_statistic"].get(statistic, []))
-    report["cautions"] += st["cautions"] + ([ALTERNATIVES_CAUTION] if statistic == "alternatives" else [])
+                   st["reasons"] + st["reasons_by_statistic"].get(statistic, []) + unvouched)
+    report["cautions"] += st["cautions"] + ([ALTERNATIVES_CAUTION] if alternatives and vouched else [])
     chat = asked[0].compared is not None
     report.update(mode="open", fit_top1={k: round(v, 4) for k, v in st["fit"].items()},
                   departure_agreement={k: round(v, 4) for k, v in st["departure_agreement"].items()},
@@ -695,7 +705,8 @@ def derivation_open(suspect: Candidate, parent: Candidate, references: Sequence[
                   measure="share of " + ("answer " if chat else "") + "positions with the same most likely next token",
                   evidence=evidence([suspect, parent, *references], [[q.ids, q.compared] for q in asked],
                                     {"mode": "open", "data": data, "queries": queries, "seq_len": seq_len,
-                                     "alpha": alpha, "statistic": statistic}, infos))
+                                     "alpha": alpha, "statistic": statistic,
+                                     **({"references_vouched_for": vouched} if alternatives else {})}, infos))
     return report
 
 
