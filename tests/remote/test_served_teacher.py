@@ -150,6 +150,23 @@ def test_server_faults_are_retried_then_refused(teacher_server, teacher_loaded, 
     assert "--resume" in e.value.fix
 
 
+def test_the_teachers_retry_and_key_settings_reach_its_client(teacher_server, teacher_loaded, tmp_path):
+    key = tmp_path / "key.txt"
+    key.write_text("sk-served-test\n")
+    spec = ServedTeacherConfig(kind="served", endpoint=teacher_server.url, model="tiny-teacher", top_k=K,
+                               max_tries=2, timeout_s=7.5, backoff_s=0.02, api_key_file=str(key))
+    client = spec.client(teacher_loaded.tokenizer)
+    try:
+        assert (client.max_tries, client.backoff_s, client.http.timeout.read) == (2, 0.02, 7.5)
+        assert client.http.headers["authorization"] == "Bearer sk-served-test"
+    finally:
+        client.close()
+    with pytest.raises(ValueError, match="not both"):
+        ServedTeacherConfig(kind="served", endpoint=teacher_server.url, model="m", api_key_env="K",
+                            api_key_file=str(key))
+    assert "sk-served-test" not in spec.model_dump_json()
+
+
 def test_eval_against_the_served_teacher(teacher_server, tiny_teacher_dir, tiny_model_dir, text_file):
     from distill.evaluation.report import evaluate, format_report
     from distill.evaluation.settings import EvalSettings

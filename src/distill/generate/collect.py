@@ -38,13 +38,11 @@ def collect(settings: GenerateSettings) -> GenerateResult:
     from distill.data.generated import RESULTS
     from distill.fileio import write_json_atomic
     from distill.generate.client import run_generation
-    from distill.keys.api import read_api_key
     from distill.provenance.policy import check_api_teacher
 
     verdict = check_api_teacher(settings.endpoint, settings.model, settings.authorization,
                                 local_spec=settings.teacher_spec or settings.tokenizer)
-    key = read_api_key(settings.api_key_env, settings.api_key_file, "--api-key-env / --api-key-file",
-                       default_env="OPENAI_API_KEY")
+    key = settings.api_key("--api-key-env / --api-key-file", default_env="OPENAI_API_KEY")
     acct = run_generation(settings, api_key=key)
     out = Path(settings.out)
     policy = verdict.to_dict()

@@ -8,8 +8,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from distill.keys.api import KeySource
 
-class RequestLimits(BaseModel):
+
+class Retries(BaseModel):
+    """How a client retries a request that failed or stalled, declared once for every client of an endpoint (the
+    served teacher's scoring client, `distill generate`'s client, the derivation test's queries)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tries: int = Field(6, ge=1, description="Tries per request before giving up on it (`distill generate` records "
+                           "the prompt in failures.jsonl for the next run; training stops with its last checkpoint "
+                           "resumable).")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds per request, the whole answer included (so stalled "
+                             "bodies count).")
+    backoff_s: float = Field(1.0, ge=0, description="The first backoff step in seconds; it doubles per retry.")
+
+
+class RequestLimits(Retries):
     """How hard a client of an OpenAI-compatible API may push it, and what its tokens cost: shared by
     `GenerateSettings` and the derivation test's `QueryOptions` (both query through the same client)."""
 
@@ -20,18 +36,13 @@ class RequestLimits(BaseModel):
                               "unlimited).")
     price_in: float = Field(0.0, ge=0, description="USD per million prompt tokens, for the cost.")
     price_out: float = Field(0.0, ge=0, description="USD per million completion tokens, for the cost.")
-    max_tries: int = Field(6, ge=1, description="Tries per prompt before it is recorded in failures.jsonl (the next "
-                           "run tries it again).")
-    timeout_s: float = Field(120.0, gt=0, description="Seconds per request, the whole answer included (so stalled "
-                             "bodies count).")
-    backoff_s: float = Field(1.0, ge=0, description="The first backoff step in seconds; it doubles per retry, with "
-                             "full jitter.")
 
 
-class GenerateSettings(RequestLimits):
+class GenerateSettings(RequestLimits, KeySource):
     """One black-box generation run against an OpenAI-compatible API; a field with a `distill generate` flag has
     its name (`--max-tokens`: max_tokens), except `timeout_s`, `backoff_s` and `tool_timeout_s` (`--timeout`,
-    `--backoff`, `--tool-timeout`) and `progress` (`--no-progress`)."""
+    `--backoff`, `--tool-timeout`) and `progress` (`--no-progress`). Without a key source, the key is
+    OPENAI_API_KEY's when that is set."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,10 +64,6 @@ class GenerateSettings(RequestLimits):
     temperature: float = Field(1.0, ge=0, description="Sampling temperature (0: greedy).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     seed: int | None = Field(None, description="The sampling seed sent to the API (None: none sent).")
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key (default: "
-                                    "OPENAI_API_KEY when set); the key is never written to outputs or logs.")
-    api_key_file: str | None = Field(None, description="File whose first line is the API key (instead of "
-                                     "api_key_env).")
     tokenizer: str | None = Field(None, description="The teacher's tokenizer spec ('default', a model folder, a "
                                   ".gguf), to map the returned log-prob tokens to ids (None: not mapped).")
     backoff_cap_s: float = Field(60.0, ge=0, description="The longest backoff step in seconds.")
@@ -99,6 +106,4 @@ class GenerateSettings(RequestLimits):
         if self.tools and (self.n != 1 or self.top_logprobs):
             raise ValueError("--tools generates one trajectory per prompt, without log-probabilities; leave out --n "
                              "and --top-logprobs")
-        if self.api_key_env and self.api_key_file:
-            raise ValueError("the API key comes from --api-key-env or --api-key-file, not both")
         return self

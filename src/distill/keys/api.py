@@ -13,6 +13,8 @@ import hmac
 import os
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from distill.errors import DistillError
 
 
@@ -37,6 +39,28 @@ def read_api_key(env: str | None, file: str | None, where: str, default_env: str
                                where=where, fix=f"export {env}=<your key>, or drop the setting")
         return key
     return (os.environ.get(default_env, "").strip() or None) if default_env else None
+
+
+class KeySource(BaseModel):
+    """Where a client's API key comes from, declared once for every client that sends one (the served teacher,
+    `distill generate`): the key itself is never a setting, so it never reaches a config dump, an output or a log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key (never written to "
+                                    "outputs or logs).")
+    api_key_file: str | None = Field(None, description="File whose first line is the API key (instead of "
+                                     "api_key_env).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeySource:
+        if self.api_key_env and self.api_key_file:
+            raise ValueError("the API key comes from api_key_env or api_key_file, not both")
+        return self
+
+    def api_key(self, where: str, default_env: str | None = None) -> str | None:
+        """The key (`read_api_key`); errors name `where`, never the key."""
+        return read_api_key(self.api_key_env, self.api_key_file, where, default_env)
 
 
 def load_api_keys(path: str | Path) -> dict[str, str]:

@@ -11,14 +11,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from distill.errors import DistillError
+from distill.generate.settings import Retries
+from distill.keys.api import KeySource
 from distill.teachers.base import TeacherBase, TeacherInputs, TeacherKind
 
 if TYPE_CHECKING:
     from distill.config import DistillConfig
 
 
-class ServedTeacherConfig(TeacherBase):
-    """`teacher: {kind: served, endpoint: URL, model: NAME, ...}`; `model` is the served model's name."""
+class ServedTeacherConfig(KeySource, Retries, TeacherBase):
+    """`teacher: {kind: served, endpoint: URL, model: NAME, ...}`; `model` is the served model's name. How requests
+    are retried (`max_tries`, `timeout_s`, `backoff_s`) and where the server's key comes from (`api_key_env`,
+    `api_key_file`) are declared once, in `Retries` and `KeySource`, for every client of an endpoint."""
 
     kind: Literal["served"] = Field(description="A teacher behind an inference server.")
     KIND = TeacherKind("served", "a teacher behind an inference server, scoring each micro-batch (top-k "
@@ -43,12 +47,6 @@ class ServedTeacherConfig(TeacherBase):
     prefetch: int = Field(2, ge=0, description="Micro-batches scored ahead while the student computes (0 = score "
                           "each when asked).")
     concurrency: int = Field(2, ge=1, description="Scoring requests in flight at once.")
-    timeout_s: float = Field(120.0, gt=0, description="Seconds per scoring request before a retry.")
-    max_tries: int = Field(6, ge=1, description="Attempts per request (with backoff) before the run stops with an "
-                           "error (its last checkpoint stays resumable).")
-    api_key_env: str | None = Field(None, description="Environment variable holding the server's API key (never "
-                                    "written to outputs or logs).")
-    api_key_file: str | None = Field(None, description="File holding the server's API key.")
 
     @property
     def local_spec(self) -> str:
@@ -72,12 +70,11 @@ class ServedTeacherConfig(TeacherBase):
 
     def client(self, tokenizer, *, where: str = "teacher.endpoint"):
         """A scoring client of this server, after the server proved to serve `model` with `tokenizer`."""
-        from distill.keys.api import read_api_key
         from distill.remote.client import ScoringClient
 
-        key = read_api_key(self.api_key_env, self.api_key_file, "teacher.api_key_env / teacher.api_key_file")
+        key = self.api_key("teacher.api_key_env / teacher.api_key_file")
         client = ScoringClient(self.endpoint, self.model, self.top_k, api_key=key, timeout_s=self.timeout_s,
-                               max_tries=self.max_tries, where=where)
+                               max_tries=self.max_tries, backoff_s=self.backoff_s, where=where)
         try:
             client.check_identity(tokenizer)
         except BaseException:
