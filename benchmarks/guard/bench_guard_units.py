@@ -43,6 +43,7 @@ from distill.protection.guard.traffic import benign_records
 
 VARIANTS = {  # name -> (leave_out, compared statistics)
     "actor": ("actor", COMPARED),
+    "actor-without-novel": ("actor", tuple(s for s in COMPARED if s != "novel")),  # the design before `novel`
     "account": ("account", COMPARED),
     "actor+relational": ("actor", COMPARED + RELATIONAL + ("logistic",)),
     "account+relational": ("account", COMPARED + RELATIONAL + ("logistic",)),

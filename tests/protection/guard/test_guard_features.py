@@ -120,6 +120,23 @@ def test_coverage_counts_only_words_rare_in_the_whole_traffic():
     assert g.windows["d"].entries[-1].coverage == 1.0
 
 
+def test_novel_counts_new_words_rare_or_not_and_only_after_the_frame_fills():
+    g = Guard(GuardConfig(min_requests=1))
+    for key in ("a", "b", "c"):  # "sunflower" is in three keys' windows: not rare, so not coverage, still novel
+        g.observe(key, req("sunflower seeds"), resp(3, 10), 0.0)
+    for i in range(5):  # the window's first FRAME_AFTER prompts are never scored
+        g.observe("d", req(f"Provide thorough notes on {TOPICS[i]}"), resp(6, 10), 1.0 + i)
+    cases = [("Provide thorough notes on sunflower", True),  # new to the key, common in the traffic
+             ("Provide thorough notes on zeppelin", True),  # new and rare
+             ("Provide thorough notes on sunflower", False),  # back to a topic of the key's
+             ("notes on zeppelin, thorough", False)]  # every word already in the window
+    for i, (text, novel) in enumerate(cases):
+        g.observe("d", req(text), resp(6, 10), 10.0 + i)
+        assert g.windows["d"].entries[-1].novel is novel, text
+    assert [e.novel for e in list(g.windows["d"].entries)[:5]] == [False] * 5
+    assert g.windows["d"].statistics()["novel"] == pytest.approx(2 / 9)
+
+
 def test_lp_harvest_counts_in_full_only_at_scale():
     w = KeyWindow(1e9, 1000)
     for i in range(400):  # unique prompts, top_logprobs 20, one-token answers: every request is a probe

@@ -52,6 +52,10 @@ traffic; each is a share or a mean in [0, 1], higher = further from conversation
                this key's prompt distribution is from the traffic around it
   rate         requests per hour over the window's span (at least an hour; log-scaled: log1p(rate) / log1p(3600)):
                the window is capped at max_window_requests, the rate is not
+  novel        share of prompts that bring a content word new to the key's window, rare in the traffic or not
+               (`coverage` without its rarity test): a sweep of a topic space, however common its topics' words,
+               brings a new word with nearly every prompt; people come back to their topics. Apps relaying many
+               users, eval harnesses and RAG contexts drive it up (0 for a window's first FRAME_AFTER prompts, as template)
   requests     served requests in the window (the volume band the others are compared within)
 """
 
@@ -100,7 +104,7 @@ RARE_MIN, RARE_SHARE = 3, 0.01  # coverage: a topic word is in the windows of < 
 CROSS_SATURATE = 20  # cross_key reaches 1 at this many overlapping keys
 CROSS_LIFT = 3.0  # a cross-key frame word is in a share of the key's prompts >= this times its share in all prompts
 ALL_PROMPTS = ""  # the key of `word_prompts` that counts the prompts of all windows (no content word is empty)
-EXTRA = ("single_turn", "asked_long", "tools", "similarity", "pool_distance", "rate")
+EXTRA = ("single_turn", "asked_long", "tools", "similarity", "pool_distance", "rate", "novel")
 STATISTICS = FEATURES + EXTRA  # what the calibrated guard compares with benign traffic (plus "requests")
 DIM = 256  # hashed bag-of-words prompt vectors
 ASKED_LONG, ASKED_DEFAULT = 1024, 512  # asked_long saturates at this; a request asking nothing counts as this
@@ -196,6 +200,7 @@ class Entry:
     template: float = 0.0  # set by KeyWindow.add: share of frame words
     coverage: float = 0.0  # ... 1 when it brings a rare word new to the key
     slot: bool = False  # ... a one-slot template filled with such a word
+    novel: bool = False  # ... brings a content word new to the key (rare in the traffic or not)
     harvest: bool = False  # ... a log-probability probe on a new prompt
     single: bool = False  # a lone user message (no assistant turn before it)
     asked: int = ASKED_DEFAULT  # answer tokens asked for
@@ -281,7 +286,7 @@ class KeyWindow:
         self.lp_sum = self.template_sum = self.coverage_sum = self.long_sum = 0.0
         self.t_in = self.t_out = 0
         self.total_seen = 0
-        self.n_single = self.n_tools = self.n_vec = 0
+        self.n_single = self.n_tools = self.n_vec = self.n_novel = 0
         self.asked_sum = 0.0
         self.vec_sum = np.zeros(DIM)  # sum of the window's prompt vectors
 
@@ -320,6 +325,7 @@ class KeyWindow:
             elif shared and sign > 0 and self.words[w] == 1:
                 self.word_keys[w] += 1
         self.n_cot += sign * e.cot
+        self.n_novel += sign * e.novel
         self.n_harvest += sign * e.harvest
         self.n_slot += sign * e.slot
         self.n_tiny += sign * e.tiny
@@ -365,6 +371,7 @@ class KeyWindow:
         slot_need = max(FRAME_MIN, SLOT_SHARE * n)
         slot_frame = sum(1 for w in e.words if self.words.get(w, 0) >= slot_need)
         e.slot = new_topic and slot_frame >= SLOT_FRAME and len(e.words) - slot_frame <= SLOT_OTHER
+        e.novel = any(w not in self.words for w in e.words)
 
     def add(self, e: Entry, rare_below: float = RARE_MIN) -> list[Entry]:
         """Add a request and drop those outside the window; returns the dropped entries. `rare_below`: a word in
@@ -427,7 +434,8 @@ class KeyWindow:
         stats = self.features(cross_keys)
         stats.update(single_turn=self.n_single / n if n else 0.0, asked_long=self.asked_sum / n if n else 0.0,
                      tools=self.n_tools / n if n else 0.0, similarity=self.similarity(),
-                     pool_distance=self.pool_distance(others), rate=self.rate(), requests=float(n))
+                     pool_distance=self.pool_distance(others), rate=self.rate(), novel=self.n_novel / n if n else 0.0,
+                     requests=float(n))
         return stats
 
     def features(self, cross_keys: int = 0) -> dict[str, float]:
