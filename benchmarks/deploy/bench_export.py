@@ -26,7 +26,60 @@ EXPORTS = [("hf", "bf16", None), ("gguf", "f16", None), ("gguf", None, "q8_0"), 
            ("gguf", None, "q4_0")]
 
 
-def exports(student: str, work: Path, sequences: int, seq_len: int) -> list[dict]:
+def llama_cpp_speed(path: Path, prompts: list[list[int]], new_tokens: int, threads: int) -> dict | None:
+    """llama.cpp's greedy tokens/s on the GGUF file (batch 1, its KV cache, `threads` threads; the prompt's
+    evaluation not counted), and the torch student's with the same prompts and threads for a like-with-like
+    ratio; None where llama-cpp-python is not installed."""
+    from distill.deploy.check import llama_cpp_available
+
+    if not llama_cpp_available():
+        return None
+    import time
+
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=max(len(p) for p in prompts) + new_tokens + 8, n_threads=threads,
+                verbose=False)
+    seconds, tokens = 0.0, 0
+    for ids in prompts:
+        llm.reset()
+        llm.eval(ids)
+        t = time.perf_counter()
+        n = 0
+        for tok in llm.generate([], temp=0.0, reset=False):
+            n += 1
+            if n >= new_tokens or tok == llm.token_eos():
+                break
+        seconds, tokens = seconds + time.perf_counter() - t, tokens + n
+    return {"threads": threads, "prompts": len(prompts), "new_tokens": tokens,
+            "tokens_per_s": tokens / max(seconds, 1e-9)}
+
+
+def torch_speed(student: str, prompts: list[list[int]], new_tokens: int, threads: int) -> dict:
+    """The student's own greedy tokens/s in torch (as saved, batch 1, KV cache), the prompt's forward not counted."""
+    import time
+
+    import torch
+
+    from distill.models.loading import load_model
+
+    torch.set_num_threads(threads)
+    m = load_model(student).model.eval()
+    seconds, tokens = 0.0, 0
+    with torch.no_grad():
+        for ids in prompts:
+            out = m(torch.tensor([ids]), use_cache=True)
+            past, nxt = out.past_key_values, out.logits[0, -1].argmax()
+            t = time.perf_counter()
+            for _ in range(new_tokens - 1):
+                out = m(nxt.view(1, 1), past_key_values=past, use_cache=True)
+                past, nxt = out.past_key_values, out.logits[0, -1].argmax()
+            seconds, tokens = seconds + time.perf_counter() - t, tokens + new_tokens - 1
+    return {"threads": threads, "prompts": len(prompts), "dtype": str(next(m.parameters()).dtype),
+            "tokens_per_s": tokens / max(seconds, 1e-9)}
+
+
+def exports(student: str, work: Path, sequences: int, seq_len: int, speed: dict | None = None) -> list[dict]:
     from distill.deploy.check import DEFAULT_MAX_KL
     from distill.deploy.export import ExportSettings, export
 
@@ -36,7 +89,12 @@ def exports(student: str, work: Path, sequences: int, seq_len: int) -> list[dict
         # no limit: every figure recorded; `refused_at_default` says what the default does
         rec = export(ExportSettings(student=student, format=fmt, dtype=dtype, quant=quant, out=str(work / name),
                                     sequences=sequences, seq_len=seq_len, max_kl=float("inf")))
-        rows.append({"format": fmt, "weights": rec["weights"], "size_bytes": rec["size_bytes"],
+        fast = None
+        if speed is not None and fmt == "gguf":
+            fast = llama_cpp_speed(work / name, speed["prompts"], speed["new_tokens"], speed["threads"])
+            if fast:
+                print(f"     llama.cpp greedy {fast['tokens_per_s']:.1f} tokens/s", flush=True)
+        rows.append({"format": fmt, "weights": rec["weights"], "size_bytes": rec["size_bytes"], "llama_cpp_speed": fast,
                      "kl_per_token": rec["check"]["kl_per_token"], "kl_max_token": rec["check"]["kl_max_token"],
                      "top1_agreement": rec["check"]["top1_agreement"], "tokens": rec["check"]["tokens"],
                      "tensors": rec["tensors"], "llama_cpp": rec.get("llama_cpp"), "seconds": rec["seconds"],
@@ -100,6 +158,10 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--draft-tokens", type=int, default=5)
+    ap.add_argument("--speed-prompts", type=int, default=0, help="greedy tokens/s of each GGUF export in llama.cpp "
+                    "(where llama-cpp-python is installed) and of the torch student, over this many held-out "
+                    "Shakespeare prompts of 48 tokens, --new-tokens each (0: not measured)")
+    ap.add_argument("--speed-threads", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS / "deploy" / "export.json"))
     args = ap.parse_args()
     if not (Path(args.student) / "config.json").is_file():
@@ -117,7 +179,17 @@ def main() -> None:
                "check": {"data": "shakespeare", "sequences": args.sequences, "seq_len": args.seq_len}}
     del src
     if not args.draft_only:
-        results["exports"] = exports(args.student, work, args.sequences, args.seq_len)
+        speed = None
+        if args.speed_prompts:
+            from distill.config import DataConfig
+            from distill.data.corpus import load_corpus
+            tok = load_model(args.student).tokenizer
+            held = load_corpus(DataConfig(path="shakespeare", seq_len=128), tok).heldout[:args.speed_prompts]
+            speed = {"prompts": [list(map(int, q["input_ids"][:48])) for q in held], "new_tokens": args.new_tokens,
+                     "threads": args.speed_threads}
+            results["torch_speed"] = torch_speed(args.student, speed["prompts"], args.new_tokens, args.speed_threads)
+            print(f"torch student greedy {results['torch_speed']['tokens_per_s']:.1f} tokens/s", flush=True)
+        results["exports"] = exports(args.student, work, args.sequences, args.seq_len, speed)
         results["control_unpermuted_qk"] = control(args.student, work, args.sequences, args.seq_len)
     if args.draft or args.draft_only:
         students = {args.label: args.student, **({"ce": args.ce_student} if args.ce_student else {})}
