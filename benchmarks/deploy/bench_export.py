@@ -28,8 +28,8 @@ EXPORTS = [("hf", "bf16", None), ("gguf", "f16", None), ("gguf", None, "q8_0"), 
 
 def llama_cpp_speed(path: Path, prompts: list[list[int]], new_tokens: int, threads: int) -> dict | None:
     """llama.cpp's greedy tokens/s on the GGUF file (batch 1, its KV cache, `threads` threads; the prompt's
-    evaluation not counted), and the torch student's with the same prompts and threads for a like-with-like
-    ratio; None where llama-cpp-python is not installed."""
+    evaluation not counted; `torch_speed` is the same for the student); None where llama-cpp-python is not
+    installed."""
     from distill.deploy.check import llama_cpp_available
 
     if not llama_cpp_available():
@@ -177,13 +177,14 @@ def main() -> None:
                "student_bytes": sum(f.stat().st_size for f in Path(args.student).glob("*.safetensors")),
                "student_format": disk_format(src.info),
                "check": {"data": "shakespeare", "sequences": args.sequences, "seq_len": args.seq_len}}
+    tok = src.tokenizer
     del src
     if not args.draft_only:
         speed = None
         if args.speed_prompts:
             from distill.config import DataConfig
             from distill.data.corpus import load_corpus
-            tok = load_model(args.student).tokenizer
+
             held = load_corpus(DataConfig(path="shakespeare", seq_len=128), tok).heldout[:args.speed_prompts]
             speed = {"prompts": [list(map(int, q["input_ids"][:48])) for q in held], "new_tokens": args.new_tokens,
                      "threads": args.speed_threads}

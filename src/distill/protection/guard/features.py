@@ -366,12 +366,13 @@ class KeyWindow:
         need = max(FRAME_MIN, FRAME_SHARE * n)
         frame = sum(1 for w in e.words if self.words.get(w, 0) >= need)
         e.template = frame / len(e.words)
-        new_topic = any(w not in self.words and self.word_keys.get(w, 0) < rare_below for w in e.words)
+        new = [w for w in e.words if w not in self.words]
+        new_topic = any(self.word_keys.get(w, 0) < rare_below for w in new)
         e.coverage = float(new_topic)
         slot_need = max(FRAME_MIN, SLOT_SHARE * n)
         slot_frame = sum(1 for w in e.words if self.words.get(w, 0) >= slot_need)
         e.slot = new_topic and slot_frame >= SLOT_FRAME and len(e.words) - slot_frame <= SLOT_OTHER
-        e.novel = any(w not in self.words for w in e.words)
+        e.novel = bool(new)
 
     def add(self, e: Entry, rare_below: float = RARE_MIN) -> list[Entry]:
         """Add a request and drop those outside the window; returns the dropped entries. `rare_below`: a word in
